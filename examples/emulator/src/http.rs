@@ -1,0 +1,268 @@
+//! Small HTTP helpers: a request/reply model independent of tiny_http (so the
+//! endpoints can be unit-tested without sockets), form parsing, HTML escaping and
+//! redirect building.
+
+use std::collections::HashMap;
+use std::io::Read;
+
+/// Bodies larger than this are refused; nothing the emulator accepts is big.
+pub const MAX_BODY: usize = 64 * 1024;
+
+/// The parts of a request the endpoints look at.
+#[derive(Debug, Clone, Default)]
+pub struct Req {
+    pub method: String,
+    pub path: String,
+    pub query: String,
+    /// Header names lower-cased, values as received.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Req {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn query_params(&self) -> Params {
+        Params::parse(self.query.as_bytes())
+    }
+
+    pub fn form_params(&self) -> Params {
+        Params::parse(&self.body)
+    }
+}
+
+/// Decoded `application/x-www-form-urlencoded` pairs. The first occurrence of a
+/// name wins; OAuth forbids repeats, so which one wins hardly matters.
+#[derive(Debug, Clone, Default)]
+pub struct Params(HashMap<String, String>);
+
+impl Params {
+    pub fn parse(raw: &[u8]) -> Params {
+        let mut map = HashMap::new();
+        for (k, v) in url::form_urlencoded::parse(raw) {
+            map.entry(k.into_owned()).or_insert_with(|| v.into_owned());
+        }
+        Params(map)
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(String::as_str)
+    }
+
+    /// The value, or the empty string when absent.
+    pub fn text(&self, name: &str) -> &str {
+        self.get(name).unwrap_or("")
+    }
+
+    pub fn has(&self, name: &str) -> bool {
+        self.0.contains_key(name)
+    }
+}
+
+/// What an endpoint answers.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    pub fn new(status: u16, content_type: &str, body: impl Into<Vec<u8>>) -> Reply {
+        Reply {
+            status,
+            headers: vec![("Content-Type", content_type.to_string())],
+            body: body.into(),
+        }
+    }
+
+    /// HTML pages refuse framing: the real login must be a full-page navigation,
+    /// and a gate that tries an iframe should fail here, not at certification.
+    pub fn html(status: u16, body: String) -> Reply {
+        let mut reply = Reply::new(status, "text/html; charset=utf-8", body);
+        reply.headers.push(("X-Frame-Options", "DENY".to_string()));
+        reply.headers.push((
+            "Content-Security-Policy",
+            "frame-ancestors 'none'".to_string(),
+        ));
+        reply
+    }
+
+    pub fn json(status: u16, value: &serde_json::Value) -> Reply {
+        Reply::new(
+            status,
+            "application/json; charset=utf-8",
+            value.to_string().into_bytes(),
+        )
+    }
+
+    pub fn text(status: u16, body: &str) -> Reply {
+        Reply::new(status, "text/plain; charset=utf-8", body)
+    }
+
+    pub fn redirect(location: String) -> Reply {
+        Reply {
+            status: 302,
+            headers: vec![("Location", location)],
+            body: Vec::new(),
+        }
+    }
+
+    pub fn empty(status: u16) -> Reply {
+        Reply {
+            status,
+            headers: Vec::new(),
+            body: Vec::new(),
+        }
+    }
+
+    /// Token and userinfo answers carry credentials or personal data: no caching.
+    pub fn no_store(mut self) -> Reply {
+        self.headers.push(("Cache-Control", "no-store".to_string()));
+        self.headers.push(("Pragma", "no-cache".to_string()));
+        self
+    }
+
+    #[cfg(test)]
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Escapes text for HTML element content and double-quoted attribute values.
+pub fn escape_html(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// Appends query parameters to a redirect URI, keeping any query it already has.
+/// The URI is used verbatim rather than re-serialised by the `url` crate, so the
+/// relying party gets back exactly the string it registered.
+pub fn append_query(base: &str, params: &[(&str, &str)]) -> String {
+    let mut ser = url::form_urlencoded::Serializer::new(String::new());
+    for (k, v) in params {
+        ser.append_pair(k, v);
+    }
+    let encoded = ser.finish();
+    if encoded.is_empty() {
+        return base.to_string();
+    }
+    let sep = if !base.contains('?') {
+        "?"
+    } else if base.ends_with('?') || base.ends_with('&') {
+        ""
+    } else {
+        "&"
+    };
+    format!("{base}{sep}{encoded}")
+}
+
+/// Converts a tiny_http request into a [`Req`], reading at most [`MAX_BODY`]
+/// bytes. `Err` means the body was too large or unreadable.
+pub fn read_request(request: &mut tiny_http::Request) -> Result<Req, u16> {
+    let url = request.url().to_string();
+    let (path, query) = match url.split_once('?') {
+        Some((p, q)) => (p.to_string(), q.to_string()),
+        None => (url, String::new()),
+    };
+    let headers = request
+        .headers()
+        .iter()
+        .map(|h| {
+            (
+                h.field.as_str().as_str().to_ascii_lowercase(),
+                h.value.as_str().to_string(),
+            )
+        })
+        .collect();
+    let mut body = Vec::new();
+    let limit = u64::try_from(MAX_BODY).unwrap_or(u64::MAX) + 1;
+    request
+        .as_reader()
+        .take(limit)
+        .read_to_end(&mut body)
+        .map_err(|_| 400u16)?;
+    if body.len() > MAX_BODY {
+        return Err(413);
+    }
+    Ok(Req {
+        method: request.method().as_str().to_ascii_uppercase(),
+        path,
+        query,
+        headers,
+        body,
+    })
+}
+
+/// Converts a [`Reply`] into a tiny_http response. Headers that tiny_http
+/// refuses (non-ASCII) are dropped rather than crashing the worker; the
+/// endpoints only build ASCII header values.
+pub fn to_response(reply: Reply) -> tiny_http::Response<std::io::Cursor<Vec<u8>>> {
+    let mut response = tiny_http::Response::from_data(reply.body)
+        .with_status_code(tiny_http::StatusCode(reply.status));
+    for (name, value) in &reply.headers {
+        if let Ok(h) = tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()) {
+            response.add_header(h);
+        }
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_html_specials() {
+        assert_eq!(
+            escape_html(r#"<a href="x">'Ñ' & co</a>"#),
+            "&lt;a href=&quot;x&quot;&gt;&#39;Ñ&#39; &amp; co&lt;/a&gt;"
+        );
+    }
+
+    #[test]
+    fn appends_to_redirect_uris() {
+        assert_eq!(
+            append_query(
+                "https://a.gob.cl/cb/",
+                &[("code", "abc"), ("state", "x y&z")]
+            ),
+            "https://a.gob.cl/cb/?code=abc&state=x+y%26z"
+        );
+        assert_eq!(
+            append_query("https://a.gob.cl/cb?v=1", &[("error", "access_denied")]),
+            "https://a.gob.cl/cb?v=1&error=access_denied"
+        );
+        assert_eq!(
+            append_query("https://a.gob.cl/cb?", &[("code", "c")]),
+            "https://a.gob.cl/cb?code=c"
+        );
+    }
+
+    #[test]
+    fn form_params_decode_plus_and_percent() {
+        let p = Params::parse(b"scope=openid+run%20name&a=1&a=2");
+        assert_eq!(p.get("scope"), Some("openid run name"));
+        assert_eq!(p.get("a"), Some("1"));
+        assert_eq!(p.text("missing"), "");
+        assert!(!p.has("missing"));
+    }
+}

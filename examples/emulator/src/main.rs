@@ -1,0 +1,218 @@
+//! ClaveÚnica emulator: a single-process, in-memory stand-in for the real
+//! ClaveÚnica OpenID Connect service, so agencies can develop without sandbox
+//! credentials and the integration tests can drive a full login over HTTP.
+//!
+//! ```text
+//! claveunica-emulator [--listen 127.0.0.1:8900] [--issuer URL]
+//!                     [--client-id ID] [--client-secret S]
+//!                     [--redirect-uri URL] [--numero-as-string]
+//! ```
+//!
+//! Once bound it prints `claveunica-emulator listening on http://ADDR` on stdout
+//! (tests wait for that line), then logs one line per request on stderr.
+
+mod endpoints;
+mod http;
+mod state;
+mod tokens;
+mod users;
+
+use std::io::Write;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use endpoints::{App, Config};
+
+const USAGE: &str = "usage: claveunica-emulator [--listen ADDR:PORT] [--issuer URL] \
+[--client-id ID] [--client-secret SECRET] [--redirect-uri URL] [--numero-as-string]";
+
+const VALUE_FLAGS: &[&str] = &[
+    "--listen",
+    "--issuer",
+    "--client-id",
+    "--client-secret",
+    "--redirect-uri",
+];
+
+/// Enough to overlap a slow RSA signature with the browser's other requests.
+const WORKERS: usize = 4;
+
+#[derive(Debug)]
+struct Args {
+    listen: String,
+    issuer: Option<String>,
+    client_id: String,
+    client_secret: String,
+    redirect_uri: Option<String>,
+    numero_as_string: bool,
+}
+
+fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
+    let mut parsed = Args {
+        listen: "127.0.0.1:8900".into(),
+        issuer: None,
+        client_id: "demo-client".into(),
+        client_secret: "demo-secret".into(),
+        redirect_uri: None,
+        numero_as_string: false,
+    };
+    while let Some(arg) = args.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
+            _ => (arg.clone(), None),
+        };
+        if flag == "--numero-as-string" {
+            parsed.numero_as_string = true;
+            continue;
+        }
+        if flag == "--help" || flag == "-h" {
+            return Err(USAGE.into());
+        }
+        if !VALUE_FLAGS.contains(&flag.as_str()) {
+            return Err(format!("unknown argument {arg:?}\n{USAGE}"));
+        }
+        let value = match inline {
+            Some(v) => v,
+            None => args
+                .next()
+                .ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))?,
+        };
+        match flag.as_str() {
+            "--listen" => parsed.listen = value,
+            "--issuer" => parsed.issuer = Some(value),
+            "--client-id" => parsed.client_id = value,
+            "--client-secret" => parsed.client_secret = value,
+            "--redirect-uri" => parsed.redirect_uri = Some(value),
+            _ => return Err(format!("unknown argument {arg:?}\n{USAGE}")),
+        }
+    }
+    Ok(parsed)
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn serve(server: &tiny_http::Server, app: &App) {
+    loop {
+        let mut request = match server.recv() {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("accept failed: {e}");
+                continue;
+            }
+        };
+        let method = request.method().to_string();
+        let path = request
+            .url()
+            .split('?')
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        let reply = match http::read_request(&mut request) {
+            Ok(req) => endpoints::route(app, &req, now_secs()),
+            Err(status) => http::Reply::text(status, "Bad Request\n"),
+        };
+        let status = reply.status;
+        // Only method, path and status: queries and bodies carry codes and secrets.
+        eprintln!("{method} {path} {status}");
+        if let Err(e) = request.respond(http::to_response(reply)) {
+            eprintln!("write failed: {e}");
+        }
+    }
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args = match parse_args(std::env::args().skip(1)) {
+        Ok(a) => a,
+        Err(msg) => {
+            eprintln!("{msg}");
+            std::process::exit(2);
+        }
+    };
+    if let Some(uri) = &args.redirect_uri {
+        if !endpoints::is_plain_http_url(uri) {
+            return Err(format!("--redirect-uri {uri:?} is not an absolute http(s) URL").into());
+        }
+    }
+    let keys = tokens::Keys::generate()?;
+    let server = tiny_http::Server::http(args.listen.as_str())
+        .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+    let addr = server
+        .server_addr()
+        .to_ip()
+        .ok_or("listening socket has no IP address")?;
+    let issuer = args
+        .issuer
+        .clone()
+        .unwrap_or_else(|| format!("http://{addr}/openid"));
+    let issuer_url = url::Url::parse(&issuer).map_err(|e| format!("--issuer {issuer:?}: {e}"))?;
+    if !matches!(issuer_url.scheme(), "http" | "https") || !issuer_url.has_host() {
+        return Err(format!("--issuer {issuer:?} is not an http(s) URL").into());
+    }
+    let config = Config {
+        origin: issuer_url.origin().ascii_serialization(),
+        issuer,
+        client_id: args.client_id,
+        client_secret: args.client_secret,
+        redirect_uri: args.redirect_uri,
+        numero_as_string: args.numero_as_string,
+    };
+    let app = Arc::new(App::new(config, keys));
+    let server = Arc::new(server);
+
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "claveunica-emulator listening on http://{addr}")?;
+    stdout.flush()?;
+    drop(stdout);
+
+    let workers: Vec<_> = (0..WORKERS)
+        .map(|_| {
+            let server = Arc::clone(&server);
+            let app = Arc::clone(&app);
+            std::thread::spawn(move || serve(&server, &app))
+        })
+        .collect();
+    for w in workers {
+        if w.join().is_err() {
+            eprintln!("worker thread panicked");
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(list: &[&str]) -> Result<Args, String> {
+        parse_args(list.iter().map(|s| s.to_string()))
+    }
+
+    #[test]
+    fn defaults_and_flags() {
+        let a = parse(&[]).unwrap();
+        assert_eq!(a.listen, "127.0.0.1:8900");
+        assert_eq!(a.client_id, "demo-client");
+        assert!(!a.numero_as_string);
+        let a = parse(&[
+            "--listen",
+            "127.0.0.1:0",
+            "--client-secret=s3",
+            "--numero-as-string",
+            "--redirect-uri",
+            "http://app.localhost/cb/",
+        ])
+        .unwrap();
+        assert_eq!(a.listen, "127.0.0.1:0");
+        assert_eq!(a.client_secret, "s3");
+        assert!(a.numero_as_string);
+        assert_eq!(a.redirect_uri.as_deref(), Some("http://app.localhost/cb/"));
+        assert!(parse(&["--bogus", "x"]).is_err_and(|e| e.contains("unknown")));
+        assert!(parse(&["--bogus"]).is_err_and(|e| e.contains("unknown")));
+        assert!(parse(&["--issuer"]).is_err());
+    }
+}

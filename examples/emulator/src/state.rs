@@ -1,0 +1,124 @@
+//! In-memory authorization codes and access tokens.
+//!
+//! Every operation takes `now` (Unix seconds) from the caller instead of reading
+//! the clock, so tests can move time forward without sleeping.
+
+use std::collections::HashMap;
+
+use crate::users::User;
+
+/// Codes live 5 minutes, as the manual says.
+pub const CODE_TTL_SECS: u64 = 300;
+/// Access tokens live an hour (`expires_in` in the token answer).
+pub const ACCESS_TOKEN_TTL_SECS: u64 = 3600;
+
+/// What a code was issued for; the token endpoint checks the request against it.
+#[derive(Debug, Clone)]
+pub struct CodeGrant {
+    pub client_id: String,
+    pub redirect_uri: String,
+    pub nonce: Option<String>,
+    pub user: &'static User,
+    pub auth_time: u64,
+    pub expires_at: u64,
+}
+
+#[derive(Debug, Clone)]
+struct AccessGrant {
+    user: &'static User,
+    expires_at: u64,
+}
+
+#[derive(Debug, Default)]
+pub struct State {
+    codes: HashMap<String, CodeGrant>,
+    tokens: HashMap<String, AccessGrant>,
+}
+
+impl State {
+    pub fn new() -> State {
+        State::default()
+    }
+
+    /// Stores a new code. Expired entries are swept here so a long-running
+    /// emulator does not grow without bound.
+    pub fn insert_code(&mut self, code: String, grant: CodeGrant, now: u64) {
+        self.sweep(now);
+        self.codes.insert(code, grant);
+    }
+
+    /// Takes a code out of the store. The code is gone afterwards whatever the
+    /// caller decides, which is what makes codes single use (a failed exchange
+    /// burns the code too, as a stolen code should not get a second try).
+    pub fn take_code(&mut self, code: &str, now: u64) -> Option<CodeGrant> {
+        let grant = self.codes.remove(code)?;
+        (now < grant.expires_at).then_some(grant)
+    }
+
+    pub fn insert_token(&mut self, token: String, user: &'static User, now: u64) {
+        self.sweep(now);
+        self.tokens.insert(
+            token,
+            AccessGrant {
+                user,
+                expires_at: now + ACCESS_TOKEN_TTL_SECS,
+            },
+        );
+    }
+
+    pub fn token_user(&self, token: &str, now: u64) -> Option<&'static User> {
+        self.tokens
+            .get(token)
+            .filter(|g| now < g.expires_at)
+            .map(|g| g.user)
+    }
+
+    fn sweep(&mut self, now: u64) {
+        self.codes.retain(|_, g| now < g.expires_at);
+        self.tokens.retain(|_, g| now < g.expires_at);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::users::USERS;
+
+    fn grant(now: u64) -> CodeGrant {
+        CodeGrant {
+            client_id: "c".into(),
+            redirect_uri: "https://x/cb".into(),
+            nonce: None,
+            user: &USERS[0],
+            auth_time: now,
+            expires_at: now + CODE_TTL_SECS,
+        }
+    }
+
+    #[test]
+    fn codes_are_single_use() {
+        let mut s = State::new();
+        s.insert_code("abc".into(), grant(1000), 1000);
+        assert!(s.take_code("abc", 1001).is_some());
+        assert!(s.take_code("abc", 1002).is_none());
+        assert!(s.take_code("other", 1002).is_none());
+    }
+
+    #[test]
+    fn codes_expire_after_five_minutes() {
+        let mut s = State::new();
+        s.insert_code("a".into(), grant(1000), 1000);
+        s.insert_code("b".into(), grant(1000), 1000);
+        assert!(s.take_code("a", 1000 + CODE_TTL_SECS - 1).is_some());
+        assert!(s.take_code("b", 1000 + CODE_TTL_SECS).is_none());
+    }
+
+    #[test]
+    fn access_tokens_expire() {
+        let mut s = State::new();
+        s.insert_token("t".into(), &USERS[1], 1000);
+        assert_eq!(s.token_user("t", 1000).map(|u| u.sub), Some("3187"));
+        assert!(s.token_user("t", 1000 + ACCESS_TOKEN_TTL_SECS).is_none());
+        assert!(s.token_user("nope", 1000).is_none());
+    }
+}

@@ -1,0 +1,346 @@
+//! Legacy app: stands in for an agency's old web application behind the
+//! ClaveÚnica gate, in the demo and the integration tests.
+//!
+//! ```text
+//! legacy-app [--listen 127.0.0.1:8901]
+//! ```
+//!
+//! It trusts whatever identity headers reach it, like the real legacy apps do,
+//! which is exactly why the gate must strip forged ones. With `format=json` in the
+//! query it echoes the request (every header, in order, duplicates kept) so tests
+//! can see what the gate forwarded; otherwise it renders a small HTML portal.
+
+use std::io::Write;
+use std::sync::Arc;
+
+const USAGE: &str = "usage: legacy-app [--listen ADDR:PORT]";
+const WORKERS: usize = 4;
+/// Identity headers the gate adds start with this (lower-case) prefix.
+const IDENTITY_PREFIX: &str = "x-claveunica-";
+
+/// What the app looks at in a request, detached from tiny_http for testing.
+#[derive(Debug, Default)]
+struct Seen {
+    method: String,
+    path: String,
+    query: String,
+    /// Lower-cased names, values as received, in arrival order.
+    headers: Vec<(String, String)>,
+    body_len: u64,
+}
+
+impl Seen {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn wants_json(&self) -> bool {
+        url::form_urlencoded::parse(self.query.as_bytes())
+            .any(|(k, v)| k == "format" && v == "json")
+    }
+}
+
+/// Percent-decodes a header value and reads it as UTF-8, replacing invalid
+/// sequences. `+` stays a plus: this is header encoding, not form encoding.
+fn percent_decode_lossy(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        if b == b'%' {
+            let hex = bytes
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok());
+            if let Some(decoded) = hex {
+                out.push(decoded);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn escape_html(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+fn echo_json(seen: &Seen) -> String {
+    let headers: Vec<[&str; 2]> = seen
+        .headers
+        .iter()
+        .map(|(n, v)| [n.as_str(), v.as_str()])
+        .collect();
+    serde_json::json!({
+        "method": seen.method,
+        "path": seen.path,
+        "query": seen.query,
+        "headers": headers,
+        "body_len": seen.body_len,
+    })
+    .to_string()
+}
+
+fn portal_html(seen: &Seen) -> String {
+    let decoded = |name: &str| percent_decode_lossy(seen.header(name).unwrap_or_default());
+    let mut h = String::from(
+        "<!DOCTYPE html>\n<html lang=\"es\">\n<head>\n<meta charset=\"utf-8\">\n\
+<title>Portal Legado — Demo</title>\n<style>\
+body{font-family:Georgia,serif;background:#f4f1e8;margin:2em;color:#333}\
+h1{color:#7a3e00}table{border-collapse:collapse;margin:1em 0}\
+td,th{border:1px solid #b9a98a;padding:4px 10px;text-align:left;font-family:monospace}\
+th{background:#e6dcc4}.hola{font-size:1.4em}.nada{color:#a00}\
+</style>\n</head>\n<body>\n<h1>Portal Legado — Demo</h1>\n",
+    );
+    match seen.header("x-claveunica-run") {
+        Some(run) => {
+            h.push_str(&format!(
+                "<p class=\"hola\">Hola, {} {}</p>\n<p>RUN {}</p>\n",
+                escape_html(&decoded("x-claveunica-nombres")),
+                escape_html(&decoded("x-claveunica-apellidos")),
+                escape_html(run),
+            ));
+        }
+        None => {
+            h.push_str("<p class=\"nada\">No llegó identidad ClaveÚnica a esta aplicación</p>\n")
+        }
+    }
+
+    h.push_str("<h2>Cabeceras de identidad recibidas</h2>\n<table>\n<tr><th>cabecera</th><th>valor recibido</th><th>valor decodificado</th></tr>\n");
+    for (name, value) in seen
+        .headers
+        .iter()
+        .filter(|(n, _)| n.starts_with(IDENTITY_PREFIX))
+    {
+        h.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+            escape_html(name),
+            escape_html(value),
+            escape_html(&percent_decode_lossy(value)),
+        ));
+    }
+    h.push_str("</table>\n");
+
+    let cookies: Vec<&str> = seen
+        .headers
+        .iter()
+        .filter(|(n, _)| n == "cookie")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    let cookie_text = if cookies.is_empty() {
+        "(ninguna)".to_string()
+    } else {
+        cookies.join(" | ")
+    };
+    let asked = if seen.query.is_empty() {
+        seen.path.clone()
+    } else {
+        format!("{}?{}", seen.path, seen.query)
+    };
+    h.push_str(&format!(
+        "<p>Cookie recibida: <code>{}</code></p>\n<p>Ruta pedida: <code>{} {}</code></p>\n",
+        escape_html(&cookie_text),
+        escape_html(&seen.method),
+        escape_html(&asked),
+    ));
+    h.push_str(
+        "<ul>\n\
+<li><a href=\"/\">Inicio</a></li>\n\
+<li><a href=\"/tramites/certificado?id=7\">Certificado de antecedentes (trámite 7)</a></li>\n\
+<li><a href=\"/tramites/solicitudes\">Mis solicitudes</a></li>\n\
+<li><a href=\"/?format=json\">Ver esta petición como JSON</a></li>\n\
+<li><a href=\"/claveunica/logout\">Cerrar sesión</a></li>\n\
+</ul>\n</body>\n</html>\n",
+    );
+    h
+}
+
+fn read_seen(request: &mut tiny_http::Request) -> Seen {
+    let (path, query) = match request.url().split_once('?') {
+        Some((p, q)) => (p.to_string(), q.to_string()),
+        None => (request.url().to_string(), String::new()),
+    };
+    let headers = request
+        .headers()
+        .iter()
+        .map(|h| {
+            (
+                h.field.as_str().as_str().to_ascii_lowercase(),
+                h.value.as_str().to_string(),
+            )
+        })
+        .collect();
+    // The body only gets counted: draining it keeps the connection reusable.
+    let body_len = std::io::copy(request.as_reader(), &mut std::io::sink()).unwrap_or(0);
+    Seen {
+        method: request.method().as_str().to_string(),
+        path,
+        query,
+        headers,
+        body_len,
+    }
+}
+
+fn respond(mut request: tiny_http::Request) {
+    let seen = read_seen(&mut request);
+    let (body, content_type) = if seen.wants_json() {
+        (echo_json(&seen), "application/json; charset=utf-8")
+    } else {
+        (portal_html(&seen), "text/html; charset=utf-8")
+    };
+    let mut response = tiny_http::Response::from_string(body);
+    if let Ok(h) = tiny_http::Header::from_bytes("Content-Type", content_type) {
+        response.add_header(h);
+    }
+    eprintln!("{} {} 200", seen.method, seen.path);
+    if let Err(e) = request.respond(response) {
+        eprintln!("write failed: {e}");
+    }
+}
+
+fn parse_listen(mut args: impl Iterator<Item = String>) -> Result<String, String> {
+    let mut listen = "127.0.0.1:8901".to_string();
+    while let Some(arg) = args.next() {
+        if let Some(v) = arg.strip_prefix("--listen=") {
+            listen = v.to_string();
+        } else if arg == "--listen" {
+            listen = args
+                .next()
+                .ok_or_else(|| format!("--listen needs a value\n{USAGE}"))?;
+        } else {
+            return Err(format!("unknown argument {arg:?}\n{USAGE}"));
+        }
+    }
+    Ok(listen)
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let listen = match parse_listen(std::env::args().skip(1)) {
+        Ok(l) => l,
+        Err(msg) => {
+            eprintln!("{msg}");
+            std::process::exit(2);
+        }
+    };
+    let server = tiny_http::Server::http(listen.as_str())
+        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    let addr = server
+        .server_addr()
+        .to_ip()
+        .ok_or("listening socket has no IP address")?;
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "legacy-app listening on http://{addr}")?;
+    stdout.flush()?;
+    drop(stdout);
+
+    let server = Arc::new(server);
+    let workers: Vec<_> = (0..WORKERS)
+        .map(|_| {
+            let server = Arc::clone(&server);
+            std::thread::spawn(move || loop {
+                match server.recv() {
+                    Ok(request) => respond(request),
+                    Err(e) => eprintln!("accept failed: {e}"),
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        if w.join().is_err() {
+            eprintln!("worker thread panicked");
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_percent_encoded_utf8() {
+        assert_eq!(
+            percent_decode_lossy("De%20los%20R%C3%ADos%20N%C3%BA%C3%B1ez"),
+            "De los Ríos Núñez"
+        );
+        assert_eq!(percent_decode_lossy("a+b%2Bc"), "a+b+c");
+        assert_eq!(percent_decode_lossy("100%"), "100%");
+        assert_eq!(percent_decode_lossy("%zz%4"), "%zz%4");
+        assert_eq!(percent_decode_lossy("%FF"), "\u{FFFD}");
+        assert_eq!(percent_decode_lossy("%C3"), "\u{FFFD}");
+    }
+
+    #[test]
+    fn escapes_html() {
+        assert_eq!(
+            escape_html("<b>\"O'Higgins\" & Ñ</b>"),
+            "&lt;b&gt;&quot;O&#39;Higgins&quot; &amp; Ñ&lt;/b&gt;"
+        );
+    }
+
+    fn seen(headers: &[(&str, &str)], query: &str) -> Seen {
+        Seen {
+            method: "GET".into(),
+            path: "/x".into(),
+            query: query.into(),
+            headers: headers
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+            body_len: 0,
+        }
+    }
+
+    #[test]
+    fn greets_the_identity_and_escapes_it() {
+        let s = seen(
+            &[
+                ("x-claveunica-run", "44444444-4"),
+                ("x-claveunica-nombres", "Mar%C3%ADa%20%3Cb%3E"),
+                ("x-claveunica-apellidos", "N%C3%BA%C3%B1ez"),
+                ("cookie", "a=1"),
+            ],
+            "",
+        );
+        let html = portal_html(&s);
+        assert!(html.contains("Hola, María &lt;b&gt; Núñez"));
+        assert!(html.contains("RUN 44444444-4"));
+        assert!(html.contains("a=1"));
+        assert!(!html.contains("No llegó identidad"));
+        assert!(portal_html(&seen(&[], "")).contains("No llegó identidad ClaveÚnica"));
+    }
+
+    #[test]
+    fn json_echo_keeps_every_header_in_order() {
+        let s = seen(
+            &[("x-a", "1"), ("cookie", "c"), ("x-a", "2")],
+            "a=b&format=json",
+        );
+        assert!(s.wants_json());
+        assert!(!seen(&[], "format=html").wants_json());
+        let v: serde_json::Value = serde_json::from_str(&echo_json(&s)).unwrap();
+        assert_eq!(
+            v["headers"],
+            serde_json::json!([["x-a", "1"], ["cookie", "c"], ["x-a", "2"]])
+        );
+        assert_eq!(v["query"], "a=b&format=json");
+        assert_eq!(v["path"], "/x");
+    }
+}

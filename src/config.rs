@@ -1,0 +1,579 @@
+//! Plugin configuration: the JSON document an operator writes (Envoy `configuration`, Istio
+//! `pluginConfig`), compiled once into a validated [`Config`]. Every problem is reported in
+//! one pass, each naming its key, so an operator fixes a file in one round trip.
+
+use core::fmt;
+
+use base64::Engine as _;
+use serde_json::{Map, Value};
+use url::Url;
+
+use crate::secret::SecretString;
+
+/// Keys this version understands. Anything else is refused: a misspelt optional key would
+/// otherwise silently fall back to a default, which for a security gate is the wrong way to
+/// fail.
+const KNOWN_KEYS: &[&str] = &[
+    "issuer",
+    "cluster",
+    "client_id",
+    "client_secret",
+    "client_secret_env",
+    "redirect_uri",
+    "session_keys",
+    "session_keys_env",
+    "authorization_endpoint",
+    "token_endpoint",
+    "userinfo_endpoint",
+    "jwks_uri",
+    "logout_endpoint",
+    "login_path",
+    "logout_path",
+    "post_logout_redirect",
+    "session",
+    "flow",
+    "timeout_ms",
+    "clock_leeway_s",
+    "scope",
+];
+
+/// The scope ClaveÚnica's certification review checks for, exactly.
+pub const CLAVEUNICA_SCOPE: &str = "openid run name";
+
+/// A 32-byte key for sealing cookies. `Debug` is redacted.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SessionKey(pub [u8; 32]);
+
+impl fmt::Debug for SessionKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SessionKey([redacted])")
+    }
+}
+
+/// An endpoint the gate calls through the proxy: the URL, and its parts as the proxy's
+/// callout API wants them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// The full URL, as configured or derived.
+    pub url: String,
+    /// `host[:port]`, sent as `:authority` (and used for TLS SNI by the cluster).
+    pub authority: String,
+    /// Path and query, sent as `:path`.
+    pub path: String,
+}
+
+/// Every provider endpoint, derived from `issuer` unless overridden.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoints {
+    /// Where browsers are sent to log in (a top-level navigation).
+    pub authorization: String,
+    /// The token endpoint (POST form, client_secret_post).
+    pub token: Endpoint,
+    /// The userinfo endpoint (POST, bearer token).
+    pub userinfo: Endpoint,
+    /// The JSON Web Key Set.
+    pub jwks: Endpoint,
+    /// ClaveÚnica's logout, reached by a top-level navigation.
+    pub logout: String,
+}
+
+/// Session cookie settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionSettings {
+    /// The cookie's full name, `__Host-` prefix included when cookies are `Secure`.
+    pub cookie_name: String,
+    /// Absolute lifetime in seconds from login.
+    pub max_age_s: u64,
+}
+
+/// Login-flow cookie settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlowSettings {
+    /// Prefix of the per-login flow cookie names (a suffix from the state follows).
+    pub cookie_prefix: String,
+    /// How long a login attempt may take, in seconds.
+    pub max_age_s: u64,
+}
+
+/// A validated configuration. Only [`Config::from_json`] builds one.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The expected `iss` of ID tokens, exactly as configured.
+    pub issuer: String,
+    /// The proxy's upstream name for calls to the provider.
+    pub cluster: String,
+    /// The client id registered with ClaveÚnica.
+    pub client_id: String,
+    /// The client secret.
+    pub client_secret: SecretString,
+    /// The registered callback URL, sent verbatim to the provider.
+    pub redirect_uri: String,
+    /// The path part of `redirect_uri`: where the gate answers the callback.
+    pub callback_path: String,
+    /// Whether cookies are `Secure` with the `__Host-` prefix (an https `redirect_uri`).
+    pub secure_cookies: bool,
+    /// Provider endpoints.
+    pub endpoints: Endpoints,
+    /// Keys for sealing cookies, newest first: all open, the first seals.
+    pub session_keys: Vec<SessionKey>,
+    /// The path that starts a login explicitly.
+    pub login_path: String,
+    /// The path that ends the session.
+    pub logout_path: String,
+    /// Where the provider sends the browser after logout (absolute URL), if anywhere.
+    pub post_logout_redirect: Option<String>,
+    /// Session cookie settings.
+    pub session: SessionSettings,
+    /// Login-flow cookie settings.
+    pub flow: FlowSettings,
+    /// Timeout of each call to the provider, in milliseconds.
+    pub timeout_ms: u64,
+    /// Clock leeway for `exp`, `iat` and session expiry, in seconds.
+    pub clock_leeway_s: u64,
+    /// The scope requested at the authorize endpoint.
+    pub scope: String,
+}
+
+/// One problem with the configuration, naming the key it concerns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The key, as a path (`session.max_age_s`).
+    pub key: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+/// Every problem found in a configuration document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The problems, in the order they were found.
+    pub problems: Vec<Problem>,
+}
+
+impl ConfigError {
+    /// Whether one of the problems concerns `key`.
+    #[must_use]
+    pub fn names(&self, key: &str) -> bool {
+        self.problems.iter().any(|p| p.key == key)
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("invalid configuration: ")?;
+        for (i, p) in self.problems.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{}: {}", p.key, p.message)?;
+        }
+        Ok(())
+    }
+}
+
+/// Collects problems while reading fields, so one pass reports all of them.
+struct Reader<'a> {
+    map: &'a Map<String, Value>,
+    prefix: &'static str,
+    problems: Vec<Problem>,
+}
+
+impl<'a> Reader<'a> {
+    fn new(map: &'a Map<String, Value>, prefix: &'static str) -> Self {
+        Self { map, prefix, problems: Vec::new() }
+    }
+
+    fn key(&self, key: &str) -> String {
+        format!("{}{}", self.prefix, key)
+    }
+
+    fn problem(&mut self, key: &str, message: impl Into<String>) {
+        let key = self.key(key);
+        self.problems.push(Problem { key, message: message.into() });
+    }
+
+    fn unknown_keys(&mut self, known: &[&str]) {
+        let unknown: Vec<String> =
+            self.map.keys().filter(|k| !known.contains(&k.as_str())).cloned().collect();
+        for k in unknown {
+            self.problem(&k, "unknown key");
+        }
+    }
+
+    fn string(&mut self, key: &str) -> Option<String> {
+        match self.map.get(key) {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) if s.trim().is_empty() => {
+                self.problem(key, "must not be empty");
+                None
+            }
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(_) => {
+                self.problem(key, "must be a string");
+                None
+            }
+        }
+    }
+
+    fn required_string(&mut self, key: &str) -> Option<String> {
+        let present = !matches!(self.map.get(key), None | Some(Value::Null));
+        let value = self.string(key);
+        if !present {
+            self.problem(key, "is required");
+        }
+        value
+    }
+
+    /// Whole numbers in a range. Istio delivers `pluginConfig` as a protobuf Struct, whose
+    /// numbers are doubles, so `600.0` must read as 600.
+    fn integer(&mut self, key: &str, default: u64, min: u64, max: u64) -> u64 {
+        let Some(value) = self.map.get(key) else { return default };
+        let n = match value {
+            Value::Null => return default,
+            Value::Number(n) => n.as_u64().or_else(|| {
+                n.as_f64().filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f <= u64::MAX as f64).map(|f| f as u64)
+            }),
+            _ => None,
+        };
+        match n {
+            Some(n) if (min..=max).contains(&n) => n,
+            _ => {
+                self.problem(key, format!("must be a whole number from {min} to {max}"));
+                default
+            }
+        }
+    }
+
+    fn object(&mut self, key: &str) -> Option<&'a Map<String, Value>> {
+        match self.map.get(key) {
+            None | Some(Value::Null) => None,
+            Some(Value::Object(m)) => Some(m),
+            Some(_) => {
+                self.problem(key, "must be an object");
+                None
+            }
+        }
+    }
+
+    fn absorb(&mut self, other: Reader<'_>) {
+        self.problems.extend(other.problems);
+    }
+}
+
+fn parse_http_url(text: &str) -> Result<Url, String> {
+    let url = Url::parse(text).map_err(|e| format!("is not a URL ({e})"))?;
+    if url.scheme() != "https" && url.scheme() != "http" {
+        return Err("must be an http or https URL".into());
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err("must name a host".into());
+    }
+    if url.fragment().is_some() {
+        return Err("must not have a fragment".into());
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("must not carry credentials".into());
+    }
+    Ok(url)
+}
+
+fn endpoint_of(url: &Url) -> Endpoint {
+    let host = url.host_str().unwrap_or_default();
+    let authority = match url.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_string(),
+    };
+    let mut path = url.path().to_string();
+    if let Some(q) = url.query() {
+        path.push('?');
+        path.push_str(q);
+    }
+    Endpoint { url: url.to_string(), authority, path }
+}
+
+fn valid_path(path: &str) -> bool {
+    path.starts_with('/')
+        && !path.starts_with("//")
+        && !path.contains(['?', '#', '\\'])
+        && path.bytes().all(|b| b.is_ascii_graphic())
+}
+
+fn valid_cookie_name(name: &str) -> bool {
+    // RFC 6265 token characters, minus the ones that confuse real-world parsers.
+    !name.is_empty()
+        && name.len() <= 64
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+}
+
+/// Decodes one session key: base64 (standard or URL-safe, padded or not) of 32 bytes.
+fn decode_key(text: &str) -> Result<SessionKey, String> {
+    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+    let text = text.trim();
+    let bytes = [STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD]
+        .iter()
+        .find_map(|engine| engine.decode(text).ok())
+        .ok_or("is not base64")?;
+    let key: [u8; 32] = bytes
+        .try_into()
+        .map_err(|b: Vec<u8>| format!("must decode to 32 bytes, not {}", b.len()))?;
+    Ok(SessionKey(key))
+}
+
+impl Config {
+    /// Parses and validates a configuration document. `env` looks up the environment
+    /// variables the host exposes (for `client_secret_env` and `session_keys_env`); the core
+    /// never reads the environment itself.
+    pub fn from_json(text: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let root: Value = serde_json::from_slice(text).map_err(|e| ConfigError {
+            problems: vec![Problem { key: "(document)".into(), message: format!("is not valid JSON: {e}") }],
+        })?;
+        let Value::Object(map) = root else {
+            return Err(ConfigError {
+                problems: vec![Problem { key: "(document)".into(), message: "must be a JSON object".into() }],
+            });
+        };
+        Self::from_map(&map, env)
+    }
+
+    fn from_map(map: &Map<String, Value>, env: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let mut r = Reader::new(map, "");
+        r.unknown_keys(KNOWN_KEYS);
+
+        let issuer = r.required_string("issuer");
+        let issuer_url = issuer.as_deref().and_then(|s| match parse_http_url(s) {
+            Ok(u) if u.query().is_some() => {
+                r.problem("issuer", "must not have a query");
+                None
+            }
+            Ok(u) => Some(u),
+            Err(e) => {
+                r.problem("issuer", e);
+                None
+            }
+        });
+        let cluster = r.required_string("cluster");
+        let client_id = r.required_string("client_id");
+
+        let client_secret = match (r.string("client_secret"), r.string("client_secret_env")) {
+            (Some(_), Some(_)) => {
+                r.problem("client_secret", "give client_secret or client_secret_env, not both");
+                None
+            }
+            (Some(s), None) => Some(SecretString::new(s)),
+            (None, Some(var)) => match env(&var).filter(|v| !v.is_empty()) {
+                Some(v) => Some(SecretString::new(v)),
+                None => {
+                    r.problem("client_secret_env", format!("environment variable {var} is not set or empty"));
+                    None
+                }
+            },
+            (None, None) => {
+                if !r.problems.iter().any(|p| p.key.starts_with("client_secret")) {
+                    r.problem("client_secret", "is required (or client_secret_env)");
+                }
+                None
+            }
+        };
+
+        let redirect_uri = r.required_string("redirect_uri");
+        let redirect_url = redirect_uri.as_deref().and_then(|s| match parse_http_url(s) {
+            Ok(u) => Some(u),
+            Err(e) => {
+                r.problem("redirect_uri", e);
+                None
+            }
+        });
+        let callback_path = redirect_url.as_ref().map(|u| u.path().to_string());
+        let secure_cookies = redirect_url.as_ref().is_some_and(|u| u.scheme() == "https");
+
+        let session_keys = Self::session_keys(&mut r, env);
+
+        // Endpoints: derived from the issuer the way ClaveÚnica lays them out.
+        let base = issuer.as_deref().map(|s| s.trim_end_matches('/').to_string()).unwrap_or_default();
+        let origin = issuer_url.as_ref().map(|u| u.origin().ascii_serialization()).unwrap_or_default();
+        let endpoint = |r: &mut Reader<'_>, key: &str, derived: String| -> Option<Url> {
+            let text = r.string(key).unwrap_or(derived);
+            issuer_url.as_ref()?;
+            match parse_http_url(&text) {
+                Ok(u) => Some(u),
+                Err(e) => {
+                    r.problem(key, e);
+                    None
+                }
+            }
+        };
+        let authorization = endpoint(&mut r, "authorization_endpoint", format!("{base}/authorize/"));
+        let token = endpoint(&mut r, "token_endpoint", format!("{base}/token/"));
+        let userinfo = endpoint(&mut r, "userinfo_endpoint", format!("{base}/userinfo/"));
+        let jwks = endpoint(&mut r, "jwks_uri", format!("{base}/jwks"));
+        let logout = endpoint(&mut r, "logout_endpoint", format!("{origin}/api/v1/accounts/app/logout"));
+
+        let path = |r: &mut Reader<'_>, key: &str, default: &str| -> String {
+            match r.string(key) {
+                Some(p) if valid_path(&p) => p,
+                Some(_) => {
+                    r.problem(key, "must be a path starting with / without query, backslash or spaces");
+                    default.to_string()
+                }
+                None => default.to_string(),
+            }
+        };
+        let login_path = path(&mut r, "login_path", "/claveunica/login");
+        let logout_path = path(&mut r, "logout_path", "/claveunica/logout");
+        if let Some(cb) = &callback_path {
+            if *cb == login_path || *cb == logout_path {
+                r.problem("redirect_uri", "its path must differ from login_path and logout_path");
+            }
+        }
+        if login_path == logout_path {
+            r.problem("logout_path", "must differ from login_path");
+        }
+
+        let post_logout_redirect = r.string("post_logout_redirect").and_then(|s| match parse_http_url(&s) {
+            Ok(_) => Some(s),
+            Err(e) => {
+                r.problem("post_logout_redirect", e);
+                None
+            }
+        });
+
+        let (session, flow) = Self::cookie_settings(&mut r, secure_cookies);
+        let timeout_ms = r.integer("timeout_ms", 5_000, 100, 60_000);
+        let clock_leeway_s = r.integer("clock_leeway_s", 60, 0, 300);
+        let scope = r.string("scope").unwrap_or_else(|| CLAVEUNICA_SCOPE.to_string());
+        if !scope.split(' ').any(|s| s == "openid") {
+            r.problem("scope", "must include openid");
+        }
+
+        if !r.problems.is_empty() {
+            return Err(ConfigError { problems: r.problems });
+        }
+        match (
+            issuer,
+            cluster,
+            client_id,
+            client_secret,
+            redirect_uri,
+            callback_path,
+            session_keys,
+            (authorization, token, userinfo, jwks, logout),
+        ) {
+            (
+                Some(issuer),
+                Some(cluster),
+                Some(client_id),
+                Some(client_secret),
+                Some(redirect_uri),
+                Some(callback_path),
+                Some(session_keys),
+                (Some(authorization), Some(token), Some(userinfo), Some(jwks), Some(logout)),
+            ) => Ok(Config {
+                issuer,
+                cluster,
+                client_id,
+                client_secret,
+                redirect_uri,
+                callback_path,
+                secure_cookies,
+                endpoints: Endpoints {
+                    authorization: authorization.to_string(),
+                    token: endpoint_of(&token),
+                    userinfo: endpoint_of(&userinfo),
+                    jwks: endpoint_of(&jwks),
+                    logout: logout.to_string(),
+                },
+                session_keys,
+                login_path,
+                logout_path,
+                post_logout_redirect,
+                session,
+                flow,
+                timeout_ms,
+                clock_leeway_s,
+                scope,
+            }),
+            // Every None above recorded a problem; this arm is for the compiler.
+            _ => Err(ConfigError {
+                problems: vec![Problem { key: "(document)".into(), message: "incomplete".into() }],
+            }),
+        }
+    }
+
+    fn session_keys(r: &mut Reader<'_>, env: &dyn Fn(&str) -> Option<String>) -> Option<Vec<SessionKey>> {
+        let (key_name, texts): (&str, Vec<String>) = match (r.map.get("session_keys"), r.string("session_keys_env")) {
+            (Some(_), Some(_)) => {
+                r.problem("session_keys", "give session_keys or session_keys_env, not both");
+                return None;
+            }
+            (Some(Value::Array(items)), None) => {
+                let mut texts = Vec::new();
+                for (i, item) in items.iter().enumerate() {
+                    match item {
+                        Value::String(s) => texts.push(s.clone()),
+                        _ => r.problem(&format!("session_keys[{i}]"), "must be a base64 string"),
+                    }
+                }
+                ("session_keys", texts)
+            }
+            (Some(_), None) => {
+                r.problem("session_keys", "must be a list of base64 keys, newest first");
+                return None;
+            }
+            (None, Some(var)) => match env(&var) {
+                Some(v) => ("session_keys_env", v.split(',').map(str::to_string).collect()),
+                None => {
+                    r.problem("session_keys_env", format!("environment variable {var} is not set"));
+                    return None;
+                }
+            },
+            (None, None) => {
+                if !r.problems.iter().any(|p| p.key == "session_keys_env") {
+                    r.problem("session_keys", "is required (or session_keys_env)");
+                }
+                return None;
+            }
+        };
+        if texts.is_empty() {
+            r.problem(key_name, "must hold at least one key");
+            return None;
+        }
+        let mut keys: Vec<SessionKey> = Vec::new();
+        for (i, t) in texts.iter().enumerate() {
+            match decode_key(t) {
+                Ok(k) if keys.contains(&k) => r.problem(&format!("{key_name}[{i}]"), "repeats an earlier key"),
+                Ok(k) if k.0.iter().all(|b| *b == k.0[0]) => {
+                    r.problem(&format!("{key_name}[{i}]"), "is not random (all bytes equal)");
+                }
+                Ok(k) => keys.push(k),
+                Err(e) => r.problem(&format!("{key_name}[{i}]"), e),
+            }
+        }
+        (keys.len() == texts.len()).then_some(keys)
+    }
+
+    fn cookie_settings(r: &mut Reader<'_>, secure: bool) -> (SessionSettings, FlowSettings) {
+        let prefix = if secure { "__Host-" } else { "" };
+        let mut session = SessionSettings { cookie_name: format!("{prefix}claveunica_session"), max_age_s: 8 * 3600 };
+        if let Some(m) = r.object("session") {
+            let mut s = Reader::new(m, "session.");
+            s.unknown_keys(&["cookie_name", "max_age_s"]);
+            if let Some(name) = s.string("cookie_name") {
+                if valid_cookie_name(&name) && !name.starts_with("__") {
+                    session.cookie_name = format!("{prefix}{name}");
+                } else {
+                    s.problem("cookie_name", "must be letters, digits, - _ . (the __Host- prefix is added by itself)");
+                }
+            }
+            session.max_age_s = s.integer("max_age_s", session.max_age_s, 60, 30 * 24 * 3600);
+            r.absorb(s);
+        }
+        let mut flow = FlowSettings { cookie_prefix: format!("{prefix}claveunica_flow_"), max_age_s: 600 };
+        if let Some(m) = r.object("flow") {
+            let mut s = Reader::new(m, "flow.");
+            s.unknown_keys(&["max_age_s"]);
+            flow.max_age_s = s.integer("max_age_s", flow.max_age_s, 60, 3600);
+            r.absorb(s);
+        }
+        (session, flow)
+    }
+}

@@ -1,0 +1,219 @@
+//! The session: a verified identity with its lifetime, sealed into the session cookie.
+//!
+//! An [`Identity`] is made from a userinfo answer that passed validation, after an ID token
+//! that passed verification, or from a session cookie that this gate sealed. The cookie
+//! holds the RUN, the names and `sub`, encrypted and authenticated (the RUN is personal data
+//! under Chile's personal data law), well under the 4 KB a browser keeps.
+
+use serde::{Deserialize, Serialize};
+
+use crate::run::Run;
+use crate::seal::{KeyRing, Purpose, NONCE_LEN};
+
+/// At most this many given names or surnames.
+pub const MAX_NAMES: usize = 8;
+/// At most this many bytes in one name.
+pub const MAX_NAME_LEN: usize = 100;
+/// At most this many bytes in `sub`.
+pub const MAX_SUB_LEN: usize = 128;
+
+/// A person as ClaveÚnica identified them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    run: Run,
+    nombres: Vec<String>,
+    apellidos: Vec<String>,
+    sub: String,
+}
+
+/// Why an identity is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdentityError {
+    /// More names, or longer names, than any person has; refused so a cookie stays small.
+    NamesTooLong,
+    /// A name holds a control character.
+    NameInvalid,
+    /// `sub` is empty or too long.
+    SubInvalid,
+}
+
+impl Identity {
+    /// An identity from validated parts.
+    pub fn new(run: Run, nombres: Vec<String>, apellidos: Vec<String>, sub: String) -> Result<Self, IdentityError> {
+        for list in [&nombres, &apellidos] {
+            if list.len() > MAX_NAMES || list.iter().any(|n| n.len() > MAX_NAME_LEN) {
+                return Err(IdentityError::NamesTooLong);
+            }
+            if list.iter().any(|n| n.chars().any(char::is_control)) {
+                return Err(IdentityError::NameInvalid);
+            }
+        }
+        if sub.is_empty() || sub.len() > MAX_SUB_LEN || sub.chars().any(char::is_control) {
+            return Err(IdentityError::SubInvalid);
+        }
+        Ok(Self { run, nombres, apellidos, sub })
+    }
+
+    /// The verified RUN.
+    #[must_use]
+    pub fn run(&self) -> Run {
+        self.run
+    }
+
+    /// Given names.
+    #[must_use]
+    pub fn nombres(&self) -> &[String] {
+        &self.nombres
+    }
+
+    /// Surnames.
+    #[must_use]
+    pub fn apellidos(&self) -> &[String] {
+        &self.apellidos
+    }
+
+    /// The provider's subject. Never a person's key: it is sometimes the RUN, sometimes not.
+    #[must_use]
+    pub fn sub(&self) -> &str {
+        &self.sub
+    }
+}
+
+/// A session: who, since when, until when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    /// The person.
+    pub identity: Identity,
+    /// When the login completed (Unix seconds).
+    pub issued_at: u64,
+    /// When the session ends regardless of activity (Unix seconds).
+    pub expires_at: u64,
+}
+
+/// The cookie's plaintext. Short field names keep the cookie small.
+#[derive(Serialize, Deserialize)]
+struct Wire {
+    r: String,
+    n: Vec<String>,
+    a: Vec<String>,
+    s: String,
+    i: u64,
+    e: u64,
+}
+
+/// What opening a session cookie found.
+#[derive(Debug)]
+pub enum Opened {
+    /// A session within its lifetime.
+    Valid {
+        /// The session.
+        session: Session,
+        /// Sealed with an older key: reseal with the newest.
+        stale_key: bool,
+    },
+    /// A genuine session whose lifetime is over.
+    Expired,
+    /// No session cookie, or one that does not open: treated alike.
+    Invalid,
+}
+
+impl Session {
+    /// Seals the session into a cookie value.
+    #[must_use]
+    pub fn seal(&self, ring: &KeyRing, nonce: [u8; NONCE_LEN]) -> Option<String> {
+        let wire = Wire {
+            r: self.identity.run.plain(),
+            n: self.identity.nombres.clone(),
+            a: self.identity.apellidos.clone(),
+            s: self.identity.sub.clone(),
+            i: self.issued_at,
+            e: self.expires_at,
+        };
+        let plaintext = serde_json::to_vec(&wire).ok()?;
+        ring.seal(Purpose::Session, &plaintext, nonce)
+    }
+
+    /// Opens a session cookie value and checks its lifetime against `now`.
+    #[must_use]
+    pub fn open(ring: &KeyRing, value: &str, now: u64) -> Opened {
+        let Some(opened) = ring.open(Purpose::Session, value) else { return Opened::Invalid };
+        let Ok(wire) = serde_json::from_slice::<Wire>(&opened.plaintext) else { return Opened::Invalid };
+        let Ok(run) = Run::parse(&wire.r) else { return Opened::Invalid };
+        let Ok(identity) = Identity::new(run, wire.n, wire.a, wire.s) else { return Opened::Invalid };
+        if now >= wire.e {
+            return Opened::Expired;
+        }
+        let session = Session { identity, issued_at: wire.i, expires_at: wire.e };
+        Opened::Valid { session, stale_key: opened.stale_key }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    use super::*;
+    use crate::config::SessionKey;
+
+    fn identity() -> Identity {
+        Identity::new(
+            Run::new(44_444_444, '4').unwrap(),
+            vec!["María".into(), "Carmen".into()],
+            vec!["De los Ríos".into(), "Núñez".into()],
+            "2594".into(),
+        )
+        .unwrap()
+    }
+
+    fn ring(seeds: &[u8]) -> KeyRing {
+        KeyRing::new(&seeds.iter().map(|s| SessionKey([*s; 32])).collect::<Vec<_>>())
+    }
+
+    fn session() -> Session {
+        Session { identity: identity(), issued_at: 1_000, expires_at: 1_000 + 3_600 }
+    }
+
+    #[test]
+    fn seal_and_open() {
+        let r = ring(&[5]);
+        let v = session().seal(&r, [1; NONCE_LEN]).unwrap();
+        assert!(v.len() < 1_000, "cookie is {} bytes", v.len());
+        assert!(!v.contains("44444444"));
+        match Session::open(&r, &v, 2_000) {
+            Opened::Valid { session: s, stale_key } => {
+                assert_eq!(s, session());
+                assert!(!stale_key);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn expired_tampered_wrong_key_rotated() {
+        let r = ring(&[5]);
+        let v = session().seal(&r, [1; NONCE_LEN]).unwrap();
+        assert!(matches!(Session::open(&r, &v, 4_600), Opened::Expired));
+        let mut tampered = v.clone().into_bytes();
+        let mid = tampered.len() / 2;
+        tampered[mid] = if tampered[mid] == b'A' { b'B' } else { b'A' };
+        assert!(matches!(Session::open(&r, &String::from_utf8(tampered).unwrap(), 2_000), Opened::Invalid));
+        assert!(matches!(Session::open(&ring(&[6]), &v, 2_000), Opened::Invalid));
+        match Session::open(&ring(&[6, 5]), &v, 2_000) {
+            Opened::Valid { stale_key, .. } => assert!(stale_key),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn identity_limits() {
+        let run = Run::new(44_444_444, '4').unwrap();
+        assert_eq!(
+            Identity::new(run, vec!["x".repeat(101)], vec![], "1".into()),
+            Err(IdentityError::NamesTooLong)
+        );
+        assert_eq!(Identity::new(run, vec!["a".into(); 9], vec![], "1".into()), Err(IdentityError::NamesTooLong));
+        assert_eq!(Identity::new(run, vec!["a\r\nb".into()], vec![], "1".into()), Err(IdentityError::NameInvalid));
+        assert_eq!(Identity::new(run, vec![], vec![], String::new()), Err(IdentityError::SubInvalid));
+    }
+}
