@@ -26,7 +26,7 @@ proxy_wasm::main! {{
 
 fn log(level: LogLevel, message: &str) {
     // Nothing sensible is left to do if logging itself fails.
-    let _ = hostcalls::log(level, &format!("claveunica-gate: {message}"));
+    let _ = hostcalls::log(level, message);
 }
 
 fn now() -> u64 {
