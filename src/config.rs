@@ -577,3 +577,170 @@ impl Config {
         (session, flow)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    use serde_json::json;
+
+    use super::*;
+
+    const KEY: &str = "q83vEjRWeJCrze8SNFZ4kKvN7xI0VniQq83vEjRWeJA=";
+
+    fn base() -> Value {
+        json!({
+            "issuer": "https://accounts.claveunica.gob.cl/openid",
+            "cluster": "claveunica",
+            "client_id": "abc",
+            "client_secret": "s3cret",
+            "redirect_uri": "https://portal.example.gob.cl/claveunica/callback",
+            "session_keys": [KEY],
+        })
+    }
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    fn load(v: &Value) -> Result<Config, ConfigError> {
+        Config::from_json(v.to_string().as_bytes(), &no_env)
+    }
+
+    fn without(key: &str) -> Value {
+        let mut v = base();
+        v.as_object_mut().unwrap().remove(key);
+        v
+    }
+
+    fn with(key: &str, value: Value) -> Value {
+        let mut v = base();
+        v.as_object_mut().unwrap().insert(key.into(), value);
+        v
+    }
+
+    #[test]
+    fn endpoints_are_derived_from_the_issuer_as_claveunica_lays_them_out() {
+        let c = load(&base()).unwrap();
+        assert_eq!(c.endpoints.authorization, "https://accounts.claveunica.gob.cl/openid/authorize/");
+        assert_eq!(c.endpoints.token.url, "https://accounts.claveunica.gob.cl/openid/token/");
+        assert_eq!(c.endpoints.token.authority, "accounts.claveunica.gob.cl");
+        assert_eq!(c.endpoints.token.path, "/openid/token/");
+        assert_eq!(c.endpoints.userinfo.path, "/openid/userinfo/");
+        assert_eq!(c.endpoints.jwks.path, "/openid/jwks");
+        assert_eq!(c.endpoints.logout, "https://accounts.claveunica.gob.cl/api/v1/accounts/app/logout");
+        assert_eq!(c.callback_path, "/claveunica/callback");
+        assert_eq!(c.scope, "openid run name");
+        assert!(c.secure_cookies);
+        assert_eq!(c.session.cookie_name, "__Host-claveunica_session");
+        assert_eq!(c.flow.cookie_prefix, "__Host-claveunica_flow_");
+        assert_eq!((c.login_path.as_str(), c.logout_path.as_str()), ("/claveunica/login", "/claveunica/logout"));
+    }
+
+    #[test]
+    fn pointing_the_issuer_at_the_emulator_is_all_it_takes() {
+        let mut v = with("issuer", json!("http://127.0.0.1:8900/openid"));
+        v["redirect_uri"] = json!("http://localhost:8000/claveunica/callback");
+        let c = load(&v).unwrap();
+        assert_eq!(c.endpoints.token.authority, "127.0.0.1:8900");
+        assert_eq!(c.endpoints.logout, "http://127.0.0.1:8900/api/v1/accounts/app/logout");
+        assert!(!c.secure_cookies);
+        assert_eq!(c.session.cookie_name, "claveunica_session");
+    }
+
+    #[test]
+    fn overrides_win() {
+        let c = load(&with("token_endpoint", json!("https://other.example/t?x=1"))).unwrap();
+        assert_eq!(c.endpoints.token.authority, "other.example");
+        assert_eq!(c.endpoints.token.path, "/t?x=1");
+    }
+
+    #[test]
+    fn each_required_key_missing_is_named() {
+        for key in ["issuer", "cluster", "client_id", "client_secret", "redirect_uri", "session_keys"] {
+            let err = load(&without(key)).unwrap_err();
+            assert!(err.names(key), "{key}: {err}");
+            assert!(err.to_string().contains(key), "{err}");
+        }
+    }
+
+    #[test]
+    fn all_problems_are_reported_at_once() {
+        let mut v = without("issuer");
+        v["client_id"] = json!("");
+        v["timeout_ms"] = json!(5);
+        v["colour"] = json!("blue");
+        let err = load(&v).unwrap_err();
+        for key in ["issuer", "client_id", "timeout_ms", "colour"] {
+            assert!(err.names(key), "{key}: {err}");
+        }
+    }
+
+    #[test]
+    fn bad_values() {
+        let cases = [
+            ("issuer", json!("not a url"), "issuer"),
+            ("issuer", json!("ftp://x/openid"), "issuer"),
+            ("issuer", json!(42), "issuer"),
+            ("redirect_uri", json!("https://x/cb#frag"), "redirect_uri"),
+            ("redirect_uri", json!("https://x/claveunica/login"), "redirect_uri"),
+            ("session_keys", json!([]), "session_keys"),
+            ("session_keys", json!("one"), "session_keys"),
+            ("session_keys", json!(["c2hvcnQ="]), "session_keys[0]"),
+            ("session_keys", json!(["%%%"]), "session_keys[0]"),
+            ("session_keys", json!([KEY, KEY]), "session_keys[1]"),
+            ("session_keys", json!(["AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="]), "session_keys[0]"),
+            ("login_path", json!("claveunica/login"), "login_path"),
+            ("logout_path", json!("//evil"), "logout_path"),
+            ("post_logout_redirect", json!("javascript:alert(1)"), "post_logout_redirect"),
+            ("clock_leeway_s", json!(-1), "clock_leeway_s"),
+            ("clock_leeway_s", json!(1.5), "clock_leeway_s"),
+            ("timeout_ms", json!("5000"), "timeout_ms"),
+            ("session", json!({"max_age_s": 10}), "session.max_age_s"),
+            ("session", json!({"cookie_name": "bad name"}), "session.cookie_name"),
+            ("session", json!({"colour": 1}), "session.colour"),
+            ("scope", json!("run name"), "scope"),
+            ("client_secret_env", json!("X"), "client_secret"),
+        ];
+        for (key, value, named) in cases {
+            let err = load(&with(key, value.clone())).unwrap_err();
+            assert!(err.names(named), "{key}={value}: {err}");
+        }
+        assert!(Config::from_json(b"{", &no_env).unwrap_err().names("(document)"));
+        assert!(Config::from_json(b"[]", &no_env).unwrap_err().names("(document)"));
+    }
+
+    #[test]
+    fn secrets_from_the_environment() {
+        let mut v = without("client_secret");
+        v["client_secret_env"] = json!("CU_SECRET");
+        v.as_object_mut().unwrap().remove("session_keys");
+        v["session_keys_env"] = json!("CU_KEYS");
+        let other = "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA";
+        let env = |k: &str| match k {
+            "CU_SECRET" => Some("from-env".to_string()),
+            "CU_KEYS" => Some(format!("{other},{KEY}")),
+            _ => None,
+        };
+        let c = Config::from_json(v.to_string().as_bytes(), &env).unwrap();
+        assert_eq!(c.client_secret.expose(), "from-env");
+        assert_eq!(c.session_keys.len(), 2);
+        let err = Config::from_json(v.to_string().as_bytes(), &no_env).unwrap_err();
+        assert!(err.names("client_secret_env") && err.names("session_keys_env"), "{err}");
+        assert!(!err.to_string().contains("from-env"));
+    }
+
+    #[test]
+    fn istio_struct_numbers_read_as_whole_numbers() {
+        let c = load(&with("timeout_ms", json!(2500.0))).unwrap();
+        assert_eq!(c.timeout_ms, 2500);
+    }
+
+    #[test]
+    fn debug_output_holds_no_secret() {
+        let c = load(&base()).unwrap();
+        let dbg = format!("{c:?}");
+        assert!(!dbg.contains("s3cret") && !dbg.contains(KEY), "{dbg}");
+    }
+}

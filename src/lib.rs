@@ -43,6 +43,8 @@ pub mod run;
 pub mod seal;
 pub mod secret;
 pub mod session;
+#[cfg(test)]
+mod testkit;
 
 #[cfg(all(target_arch = "wasm32", target_os = "wasi", target_env = "p1"))]
 #[allow(unsafe_code)] // proxy_wasm::main! exports the `_initialize` symbol the host calls.

@@ -79,6 +79,10 @@ pub fn key_id(token: &str) -> Result<String, IdTokenError> {
     if meta.algorithm() != "RS256" {
         return Err(IdTokenError::Algorithm(meta.algorithm().chars().take(16).collect()));
     }
+    // An access token (`at+jwt`) or any other kind of JWS must not pass for an ID token.
+    if meta.signature_type().is_some_and(|t| !t.eq_ignore_ascii_case("JWT")) {
+        return Err(IdTokenError::Header);
+    }
     meta.key_id().map(str::to_string).ok_or(IdTokenError::UnknownKey)
 }
 
@@ -120,4 +124,110 @@ pub fn verify(token: &str, keys: &KeyCache, expect: &Expectations<'_>) -> Result
         return Err(IdTokenError::IssuedAt);
     }
     Ok(VerifiedIdToken { sub: claims.subject })
+}
+
+#[cfg(test)]
+mod tests {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::oidc::jwks;
+    use crate::testkit::{self, claims, id_token, CLIENT_ID, ISSUER, KID, NOW};
+
+    const NONCE: &str = "n-0S6_WzA2Mj";
+
+    fn keys() -> KeyCache {
+        let mut cache = KeyCache::default();
+        cache.replace(jwks::parse(testkit::jwks(&[(KID, &testkit::provider_key())]).as_bytes()).unwrap(), NOW);
+        cache
+    }
+
+    fn check(token: &str) -> Result<VerifiedIdToken, IdTokenError> {
+        let expect = Expectations { issuer: ISSUER, client_id: CLIENT_ID, nonce: NONCE, now: NOW, leeway_s: 60 };
+        verify(token, &keys(), &expect)
+    }
+
+    fn with(key: &str, value: serde_json::Value) -> String {
+        let mut c = claims(NONCE);
+        c[key] = value;
+        id_token(&c)
+    }
+
+    fn without(key: &str) -> String {
+        let mut c = claims(NONCE);
+        c.as_object_mut().unwrap().remove(key);
+        id_token(&c)
+    }
+
+    #[test]
+    fn a_genuine_token_verifies() {
+        let v = check(&id_token(&claims(NONCE))).unwrap();
+        assert_eq!(v.sub(), Some("2594"));
+        // aud may be a list holding the client id.
+        assert!(check(&with("aud", json!(["other", CLIENT_ID]))).is_ok());
+        // Within the leeway.
+        assert!(check(&with("exp", json!(NOW - 30))).is_ok());
+        assert!(check(&with("iat", json!(NOW + 30))).is_ok());
+    }
+
+    #[test]
+    fn claims_that_do_not_match_are_refused() {
+        assert_eq!(check(&with("iss", json!("https://accounts.claveunica.gob.cl/openid/"))).unwrap_err(), IdTokenError::Issuer);
+        assert_eq!(check(&with("iss", json!("https://evil.test/openid"))).unwrap_err(), IdTokenError::Issuer);
+        assert_eq!(check(&without("iss")).unwrap_err(), IdTokenError::Issuer);
+        assert_eq!(check(&with("aud", json!("other"))).unwrap_err(), IdTokenError::Audience);
+        assert_eq!(check(&without("aud")).unwrap_err(), IdTokenError::Audience);
+        assert_eq!(check(&with("exp", json!(NOW - 61))).unwrap_err(), IdTokenError::Expired);
+        assert_eq!(check(&without("exp")).unwrap_err(), IdTokenError::Expired);
+        assert_eq!(check(&with("iat", json!(NOW + 61))).unwrap_err(), IdTokenError::IssuedAt);
+        assert_eq!(check(&without("iat")).unwrap_err(), IdTokenError::IssuedAt);
+        assert_eq!(check(&with("nonce", json!("another"))).unwrap_err(), IdTokenError::NonceMismatch);
+        assert_eq!(check(&without("nonce")).unwrap_err(), IdTokenError::NonceMissing);
+    }
+
+    #[test]
+    fn forged_signatures_and_algorithms_are_refused() {
+        let c = claims(NONCE);
+        // Signed by a key the provider does not hold, under the provider's kid.
+        let forged = testkit::sign_rs256(&json!({"alg": "RS256", "kid": KID}), &c, &testkit::other_key());
+        assert_eq!(check(&forged).unwrap_err(), IdTokenError::Signature);
+        // A genuine signature moved onto other claims.
+        let genuine = id_token(&c);
+        let other_claims = with("sub", json!("666"));
+        let mut parts: Vec<&str> = other_claims.split('.').collect();
+        parts[2] = genuine.split('.').nth(2).unwrap();
+        assert_eq!(check(&parts.join(".")).unwrap_err(), IdTokenError::Signature);
+        assert_eq!(check(&testkit::unsigned(&c)).unwrap_err(), IdTokenError::Algorithm("none".into()));
+        assert_eq!(check(&testkit::hs256_confused(&c)).unwrap_err(), IdTokenError::Algorithm("HS256".into()));
+    }
+
+    #[test]
+    fn key_selection_by_kid() {
+        let c = claims(NONCE);
+        let unknown = testkit::sign_rs256(&json!({"alg": "RS256", "kid": "ffff"}), &c, &testkit::provider_key());
+        assert_eq!(check(&unknown).unwrap_err(), IdTokenError::UnknownKey);
+        let no_kid = testkit::sign_rs256(&json!({"alg": "RS256"}), &c, &testkit::provider_key());
+        assert_eq!(check(&no_kid).unwrap_err(), IdTokenError::UnknownKey);
+    }
+
+    #[test]
+    fn headers_this_verifier_does_not_understand() {
+        let c = claims(NONCE);
+        let crit = testkit::sign_rs256(&json!({"alg": "RS256", "kid": KID, "crit": ["exp-x"], "exp-x": 1}), &c, &testkit::provider_key());
+        assert_eq!(check(&crit).unwrap_err(), IdTokenError::Header);
+        let typ = testkit::sign_rs256(&json!({"alg": "RS256", "kid": KID, "typ": "at+jwt"}), &c, &testkit::provider_key());
+        assert_eq!(check(&typ).unwrap_err(), IdTokenError::Header);
+    }
+
+    #[test]
+    fn junk_is_refused_without_panicking() {
+        for t in ["", ".", "..", "a.b.c", "eyJhbGciOiJSUzI1NiJ9", &"a".repeat(MAX_TOKEN_LEN + 1), "\u{0}.\u{0}.\u{0}"] {
+            assert!(check(t).is_err(), "{t:?}");
+        }
+        let huge = with("pad", json!("x".repeat(MAX_TOKEN_LEN)));
+        assert_eq!(check(&huge).unwrap_err(), IdTokenError::Malformed);
+    }
 }

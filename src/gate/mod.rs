@@ -661,3 +661,6 @@ impl Gate {
         self.fail(failure, reason, rng, &[&login.flow_cookie], Some(login.flow.return_to()))
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,477 @@
+//! The decision engine driven through whole logins against a scripted provider, with a fixed
+//! clock and repeatable randomness.
+
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
+
+use serde_json::{json, Value};
+
+use super::*;
+use crate::testkit::{self, claims, id_token, SeqEntropy, KID, NOW};
+
+const USERINFO: &str = r#"{"sub":"2594","RolUnico":{"DV":"4","numero":44444444,"tipo":"RUN"},
+    "name":{"apellidos":["De los Ríos","Núñez"],"nombres":["María","Carmen"]}}"#;
+
+struct Harness {
+    gate: Gate,
+    keys: KeyCache,
+    rng: SeqEntropy,
+    now: u64,
+}
+
+fn harness() -> Harness {
+    Harness { gate: Gate::new(testkit::config()), keys: KeyCache::default(), rng: SeqEntropy(0), now: NOW }
+}
+
+fn get(path: &str, cookie: Option<&str>) -> Vec<(String, String)> {
+    let mut h = vec![(":method".to_string(), "GET".to_string()), (":path".to_string(), path.to_string())];
+    if let Some(c) = cookie {
+        h.push(("cookie".to_string(), c.to_string()));
+    }
+    h
+}
+
+fn header<'a>(r: &'a Response, name: &str) -> Vec<&'a str> {
+    r.headers.iter().filter(|(n, _)| *n == name).map(|(_, v)| v.as_str()).collect()
+}
+
+fn respond(d: Decision) -> Response {
+    match d {
+        Decision::Respond(r) => r,
+        other => panic!("expected a response, got {other:?}"),
+    }
+}
+
+fn call(d: Decision) -> Call {
+    match d {
+        Decision::Call(c) => *c,
+        other => panic!("expected a call, got {other:?}"),
+    }
+}
+
+fn query(url: &str) -> Vec<(String, String)> {
+    let q = url.split_once('?').map_or("", |(_, q)| q);
+    url::form_urlencoded::parse(q.as_bytes()).into_owned().collect()
+}
+
+fn param(url: &str, name: &str) -> String {
+    query(url).into_iter().find(|(k, _)| k == name).map(|(_, v)| v).unwrap_or_default()
+}
+
+/// `name=value` of a Set-Cookie.
+fn cookie_pair(set_cookie: &str) -> String {
+    set_cookie.split(';').next().unwrap().to_string()
+}
+
+/// A started login: the redirect and the flow cookie.
+struct Started {
+    authorize: String,
+    flow_cookie: String,
+}
+
+impl Harness {
+    fn request(&mut self, path: &str, cookie: Option<&str>) -> Decision {
+        let headers = get(path, cookie);
+        let req = Request { method: "GET", path, headers: &headers };
+        self.gate.on_request(&req, self.now, &mut self.rng)
+    }
+
+    fn answer(&mut self, pending: Pending, status: u16, body: &str) -> Decision {
+        self.gate.on_call_response(pending, CallOutcome::Answered { status, body: body.as_bytes() }, self.now, &mut self.rng, &mut self.keys)
+    }
+
+    fn fail_call(&mut self, pending: Pending) -> Decision {
+        self.gate.on_call_response(pending, CallOutcome::Failed, self.now, &mut self.rng, &mut self.keys)
+    }
+
+    fn start(&mut self, path: &str) -> Started {
+        let r = respond(self.request(path, None));
+        assert_eq!(r.status, 302);
+        Started { authorize: header(&r, "location")[0].to_string(), flow_cookie: cookie_pair(header(&r, "set-cookie")[0]) }
+    }
+
+    /// The callback for a started login, as the provider would send the browser back.
+    fn callback(&mut self, s: &Started) -> Decision {
+        let path = format!("/claveunica/callback?code=c0de&state={}", param(&s.authorize, "state"));
+        self.request(&path, Some(&s.flow_cookie))
+    }
+
+    /// Token answer for a started login.
+    fn token_body(&self, s: &Started) -> String {
+        json!({"access_token": "at-1", "token_type": "Bearer", "expires_in": 3600,
+               "id_token": id_token(&claims(&param(&s.authorize, "nonce")))})
+        .to_string()
+    }
+
+    /// A whole login; the final answer.
+    fn login(&mut self, path: &str) -> Response {
+        let s = self.start(path);
+        let token_call = call(self.callback(&s));
+        let body = self.token_body(&s);
+        let mut next = self.answer(token_call.pending, 200, &body);
+        if let Decision::Call(c) = next {
+            if c.method == "GET" {
+                let set = testkit::jwks(&[(KID, &testkit::provider_key())]);
+                next = self.answer(c.pending, 200, &set);
+            } else {
+                next = Decision::Call(c);
+            }
+        }
+        let userinfo = call(next);
+        respond(self.answer(userinfo.pending, 200, USERINFO))
+    }
+}
+
+#[test]
+fn a_visitor_without_session_is_sent_to_claveunica() {
+    let mut h = harness();
+    let r = respond(h.request("/tramites/certificado?id=7", None));
+    assert_eq!(r.status, 302);
+    let location = header(&r, "location")[0];
+    assert!(location.starts_with("https://idp.test/openid/authorize/?"), "{location}");
+    assert_eq!(param(location, "client_id"), "cid");
+    assert_eq!(param(location, "response_type"), "code");
+    assert_eq!(param(location, "scope"), "openid run name");
+    assert!(location.contains("scope=openid%20run%20name"));
+    assert_eq!(param(location, "redirect_uri"), "https://portal.test/claveunica/callback");
+    let state = param(location, "state");
+    assert!(state.len() >= 30, "{state}");
+    assert!(!param(location, "nonce").is_empty());
+    let set = header(&r, "set-cookie");
+    assert_eq!(set.len(), 1);
+    assert!(set[0].starts_with(&format!("__Host-claveunica_flow_{}=", &state[..12])), "{}", set[0]);
+    for attr in ["Path=/", "HttpOnly", "SameSite=Lax", "Secure", "Max-Age=600"] {
+        assert!(set[0].contains(attr), "{attr} in {}", set[0]);
+    }
+    assert_eq!(header(&r, "cache-control"), ["no-store"]);
+}
+
+#[test]
+fn each_login_gets_its_own_state_and_nonce() {
+    let mut h = harness();
+    let (a, b) = (h.start("/a"), h.start("/b"));
+    assert_ne!(param(&a.authorize, "state"), param(&b.authorize, "state"));
+    assert_ne!(param(&a.authorize, "nonce"), param(&b.authorize, "nonce"));
+    assert_ne!(a.flow_cookie.split('=').next(), b.flow_cookie.split('=').next());
+}
+
+#[test]
+fn a_whole_login_then_requests_with_identity() {
+    let mut h = harness();
+    let s = h.start("/tramites/certificado?id=7");
+    let token_call = call(h.callback(&s));
+    assert_eq!((token_call.method, token_call.cluster.as_str()), ("POST", "claveunica"));
+    assert_eq!((token_call.authority.as_str(), token_call.path.as_str()), ("idp.test", "/openid/token/"));
+    let form: Vec<(String, String)> =
+        url::form_urlencoded::parse(token_call.body.as_deref().unwrap()).into_owned().collect();
+    let field = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+    assert_eq!(field("grant_type"), Some("authorization_code"));
+    assert_eq!(field("code"), Some("c0de"));
+    assert_eq!(field("client_id"), Some("cid"));
+    assert_eq!(field("client_secret"), Some("s3cret"));
+    assert_eq!(field("redirect_uri"), Some("https://portal.test/claveunica/callback"));
+    assert_eq!(field("state").map(str::to_string), Some(param(&s.authorize, "state")));
+
+    // No keys yet: the gate fetches the JWKS, then calls userinfo with the bearer token.
+    let body = h.token_body(&s);
+    let jwks_call = call(h.answer(token_call.pending, 200, &body));
+    assert_eq!((jwks_call.method, jwks_call.path.as_str()), ("GET", "/openid/jwks"));
+    let userinfo_call = call(h.answer(jwks_call.pending, 200, &testkit::jwks(&[(KID, &testkit::provider_key())])));
+    assert_eq!((userinfo_call.method, userinfo_call.path.as_str()), ("POST", "/openid/userinfo/"));
+    assert!(userinfo_call.headers.contains(&("authorization", "Bearer at-1".to_string())));
+
+    let done = respond(h.answer(userinfo_call.pending, 200, USERINFO));
+    assert_eq!(done.status, 302);
+    assert_eq!(header(&done, "location"), ["/tramites/certificado?id=7"]);
+    let set = header(&done, "set-cookie");
+    let session = set.iter().find(|c| c.starts_with("__Host-claveunica_session=")).unwrap();
+    for attr in ["Path=/", "HttpOnly", "SameSite=Lax", "Secure", "Max-Age=28800"] {
+        assert!(session.contains(attr), "{attr} in {session}");
+    }
+    assert!(session.len() < 1024);
+    let flow_name = s.flow_cookie.split('=').next().unwrap();
+    assert!(set.iter().any(|c| c.starts_with(&format!("{flow_name}=;")) && c.contains("Max-Age=0")));
+    let log = done.log.clone().unwrap();
+    assert!(log.message.contains("*****444-4") && !log.message.contains("44444444"), "{}", log.message);
+
+    // The next request carries the session: forwarded with identity, gate cookies removed.
+    let cookie = format!("theme=dark; {}; {}", cookie_pair(session), s.flow_cookie);
+    match h.request("/tramites/certificado?id=7", Some(&cookie)) {
+        Decision::Forward(f) => {
+            assert_eq!(f.remove, &crate::headers::IDENTITY_HEADERS);
+            assert_eq!(
+                f.set,
+                vec![
+                    ("x-claveunica-run", "44444444-4".to_string()),
+                    ("x-claveunica-numero", "44444444".to_string()),
+                    ("x-claveunica-dv", "4".to_string()),
+                    ("x-claveunica-nombres", "Mar%C3%ADa%20Carmen".to_string()),
+                    ("x-claveunica-apellidos", "De%20los%20R%C3%ADos%20N%C3%BA%C3%B1ez".to_string()),
+                ]
+            );
+            assert_eq!(f.cookie, CookieHeader::Replace("theme=dark".into()));
+            assert_eq!(f.response_set_cookie, None);
+        }
+        other => panic!("{other:?}"),
+    }
+    // A second login reuses the cached keys: no JWKS call.
+    let s2 = h.start("/b");
+    let token_call = call(h.callback(&s2));
+    let body = h.token_body(&s2);
+    let next = call(h.answer(token_call.pending, 200, &body));
+    assert_eq!(next.path, "/openid/userinfo/");
+}
+
+#[test]
+fn parallel_logins_each_land_on_their_own_page() {
+    let mut h = harness();
+    let a = h.start("/a");
+    let b = h.start("/b");
+    for (s, want) in [(&b, "/b"), (&a, "/a")] {
+        // Both flow cookies are in the jar, as in a browser with two tabs.
+        let path = format!("/claveunica/callback?code=x&state={}", param(&s.authorize, "state"));
+        let jar = format!("{}; {}", a.flow_cookie, b.flow_cookie);
+        let token_call = call(h.request(&path, Some(&jar)));
+        let body = h.token_body(s);
+        let mut next = h.answer(token_call.pending, 200, &body);
+        if let Decision::Call(c) = &next {
+            if c.method == "GET" {
+                let Decision::Call(c) = next else { unreachable!() };
+                next = h.answer(c.pending, 200, &testkit::jwks(&[(KID, &testkit::provider_key())]));
+            }
+        }
+        let done = respond(h.answer(call(next).pending, 200, USERINFO));
+        assert_eq!(header(&done, "location"), [want]);
+    }
+}
+
+fn assert_error_page(r: &Response, status: u16) {
+    assert_eq!(r.status, status, "{}", r.body);
+    let log = r.log.as_ref().expect("a failure is logged");
+    let reference = log.message.split("ref=").nth(1).expect("log names a reference");
+    assert_eq!(reference.len(), 8);
+    assert!(r.body.contains(&format!("<code>{reference}</code>")), "{}", r.body);
+    assert!(r.body.contains("lang=\"es\""));
+    assert!(header(r, "location").is_empty());
+    assert!(!header(r, "set-cookie").iter().any(|c| c.contains("session=") && !c.contains("Max-Age=0")));
+}
+
+#[test]
+fn a_callback_with_bad_state_gets_400_and_no_provider_call() {
+    let mut h = harness();
+    let s = h.start("/a");
+    let state = param(&s.authorize, "state");
+    let other = h.start("/b");
+    let cases: Vec<(String, Option<String>)> = vec![
+        ("/claveunica/callback?code=x".into(), Some(s.flow_cookie.clone())),
+        (format!("/claveunica/callback?code=x&state={state}X"), Some(s.flow_cookie.clone())),
+        (format!("/claveunica/callback?code=x&state={state}"), None),
+        // Another browser's flow cookie.
+        (format!("/claveunica/callback?code=x&state={state}"), Some(other.flow_cookie.clone())),
+        (format!("/claveunica/callback?code=x&state={}", &state[..20]), Some(s.flow_cookie.clone())),
+        (format!("/claveunica/callback?code=x&code=y&state={state}"), Some(s.flow_cookie.clone())),
+        (format!("/claveunica/callback?code=x&state={state}&state={state}"), Some(s.flow_cookie.clone())),
+        (format!("/claveunica/callback?state={state}"), Some(s.flow_cookie.clone())),
+        // Same cookie name, tampered value.
+        (
+            format!("/claveunica/callback?code=x&state={state}"),
+            Some(format!("{}x", s.flow_cookie.replace(['A', 'B', 'C'], "D"))),
+        ),
+    ];
+    for (path, cookie) in cases {
+        let d = h.request(&path, cookie.as_deref());
+        assert_error_page(&respond(d), 400);
+    }
+    // Too late.
+    h.now += 601;
+    assert_error_page(&respond(h.callback(&s)), 400);
+}
+
+#[test]
+fn the_provider_reporting_an_error_shows_a_cancelled_page() {
+    let mut h = harness();
+    let s = h.start("/a");
+    let path = format!("/claveunica/callback?error=access_denied&state={}", param(&s.authorize, "state"));
+    let r = respond(h.request(&path, Some(&s.flow_cookie)));
+    assert_error_page(&r, 401);
+    assert!(r.body.contains("cancelado"));
+    assert!(r.body.contains("href=\"/a\""));
+}
+
+fn after_token(status: Option<u16>, body: &str) -> Response {
+    let mut h = harness();
+    let s = h.start("/a");
+    let c = call(h.callback(&s));
+    respond(match status {
+        Some(status) => h.answer(c.pending, status, body),
+        None => h.fail_call(c.pending),
+    })
+}
+
+#[test]
+fn token_endpoint_failures() {
+    assert_error_page(&after_token(None, ""), 503);
+    assert_error_page(&after_token(Some(503), "busy"), 503);
+    assert_error_page(&after_token(Some(504), ""), 503);
+    assert_error_page(&after_token(Some(500), "<html>oops</html>"), 502);
+    assert_error_page(&after_token(Some(200), "<html>not json</html>"), 502);
+    assert_error_page(&after_token(Some(200), r#"{"access_token":"a","token_type":"bearer"}"#), 502);
+    assert_error_page(&after_token(Some(400), r#"{"error":"invalid_client"}"#), 502);
+    assert_error_page(&after_token(Some(400), r#"{"error":"invalid_grant"}"#), 400);
+    assert_error_page(&after_token(Some(200), &"x".repeat(MAX_BODY_LEN + 1)), 502);
+}
+
+/// Runs a login up to the ID token check with this token answer.
+fn with_id_token(token: &str) -> Decision {
+    let mut h = harness();
+    h.keys.replace(jwks::parse(testkit::jwks(&[(KID, &testkit::provider_key())]).as_bytes()).unwrap(), NOW);
+    let s = h.start("/a");
+    let c = call(h.callback(&s));
+    let body = json!({"access_token": "a", "token_type": "bearer", "id_token": token}).to_string();
+    h.answer(c.pending, 200, &body)
+}
+
+#[test]
+fn a_bad_id_token_stops_the_login() {
+    let mut wrong_nonce = claims("not-the-flows");
+    assert_error_page(&respond(with_id_token(&id_token(&wrong_nonce))), 502);
+    wrong_nonce["nonce"] = Value::Null;
+    assert_error_page(&respond(with_id_token(&id_token(&wrong_nonce))), 502);
+    assert_error_page(&respond(with_id_token(&testkit::unsigned(&claims("x")))), 502);
+    assert_error_page(&respond(with_id_token("garbage")), 502);
+}
+
+#[test]
+fn an_unknown_kid_is_fetched_once_then_refused() {
+    let mut h = harness();
+    h.keys.replace(jwks::parse(testkit::jwks(&[(KID, &testkit::provider_key())]).as_bytes()).unwrap(), NOW - 3600);
+    let s = h.start("/a");
+    let c = call(h.callback(&s));
+    let token = testkit::sign_rs256(&json!({"alg": "RS256", "kid": "rotated"}), &claims(&param(&s.authorize, "nonce")), &testkit::other_key());
+    let body = json!({"access_token": "a", "token_type": "bearer", "id_token": token}).to_string();
+    let jwks_call = call(h.answer(c.pending, 200, &body));
+    assert_eq!(jwks_call.method, "GET");
+    // The provider rotated: the new set holds the new key, and the login goes on.
+    let set = testkit::jwks(&[("rotated", &testkit::other_key())]);
+    let next = call(h.answer(jwks_call.pending, 200, &set));
+    assert_eq!(next.path, "/openid/userinfo/");
+
+    // A kid nobody knows, right after a fetch: refused without another fetch.
+    let s = h.start("/b");
+    let c = call(h.callback(&s));
+    let token = testkit::sign_rs256(&json!({"alg": "RS256", "kid": "nowhere"}), &claims(&param(&s.authorize, "nonce")), &testkit::other_key());
+    let body = json!({"access_token": "a", "token_type": "bearer", "id_token": token}).to_string();
+    assert_error_page(&respond(h.answer(c.pending, 200, &body)), 502);
+}
+
+#[test]
+fn a_jwks_failure_keeps_the_last_good_keys() {
+    let mut h = harness();
+    h.keys.replace(jwks::parse(testkit::jwks(&[(KID, &testkit::provider_key())]).as_bytes()).unwrap(), NOW - 3600);
+    let s = h.start("/a");
+    let c = call(h.callback(&s));
+    let token = testkit::sign_rs256(&json!({"alg": "RS256", "kid": "new"}), &claims(&param(&s.authorize, "nonce")), &testkit::other_key());
+    let body = json!({"access_token": "a", "token_type": "bearer", "id_token": token}).to_string();
+    let jwks_call = call(h.answer(c.pending, 200, &body));
+    assert_error_page(&respond(h.fail_call(jwks_call.pending)), 503);
+    // Logins signed with the known key still complete.
+    let done = h.login("/c");
+    assert_eq!(header(&done, "location"), ["/c"]);
+}
+
+#[test]
+fn userinfo_failures() {
+    let cases: [(Option<u16>, &str, u16); 6] = [
+        (Some(200), r#"{"sub":"1","RolUnico":{"DV":"5","numero":44444444,"tipo":"RUN"}}"#, 502),
+        (Some(200), r#"{"sub":"1","RolUnico":{"DV":"4","numero":44444444,"tipo":"PASAPORTE"}}"#, 502),
+        (Some(200), "<html>", 502),
+        (Some(401), r#"{"error":"invalid_token"}"#, 502),
+        (Some(503), "", 503),
+        (None, "", 503),
+    ];
+    for (outcome, answer_body, status) in cases {
+        let mut h = harness();
+        let s = h.start("/a");
+        let c = call(h.callback(&s));
+        let body = h.token_body(&s);
+        let jwks_call = call(h.answer(c.pending, 200, &body));
+        let u = call(h.answer(jwks_call.pending, 200, &testkit::jwks(&[(KID, &testkit::provider_key())])));
+        let r = respond(match outcome {
+            Some(st) => h.answer(u.pending, st, answer_body),
+            None => h.fail_call(u.pending),
+        });
+        assert_error_page(&r, status);
+    }
+}
+
+fn session_cookie(done: &Response) -> String {
+    cookie_pair(header(done, "set-cookie").iter().find(|c| c.contains("_session=")).unwrap())
+}
+
+#[test]
+fn a_tampered_or_expired_session_means_logging_in_again() {
+    let mut h = harness();
+    let cookie = session_cookie(&h.login("/"));
+    let (name, value) = cookie.split_once('=').unwrap();
+    let flipped: String = value.chars().rev().collect();
+    for bad in [format!("{name}={flipped}"), format!("{name}=garbage"), format!("{name}="), format!("{name}={}", "A".repeat(8192))] {
+        let r = respond(h.request("/private", Some(&bad)));
+        assert_eq!(r.status, 302);
+        assert!(header(&r, "set-cookie").iter().any(|c| c.starts_with(&format!("{name}=;"))));
+    }
+    h.now += 8 * 3600;
+    assert_eq!(respond(h.request("/private", Some(&cookie))).status, 302);
+}
+
+#[test]
+fn a_rotated_key_still_opens_and_reseals() {
+    let mut old = harness();
+    let cookie = session_cookie(&old.login("/"));
+    let mut v = testkit::config_json();
+    v["session_keys"] = json!([testkit::OLD_SESSION_KEY, testkit::SESSION_KEY]);
+    let mut h = Harness { gate: Gate::new(testkit::config_from(&v)), ..harness() };
+    match h.request("/private", Some(&cookie)) {
+        Decision::Forward(f) => assert!(f.response_set_cookie.unwrap().starts_with("__Host-claveunica_session=")),
+        other => panic!("{other:?}"),
+    }
+    // Once the old key is retired, its cookies no longer open.
+    v["session_keys"] = json!([testkit::OLD_SESSION_KEY]);
+    let mut h = Harness { gate: Gate::new(testkit::config_from(&v)), ..harness() };
+    assert_eq!(respond(h.request("/private", Some(&cookie))).status, 302);
+}
+
+#[test]
+fn return_to_never_leaves_the_origin() {
+    for evil in ["//evil.test", "/\\evil.test", "https://evil.test", "/%2F%2Fevil.test", "javascript:alert(1)", "/claveunica/logout"] {
+        let mut h = harness();
+        let path = format!("/claveunica/login?return_to={}", url::form_urlencoded::byte_serialize(evil.as_bytes()).collect::<String>());
+        let done = h.login(&path);
+        assert_eq!(header(&done, "location"), ["/"], "{evil}");
+    }
+    let mut h = harness();
+    assert_eq!(header(&h.login("/claveunica/login?return_to=%2Fmis-tramites%3Fa%3D1"), "location"), ["/mis-tramites?a=1"]);
+}
+
+#[test]
+fn no_randomness_no_login() {
+    let h = harness();
+    let headers = get("/a", None);
+    let r = respond(h.gate.on_request(&Request { method: "GET", path: "/a", headers: &headers }, NOW, &mut testkit::NoEntropy));
+    assert_eq!(r.status, 500);
+    assert!(header(&r, "location").is_empty());
+}
+
+#[test]
+fn logout_ends_the_session_and_goes_through_claveunica() {
+    let mut h = harness();
+    let cookie = session_cookie(&h.login("/"));
+    let r = respond(h.request("/claveunica/logout", Some(&format!("{cookie}; __Host-claveunica_flow_abc=1"))));
+    assert_eq!(r.status, 200);
+    let set = header(&r, "set-cookie");
+    assert!(set.iter().any(|c| c.starts_with("__Host-claveunica_session=;") && c.contains("Max-Age=0")));
+    assert!(set.iter().any(|c| c.starts_with("__Host-claveunica_flow_abc=;")));
+    let provider = "https://idp.test/api/v1/accounts/app/logout?redirect=https%3A%2F%2Fportal.test%2F";
+    assert!(r.body.contains(&format!("href=\"{provider}\"")), "{}", r.body);
+    assert!(r.body.contains("setTimeout"));
+    assert!(r.log.unwrap().message.contains("*****444-4"));
+}
