@@ -193,8 +193,7 @@ impl<'a> Reader<'a> {
     }
 
     fn unknown_keys(&mut self, known: &[&str]) {
-        let unknown: Vec<String> =
-            self.map.keys().filter(|k| !known.contains(&k.as_str())).cloned().collect();
+        let unknown: Vec<String> = self.map.keys().filter(|k| !known.contains(&k.as_str())).cloned().collect();
         for k in unknown {
             self.problem(&k, "unknown key");
         }
@@ -300,9 +299,7 @@ fn valid_path(path: &str) -> bool {
 
 fn valid_cookie_name(name: &str) -> bool {
     // RFC 6265 token characters, minus the ones that confuse real-world parsers.
-    !name.is_empty()
-        && name.len() <= 64
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+    !name.is_empty() && name.len() <= 64 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
 }
 
 /// Decodes one session key: base64 (standard or URL-safe, padded or not) of 32 bytes.
@@ -313,9 +310,7 @@ fn decode_key(text: &str) -> Result<SessionKey, String> {
         .iter()
         .find_map(|engine| engine.decode(text).ok())
         .ok_or("is not base64")?;
-    let key: [u8; 32] = bytes
-        .try_into()
-        .map_err(|b: Vec<u8>| format!("must decode to 32 bytes, not {}", b.len()))?;
+    let key: [u8; 32] = bytes.try_into().map_err(|b: Vec<u8>| format!("must decode to 32 bytes, not {}", b.len()))?;
     Ok(SessionKey(key))
 }
 
@@ -493,9 +488,9 @@ impl Config {
                 scope,
             }),
             // Every None above recorded a problem; this arm is for the compiler.
-            _ => Err(ConfigError {
-                problems: vec![Problem { key: "(document)".into(), message: "incomplete".into() }],
-            }),
+            _ => {
+                Err(ConfigError { problems: vec![Problem { key: "(document)".into(), message: "incomplete".into() }] })
+            }
         }
     }
 

@@ -118,8 +118,8 @@ impl Flow {
 /// The flow cookie name for a state, or `None` for a state this gate would never make.
 #[must_use]
 pub fn cookie_name_for(prefix: &str, state: &str) -> Option<String> {
-    let plausible = (30..=128).contains(&state.len())
-        && state.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    let plausible =
+        (30..=128).contains(&state.len()) && state.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
     plausible.then(|| format!("{prefix}{}", state.get(..SUFFIX_LEN).unwrap_or(state)))
 }
 
@@ -153,7 +153,10 @@ mod tests {
     fn resume_finds_the_right_attempt_among_several() {
         let r = ring(9);
         let (a, b) = (flow(1), flow(2));
-        let jar = [(a.cookie_name(P), a.seal(&r, [0; NONCE_LEN]).unwrap()), (b.cookie_name(P), b.seal(&r, [1; NONCE_LEN]).unwrap())];
+        let jar = [
+            (a.cookie_name(P), a.seal(&r, [0; NONCE_LEN]).unwrap()),
+            (b.cookie_name(P), b.seal(&r, [1; NONCE_LEN]).unwrap()),
+        ];
         let lookup = |n: &str| jar.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());
         assert_eq!(Flow::resume(&r, P, b.state(), lookup, 1_100, 600), Ok(b.clone()));
         assert_eq!(Flow::resume(&r, P, a.state(), lookup, 1_100, 600), Ok(a.clone()));

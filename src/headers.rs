@@ -23,6 +23,18 @@ pub const APELLIDOS: &str = "x-claveunica-apellidos";
 /// Every identity header name. Client copies of each are removed from every request.
 pub const IDENTITY_HEADERS: [&str; 5] = [RUN, NUMERO, DV, NOMBRES, APELLIDOS];
 
+/// Whether a client-sent header name is an identity header in disguise: any letter case, and
+/// `_` read as `-`, because PHP, CGI, Rack and WSGI servers map `x_claveunica_run` and
+/// `x-claveunica-run` to the same variable, so a forged underscore spelling could shadow the
+/// verified header.
+#[must_use]
+pub fn is_identity_name(name: &str) -> bool {
+    IDENTITY_HEADERS.iter().any(|id| {
+        id.len() == name.len()
+            && id.bytes().zip(name.bytes()).all(|(a, b)| a == b.to_ascii_lowercase() || (a == b'-' && b == b'_'))
+    })
+}
+
 /// Percent-encodes a header value.
 #[must_use]
 pub fn encode(value: &str) -> String {
@@ -55,6 +67,17 @@ mod tests {
         assert_eq!(encode("María Carmen"), "Mar%C3%ADa%20Carmen");
         assert_eq!(encode("De los Ríos Núñez"), "De%20los%20R%C3%ADos%20N%C3%BA%C3%B1ez");
         assert_eq!(encode("a\r\nb"), "a%0D%0Ab");
+    }
+
+    #[test]
+    fn identity_names_in_every_spelling() {
+        for n in ["x-claveunica-run", "X-ClaveUnica-RUN", "x_claveunica_run", "X_CLAVEUNICA_DV", "x-claveunica_nombres"]
+        {
+            assert!(is_identity_name(n), "{n}");
+        }
+        for n in ["x-claveunica-runx", "x-claveunica", "cookie", "x-claveunica-ru"] {
+            assert!(!is_identity_name(n), "{n}");
+        }
     }
 
     #[test]

@@ -49,9 +49,8 @@ h1{{font-size:1.4rem;color:#0f69b4}}.ref{{color:#555;font-size:.9rem}}a{{color:#
 /// proxy's log line for this failure.
 #[must_use]
 pub fn error(title: &str, message: &str, reference: &str, retry: Option<&str>) -> String {
-    let retry = retry
-        .map(|href| format!("<p><a href=\"{}\">Intentar nuevamente</a></p>", escape(href)))
-        .unwrap_or_default();
+    let retry =
+        retry.map(|href| format!("<p><a href=\"{}\">Intentar nuevamente</a></p>", escape(href))).unwrap_or_default();
     layout(
         title,
         &format!(

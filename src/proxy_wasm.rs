@@ -15,7 +15,7 @@ use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType};
 
 use crate::config::Config;
 use crate::gate::{CallOutcome, CookieHeader, Decision, Entropy, EntropyUnavailable, Gate, Level, Pending, Request};
-use crate::headers::IDENTITY_HEADERS;
+use crate::headers::is_identity_name;
 use crate::oidc::jwks::KeyCache;
 use crate::oidc::MAX_BODY_LEN;
 
@@ -30,10 +30,7 @@ fn log(level: LogLevel, message: &str) {
 }
 
 fn now() -> u64 {
-    hostcalls::get_current_time()
-        .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_secs())
+    hostcalls::get_current_time().ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map_or(0, |d| d.as_secs())
 }
 
 /// WASI's `random_get`, which Envoy serves from the operating system's random source.
@@ -71,9 +68,13 @@ impl RootContext for Root {
             Ok(config) => {
                 log(
                     LogLevel::Info,
-                    &format!("configured: issuer={} cluster={} callback={}", config.issuer, config.cluster, config.callback_path),
+                    &format!(
+                        "configured: issuer={} cluster={} callback={}",
+                        config.issuer, config.cluster, config.callback_path
+                    ),
                 );
-                self.shared = Some(Rc::new(Shared { gate: Gate::new(config), keys: RefCell::new(KeyCache::default()) }));
+                self.shared =
+                    Some(Rc::new(Shared { gate: Gate::new(config), keys: RefCell::new(KeyCache::default()) }));
                 true
             }
             Err(e) => {
@@ -113,7 +114,11 @@ impl Filter {
     /// Fails closed: used only when the gate itself is missing.
     fn unavailable(&self) -> Action {
         log(LogLevel::Error, "no configuration loaded; refusing the request");
-        let _ = hostcalls::send_http_response(503, vec![("content-type", "text/plain; charset=utf-8")], Some(b"Servicio no disponible\n"));
+        let _ = hostcalls::send_http_response(
+            503,
+            vec![("content-type", "text/plain; charset=utf-8")],
+            Some(b"Servicio no disponible\n"),
+        );
         Action::Pause
     }
 
@@ -133,7 +138,9 @@ impl Filter {
                 }
                 let cookie_ok = match &f.cookie {
                     CookieHeader::Unchanged => Ok(()),
-                    CookieHeader::Replace(v) => hostcalls::set_map_value(MapType::HttpRequestHeaders, "cookie", Some(v)),
+                    CookieHeader::Replace(v) => {
+                        hostcalls::set_map_value(MapType::HttpRequestHeaders, "cookie", Some(v))
+                    }
                     CookieHeader::Remove => hostcalls::set_map_value(MapType::HttpRequestHeaders, "cookie", None),
                 };
                 if cookie_ok.is_err() {
@@ -152,7 +159,9 @@ impl Filter {
                     log(level(line.level), &line.message);
                 }
                 let headers: Vec<(&str, &str)> = r.headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
-                if let Err(status) = hostcalls::send_http_response(u32::from(r.status), headers, Some(r.body.as_bytes())) {
+                if let Err(status) =
+                    hostcalls::send_http_response(u32::from(r.status), headers, Some(r.body.as_bytes()))
+                {
                     log(LogLevel::Error, &format!("could not send a local response: {status:?}"));
                 }
                 Action::Pause
@@ -241,13 +250,15 @@ impl HttpContext for Filter {
         let headers: Vec<(String, String)> =
             raw.into_iter().map(|(n, v)| (n, String::from_utf8_lossy(&v).into_owned())).collect();
         // Client copies of identity headers go first, on every path, whatever happens next.
-        for name in IDENTITY_HEADERS {
-            if headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name))
-                && hostcalls::set_map_value(MapType::HttpRequestHeaders, name, None).is_err()
-            {
-                log(LogLevel::Error, "could not remove a client identity header; refusing the request");
-                let _ = hostcalls::send_http_response(500, vec![], Some(b"Error interno\n"));
-                return Action::Pause;
+        let mut removed: Vec<&str> = Vec::new();
+        for (name, _) in &headers {
+            if is_identity_name(name) && !removed.contains(&name.as_str()) {
+                removed.push(name);
+                if hostcalls::set_map_value(MapType::HttpRequestHeaders, name, None).is_err() {
+                    log(LogLevel::Error, "could not remove a client identity header; refusing the request");
+                    let _ = hostcalls::send_http_response(500, vec![], Some(b"Error interno\n"));
+                    return Action::Pause;
+                }
             }
         }
         let find = |name: &str| headers.iter().find(|(n, _)| n == name).map_or("", |(_, v)| v.as_str());

@@ -151,13 +151,7 @@ fn dotted_ok(body: &str) -> bool {
         return true;
     }
     let groups: Vec<&str> = body.split('.').collect();
-    groups.iter().enumerate().all(|(i, g)| {
-        if i == 0 {
-            (1..=3).contains(&g.len())
-        } else {
-            g.len() == 3
-        }
-    })
+    groups.iter().enumerate().all(|(i, g)| if i == 0 { (1..=3).contains(&g.len()) } else { g.len() == 3 })
 }
 
 impl fmt::Debug for Run {

@@ -208,10 +208,7 @@ mod tests {
     #[test]
     fn identity_limits() {
         let run = Run::new(44_444_444, '4').unwrap();
-        assert_eq!(
-            Identity::new(run, vec!["x".repeat(101)], vec![], "1".into()),
-            Err(IdentityError::NamesTooLong)
-        );
+        assert_eq!(Identity::new(run, vec!["x".repeat(101)], vec![], "1".into()), Err(IdentityError::NamesTooLong));
         assert_eq!(Identity::new(run, vec!["a".into(); 9], vec![], "1".into()), Err(IdentityError::NamesTooLong));
         assert_eq!(Identity::new(run, vec!["a\r\nb".into()], vec![], "1".into()), Err(IdentityError::NameInvalid));
         assert_eq!(Identity::new(run, vec![], vec![], String::new()), Err(IdentityError::SubInvalid));

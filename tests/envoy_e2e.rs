@@ -16,8 +16,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use support::{
-    random_key, Browser, Response, Stack, CLIENT_ID, FLOW_PREFIX, LOGOUT_PATH, PASSWORD, RUN,
-    SESSION_COOKIE,
+    random_key, Browser, Response, Stack, CLIENT_ID, FLOW_PREFIX, LOGOUT_PATH, PASSWORD, RUN, SESSION_COOKIE,
 };
 
 /// Every identity header, in assorted letter cases, with forged values.
@@ -30,6 +29,9 @@ const SPOOFED: &[(&str, &str)] = &[
     ("X-Claveunica-Dv", "K"),
     ("x-claveunica-nombres", "Mallory"),
     ("X-CLAVEUNICA-APELLIDOS", "Impostora"),
+    // CGI, PHP, Rack and WSGI read `_` and `-` alike, so these would shadow the real ones.
+    ("x_claveunica_run", "11111111-1"),
+    ("X_ClaveUnica_Dv", "K"),
 ];
 
 /// Waits (briefly) for Envoy to write `needle` to its log: log lines may trail the answer.
@@ -87,11 +89,8 @@ fn logged_in(stack: &Stack) -> Browser {
 /// Replaces (or with `None` removes) one query parameter of a URL.
 fn with_param(url: &str, name: &str, value: Option<&str>) -> String {
     let mut parsed = url::Url::parse(url).expect("callback URLs parse");
-    let pairs: Vec<(String, String)> = parsed
-        .query_pairs()
-        .filter(|(k, _)| k != name)
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect();
+    let pairs: Vec<(String, String)> =
+        parsed.query_pairs().filter(|(k, _)| k != name).map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
     {
         let mut q = parsed.query_pairs_mut();
         q.clear();
@@ -124,7 +123,8 @@ fn full_login_lands_on_the_original_url_with_verified_identity() {
     assert!(!authorize.nonce.is_empty(), "no nonce in {}", authorize.url);
     assert_ne!(authorize.state, authorize.nonce);
     let flow = authorize.response.set_cookie(&authorize.flow_cookie());
-    let flow = flow.unwrap_or_else(|| panic!("no flow cookie {} set: {:?}", authorize.flow_cookie(), authorize.response));
+    let flow =
+        flow.unwrap_or_else(|| panic!("no flow cookie {} set: {:?}", authorize.flow_cookie(), authorize.response));
     assert!(flow.contains("HttpOnly") && flow.contains("SameSite=Lax"), "flow cookie attributes: {flow}");
 
     // Sandbox RUN as people type it, with dots.
@@ -177,7 +177,7 @@ fn spoofed_identity_headers_never_reach_the_app() {
 
     // Sanity: this client really sends every forged header, repeats included.
     let direct = stack.browser().get_url_with_headers(&format!("{}/?format=json", stack.app()), SPOOFED).echo();
-    let forged = direct.headers.iter().filter(|(n, _)| n.starts_with("x-claveunica-")).count();
+    let forged = direct.headers.iter().filter(|(n, _)| n.replace('_', "-").starts_with("x-claveunica-")).count();
     assert_eq!(forged, SPOOFED.len(), "the client did not send every forged header: {direct:?}");
 
     // Without a session nothing is forwarded.
@@ -196,6 +196,7 @@ fn spoofed_identity_headers_never_reach_the_app() {
     assert_eq!(echo.all("x-claveunica-dv"), ["4"], "{echo:?}");
     assert_eq!(echo.all("x-claveunica-nombres"), ["Mar%C3%ADa%20Carmen"], "{echo:?}");
     assert_eq!(echo.all("x-claveunica-apellidos"), ["De%20los%20R%C3%ADos%20N%C3%BA%C3%B1ez"], "{echo:?}");
+    assert!(!echo.headers.iter().any(|(n, _)| n.contains('_')), "an underscore spelling got through: {echo:?}");
 
     // The gate's cookies stay with the gate; the app's own cookie gets through.
     assert_eq!(echo.cookie_names(), ["app_session"], "cookies the app received: {:?}", echo.all("cookie"));
@@ -314,6 +315,10 @@ fn bad_callbacks_get_a_400_page_and_no_session() {
     let r = browser.callback(&callback);
     assert_eq!(r.status, 302, "{r:?}");
     assert_eq!(r.location(), "/tramites");
+    assert!(
+        stack.provider_calls() >= calls + 2,
+        "the provider-call counter does not count (token and userinfo expected)"
+    );
 
     // Replaying the callback in the same browser: its flow cookie is gone.
     let calls = stack.provider_calls();
@@ -416,4 +421,46 @@ fn provider_down_at_the_callback_shows_a_503_page_with_a_logged_reference() {
     let log = stack.envoy_log();
     let line = log.lines().find(|l| l.contains(&format!("ref={reference}"))).unwrap_or_default();
     assert!(line.contains("status=503"), "log line for {reference}: {line}");
+}
+
+#[test]
+fn a_wrong_client_secret_shows_a_502_page() {
+    let stack = Stack::builder().client_secret("not-the-secret").start();
+    let before = stack.app_requests();
+    let mut browser = stack.browser();
+    let r = browser.login("/tramites", RUN, PASSWORD);
+    assert_failure_page(&stack, &r, 502);
+    assert!(r.body.contains("respondió con un error"), "{}", r.body);
+    assert!(!browser.jar.contains_key(SESSION_COOKIE));
+    assert_eq!(stack.app_requests(), before);
+    assert!(!stack.envoy_log().contains("not-the-secret"), "the client secret is in Envoy's log");
+}
+
+#[test]
+fn numero_sent_as_a_string_still_logs_in() {
+    let stack = Stack::builder().numero_as_string().start();
+    let mut browser = stack.browser();
+    let r = browser.login("/", "99999999-9", PASSWORD);
+    assert_eq!(r.status, 302, "{r:?}");
+    let echo = browser.get("/?format=json").echo();
+    assert_eq!(echo.one("x-claveunica-run"), Some("99999999-9"));
+    assert_eq!(echo.one("x-claveunica-numero"), Some("99999999"));
+    assert_eq!(echo.one("x-claveunica-dv"), Some("9"));
+}
+
+#[test]
+fn after_login_the_browser_never_leaves_the_site() {
+    let stack = Stack::start();
+    for (asked, lands) in [
+        ("/claveunica/login?return_to=https%3A%2F%2Fevil.example%2Fx", "/"),
+        ("/claveunica/login?return_to=%2F%2Fevil.example%2Fx", "/"),
+        ("/claveunica/login?return_to=%2F%5Cevil.example%2Fx", "/"),
+        ("/claveunica/login?return_to=%2Fmis-tramites%3Fa%3D1", "/mis-tramites?a=1"),
+        ("//evil.example/x", "/"),
+    ] {
+        let mut browser = stack.browser();
+        let r = browser.login(asked, RUN, PASSWORD);
+        assert_eq!(r.status, 302, "{asked}: {r:?}");
+        assert_eq!(r.location(), lands, "after asking for {asked}");
+    }
 }

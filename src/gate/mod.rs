@@ -195,10 +195,7 @@ impl Failure {
                 "Intento de ingreso no válido o vencido",
                 "Este intento de ingreso con ClaveÚnica no es válido o ya expiró. Vuelva a ingresar.",
             ),
-            Failure::Cancelled => (
-                "Ingreso cancelado",
-                "El ingreso con ClaveÚnica fue cancelado o no se completó.",
-            ),
+            Failure::Cancelled => ("Ingreso cancelado", "El ingreso con ClaveÚnica fue cancelado o no se completó."),
             Failure::ProviderWrong => (
                 "ClaveÚnica respondió con un error",
                 "No fue posible completar el ingreso porque ClaveÚnica entregó una respuesta inesperada. \
@@ -208,10 +205,7 @@ Intente nuevamente en unos minutos.",
                 "ClaveÚnica no está disponible",
                 "No fue posible comunicarse con ClaveÚnica. Intente nuevamente en unos minutos.",
             ),
-            Failure::Internal => (
-                "Error interno",
-                "Ocurrió un error al procesar el ingreso. Intente nuevamente.",
-            ),
+            Failure::Internal => ("Error interno", "Ocurrió un error al procesar el ingreso. Intente nuevamente."),
         }
     }
 }
@@ -331,13 +325,18 @@ impl Gate {
     }
 
     /// A failure page, its log line, and any cookies to clear.
-    fn fail(&self, failure: Failure, reason: &str, rng: &mut dyn Entropy, clear: &[&str], retry: Option<&str>) -> Decision {
+    fn fail(
+        &self,
+        failure: Failure,
+        reason: &str,
+        rng: &mut dyn Entropy,
+        clear: &[&str],
+        retry: Option<&str>,
+    ) -> Decision {
         let reference = Self::reference(rng);
         let (title, message) = failure.text();
-        let mut headers = vec![
-            ("content-type", "text/html; charset=utf-8".to_string()),
-            ("cache-control", "no-store".to_string()),
-        ];
+        let mut headers =
+            vec![("content-type", "text/html; charset=utf-8".to_string()), ("cache-control", "no-store".to_string())];
         headers.extend(clear.iter().map(|name| ("set-cookie", self.attrs.delete(name))));
         let level = match failure {
             Failure::BadAttempt | Failure::Cancelled => Level::Warn,
@@ -369,7 +368,10 @@ impl Gate {
         };
         let mut headers = vec![
             ("location", authorize::authorize_url(&self.config, &flow)),
-            ("set-cookie", self.attrs.set(&flow.cookie_name(&self.config.flow.cookie_prefix), &sealed, self.config.flow.max_age_s)),
+            (
+                "set-cookie",
+                self.attrs.set(&flow.cookie_name(&self.config.flow.cookie_prefix), &sealed, self.config.flow.max_age_s),
+            ),
             ("cache-control", "no-store".to_string()),
         ];
         headers.extend(extra_cookie.map(|c| ("set-cookie", c)));
@@ -458,7 +460,10 @@ impl Gate {
         };
         let retry = flow.return_to().to_string();
         if let Some(error) = error.first() {
-            let reason = format!("provider_error:{}", error.chars().filter(char::is_ascii_alphanumeric).take(40).collect::<String>());
+            let reason = format!(
+                "provider_error:{}",
+                error.chars().filter(char::is_ascii_alphanumeric).take(40).collect::<String>()
+            );
             return self.fail(Failure::Cancelled, &reason, rng, &[&flow_cookie], Some(&retry));
         }
         let Some(code) = code.first().filter(|c| !c.is_empty() && c.len() <= 512) else {
@@ -504,7 +509,9 @@ impl Gate {
     fn answered<'a>(&self, what: &str, outcome: CallOutcome<'a>) -> Result<&'a [u8], (Failure, String)> {
         match outcome {
             CallOutcome::Failed => Err((Failure::ProviderDown, format!("{what}_unreachable"))),
-            CallOutcome::Answered { status: 502..=504, .. } => Err((Failure::ProviderDown, format!("{what}_unavailable"))),
+            CallOutcome::Answered { status: 502..=504, .. } => {
+                Err((Failure::ProviderDown, format!("{what}_unavailable")))
+            }
             CallOutcome::Answered { body, .. } if body.len() > MAX_BODY_LEN => {
                 Err((Failure::ProviderWrong, format!("{what}_too_large")))
             }
@@ -512,7 +519,14 @@ impl Gate {
         }
     }
 
-    fn after_token(&self, login: Box<Login>, outcome: CallOutcome<'_>, now: u64, rng: &mut dyn Entropy, keys: &mut KeyCache) -> Decision {
+    fn after_token(
+        &self,
+        login: Box<Login>,
+        outcome: CallOutcome<'_>,
+        now: u64,
+        rng: &mut dyn Entropy,
+        keys: &mut KeyCache,
+    ) -> Decision {
         let status = match outcome {
             CallOutcome::Answered { status, .. } => status,
             CallOutcome::Failed => 0,
@@ -524,7 +538,9 @@ impl Gate {
         match token::parse(status, body) {
             Ok(tokens) => self.verify_or_fetch(login, tokens, now, rng, keys, true),
             Err(TokenError::InvalidGrant) => self.fail_login(&login, Failure::BadAttempt, "token_invalid_grant", rng),
-            Err(TokenError::Rejected(e)) => self.fail_login(&login, Failure::ProviderWrong, &format!("token_rejected:{e}"), rng),
+            Err(TokenError::Rejected(e)) => {
+                self.fail_login(&login, Failure::ProviderWrong, &format!("token_rejected:{e}"), rng)
+            }
             Err(TokenError::Malformed(m)) => {
                 self.fail_login(&login, Failure::ProviderWrong, &format!("token_malformed status={status} ({m})"), rng)
             }
@@ -565,7 +581,9 @@ impl Gate {
                     pending: Pending(Step::Userinfo(login, verified, access_token)),
                 }))
             }
-            Err(IdTokenError::UnknownKey) if may_fetch && keys.may_fetch(now) && id_token::key_id(&tokens.id_token).is_ok() => {
+            Err(IdTokenError::UnknownKey)
+                if may_fetch && keys.may_fetch(now) && id_token::key_id(&tokens.id_token).is_ok() =>
+            {
                 let ep = &self.config.endpoints.jwks;
                 Decision::Call(Box::new(Call {
                     cluster: self.config.cluster.clone(),
@@ -638,7 +656,8 @@ impl Gate {
             }
         };
         let run = identity.run().masked();
-        let session = Session { identity, issued_at: now, expires_at: now.saturating_add(self.config.session.max_age_s) };
+        let session =
+            Session { identity, issued_at: now, expires_at: now.saturating_add(self.config.session.max_age_s) };
         let Some(cookie) = self.seal_session(&session, rng) else {
             return self.fail_login(&login, Failure::Internal, "seal_failed", rng);
         };

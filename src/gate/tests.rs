@@ -77,7 +77,13 @@ impl Harness {
     }
 
     fn answer(&mut self, pending: Pending, status: u16, body: &str) -> Decision {
-        self.gate.on_call_response(pending, CallOutcome::Answered { status, body: body.as_bytes() }, self.now, &mut self.rng, &mut self.keys)
+        self.gate.on_call_response(
+            pending,
+            CallOutcome::Answered { status, body: body.as_bytes() },
+            self.now,
+            &mut self.rng,
+            &mut self.keys,
+        )
     }
 
     fn fail_call(&mut self, pending: Pending) -> Decision {
@@ -87,7 +93,10 @@ impl Harness {
     fn start(&mut self, path: &str) -> Started {
         let r = respond(self.request(path, None));
         assert_eq!(r.status, 302);
-        Started { authorize: header(&r, "location")[0].to_string(), flow_cookie: cookie_pair(header(&r, "set-cookie")[0]) }
+        Started {
+            authorize: header(&r, "location")[0].to_string(),
+            flow_cookie: cookie_pair(header(&r, "set-cookie")[0]),
+        }
     }
 
     /// The callback for a started login, as the provider would send the browser back.
@@ -347,7 +356,11 @@ fn an_unknown_kid_is_fetched_once_then_refused() {
     h.keys.replace(jwks::parse(testkit::jwks(&[(KID, &testkit::provider_key())]).as_bytes()).unwrap(), NOW - 3600);
     let s = h.start("/a");
     let c = call(h.callback(&s));
-    let token = testkit::sign_rs256(&json!({"alg": "RS256", "kid": "rotated"}), &claims(&param(&s.authorize, "nonce")), &testkit::other_key());
+    let token = testkit::sign_rs256(
+        &json!({"alg": "RS256", "kid": "rotated"}),
+        &claims(&param(&s.authorize, "nonce")),
+        &testkit::other_key(),
+    );
     let body = json!({"access_token": "a", "token_type": "bearer", "id_token": token}).to_string();
     let jwks_call = call(h.answer(c.pending, 200, &body));
     assert_eq!(jwks_call.method, "GET");
@@ -359,7 +372,11 @@ fn an_unknown_kid_is_fetched_once_then_refused() {
     // A kid nobody knows, right after a fetch: refused without another fetch.
     let s = h.start("/b");
     let c = call(h.callback(&s));
-    let token = testkit::sign_rs256(&json!({"alg": "RS256", "kid": "nowhere"}), &claims(&param(&s.authorize, "nonce")), &testkit::other_key());
+    let token = testkit::sign_rs256(
+        &json!({"alg": "RS256", "kid": "nowhere"}),
+        &claims(&param(&s.authorize, "nonce")),
+        &testkit::other_key(),
+    );
     let body = json!({"access_token": "a", "token_type": "bearer", "id_token": token}).to_string();
     assert_error_page(&respond(h.answer(c.pending, 200, &body)), 502);
 }
@@ -370,7 +387,11 @@ fn a_jwks_failure_keeps_the_last_good_keys() {
     h.keys.replace(jwks::parse(testkit::jwks(&[(KID, &testkit::provider_key())]).as_bytes()).unwrap(), NOW - 3600);
     let s = h.start("/a");
     let c = call(h.callback(&s));
-    let token = testkit::sign_rs256(&json!({"alg": "RS256", "kid": "new"}), &claims(&param(&s.authorize, "nonce")), &testkit::other_key());
+    let token = testkit::sign_rs256(
+        &json!({"alg": "RS256", "kid": "new"}),
+        &claims(&param(&s.authorize, "nonce")),
+        &testkit::other_key(),
+    );
     let body = json!({"access_token": "a", "token_type": "bearer", "id_token": token}).to_string();
     let jwks_call = call(h.answer(c.pending, 200, &body));
     assert_error_page(&respond(h.fail_call(jwks_call.pending)), 503);
@@ -414,7 +435,12 @@ fn a_tampered_or_expired_session_means_logging_in_again() {
     let cookie = session_cookie(&h.login("/"));
     let (name, value) = cookie.split_once('=').unwrap();
     let flipped: String = value.chars().rev().collect();
-    for bad in [format!("{name}={flipped}"), format!("{name}=garbage"), format!("{name}="), format!("{name}={}", "A".repeat(8192))] {
+    for bad in [
+        format!("{name}={flipped}"),
+        format!("{name}=garbage"),
+        format!("{name}="),
+        format!("{name}={}", "A".repeat(8192)),
+    ] {
         let r = respond(h.request("/private", Some(&bad)));
         assert_eq!(r.status, 302);
         assert!(header(&r, "set-cookie").iter().any(|c| c.starts_with(&format!("{name}=;"))));
@@ -442,21 +468,38 @@ fn a_rotated_key_still_opens_and_reseals() {
 
 #[test]
 fn return_to_never_leaves_the_origin() {
-    for evil in ["//evil.test", "/\\evil.test", "https://evil.test", "/%2F%2Fevil.test", "javascript:alert(1)", "/claveunica/logout"] {
+    for evil in [
+        "//evil.test",
+        "/\\evil.test",
+        "https://evil.test",
+        "/%2F%2Fevil.test",
+        "javascript:alert(1)",
+        "/claveunica/logout",
+    ] {
         let mut h = harness();
-        let path = format!("/claveunica/login?return_to={}", url::form_urlencoded::byte_serialize(evil.as_bytes()).collect::<String>());
+        let path = format!(
+            "/claveunica/login?return_to={}",
+            url::form_urlencoded::byte_serialize(evil.as_bytes()).collect::<String>()
+        );
         let done = h.login(&path);
         assert_eq!(header(&done, "location"), ["/"], "{evil}");
     }
     let mut h = harness();
-    assert_eq!(header(&h.login("/claveunica/login?return_to=%2Fmis-tramites%3Fa%3D1"), "location"), ["/mis-tramites?a=1"]);
+    assert_eq!(
+        header(&h.login("/claveunica/login?return_to=%2Fmis-tramites%3Fa%3D1"), "location"),
+        ["/mis-tramites?a=1"]
+    );
 }
 
 #[test]
 fn no_randomness_no_login() {
     let h = harness();
     let headers = get("/a", None);
-    let r = respond(h.gate.on_request(&Request { method: "GET", path: "/a", headers: &headers }, NOW, &mut testkit::NoEntropy));
+    let r = respond(h.gate.on_request(
+        &Request { method: "GET", path: "/a", headers: &headers },
+        NOW,
+        &mut testkit::NoEntropy,
+    ));
     assert_eq!(r.status, 500);
     assert!(header(&r, "location").is_empty());
 }

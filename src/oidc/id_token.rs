@@ -4,8 +4,8 @@
 use jwt_simple::algorithms::RSAPublicKeyLike;
 use jwt_simple::common::VerificationOptions;
 use jwt_simple::prelude::{Duration, NoCustomClaims, UnixTimeStamp};
-use jwt_simple::JWTError;
 use jwt_simple::token::Token;
+use jwt_simple::JWTError;
 
 use super::jwks::KeyCache;
 
@@ -101,21 +101,27 @@ pub fn verify(token: &str, keys: &KeyCache, expect: &Expectations<'_>) -> Result
         max_header_length: Some(2048),
         ..VerificationOptions::default()
     };
-    let claims = key.verify_token::<NoCustomClaims>(token, Some(options)).map_err(|e| match e.downcast_ref::<JWTError>() {
-        Some(JWTError::InvalidSignature) => IdTokenError::Signature,
-        Some(JWTError::RequiredIssuerMismatch | JWTError::RequiredIssuerMissing) => IdTokenError::Issuer,
-        Some(JWTError::RequiredAudienceMismatch | JWTError::RequiredAudienceMissing) => IdTokenError::Audience,
-        Some(JWTError::TokenHasExpired) => IdTokenError::Expired,
-        Some(JWTError::ClockDrift | JWTError::TokenNotValidYet) => IdTokenError::IssuedAt,
-        Some(JWTError::RequiredNonceMismatch) => IdTokenError::NonceMismatch,
-        Some(JWTError::RequiredNonceMissing) => IdTokenError::NonceMissing,
-        Some(JWTError::AlgorithmMismatch) => IdTokenError::Algorithm("mismatch".into()),
-        Some(JWTError::KeyIdentifierMismatch | JWTError::MissingJWTKeyIdentifier | JWTError::RequiredKeyIdMissing | JWTError::RequiredKeyIdMismatch) => IdTokenError::UnknownKey,
-        Some(JWTError::UnknownCriticalExtension | JWTError::NotJWT | JWTError::RequiredSignatureTypeMismatch) => {
-            IdTokenError::Header
-        }
-        _ => IdTokenError::Malformed,
-    })?;
+    let claims =
+        key.verify_token::<NoCustomClaims>(token, Some(options)).map_err(|e| match e.downcast_ref::<JWTError>() {
+            Some(JWTError::InvalidSignature) => IdTokenError::Signature,
+            Some(JWTError::RequiredIssuerMismatch | JWTError::RequiredIssuerMissing) => IdTokenError::Issuer,
+            Some(JWTError::RequiredAudienceMismatch | JWTError::RequiredAudienceMissing) => IdTokenError::Audience,
+            Some(JWTError::TokenHasExpired) => IdTokenError::Expired,
+            Some(JWTError::ClockDrift | JWTError::TokenNotValidYet) => IdTokenError::IssuedAt,
+            Some(JWTError::RequiredNonceMismatch) => IdTokenError::NonceMismatch,
+            Some(JWTError::RequiredNonceMissing) => IdTokenError::NonceMissing,
+            Some(JWTError::AlgorithmMismatch) => IdTokenError::Algorithm("mismatch".into()),
+            Some(
+                JWTError::KeyIdentifierMismatch
+                | JWTError::MissingJWTKeyIdentifier
+                | JWTError::RequiredKeyIdMissing
+                | JWTError::RequiredKeyIdMismatch,
+            ) => IdTokenError::UnknownKey,
+            Some(JWTError::UnknownCriticalExtension | JWTError::NotJWT | JWTError::RequiredSignatureTypeMismatch) => {
+                IdTokenError::Header
+            }
+            _ => IdTokenError::Malformed,
+        })?;
     // jwt-simple checks `exp` and `iat` only when present; OpenID Connect requires both.
     if claims.expires_at.is_none() {
         return Err(IdTokenError::Expired);
@@ -175,7 +181,10 @@ mod tests {
 
     #[test]
     fn claims_that_do_not_match_are_refused() {
-        assert_eq!(check(&with("iss", json!("https://accounts.claveunica.gob.cl/openid/"))).unwrap_err(), IdTokenError::Issuer);
+        assert_eq!(
+            check(&with("iss", json!("https://accounts.claveunica.gob.cl/openid/"))).unwrap_err(),
+            IdTokenError::Issuer
+        );
         assert_eq!(check(&with("iss", json!("https://evil.test/openid"))).unwrap_err(), IdTokenError::Issuer);
         assert_eq!(check(&without("iss")).unwrap_err(), IdTokenError::Issuer);
         assert_eq!(check(&with("aud", json!("other"))).unwrap_err(), IdTokenError::Audience);
@@ -216,9 +225,14 @@ mod tests {
     #[test]
     fn headers_this_verifier_does_not_understand() {
         let c = claims(NONCE);
-        let crit = testkit::sign_rs256(&json!({"alg": "RS256", "kid": KID, "crit": ["exp-x"], "exp-x": 1}), &c, &testkit::provider_key());
+        let crit = testkit::sign_rs256(
+            &json!({"alg": "RS256", "kid": KID, "crit": ["exp-x"], "exp-x": 1}),
+            &c,
+            &testkit::provider_key(),
+        );
         assert_eq!(check(&crit).unwrap_err(), IdTokenError::Header);
-        let typ = testkit::sign_rs256(&json!({"alg": "RS256", "kid": KID, "typ": "at+jwt"}), &c, &testkit::provider_key());
+        let typ =
+            testkit::sign_rs256(&json!({"alg": "RS256", "kid": KID, "typ": "at+jwt"}), &c, &testkit::provider_key());
         assert_eq!(check(&typ).unwrap_err(), IdTokenError::Header);
     }
 

@@ -44,7 +44,8 @@ fn b64(text: &str) -> Option<Vec<u8>> {
 
 fn rs256_key(value: serde_json::Value) -> Option<(String, RS256PublicKey)> {
     let k: WireKey = serde_json::from_value(value).ok()?;
-    if k.kty != "RSA" || k.alg.as_deref().is_some_and(|a| a != "RS256") || k.use_.as_deref().is_some_and(|u| u != "sig") {
+    if k.kty != "RSA" || k.alg.as_deref().is_some_and(|a| a != "RS256") || k.use_.as_deref().is_some_and(|u| u != "sig")
+    {
         return None;
     }
     let kid = k.kid.filter(|kid| !kid.is_empty() && kid.len() <= 128)?;

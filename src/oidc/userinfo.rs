@@ -57,7 +57,8 @@ fn numero(value: &Value) -> Result<u32, UserinfoError> {
 
 /// Parses and validates a userinfo answer.
 pub fn parse(body: &[u8]) -> Result<Identity, UserinfoError> {
-    let wire: Wire = serde_json::from_slice(body).map_err(|_| UserinfoError::Malformed("userinfo is not the expected JSON"))?;
+    let wire: Wire =
+        serde_json::from_slice(body).map_err(|_| UserinfoError::Malformed("userinfo is not the expected JSON"))?;
     let rol = wire.rol_unico.ok_or(UserinfoError::Malformed("no RolUnico"))?;
     if rol.tipo.as_deref() != Some("RUN") {
         return Err(UserinfoError::NotARun);
@@ -108,18 +109,29 @@ mod tests {
 
     #[test]
     fn refusals() {
-        let case = |rol: &str| parse(format!(r#"{{"sub":"1","RolUnico":{rol},"name":{{"nombres":[],"apellidos":[]}}}}"#).as_bytes());
+        let case = |rol: &str| {
+            parse(format!(r#"{{"sub":"1","RolUnico":{rol},"name":{{"nombres":[],"apellidos":[]}}}}"#).as_bytes())
+        };
         assert!(matches!(case(r#"{"DV":"4","tipo":"RUN"}"#), Err(UserinfoError::Malformed(_))));
         assert!(matches!(case(r#"{"DV":"4","numero":null,"tipo":"RUN"}"#), Err(UserinfoError::Malformed(_))));
         assert!(matches!(case(r#"{"DV":"4","numero":-44444444,"tipo":"RUN"}"#), Err(UserinfoError::Malformed(_))));
         assert!(matches!(case(r#"{"DV":"4","numero":"44a","tipo":"RUN"}"#), Err(UserinfoError::Malformed(_))));
         assert!(matches!(case(r#"{"DV":"4","numero":4.4e7,"tipo":"RUN"}"#), Err(UserinfoError::Malformed(_))));
-        assert_eq!(case(r#"{"DV":"5","numero":44444444,"tipo":"RUN"}"#), Err(UserinfoError::BadRun(RunError::WrongCheckDigit)));
+        assert_eq!(
+            case(r#"{"DV":"5","numero":44444444,"tipo":"RUN"}"#),
+            Err(UserinfoError::BadRun(RunError::WrongCheckDigit))
+        );
         assert_eq!(case(r#"{"DV":"4","numero":44444444,"tipo":"DNI"}"#), Err(UserinfoError::NotARun));
-        assert_eq!(case(r#"{"DV":"44","numero":44444444,"tipo":"RUN"}"#), Err(UserinfoError::BadRun(RunError::Malformed)));
+        assert_eq!(
+            case(r#"{"DV":"44","numero":44444444,"tipo":"RUN"}"#),
+            Err(UserinfoError::BadRun(RunError::Malformed))
+        );
         assert!(matches!(parse(b"<html>"), Err(UserinfoError::Malformed(_))));
         assert!(matches!(parse(br#"{"sub":"1"}"#), Err(UserinfoError::Malformed(_))));
-        let long = format!(r#"{{"sub":"1","RolUnico":{{"DV":"4","numero":44444444,"tipo":"RUN"}},"name":{{"nombres":["{}"],"apellidos":[]}}}}"#, "a".repeat(100_000));
+        let long = format!(
+            r#"{{"sub":"1","RolUnico":{{"DV":"4","numero":44444444,"tipo":"RUN"}},"name":{{"nombres":["{}"],"apellidos":[]}}}}"#,
+            "a".repeat(100_000)
+        );
         assert_eq!(parse(long.as_bytes()), Err(UserinfoError::BadIdentity(IdentityError::NamesTooLong)));
     }
 }

@@ -56,11 +56,7 @@ fn target_dir() -> PathBuf {
 
 fn built(relative: &str) -> PathBuf {
     let path = target_dir().join(relative);
-    assert!(
-        path.is_file(),
-        "{} is missing; build it first:\n    {BUILD_HINT}",
-        path.display()
-    );
+    assert!(path.is_file(), "{} is missing; build it first:\n    {BUILD_HINT}", path.display());
     path
 }
 
@@ -78,9 +74,7 @@ fn free_port() -> u16 {
 /// 32 random bytes, base64: a session key.
 pub fn random_key() -> String {
     let mut bytes = [0u8; 32];
-    File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut bytes))
-        .expect("read /dev/urandom for a session key");
+    File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes)).expect("read /dev/urandom for a session key");
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
@@ -166,7 +160,9 @@ fn spawn_listening(name: &'static str, mut cmd: Command, dir: &Path, children: &
     match rx.recv_timeout(LISTENING_TIMEOUT) {
         Ok(Some(url)) => url,
         Ok(None) => panic!("{name} exited before it was listening; its stderr:\n{}", stderr_tail()),
-        Err(_) => panic!("{name} printed no listening line within {LISTENING_TIMEOUT:?}; its stderr:\n{}", stderr_tail()),
+        Err(_) => {
+            panic!("{name} printed no listening line within {LISTENING_TIMEOUT:?}; its stderr:\n{}", stderr_tail())
+        }
     }
 }
 
@@ -476,10 +472,8 @@ impl Response {
         let mut names: Vec<String> = r.headers_names().into_iter().map(|n| n.to_ascii_lowercase()).collect();
         names.sort();
         names.dedup();
-        let headers = names
-            .iter()
-            .flat_map(|n| r.all(n).into_iter().map(move |v| (n.clone(), v.to_string())))
-            .collect();
+        let headers =
+            names.iter().flat_map(|n| r.all(n).into_iter().map(move |v| (n.clone(), v.to_string()))).collect();
         let body = r.into_string().unwrap_or_else(|e| panic!("reading the body of {url}: {e}"));
         Response { url: url.to_string(), status, headers, body }
     }
@@ -584,7 +578,7 @@ fn parse_set_cookie(line: &str) -> Option<(String, Option<String>)> {
     let (name, value) = parts.next()?.split_once('=')?;
     let deleted = parts.any(|attr| {
         attr.split_once('=').is_some_and(|(k, v)| {
-            k.trim().eq_ignore_ascii_case("max-age") && v.trim().parse::<i64>().map_or(false, |n| n <= 0)
+            k.trim().eq_ignore_ascii_case("max-age") && v.trim().parse::<i64>().is_ok_and(|n| n <= 0)
         })
     });
     Some((name.trim().to_string(), (!deleted).then(|| value.trim().to_string())))
@@ -714,7 +708,8 @@ impl Browser {
             self.authorize_endpoint
         );
         let parsed = url::Url::parse(&url).unwrap_or_else(|e| panic!("authorize URL {url:?} does not parse: {e}"));
-        let params: Vec<(String, String)> = parsed.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
+        let params: Vec<(String, String)> =
+            parsed.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
         let get = |name: &str| {
             params
                 .iter()

@@ -44,11 +44,7 @@ pub struct App {
 
 impl App {
     pub fn new(config: Config, keys: Keys) -> App {
-        App {
-            config,
-            keys,
-            state: Mutex::new(State::new()),
-        }
+        App { config, keys, state: Mutex::new(State::new()) }
     }
 
     /// The state holds no invariant a panicking holder could break halfway, so a
@@ -119,17 +115,11 @@ impl Authz {
 /// redirected: an unverified redirect URI must not receive anything.
 fn check_client(app: &App, p: &Params) -> Result<Authz, Reply> {
     if p.text("client_id") != app.config.client_id {
-        return Err(error_page(
-            400,
-            "La institución no está habilitada en ClaveÚnica",
-        ));
+        return Err(error_page(400, "La institución no está habilitada en ClaveÚnica"));
     }
     let redirect_uri = p.text("redirect_uri");
     if !redirect_uri_allowed(&app.config, redirect_uri) {
-        return Err(error_page(
-            400,
-            "La dirección de retorno (redirect_uri) no está registrada para esta institución",
-        ));
+        return Err(error_page(400, "La dirección de retorno (redirect_uri) no está registrada para esta institución"));
     }
     Ok(Authz {
         client_id: p.text("client_id").to_string(),
@@ -187,10 +177,7 @@ fn authorize_submit(app: &App, req: &Req, now: u64) -> Reply {
     let run = p.text("run");
     let Some(user) = users::authenticate(run, p.text("password")) else {
         // Same message whether the RUN or the password was wrong, like the real one.
-        return Reply::html(
-            200,
-            login_page(&authz, run, Some("RUN o clave incorrectos")),
-        );
+        return Reply::html(200, login_page(&authz, run, Some("RUN o clave incorrectos")));
     };
     let code = match random_hex(16) {
         Ok(c) => c,
@@ -216,10 +203,7 @@ fn token(app: &App, req: &Req, now: u64) -> Reply {
     let form_type = req
         .header("content-type")
         .and_then(|ct| ct.split(';').next())
-        .is_some_and(|ct| {
-            ct.trim()
-                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-        });
+        .is_some_and(|ct| ct.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"));
     if !form_type {
         return oauth_error(400, "invalid_request");
     }
@@ -245,15 +229,11 @@ fn token(app: &App, req: &Req, now: u64) -> Reply {
     let Ok(access_token) = random_hex(16) else {
         return oauth_error(500, "server_error");
     };
-    let id_token = match app
-        .keys
-        .id_token(&app.config.issuer, &grant, &access_token, now)
-    {
+    let id_token = match app.keys.id_token(&app.config.issuer, &grant, &access_token, now) {
         Ok(t) => t,
         Err(_) => return oauth_error(500, "server_error"),
     };
-    app.state()
-        .insert_token(access_token.clone(), grant.user, now);
+    app.state().insert_token(access_token.clone(), grant.user, now);
     Reply::json(
         200,
         &json!({
@@ -268,35 +248,23 @@ fn token(app: &App, req: &Req, now: u64) -> Reply {
 
 fn bearer_token(req: &Req) -> Option<&str> {
     let (scheme, token) = req.header("authorization")?.trim().split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim())
-        .filter(|t| !t.is_empty())
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())
 }
 
 fn userinfo(app: &App, req: &Req, now: u64) -> Reply {
     let user = bearer_token(req).and_then(|t| app.state().token_user(t, now));
     match user {
-        Some(user) => {
-            Reply::json(200, &userinfo_json(user, app.config.numero_as_string)).no_store()
-        }
+        Some(user) => Reply::json(200, &userinfo_json(user, app.config.numero_as_string)).no_store(),
         None => {
             let mut reply = oauth_error(401, "invalid_token");
-            reply.headers.push((
-                "WWW-Authenticate",
-                "Bearer error=\"invalid_token\"".to_string(),
-            ));
+            reply.headers.push(("WWW-Authenticate", "Bearer error=\"invalid_token\"".to_string()));
             reply
         }
     }
 }
 
 pub fn userinfo_json(user: &User, numero_as_string: bool) -> serde_json::Value {
-    let numero = if numero_as_string {
-        json!(user.numero.to_string())
-    } else {
-        json!(user.numero)
-    };
+    let numero = if numero_as_string { json!(user.numero.to_string()) } else { json!(user.numero) };
     json!({
         "sub": user.sub,
         "RolUnico": { "DV": user.dv.to_string(), "numero": numero, "tipo": "RUN" },
@@ -340,29 +308,17 @@ fn page(title: &str, content: &str) -> String {
 }
 
 fn error_page(status: u16, message: &str) -> Reply {
-    Reply::html(
-        status,
-        page(
-            "ClaveÚnica — Emulador",
-            &format!("<p class=\"error\">{}</p>", escape_html(message)),
-        ),
-    )
+    Reply::html(status, page("ClaveÚnica — Emulador", &format!("<p class=\"error\">{}</p>", escape_html(message))))
 }
 
 fn login_page(authz: &Authz, run: &str, error: Option<&str>) -> String {
-    let hidden = |name: &str, value: &str| {
-        format!(
-            "<input type=\"hidden\" name=\"{name}\" value=\"{}\">\n",
-            escape_html(value)
-        )
-    };
+    let hidden =
+        |name: &str, value: &str| format!("<input type=\"hidden\" name=\"{name}\" value=\"{}\">\n", escape_html(value));
     let mut content = String::from("<h1>Ingresa con tu ClaveÚnica</h1>\n");
     if let Some(e) = error {
         content.push_str(&format!("<p class=\"error\">{}</p>\n", escape_html(e)));
     }
-    content.push_str(&format!(
-        "<form method=\"post\" action=\"{AUTHORIZE_PATH}\">\n"
-    ));
+    content.push_str(&format!("<form method=\"post\" action=\"{AUTHORIZE_PATH}\">\n"));
     content.push_str(&hidden("client_id", &authz.client_id));
     content.push_str(&hidden("redirect_uri", &authz.redirect_uri));
     if let Some(state) = &authz.state {
@@ -421,22 +377,14 @@ mod tests {
     }
 
     fn get(path: &str, query: &str) -> Req {
-        Req {
-            method: "GET".into(),
-            path: path.into(),
-            query: query.into(),
-            ..Default::default()
-        }
+        Req { method: "GET".into(), path: path.into(), query: query.into(), ..Default::default() }
     }
 
     fn post_form(path: &str, body: &str) -> Req {
         Req {
             method: "POST".into(),
             path: path.into(),
-            headers: vec![(
-                "content-type".into(),
-                "application/x-www-form-urlencoded".into(),
-            )],
+            headers: vec![("content-type".into(), "application/x-www-form-urlencoded".into())],
             body: body.as_bytes().to_vec(),
             ..Default::default()
         }
@@ -514,16 +462,11 @@ mod tests {
     #[test]
     fn authorize_rejects_unknown_client_and_bad_scope() {
         let app = app(Some(CB));
-        let q = enc(&[
-            ("client_id", "other"),
-            ("response_type", "code"),
-            ("scope", REQUIRED_SCOPE),
-            ("redirect_uri", CB),
-        ]);
+        let q =
+            enc(&[("client_id", "other"), ("response_type", "code"), ("scope", REQUIRED_SCOPE), ("redirect_uri", CB)]);
         let reply = route(&app, &get(AUTHORIZE_PATH, &q), NOW);
         assert_eq!(reply.status, 400);
-        assert!(String::from_utf8_lossy(&reply.body)
-            .contains("La institución no está habilitada en ClaveÚnica"));
+        assert!(String::from_utf8_lossy(&reply.body).contains("La institución no está habilitada en ClaveÚnica"));
 
         let q = enc(&[
             ("client_id", "demo-client"),
@@ -565,10 +508,7 @@ mod tests {
 
         let reply = route(&app, &post_form(AUTHORIZE_PATH, &(body + "&cancel=1")), NOW);
         assert_eq!(reply.status, 302);
-        assert_eq!(
-            reply.header("Location"),
-            Some("https://a.example/cb?x=1&error=access_denied&state=st")
-        );
+        assert_eq!(reply.header("Location"), Some("https://a.example/cb?x=1&error=access_denied&state=st"));
     }
 
     #[test]
@@ -577,12 +517,7 @@ mod tests {
         let code = login(&app, Some("nonce-1"), NOW);
         assert_eq!(code.len(), 32);
         let reply = exchange(&app, &code, CB, NOW + 2);
-        assert_eq!(
-            reply.status,
-            200,
-            "{}",
-            String::from_utf8_lossy(&reply.body)
-        );
+        assert_eq!(reply.status, 200, "{}", String::from_utf8_lossy(&reply.body));
         assert_eq!(reply.header("Cache-Control"), Some("no-store"));
         let v: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
         assert_eq!(v["token_type"], "bearer");
@@ -594,24 +529,16 @@ mod tests {
             artificial_time: Some(jwt_simple::prelude::UnixTimeStamp::from_secs(NOW + 3)),
             ..Default::default()
         };
-        let claims = app
-            .keys
-            .public_key()
-            .verify_token::<IdTokenExtra>(id_token, Some(opts))
-            .unwrap();
+        let claims = app.keys.public_key().verify_token::<IdTokenExtra>(id_token, Some(opts)).unwrap();
         assert_eq!(claims.custom.auth_time, NOW);
 
         // Second use of the same code fails.
-        assert_eq!(
-            error_of(&exchange(&app, &code, CB, NOW + 3)),
-            "invalid_grant"
-        );
+        assert_eq!(error_of(&exchange(&app, &code, CB, NOW + 3)), "invalid_grant");
 
         let access = v["access_token"].as_str().unwrap();
         let mut req = get(USERINFO_PATH, "");
         req.method = "POST".into();
-        req.headers
-            .push(("authorization".into(), format!("Bearer {access}")));
+        req.headers.push(("authorization".into(), format!("Bearer {access}")));
         let reply = route(&app, &req, NOW + 4);
         assert_eq!(reply.status, 200);
         let u: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
@@ -632,10 +559,7 @@ mod tests {
         // Expired code.
         let code = login(&app, None, NOW);
         let reply = exchange(&app, &code, CB, NOW + CODE_TTL_SECS);
-        assert_eq!(
-            (reply.status, error_of(&reply)),
-            (400, "invalid_grant".into())
-        );
+        assert_eq!((reply.status, error_of(&reply)), (400, "invalid_grant".into()));
 
         // Unknown code.
         assert_eq!(error_of(&exchange(&app, "0123", CB, NOW)), "invalid_grant");
@@ -685,16 +609,9 @@ mod tests {
         let reply = route(&app, &get(DISCOVERY_PATH, ""), NOW);
         let v: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
         assert_eq!(v["token_endpoint"], "http://127.0.0.1:8900/openid/token/");
-        assert_eq!(
-            v["end_session_endpoint"],
-            "http://127.0.0.1:8900/api/v1/accounts/app/logout"
-        );
+        assert_eq!(v["end_session_endpoint"], "http://127.0.0.1:8900/api/v1/accounts/app/logout");
         assert_eq!(route(&app, &get(LOGOUT_PATH, ""), NOW).status, 204);
-        let reply = route(
-            &app,
-            &get(LOGOUT_PATH, "redirect=https%3A%2F%2Fa.example%2Fbye"),
-            NOW,
-        );
+        let reply = route(&app, &get(LOGOUT_PATH, "redirect=https%3A%2F%2Fa.example%2Fbye"), NOW);
         assert_eq!(reply.status, 302);
         assert_eq!(reply.header("Location"), Some("https://a.example/bye"));
         assert_eq!(route(&app, &get("/openid/token", ""), NOW).status, 404);

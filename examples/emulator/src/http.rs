@@ -21,10 +21,7 @@ pub struct Req {
 
 impl Req {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
     }
 
     pub fn query_params(&self) -> Params {
@@ -74,11 +71,7 @@ pub struct Reply {
 
 impl Reply {
     pub fn new(status: u16, content_type: &str, body: impl Into<Vec<u8>>) -> Reply {
-        Reply {
-            status,
-            headers: vec![("Content-Type", content_type.to_string())],
-            body: body.into(),
-        }
+        Reply { status, headers: vec![("Content-Type", content_type.to_string())], body: body.into() }
     }
 
     /// HTML pages refuse framing: the real login must be a full-page navigation,
@@ -86,19 +79,12 @@ impl Reply {
     pub fn html(status: u16, body: String) -> Reply {
         let mut reply = Reply::new(status, "text/html; charset=utf-8", body);
         reply.headers.push(("X-Frame-Options", "DENY".to_string()));
-        reply.headers.push((
-            "Content-Security-Policy",
-            "frame-ancestors 'none'".to_string(),
-        ));
+        reply.headers.push(("Content-Security-Policy", "frame-ancestors 'none'".to_string()));
         reply
     }
 
     pub fn json(status: u16, value: &serde_json::Value) -> Reply {
-        Reply::new(
-            status,
-            "application/json; charset=utf-8",
-            value.to_string().into_bytes(),
-        )
+        Reply::new(status, "application/json; charset=utf-8", value.to_string().into_bytes())
     }
 
     pub fn text(status: u16, body: &str) -> Reply {
@@ -106,19 +92,11 @@ impl Reply {
     }
 
     pub fn redirect(location: String) -> Reply {
-        Reply {
-            status: 302,
-            headers: vec![("Location", location)],
-            body: Vec::new(),
-        }
+        Reply { status: 302, headers: vec![("Location", location)], body: Vec::new() }
     }
 
     pub fn empty(status: u16) -> Reply {
-        Reply {
-            status,
-            headers: Vec::new(),
-            body: Vec::new(),
-        }
+        Reply { status, headers: Vec::new(), body: Vec::new() }
     }
 
     /// Token and userinfo answers carry credentials or personal data: no caching.
@@ -130,10 +108,7 @@ impl Reply {
 
     #[cfg(test)]
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 }
 
@@ -186,38 +161,22 @@ pub fn read_request(request: &mut tiny_http::Request) -> Result<Req, u16> {
     let headers = request
         .headers()
         .iter()
-        .map(|h| {
-            (
-                h.field.as_str().as_str().to_ascii_lowercase(),
-                h.value.as_str().to_string(),
-            )
-        })
+        .map(|h| (h.field.as_str().as_str().to_ascii_lowercase(), h.value.as_str().to_string()))
         .collect();
     let mut body = Vec::new();
     let limit = u64::try_from(MAX_BODY).unwrap_or(u64::MAX) + 1;
-    request
-        .as_reader()
-        .take(limit)
-        .read_to_end(&mut body)
-        .map_err(|_| 400u16)?;
+    request.as_reader().take(limit).read_to_end(&mut body).map_err(|_| 400u16)?;
     if body.len() > MAX_BODY {
         return Err(413);
     }
-    Ok(Req {
-        method: request.method().as_str().to_ascii_uppercase(),
-        path,
-        query,
-        headers,
-        body,
-    })
+    Ok(Req { method: request.method().as_str().to_ascii_uppercase(), path, query, headers, body })
 }
 
 /// Converts a [`Reply`] into a tiny_http response. Headers that tiny_http
 /// refuses (non-ASCII) are dropped rather than crashing the worker; the
 /// endpoints only build ASCII header values.
 pub fn to_response(reply: Reply) -> tiny_http::Response<std::io::Cursor<Vec<u8>>> {
-    let mut response = tiny_http::Response::from_data(reply.body)
-        .with_status_code(tiny_http::StatusCode(reply.status));
+    let mut response = tiny_http::Response::from_data(reply.body).with_status_code(tiny_http::StatusCode(reply.status));
     for (name, value) in &reply.headers {
         if let Ok(h) = tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()) {
             response.add_header(h);
@@ -241,20 +200,14 @@ mod tests {
     #[test]
     fn appends_to_redirect_uris() {
         assert_eq!(
-            append_query(
-                "https://a.gob.cl/cb/",
-                &[("code", "abc"), ("state", "x y&z")]
-            ),
+            append_query("https://a.gob.cl/cb/", &[("code", "abc"), ("state", "x y&z")]),
             "https://a.gob.cl/cb/?code=abc&state=x+y%26z"
         );
         assert_eq!(
             append_query("https://a.gob.cl/cb?v=1", &[("error", "access_denied")]),
             "https://a.gob.cl/cb?v=1&error=access_denied"
         );
-        assert_eq!(
-            append_query("https://a.gob.cl/cb?", &[("code", "c")]),
-            "https://a.gob.cl/cb?code=c"
-        );
+        assert_eq!(append_query("https://a.gob.cl/cb?", &[("code", "c")]), "https://a.gob.cl/cb?code=c");
     }
 
     #[test]

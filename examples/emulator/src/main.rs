@@ -26,13 +26,7 @@ use endpoints::{App, Config};
 const USAGE: &str = "usage: claveunica-emulator [--listen ADDR:PORT] [--issuer URL] \
 [--client-id ID] [--client-secret SECRET] [--redirect-uri URL] [--numero-as-string]";
 
-const VALUE_FLAGS: &[&str] = &[
-    "--listen",
-    "--issuer",
-    "--client-id",
-    "--client-secret",
-    "--redirect-uri",
-];
+const VALUE_FLAGS: &[&str] = &["--listen", "--issuer", "--client-id", "--client-secret", "--redirect-uri"];
 
 /// Enough to overlap a slow RSA signature with the browser's other requests.
 const WORKERS: usize = 4;
@@ -73,9 +67,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
         }
         let value = match inline {
             Some(v) => v,
-            None => args
-                .next()
-                .ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))?,
+            None => args.next().ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))?,
         };
         match flag.as_str() {
             "--listen" => parsed.listen = value,
@@ -90,10 +82,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
 }
 
 fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 fn serve(server: &tiny_http::Server, app: &App) {
@@ -106,12 +95,7 @@ fn serve(server: &tiny_http::Server, app: &App) {
             }
         };
         let method = request.method().to_string();
-        let path = request
-            .url()
-            .split('?')
-            .next()
-            .unwrap_or_default()
-            .to_string();
+        let path = request.url().split('?').next().unwrap_or_default().to_string();
         let reply = match http::read_request(&mut request) {
             Ok(req) => endpoints::route(app, &req, now_secs()),
             Err(status) => http::Reply::text(status, "Bad Request\n"),
@@ -139,16 +123,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     let keys = tokens::Keys::generate()?;
-    let server = tiny_http::Server::http(args.listen.as_str())
-        .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
-    let addr = server
-        .server_addr()
-        .to_ip()
-        .ok_or("listening socket has no IP address")?;
-    let issuer = args
-        .issuer
-        .clone()
-        .unwrap_or_else(|| format!("http://{addr}/openid"));
+    let server =
+        tiny_http::Server::http(args.listen.as_str()).map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+    let addr = server.server_addr().to_ip().ok_or("listening socket has no IP address")?;
+    let issuer = args.issuer.clone().unwrap_or_else(|| format!("http://{addr}/openid"));
     let issuer_url = url::Url::parse(&issuer).map_err(|e| format!("--issuer {issuer:?}: {e}"))?;
     if !matches!(issuer_url.scheme(), "http" | "https") || !issuer_url.has_host() {
         return Err(format!("--issuer {issuer:?} is not an http(s) URL").into());

@@ -57,20 +57,11 @@ impl State {
 
     pub fn insert_token(&mut self, token: String, user: &'static User, now: u64) {
         self.sweep(now);
-        self.tokens.insert(
-            token,
-            AccessGrant {
-                user,
-                expires_at: now + ACCESS_TOKEN_TTL_SECS,
-            },
-        );
+        self.tokens.insert(token, AccessGrant { user, expires_at: now + ACCESS_TOKEN_TTL_SECS });
     }
 
     pub fn token_user(&self, token: &str, now: u64) -> Option<&'static User> {
-        self.tokens
-            .get(token)
-            .filter(|g| now < g.expires_at)
-            .map(|g| g.user)
+        self.tokens.get(token).filter(|g| now < g.expires_at).map(|g| g.user)
     }
 
     fn sweep(&mut self, now: u64) {

@@ -73,10 +73,7 @@ impl Keys {
         access_token: &str,
         now: u64,
     ) -> Result<String, jwt_simple::Error> {
-        let extra = IdTokenExtra {
-            auth_time: grant.auth_time,
-            at_hash: at_hash(access_token),
-        };
+        let extra = IdTokenExtra { auth_time: grant.auth_time, at_hash: at_hash(access_token) };
         let mut claims = Claims::with_custom_claims(extra, Duration::from_secs(ID_TOKEN_TTL_SECS))
             .with_issuer(issuer)
             .with_audience(&grant.client_id)
@@ -135,24 +132,14 @@ pub mod tests {
     #[test]
     fn at_hash_matches_the_oidc_example() {
         // OpenID Connect Core, appendix A.4 example access token and at_hash.
-        assert_eq!(
-            at_hash("dNZX1hEZ9wBCzNL40Upu646bdzQA"),
-            "wfgvmE9VxjAudsl9lc6TqA"
-        );
+        assert_eq!(at_hash("dNZX1hEZ9wBCzNL40Upu646bdzQA"), "wfgvmE9VxjAudsl9lc6TqA");
     }
 
     #[test]
     fn id_token_verifies_and_carries_the_nonce() {
         let keys = test_keys();
         let now = now();
-        let token = keys
-            .id_token(
-                "http://127.0.0.1:1/openid",
-                &grant(Some("n-123"), now),
-                "tok",
-                now,
-            )
-            .unwrap();
+        let token = keys.id_token("http://127.0.0.1:1/openid", &grant(Some("n-123"), now), "tok", now).unwrap();
         let meta = Token::decode_metadata(&token).unwrap();
         assert_eq!(meta.key_id(), Some(keys.kid.as_str()));
         assert_eq!(meta.algorithm(), "RS256");
@@ -163,10 +150,7 @@ pub mod tests {
             allowed_audiences: Some(HashSet::from_strings(&["demo-client"])),
             ..Default::default()
         };
-        let claims = keys
-            .public_key()
-            .verify_token::<IdTokenExtra>(&token, Some(opts))
-            .unwrap();
+        let claims = keys.public_key().verify_token::<IdTokenExtra>(&token, Some(opts)).unwrap();
         assert_eq!(claims.subject.as_deref(), Some("2594"));
         assert_eq!(claims.custom.at_hash, at_hash("tok"));
         assert_eq!(claims.custom.auth_time, now - 5);
@@ -180,13 +164,8 @@ pub mod tests {
     fn id_token_without_nonce_omits_the_claim() {
         let keys = test_keys();
         let now = now();
-        let token = keys
-            .id_token("http://i/openid", &grant(None, now), "tok", now)
-            .unwrap();
-        let claims = keys
-            .public_key()
-            .verify_token::<serde_json::Value>(&token, None)
-            .unwrap();
+        let token = keys.id_token("http://i/openid", &grant(None, now), "tok", now).unwrap();
+        let claims = keys.public_key().verify_token::<serde_json::Value>(&token, None).unwrap();
         assert!(claims.nonce.is_none());
         assert!(claims.custom.get("nonce").is_none());
     }
@@ -201,11 +180,7 @@ pub mod tests {
         let e = URL_SAFE_NO_PAD.decode(k["e"].as_str().unwrap()).unwrap();
         let rebuilt = RS256PublicKey::from_components(&n, &e).unwrap();
         let now = now();
-        let token = keys
-            .id_token("http://i/openid", &grant(None, now), "tok", now)
-            .unwrap();
-        assert!(rebuilt
-            .verify_token::<serde_json::Value>(&token, None)
-            .is_ok());
+        let token = keys.id_token("http://i/openid", &grant(None, now), "tok", now).unwrap();
+        assert!(rebuilt.verify_token::<serde_json::Value>(&token, None).is_ok());
     }
 }

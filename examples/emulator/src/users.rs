@@ -42,27 +42,9 @@ pub const USERS: &[User] = &[
         nombres: &["María", "Carmen"],
         apellidos: &["De los Ríos", "Núñez"],
     },
-    User {
-        sub: "3187",
-        numero: 55_555_555,
-        dv: '5',
-        nombres: &["José"],
-        apellidos: &["Peña"],
-    },
-    User {
-        sub: "4421",
-        numero: 88_888_888,
-        dv: '8',
-        nombres: &["Ana", "Sofía"],
-        apellidos: &["González", "Muñoz"],
-    },
-    User {
-        sub: "5063",
-        numero: 99_999_999,
-        dv: '9',
-        nombres: &["Pedro"],
-        apellidos: &["Ñancupil", "Zúñiga"],
-    },
+    User { sub: "3187", numero: 55_555_555, dv: '5', nombres: &["José"], apellidos: &["Peña"] },
+    User { sub: "4421", numero: 88_888_888, dv: '8', nombres: &["Ana", "Sofía"], apellidos: &["González", "Muñoz"] },
+    User { sub: "5063", numero: 99_999_999, dv: '9', nombres: &["Pedro"], apellidos: &["Ñancupil", "Zúñiga"] },
 ];
 
 /// Módulo 11 check digit of a RUN body.
@@ -86,11 +68,8 @@ pub fn check_digit(numero: u32) -> char {
 /// lowercase `k`, stray spaces) into its body and upper-case check digit.
 /// Returns `None` when the text is not a RUN or the check digit is wrong.
 pub fn parse_run(input: &str) -> Option<(u32, char)> {
-    let cleaned: Vec<char> = input
-        .chars()
-        .filter(|c| !matches!(c, '.' | '-' | ' ' | '\t'))
-        .map(|c| c.to_ascii_uppercase())
-        .collect();
+    let cleaned: Vec<char> =
+        input.chars().filter(|c| !matches!(c, '.' | '-' | ' ' | '\t')).map(|c| c.to_ascii_uppercase()).collect();
     let (dv, body) = cleaned.split_last()?;
     if body.is_empty() || body.len() > 10 || !body.iter().all(char::is_ascii_digit) {
         return None;
@@ -127,13 +106,7 @@ mod tests {
 
     #[test]
     fn run_formats_are_accepted() {
-        for s in [
-            "44444444-4",
-            "44.444.444-4",
-            "444444444",
-            " 44.444.444 - 4 ",
-            "0044444444-4",
-        ] {
+        for s in ["44444444-4", "44.444.444-4", "444444444", " 44.444.444 - 4 ", "0044444444-4"] {
             assert_eq!(parse_run(s), Some((44_444_444, '4')), "{s:?}");
         }
         assert_eq!(parse_run("12.667.869-k"), Some((12_667_869, 'K')));
@@ -142,17 +115,7 @@ mod tests {
 
     #[test]
     fn bad_runs_are_rejected() {
-        for s in [
-            "",
-            "-",
-            "4",
-            "44444444-5",
-            "4444a444-4",
-            "44444444-",
-            "99999999999999999999-9",
-            "0-0",
-            "ñ",
-        ] {
+        for s in ["", "-", "4", "44444444-5", "4444a444-4", "44444444-", "99999999999999999999-9", "0-0", "ñ"] {
             assert_eq!(parse_run(s), None, "{s:?}");
         }
     }
@@ -163,10 +126,7 @@ mod tests {
         assert_eq!(user.map(|u| u.sub), Some("2594"));
         assert!(authenticate("44.444.444-4", "Testing").is_none());
         assert!(authenticate("12.345.678-5", "testing").is_none());
-        assert_eq!(
-            authenticate("99999999-9", "testing").map(|u| u.apellidos),
-            Some(&["Ñancupil", "Zúñiga"][..])
-        );
+        assert_eq!(authenticate("99999999-9", "testing").map(|u| u.apellidos), Some(&["Ñancupil", "Zúñiga"][..]));
     }
 
     #[test]

@@ -31,15 +31,11 @@ struct Seen {
 
 impl Seen {
     fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
     }
 
     fn wants_json(&self) -> bool {
-        url::form_urlencoded::parse(self.query.as_bytes())
-            .any(|(k, v)| k == "format" && v == "json")
+        url::form_urlencoded::parse(self.query.as_bytes()).any(|(k, v)| k == "format" && v == "json")
     }
 }
 
@@ -83,11 +79,7 @@ fn escape_html(s: &str) -> String {
 }
 
 fn echo_json(seen: &Seen) -> String {
-    let headers: Vec<[&str; 2]> = seen
-        .headers
-        .iter()
-        .map(|(n, v)| [n.as_str(), v.as_str()])
-        .collect();
+    let headers: Vec<[&str; 2]> = seen.headers.iter().map(|(n, v)| [n.as_str(), v.as_str()]).collect();
     serde_json::json!({
         "method": seen.method,
         "path": seen.path,
@@ -118,17 +110,11 @@ th{background:#e6dcc4}.hola{font-size:1.4em}.nada{color:#a00}\
                 escape_html(run),
             ));
         }
-        None => {
-            h.push_str("<p class=\"nada\">No llegó identidad ClaveÚnica a esta aplicación</p>\n")
-        }
+        None => h.push_str("<p class=\"nada\">No llegó identidad ClaveÚnica a esta aplicación</p>\n"),
     }
 
     h.push_str("<h2>Cabeceras de identidad recibidas</h2>\n<table>\n<tr><th>cabecera</th><th>valor recibido</th><th>valor decodificado</th></tr>\n");
-    for (name, value) in seen
-        .headers
-        .iter()
-        .filter(|(n, _)| n.starts_with(IDENTITY_PREFIX))
-    {
+    for (name, value) in seen.headers.iter().filter(|(n, _)| n.starts_with(IDENTITY_PREFIX)) {
         h.push_str(&format!(
             "<tr><td>{}</td><td>{}</td><td>{}</td></tr>\n",
             escape_html(name),
@@ -138,22 +124,9 @@ th{background:#e6dcc4}.hola{font-size:1.4em}.nada{color:#a00}\
     }
     h.push_str("</table>\n");
 
-    let cookies: Vec<&str> = seen
-        .headers
-        .iter()
-        .filter(|(n, _)| n == "cookie")
-        .map(|(_, v)| v.as_str())
-        .collect();
-    let cookie_text = if cookies.is_empty() {
-        "(ninguna)".to_string()
-    } else {
-        cookies.join(" | ")
-    };
-    let asked = if seen.query.is_empty() {
-        seen.path.clone()
-    } else {
-        format!("{}?{}", seen.path, seen.query)
-    };
+    let cookies: Vec<&str> = seen.headers.iter().filter(|(n, _)| n == "cookie").map(|(_, v)| v.as_str()).collect();
+    let cookie_text = if cookies.is_empty() { "(ninguna)".to_string() } else { cookies.join(" | ") };
+    let asked = if seen.query.is_empty() { seen.path.clone() } else { format!("{}?{}", seen.path, seen.query) };
     h.push_str(&format!(
         "<p>Cookie recibida: <code>{}</code></p>\n<p>Ruta pedida: <code>{} {}</code></p>\n",
         escape_html(&cookie_text),
@@ -180,22 +153,11 @@ fn read_seen(request: &mut tiny_http::Request) -> Seen {
     let headers = request
         .headers()
         .iter()
-        .map(|h| {
-            (
-                h.field.as_str().as_str().to_ascii_lowercase(),
-                h.value.as_str().to_string(),
-            )
-        })
+        .map(|h| (h.field.as_str().as_str().to_ascii_lowercase(), h.value.as_str().to_string()))
         .collect();
     // The body only gets counted: draining it keeps the connection reusable.
     let body_len = std::io::copy(request.as_reader(), &mut std::io::sink()).unwrap_or(0);
-    Seen {
-        method: request.method().as_str().to_string(),
-        path,
-        query,
-        headers,
-        body_len,
-    }
+    Seen { method: request.method().as_str().to_string(), path, query, headers, body_len }
 }
 
 fn respond(mut request: tiny_http::Request) {
@@ -221,9 +183,7 @@ fn parse_listen(mut args: impl Iterator<Item = String>) -> Result<String, String
         if let Some(v) = arg.strip_prefix("--listen=") {
             listen = v.to_string();
         } else if arg == "--listen" {
-            listen = args
-                .next()
-                .ok_or_else(|| format!("--listen needs a value\n{USAGE}"))?;
+            listen = args.next().ok_or_else(|| format!("--listen needs a value\n{USAGE}"))?;
         } else {
             return Err(format!("unknown argument {arg:?}\n{USAGE}"));
         }
@@ -239,12 +199,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             std::process::exit(2);
         }
     };
-    let server = tiny_http::Server::http(listen.as_str())
-        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
-    let addr = server
-        .server_addr()
-        .to_ip()
-        .ok_or("listening socket has no IP address")?;
+    let server = tiny_http::Server::http(listen.as_str()).map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    let addr = server.server_addr().to_ip().ok_or("listening socket has no IP address")?;
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "legacy-app listening on http://{addr}")?;
     stdout.flush()?;
@@ -276,10 +232,7 @@ mod tests {
 
     #[test]
     fn decodes_percent_encoded_utf8() {
-        assert_eq!(
-            percent_decode_lossy("De%20los%20R%C3%ADos%20N%C3%BA%C3%B1ez"),
-            "De los Ríos Núñez"
-        );
+        assert_eq!(percent_decode_lossy("De%20los%20R%C3%ADos%20N%C3%BA%C3%B1ez"), "De los Ríos Núñez");
         assert_eq!(percent_decode_lossy("a+b%2Bc"), "a+b+c");
         assert_eq!(percent_decode_lossy("100%"), "100%");
         assert_eq!(percent_decode_lossy("%zz%4"), "%zz%4");
@@ -289,10 +242,7 @@ mod tests {
 
     #[test]
     fn escapes_html() {
-        assert_eq!(
-            escape_html("<b>\"O'Higgins\" & Ñ</b>"),
-            "&lt;b&gt;&quot;O&#39;Higgins&quot; &amp; Ñ&lt;/b&gt;"
-        );
+        assert_eq!(escape_html("<b>\"O'Higgins\" & Ñ</b>"), "&lt;b&gt;&quot;O&#39;Higgins&quot; &amp; Ñ&lt;/b&gt;");
     }
 
     fn seen(headers: &[(&str, &str)], query: &str) -> Seen {
@@ -300,10 +250,7 @@ mod tests {
             method: "GET".into(),
             path: "/x".into(),
             query: query.into(),
-            headers: headers
-                .iter()
-                .map(|(n, v)| (n.to_string(), v.to_string()))
-                .collect(),
+            headers: headers.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect(),
             body_len: 0,
         }
     }
@@ -329,17 +276,11 @@ mod tests {
 
     #[test]
     fn json_echo_keeps_every_header_in_order() {
-        let s = seen(
-            &[("x-a", "1"), ("cookie", "c"), ("x-a", "2")],
-            "a=b&format=json",
-        );
+        let s = seen(&[("x-a", "1"), ("cookie", "c"), ("x-a", "2")], "a=b&format=json");
         assert!(s.wants_json());
         assert!(!seen(&[], "format=html").wants_json());
         let v: serde_json::Value = serde_json::from_str(&echo_json(&s)).unwrap();
-        assert_eq!(
-            v["headers"],
-            serde_json::json!([["x-a", "1"], ["cookie", "c"], ["x-a", "2"]])
-        );
+        assert_eq!(v["headers"], serde_json::json!([["x-a", "1"], ["cookie", "c"], ["x-a", "2"]]));
         assert_eq!(v["query"], "a=b&format=json");
         assert_eq!(v["path"], "/x");
     }

