@@ -464,3 +464,16 @@ fn after_login_the_browser_never_leaves_the_site() {
         assert_eq!(r.location(), lands, "after asking for {asked}");
     }
 }
+
+#[test]
+fn a_broken_configuration_is_refused_and_nothing_is_served() {
+    let cases: [(fn(&mut serde_json::Value), &str); 3] = [
+        (|c| drop(c.as_object_mut().map(|m| m.remove("client_id"))), "client_id: is required"),
+        (|c| c["session_keys"] = serde_json::json!(["c2hvcnQ="]), "session_keys[0]: must decode to 32 bytes"),
+        (|c| c["client_secret_env"] = serde_json::json!("NOT_SET_ANYWHERE"), "client_secret_env: environment variable"),
+    ];
+    for (edit, named) in cases {
+        let log = Stack::builder().edit_config(edit).start_refused();
+        assert!(log.contains(named), "the log does not name the problem ({named}):\n{log}");
+    }
+}

