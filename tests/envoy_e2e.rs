@@ -467,7 +467,8 @@ fn after_login_the_browser_never_leaves_the_site() {
 
 #[test]
 fn a_broken_configuration_is_refused_and_nothing_is_served() {
-    let cases: [(fn(&mut serde_json::Value), &str); 3] = [
+    type Edit = fn(&mut serde_json::Value);
+    let cases: [(Edit, &str); 3] = [
         (|c| drop(c.as_object_mut().map(|m| m.remove("client_id"))), "client_id: is required"),
         (|c| c["session_keys"] = serde_json::json!(["c2hvcnQ="]), "session_keys[0]: must decode to 32 bytes"),
         (|c| c["client_secret_env"] = serde_json::json!("NOT_SET_ANYWHERE"), "client_secret_env: environment variable"),

@@ -2,7 +2,7 @@
 //! [`Decision`]. This is where configuration, sessions, login flows and OpenID Connect meet;
 //! the host adapters only carry out what it decides.
 
-use crate::config::Config;
+use crate::config::{Config, Endpoint};
 use crate::cookies::{self, CookieAttrs};
 use crate::flow::{self, Flow, FlowError, NONCE_BYTES, STATE_BYTES};
 use crate::headers;
@@ -469,20 +469,34 @@ impl Gate {
         let Some(code) = code.first().filter(|c| !c.is_empty() && c.len() <= 512) else {
             return self.fail(Failure::BadAttempt, "no_code", rng, &[&flow_cookie], Some(&retry));
         };
-        let ep = &self.config.endpoints.token;
         let body = token::request_body(&self.config, code, flow.state());
+        self.call(
+            "POST",
+            &self.config.endpoints.token,
+            vec![("content-type", "application/x-www-form-urlencoded".into()), ("accept", "application/json".into())],
+            Some(body.into_bytes()),
+            Step::Token(Box::new(Login { flow, flow_cookie })),
+        )
+    }
+
+    /// A call to one of the provider's endpoints through the configured cluster.
+    fn call(
+        &self,
+        method: &'static str,
+        endpoint: &Endpoint,
+        headers: Vec<(&'static str, String)>,
+        body: Option<Vec<u8>>,
+        step: Step,
+    ) -> Decision {
         Decision::Call(Box::new(Call {
             cluster: self.config.cluster.clone(),
-            method: "POST",
-            authority: ep.authority.clone(),
-            path: ep.path.clone(),
-            headers: vec![
-                ("content-type", "application/x-www-form-urlencoded".into()),
-                ("accept", "application/json".into()),
-            ],
-            body: Some(body.into_bytes()),
+            method,
+            authority: endpoint.authority.clone(),
+            path: endpoint.path.clone(),
+            headers,
+            body,
             timeout_ms: self.config.timeout_ms,
-            pending: Pending(Step::Token(Box::new(Login { flow, flow_cookie }))),
+            pending: Pending(step),
         }))
     }
 
@@ -565,36 +579,28 @@ impl Gate {
         };
         match id_token::verify(&tokens.id_token, keys, &expect) {
             Ok(verified) => {
-                let ep = &self.config.endpoints.userinfo;
                 let access_token = tokens.access_token;
-                Decision::Call(Box::new(Call {
-                    cluster: self.config.cluster.clone(),
-                    method: "POST",
-                    authority: ep.authority.clone(),
-                    path: ep.path.clone(),
-                    headers: vec![
+                self.call(
+                    "POST",
+                    &self.config.endpoints.userinfo,
+                    vec![
                         ("authorization", format!("Bearer {}", access_token.expose())),
                         ("accept", "application/json".into()),
                     ],
-                    body: Some(Vec::new()),
-                    timeout_ms: self.config.timeout_ms,
-                    pending: Pending(Step::Userinfo(login, verified, access_token)),
-                }))
+                    Some(Vec::new()),
+                    Step::Userinfo(login, verified, access_token),
+                )
             }
             Err(IdTokenError::UnknownKey)
                 if may_fetch && keys.may_fetch(now) && id_token::key_id(&tokens.id_token).is_ok() =>
             {
-                let ep = &self.config.endpoints.jwks;
-                Decision::Call(Box::new(Call {
-                    cluster: self.config.cluster.clone(),
-                    method: "GET",
-                    authority: ep.authority.clone(),
-                    path: ep.path.clone(),
-                    headers: vec![("accept", "application/json".into())],
-                    body: None,
-                    timeout_ms: self.config.timeout_ms,
-                    pending: Pending(Step::Jwks(login, tokens)),
-                }))
+                self.call(
+                    "GET",
+                    &self.config.endpoints.jwks,
+                    vec![("accept", "application/json".into())],
+                    None,
+                    Step::Jwks(login, tokens),
+                )
             }
             Err(e) => self.fail_login(&login, Failure::ProviderWrong, &format!("id_token_{e:?}").to_lowercase(), rng),
         }

@@ -330,6 +330,25 @@ fn token_endpoint_failures() {
     assert_error_page(&after_token(Some(200), &"x".repeat(MAX_BODY_LEN + 1)), 502);
 }
 
+impl Harness {
+    /// Keys fetched an hour ago, so a refetch is allowed.
+    fn with_known_keys(mut self) -> Self {
+        let set = jwks::parse(testkit::jwks(&[(KID, &testkit::provider_key())]).as_bytes()).unwrap();
+        self.keys.replace(set, self.now - 3600);
+        self
+    }
+
+    /// A token answer whose ID token names `kid` and is signed by the other test key.
+    fn token_body_with_kid(&self, s: &Started, kid: &str) -> String {
+        let token = testkit::sign_rs256(
+            &json!({"alg": "RS256", "kid": kid}),
+            &claims(&param(&s.authorize, "nonce")),
+            &testkit::other_key(),
+        );
+        json!({"access_token": "a", "token_type": "bearer", "id_token": token}).to_string()
+    }
+}
+
 /// Runs a login up to the ID token check with this token answer.
 fn with_id_token(token: &str) -> Decision {
     let mut h = harness();
@@ -352,16 +371,10 @@ fn a_bad_id_token_stops_the_login() {
 
 #[test]
 fn an_unknown_kid_is_fetched_once_then_refused() {
-    let mut h = harness();
-    h.keys.replace(jwks::parse(testkit::jwks(&[(KID, &testkit::provider_key())]).as_bytes()).unwrap(), NOW - 3600);
+    let mut h = harness().with_known_keys();
     let s = h.start("/a");
     let c = call(h.callback(&s));
-    let token = testkit::sign_rs256(
-        &json!({"alg": "RS256", "kid": "rotated"}),
-        &claims(&param(&s.authorize, "nonce")),
-        &testkit::other_key(),
-    );
-    let body = json!({"access_token": "a", "token_type": "bearer", "id_token": token}).to_string();
+    let body = h.token_body_with_kid(&s, "rotated");
     let jwks_call = call(h.answer(c.pending, 200, &body));
     assert_eq!(jwks_call.method, "GET");
     // The provider rotated: the new set holds the new key, and the login goes on.
@@ -372,27 +385,16 @@ fn an_unknown_kid_is_fetched_once_then_refused() {
     // A kid nobody knows, right after a fetch: refused without another fetch.
     let s = h.start("/b");
     let c = call(h.callback(&s));
-    let token = testkit::sign_rs256(
-        &json!({"alg": "RS256", "kid": "nowhere"}),
-        &claims(&param(&s.authorize, "nonce")),
-        &testkit::other_key(),
-    );
-    let body = json!({"access_token": "a", "token_type": "bearer", "id_token": token}).to_string();
+    let body = h.token_body_with_kid(&s, "nowhere");
     assert_error_page(&respond(h.answer(c.pending, 200, &body)), 502);
 }
 
 #[test]
 fn a_jwks_failure_keeps_the_last_good_keys() {
-    let mut h = harness();
-    h.keys.replace(jwks::parse(testkit::jwks(&[(KID, &testkit::provider_key())]).as_bytes()).unwrap(), NOW - 3600);
+    let mut h = harness().with_known_keys();
     let s = h.start("/a");
     let c = call(h.callback(&s));
-    let token = testkit::sign_rs256(
-        &json!({"alg": "RS256", "kid": "new"}),
-        &claims(&param(&s.authorize, "nonce")),
-        &testkit::other_key(),
-    );
-    let body = json!({"access_token": "a", "token_type": "bearer", "id_token": token}).to_string();
+    let body = h.token_body_with_kid(&s, "new");
     let jwks_call = call(h.answer(c.pending, 200, &body));
     assert_error_page(&respond(h.fail_call(jwks_call.pending)), 503);
     // Logins signed with the known key still complete.
