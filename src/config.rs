@@ -106,6 +106,9 @@ pub struct Config {
     pub client_id: String,
     /// The client secret.
     pub client_secret: SecretString,
+    /// Where the secret came from: `None` when written inline in the document, else the name
+    /// of the environment variable.
+    pub client_secret_env: Option<String>,
     /// The registered callback URL, sent verbatim to the provider.
     pub redirect_uri: String,
     /// The path part of `redirect_uri`: where the gate answers the callback.
@@ -349,7 +352,8 @@ impl Config {
         let cluster = r.required_string("cluster");
         let client_id = r.required_string("client_id");
 
-        let client_secret = match (r.string("client_secret"), r.string("client_secret_env")) {
+        let secret_env = r.string("client_secret_env");
+        let client_secret = match (r.string("client_secret"), secret_env.clone()) {
             (Some(_), Some(_)) => {
                 r.problem("client_secret", "give client_secret or client_secret_env, not both");
                 None
@@ -467,6 +471,7 @@ impl Config {
                 cluster,
                 client_id,
                 client_secret,
+                client_secret_env: secret_env,
                 redirect_uri,
                 callback_path,
                 secure_cookies,
