@@ -8,6 +8,9 @@ use base64::Engine as _;
 use serde_json::{Map, Value};
 use url::Url;
 
+use crate::headers::{HeaderTemplate, IdentityHeaders};
+use crate::policy::{self, Migration, MigrationMode, PathMatch, Rule, RuleAction};
+use crate::run::Run;
 use crate::secret::SecretString;
 
 /// Keys this version understands. Anything else is refused: a misspelt optional key would
@@ -35,6 +38,12 @@ const KNOWN_KEYS: &[&str] = &[
     "timeout_ms",
     "clock_leeway_s",
     "scope",
+    "rules",
+    "migration",
+    "allowed_runs",
+    "headers",
+    "logout_response_header",
+    "jwks_refresh_s",
 ];
 
 /// The scope ClaveÚnica's certification review checks for, exactly.
@@ -84,6 +93,8 @@ pub struct SessionSettings {
     pub cookie_name: String,
     /// Absolute lifetime in seconds from login.
     pub max_age_s: u64,
+    /// Sliding lifetime: a session unused this long ends. `None`: no idle limit.
+    pub idle_timeout_s: Option<u64>,
 }
 
 /// Login-flow cookie settings.
@@ -135,6 +146,18 @@ pub struct Config {
     pub clock_leeway_s: u64,
     /// The scope requested at the authorize endpoint.
     pub scope: String,
+    /// Path rules, first match wins; no match means enforce.
+    pub rules: Vec<Rule>,
+    /// How ClaveÚnica and the old login coexist.
+    pub migration: Migration,
+    /// A pilot list: when set, only these RUNs get through.
+    pub allowed_runs: Option<Vec<Run>>,
+    /// The identity headers set on authenticated requests.
+    pub headers: IdentityHeaders,
+    /// A response header by which the application asks the gate to end the session.
+    pub logout_response_header: String,
+    /// How often the provider's keys are refreshed in the background, in seconds.
+    pub jwks_refresh_s: u64,
 }
 
 /// One problem with the configuration, naming the key it concerns.
@@ -443,6 +466,19 @@ impl Config {
         if !scope.split(' ').any(|s| s == "openid") {
             r.problem("scope", "must include openid");
         }
+        let rules = Self::rules(&mut r);
+        let migration = Self::migration(&mut r);
+        let allowed_runs = Self::allowed_runs(&mut r);
+        let headers = Self::headers(&mut r);
+        let logout_response_header = match r.string("logout_response_header") {
+            Some(h) if valid_cookie_name(&h) => h.to_ascii_lowercase(),
+            Some(_) => {
+                r.problem("logout_response_header", "must be a header name (letters, digits, - _ .)");
+                String::new()
+            }
+            None => "x-claveunica-logout".to_string(),
+        };
+        let jwks_refresh_s = r.integer("jwks_refresh_s", 3600, 60, 86_400);
 
         if !r.problems.is_empty() {
             return Err(ConfigError { problems: r.problems });
@@ -491,6 +527,12 @@ impl Config {
                 timeout_ms,
                 clock_leeway_s,
                 scope,
+                rules,
+                migration,
+                allowed_runs,
+                headers,
+                logout_response_header,
+                jwks_refresh_s,
             }),
             // Every None above recorded a problem; this arm is for the compiler.
             _ => {
@@ -551,12 +593,172 @@ impl Config {
         (keys.len() == texts.len()).then_some(keys)
     }
 
+    fn rules(r: &mut Reader<'_>) -> Vec<Rule> {
+        let items = match r.map.get("rules") {
+            None | Some(Value::Null) => return Vec::new(),
+            Some(Value::Array(items)) => items,
+            Some(_) => {
+                r.problem("rules", "must be a list of rules");
+                return Vec::new();
+            }
+        };
+        let mut rules = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            let key = format!("rules[{i}]");
+            let Value::Object(m) = item else {
+                r.problem(&key, "must be an object");
+                continue;
+            };
+            let known = ["prefix", "exact", "regex", "methods", "action"];
+            for k in m.keys().filter(|k| !known.contains(&k.as_str())) {
+                r.problem(&format!("{key}.{k}"), "unknown key");
+            }
+            let text = |k: &str| m.get(k).and_then(Value::as_str).map(str::to_string);
+            let given: Vec<&str> = ["prefix", "exact", "regex"].into_iter().filter(|k| m.contains_key(*k)).collect();
+            let path = match (given.as_slice(), text("prefix"), text("exact"), text("regex")) {
+                (["prefix"], Some(p), _, _) if p.starts_with('/') => Some(PathMatch::Prefix(p)),
+                (["exact"], _, Some(p), _) if p.starts_with('/') => Some(PathMatch::Exact(p)),
+                (["regex"], _, _, Some(p)) => match policy::compile_regex(&p) {
+                    Ok(re) => Some(PathMatch::Regex(re)),
+                    Err(e) => {
+                        r.problem(&format!("{key}.regex"), e);
+                        None
+                    }
+                },
+                ([], ..) => {
+                    r.problem(&key, "needs one of prefix, exact or regex");
+                    None
+                }
+                ([_], ..) => {
+                    r.problem(&key, "prefix and exact must be strings starting with /; regex a string");
+                    None
+                }
+                _ => {
+                    r.problem(&key, "give only one of prefix, exact or regex");
+                    None
+                }
+            };
+            let methods = match m.get("methods") {
+                None | Some(Value::Null) => Some(None),
+                Some(Value::Array(ms)) if !ms.is_empty() => ms
+                    .iter()
+                    .map(|v| v.as_str().filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphabetic())))
+                    .map(|o| o.map(str::to_ascii_uppercase))
+                    .collect::<Option<Vec<_>>>()
+                    .map(Some),
+                Some(_) => None,
+            };
+            if methods.is_none() {
+                r.problem(&format!("{key}.methods"), "must be a non-empty list of method names");
+            }
+            let action = match m.get("action").and_then(Value::as_str) {
+                Some("enforce") => Some(RuleAction::Enforce),
+                Some("optional") => Some(RuleAction::Optional),
+                Some("public") => Some(RuleAction::Public),
+                _ => {
+                    r.problem(&format!("{key}.action"), "must be enforce, optional or public");
+                    None
+                }
+            };
+            if let (Some(path), Some(methods), Some(action)) = (path, methods, action) {
+                rules.push(Rule { path, methods, action });
+            }
+        }
+        rules
+    }
+
+    fn migration(r: &mut Reader<'_>) -> Migration {
+        let mut migration = Migration::default();
+        let Some(m) = r.object("migration") else { return migration };
+        let mut s = Reader::new(m, "migration.");
+        s.unknown_keys(&["mode", "legacy_cookies", "canary_percent"]);
+        migration.mode = match s.string("mode").as_deref() {
+            None | Some("enforce") => MigrationMode::Enforce,
+            Some("parallel") => MigrationMode::Parallel,
+            Some("canary") => MigrationMode::Canary,
+            Some("report_only") => MigrationMode::ReportOnly,
+            Some(_) => {
+                s.problem("mode", "must be enforce, parallel, canary or report_only");
+                MigrationMode::Enforce
+            }
+        };
+        match m.get("legacy_cookies") {
+            None | Some(Value::Null) => {}
+            Some(Value::Array(items)) => {
+                for (i, item) in items.iter().enumerate() {
+                    match item.as_str().filter(|n| valid_cookie_name(n) || n.starts_with("__")) {
+                        Some(n) => migration.legacy_cookies.push(n.to_string()),
+                        None => s.problem(&format!("legacy_cookies[{i}]"), "must be a cookie name"),
+                    }
+                }
+            }
+            Some(_) => s.problem("legacy_cookies", "must be a list of cookie names"),
+        }
+        if matches!(migration.mode, MigrationMode::Parallel | MigrationMode::Canary)
+            && migration.legacy_cookies.is_empty()
+        {
+            s.problem("legacy_cookies", "must name the old login's session cookies in parallel and canary modes");
+        }
+        let percent = s.integer("canary_percent", 0, 0, 100);
+        migration.canary_percent = u8::try_from(percent).unwrap_or(100);
+        if migration.mode == MigrationMode::Canary && !m.contains_key("canary_percent") {
+            s.problem("canary_percent", "is required in canary mode (0 to 100)");
+        }
+        r.absorb(s);
+        migration
+    }
+
+    fn allowed_runs(r: &mut Reader<'_>) -> Option<Vec<Run>> {
+        match r.map.get("allowed_runs") {
+            None | Some(Value::Null) => None,
+            Some(Value::Array(items)) => {
+                let mut runs = Vec::new();
+                for (i, item) in items.iter().enumerate() {
+                    match item.as_str().map(Run::parse) {
+                        Some(Ok(run)) => runs.push(run),
+                        Some(Err(e)) => r.problem(&format!("allowed_runs[{i}]"), format!("is not a valid RUN ({e})")),
+                        None => r.problem(&format!("allowed_runs[{i}]"), "must be a RUN such as 12345678-5"),
+                    }
+                }
+                Some(runs)
+            }
+            Some(_) => {
+                r.problem("allowed_runs", "must be a list of RUNs");
+                None
+            }
+        }
+    }
+
+    fn headers(r: &mut Reader<'_>) -> IdentityHeaders {
+        let Some(m) = r.object("headers") else { return IdentityHeaders::default() };
+        if m.is_empty() {
+            r.problem("headers", "must name at least one header");
+        }
+        let mut templates: Vec<HeaderTemplate> = Vec::new();
+        for (name, value) in m {
+            let key = format!("headers.{name}");
+            match value.as_str().map(|t| HeaderTemplate::parse(name, t)) {
+                Some(Ok(t)) if templates.iter().any(|o| o.name() == t.name()) => {
+                    r.problem(&key, "repeats a header name")
+                }
+                Some(Ok(t)) => templates.push(t),
+                Some(Err(e)) => r.problem(&key, e),
+                None => r.problem(&key, "must be a template string such as \"{run}\""),
+            }
+        }
+        IdentityHeaders::new(templates)
+    }
+
     fn cookie_settings(r: &mut Reader<'_>, secure: bool) -> (SessionSettings, FlowSettings) {
         let prefix = if secure { "__Host-" } else { "" };
-        let mut session = SessionSettings { cookie_name: format!("{prefix}claveunica_session"), max_age_s: 8 * 3600 };
+        let mut session = SessionSettings {
+            cookie_name: format!("{prefix}claveunica_session"),
+            max_age_s: 8 * 3600,
+            idle_timeout_s: None,
+        };
         if let Some(m) = r.object("session") {
             let mut s = Reader::new(m, "session.");
-            s.unknown_keys(&["cookie_name", "max_age_s"]);
+            s.unknown_keys(&["cookie_name", "max_age_s", "idle_timeout_s"]);
             if let Some(name) = s.string("cookie_name") {
                 if valid_cookie_name(&name) && !name.starts_with("__") {
                     session.cookie_name = format!("{prefix}{name}");
@@ -565,6 +767,14 @@ impl Config {
                 }
             }
             session.max_age_s = s.integer("max_age_s", session.max_age_s, 60, 30 * 24 * 3600);
+            if s.map.get("idle_timeout_s").is_some_and(|v| !v.is_null()) {
+                // The cookie is resealed at most once a minute, so shorter limits cannot hold.
+                let idle = s.integer("idle_timeout_s", 0, 120, 30 * 24 * 3600);
+                if idle > 0 && idle >= session.max_age_s {
+                    s.problem("idle_timeout_s", "must be shorter than max_age_s");
+                }
+                session.idle_timeout_s = (idle > 0).then_some(idle);
+            }
             r.absorb(s);
         }
         let mut flow = FlowSettings { cookie_prefix: format!("{prefix}claveunica_flow_"), max_age_s: 600 };
@@ -729,6 +939,66 @@ mod tests {
         let err = Config::from_json(v.to_string().as_bytes(), &no_env).unwrap_err();
         assert!(err.names("client_secret_env") && err.names("session_keys_env"), "{err}");
         assert!(!err.to_string().contains("from-env"));
+    }
+
+    #[test]
+    fn rollout_settings() {
+        let mut v = base();
+        v["rules"] = json!([{"prefix": "/static/", "action": "public"}, {"regex": "/a/[0-9]+", "methods": ["get"], "action": "optional"}]);
+        v["migration"] = json!({"mode": "canary", "legacy_cookies": ["PHPSESSID"], "canary_percent": 25});
+        v["allowed_runs"] = json!(["44.444.444-4", "55555555-5"]);
+        v["headers"] = json!({"X-Rut": "{run_dotted}"});
+        v["session"] = json!({"max_age_s": 3600, "idle_timeout_s": 900});
+        v["logout_response_header"] = json!("X-App-Logout");
+        let c = load(&v).unwrap();
+        assert_eq!(c.rules.len(), 2);
+        assert_eq!(c.rules[1].methods, Some(vec!["GET".to_string()]));
+        assert_eq!(c.migration.mode, MigrationMode::Canary);
+        assert_eq!(c.migration.canary_percent, 25);
+        assert_eq!(c.allowed_runs.as_ref().map(Vec::len), Some(2));
+        assert!(c.headers.is_identity_name("x-rut"));
+        assert_eq!(c.session.idle_timeout_s, Some(900));
+        assert_eq!(c.logout_response_header, "x-app-logout");
+        let d = load(&base()).unwrap();
+        assert!(d.rules.is_empty() && d.migration.mode == MigrationMode::Enforce && d.allowed_runs.is_none());
+        assert!(d.headers.is_identity_name("x-claveunica-run"));
+    }
+
+    #[test]
+    fn bad_rollout_settings_are_named() {
+        let cases = [
+            ("rules", json!({"prefix": "/"}), "rules"),
+            ("rules", json!([{"action": "public"}]), "rules[0]"),
+            ("rules", json!([{"prefix": "/", "exact": "/", "action": "public"}]), "rules[0]"),
+            ("rules", json!([{"prefix": "static", "action": "public"}]), "rules[0]"),
+            ("rules", json!([{"regex": "(", "action": "public"}]), "rules[0].regex"),
+            ("rules", json!([{"prefix": "/", "action": "allow"}]), "rules[0].action"),
+            ("rules", json!([{"prefix": "/", "methods": [], "action": "public"}]), "rules[0].methods"),
+            ("rules", json!([{"prefix": "/", "action": "public", "path": "/"}]), "rules[0].path"),
+            ("migration", json!({"mode": "gradual"}), "migration.mode"),
+            ("migration", json!({"mode": "parallel"}), "migration.legacy_cookies"),
+            ("migration", json!({"mode": "canary", "legacy_cookies": ["a"]}), "migration.canary_percent"),
+            (
+                "migration",
+                json!({"mode": "canary", "legacy_cookies": ["a"], "canary_percent": 101}),
+                "migration.canary_percent",
+            ),
+            ("migration", json!({"mode": "parallel", "legacy_cookies": ["bad name"]}), "migration.legacy_cookies[0]"),
+            ("allowed_runs", json!(["44444444-5"]), "allowed_runs[0]"),
+            ("allowed_runs", json!("44444444-4"), "allowed_runs"),
+            ("headers", json!({}), "headers"),
+            ("headers", json!({"x-rut": "{rut}"}), "headers.x-rut"),
+            ("headers", json!({"cookie": "{run}"}), "headers.cookie"),
+            ("headers", json!({"x-rut": 5}), "headers.x-rut"),
+            ("session", json!({"max_age_s": 600, "idle_timeout_s": 600}), "session.idle_timeout_s"),
+            ("session", json!({"idle_timeout_s": 30}), "session.idle_timeout_s"),
+            ("logout_response_header", json!("bad header"), "logout_response_header"),
+            ("jwks_refresh_s", json!(1), "jwks_refresh_s"),
+        ];
+        for (key, value, named) in cases {
+            let err = load(&with(key, value.clone())).unwrap_err();
+            assert!(err.names(named), "{key}={value}: {err}");
+        }
     }
 
     #[test]

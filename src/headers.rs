@@ -1,39 +1,14 @@
-//! The identity headers the legacy application reads, and their encoding. Names arrive from
-//! userinfo as UTF-8 with accents ("Núñez"), which an HTTP header cannot carry safely, so
-//! every value is percent-encoded (space as `%20`).
+//! The identity headers the legacy application reads: their names, their values (from
+//! templates such as `{run_dotted}`), and the encoding that lets names with accents ("Núñez")
+//! travel in an HTTP header: UTF-8, percent-encoded, space as `%20`.
 
-use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
 
 use crate::session::Identity;
 
-/// Everything but RFC 3986's unreserved characters is encoded.
-const VALUE_SET: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
-
-/// The RUN as `12345678-5`.
-pub const RUN: &str = "x-claveunica-run";
-/// The RUN's body, `12345678`.
-pub const NUMERO: &str = "x-claveunica-numero";
-/// The RUN's check digit, `5` or `K`.
-pub const DV: &str = "x-claveunica-dv";
-/// Given names, joined with spaces, percent-encoded.
-pub const NOMBRES: &str = "x-claveunica-nombres";
-/// Surnames, joined with spaces, percent-encoded.
-pub const APELLIDOS: &str = "x-claveunica-apellidos";
-
-/// Every identity header name. Client copies of each are removed from every request.
-pub const IDENTITY_HEADERS: [&str; 5] = [RUN, NUMERO, DV, NOMBRES, APELLIDOS];
-
-/// Whether a client-sent header name is an identity header in disguise: any letter case, and
-/// `_` read as `-`, because PHP, CGI, Rack and WSGI servers map `x_claveunica_run` and
-/// `x-claveunica-run` to the same variable, so a forged underscore spelling could shadow the
-/// verified header.
-#[must_use]
-pub fn is_identity_name(name: &str) -> bool {
-    IDENTITY_HEADERS.iter().any(|id| {
-        id.len() == name.len()
-            && id.bytes().zip(name.bytes()).all(|(a, b)| a == b.to_ascii_lowercase() || (a == b'-' && b == b'_'))
-    })
-}
+/// Control characters, space, `%` and everything beyond ASCII are encoded; other printable
+/// ASCII stays as it is, so `{run_dotted}` stays `12.345.678-5` and `RUN={run}` stays readable.
+const VALUE_SET: &AsciiSet = &CONTROLS.add(b' ').add(b'%');
 
 /// Percent-encodes a header value.
 #[must_use]
@@ -41,17 +16,194 @@ pub fn encode(value: &str) -> String {
     utf8_percent_encode(value, VALUE_SET).to_string()
 }
 
-/// The identity headers for a verified identity, in a fixed order.
-#[must_use]
-pub fn identity_headers(identity: &Identity) -> Vec<(&'static str, String)> {
-    let run = identity.run();
-    vec![
-        (RUN, run.plain()),
-        (NUMERO, run.numero().to_string()),
-        (DV, run.dv().to_string()),
-        (NOMBRES, encode(&identity.nombres().join(" "))),
-        (APELLIDOS, encode(&identity.apellidos().join(" "))),
-    ]
+/// A value a template can name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Var {
+    Run,
+    RunDotted,
+    Numero,
+    Dv,
+    Nombres,
+    Apellidos,
+    Sub,
+}
+
+impl Var {
+    fn parse(name: &str) -> Option<Self> {
+        Some(match name {
+            "run" => Var::Run,
+            "run_dotted" => Var::RunDotted,
+            "numero" => Var::Numero,
+            "dv" => Var::Dv,
+            "nombres" => Var::Nombres,
+            "apellidos" => Var::Apellidos,
+            "sub" => Var::Sub,
+            _ => return None,
+        })
+    }
+
+    fn push(self, identity: &Identity, out: &mut String) {
+        let run = identity.run();
+        match self {
+            Var::Run => out.push_str(&run.plain()),
+            Var::RunDotted => out.push_str(&run.dotted()),
+            Var::Numero => out.push_str(&run.numero().to_string()),
+            Var::Dv => out.push(run.dv()),
+            Var::Nombres => out.push_str(&identity.nombres().join(" ")),
+            Var::Apellidos => out.push_str(&identity.apellidos().join(" ")),
+            Var::Sub => out.push_str(identity.sub()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Part {
+    Text(String),
+    Var(Var),
+}
+
+/// One identity header: a lower-case name and a value template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeaderTemplate {
+    name: String,
+    parts: Vec<Part>,
+}
+
+/// Headers a gate must never set: the request line, hop-by-hop headers, and the ones the
+/// proxy and the application rely on for something else.
+const RESERVED: &[&str] = &[
+    "host",
+    "cookie",
+    "authorization",
+    "content-length",
+    "content-type",
+    "transfer-encoding",
+    "connection",
+    "upgrade",
+    "te",
+    "trailer",
+    "keep-alive",
+    "proxy-authorization",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-request-id",
+];
+
+impl HeaderTemplate {
+    /// Parses `name: template`, where the template mixes text with `{run}`, `{run_dotted}`,
+    /// `{numero}`, `{dv}`, `{nombres}`, `{apellidos}` and `{sub}`.
+    pub fn parse(name: &str, template: &str) -> Result<Self, String> {
+        let lower = name.to_ascii_lowercase();
+        let token = !lower.is_empty()
+            && lower.len() <= 64
+            && lower.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !token || lower.starts_with(':') {
+            return Err("is not a valid header name (letters, digits, - and _)".into());
+        }
+        if RESERVED.contains(&lower.as_str()) || lower.starts_with("x-envoy-") {
+            return Err("is a header the proxy or the application needs for something else".into());
+        }
+        if template.len() > 256 || template.chars().any(char::is_control) {
+            return Err("template must be at most 256 characters without control characters".into());
+        }
+        let mut parts = Vec::new();
+        let mut rest = template;
+        while let Some(open) = rest.find('{') {
+            if open > 0 {
+                parts.push(Part::Text(rest[..open].to_string()));
+            }
+            let after = &rest[open + 1..];
+            let close = after.find('}').ok_or("has a { without its }")?;
+            let var = Var::parse(&after[..close]).ok_or_else(|| {
+                format!(
+                    "names an unknown value {{{}}}; known: {{run}} {{run_dotted}} {{numero}} {{dv}} {{nombres}} {{apellidos}} {{sub}}",
+                    &after[..close]
+                )
+            })?;
+            parts.push(Part::Var(var));
+            rest = &after[close + 1..];
+        }
+        if rest.contains('}') {
+            return Err("has a } without its {".into());
+        }
+        if !rest.is_empty() {
+            parts.push(Part::Text(rest.to_string()));
+        }
+        if !parts.iter().any(|p| matches!(p, Part::Var(_))) {
+            return Err("names no value; a constant is not an identity".into());
+        }
+        Ok(Self { name: lower, parts })
+    }
+
+    /// The header name, lower case.
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The value for an identity, percent-encoded.
+    #[must_use]
+    pub fn render(&self, identity: &Identity) -> String {
+        let mut raw = String::with_capacity(32);
+        for part in &self.parts {
+            match part {
+                Part::Text(t) => raw.push_str(t),
+                Part::Var(v) => v.push(identity, &mut raw),
+            }
+        }
+        encode(&raw)
+    }
+}
+
+/// The identity headers a gate sets, replacing the client's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdentityHeaders {
+    templates: Vec<HeaderTemplate>,
+}
+
+/// The default headers and their templates.
+pub const DEFAULTS: [(&str, &str); 5] = [
+    ("x-claveunica-run", "{run}"),
+    ("x-claveunica-numero", "{numero}"),
+    ("x-claveunica-dv", "{dv}"),
+    ("x-claveunica-nombres", "{nombres}"),
+    ("x-claveunica-apellidos", "{apellidos}"),
+];
+
+impl Default for IdentityHeaders {
+    fn default() -> Self {
+        let templates = DEFAULTS.iter().filter_map(|(n, t)| HeaderTemplate::parse(n, t).ok()).collect();
+        Self { templates }
+    }
+}
+
+impl IdentityHeaders {
+    /// Headers from parsed templates.
+    #[must_use]
+    pub fn new(templates: Vec<HeaderTemplate>) -> Self {
+        Self { templates }
+    }
+
+    /// Whether a client-sent header name is one of these in disguise: any letter case, and `_`
+    /// read as `-`, because PHP, CGI, Rack and WSGI servers map `x_claveunica_run` and
+    /// `x-claveunica-run` to the same variable, so a forged underscore spelling could shadow
+    /// the verified header.
+    #[must_use]
+    pub fn is_identity_name(&self, name: &str) -> bool {
+        let same = |a: u8, b: u8| {
+            let (a, b) = (a.to_ascii_lowercase(), b.to_ascii_lowercase());
+            a == b || (matches!(a, b'-' | b'_') && matches!(b, b'-' | b'_'))
+        };
+        self.templates
+            .iter()
+            .any(|t| t.name.len() == name.len() && t.name.bytes().zip(name.bytes()).all(|(a, b)| same(a, b)))
+    }
+
+    /// The headers for an identity, in configuration order.
+    #[must_use]
+    pub fn render(&self, identity: &Identity) -> Vec<(String, String)> {
+        self.templates.iter().map(|t| (t.name.clone(), t.render(identity))).collect()
+    }
 }
 
 #[cfg(test)]
@@ -62,43 +214,78 @@ mod tests {
     use super::*;
     use crate::run::Run;
 
-    #[test]
-    fn names_are_percent_encoded_utf8() {
-        assert_eq!(encode("María Carmen"), "Mar%C3%ADa%20Carmen");
-        assert_eq!(encode("De los Ríos Núñez"), "De%20los%20R%C3%ADos%20N%C3%BA%C3%B1ez");
-        assert_eq!(encode("a\r\nb"), "a%0D%0Ab");
-    }
-
-    #[test]
-    fn identity_names_in_every_spelling() {
-        for n in ["x-claveunica-run", "X-ClaveUnica-RUN", "x_claveunica_run", "X_CLAVEUNICA_DV", "x-claveunica_nombres"]
-        {
-            assert!(is_identity_name(n), "{n}");
-        }
-        for n in ["x-claveunica-runx", "x-claveunica", "cookie", "x-claveunica-ru"] {
-            assert!(!is_identity_name(n), "{n}");
-        }
-    }
-
-    #[test]
-    fn headers_for_an_identity() {
-        let id = Identity::new(
-            Run::new(44_444_444, '4').unwrap(),
+    fn identity() -> Identity {
+        Identity::new(
+            Run::new(12_345_678, '5').unwrap(),
             vec!["María".into(), "Carmen".into()],
             vec!["Peña".into()],
             "2594".into(),
         )
-        .unwrap();
-        let h = identity_headers(&id);
-        assert_eq!(
-            h,
-            vec![
-                (RUN, "44444444-4".to_string()),
-                (NUMERO, "44444444".to_string()),
-                (DV, "4".to_string()),
-                (NOMBRES, "Mar%C3%ADa%20Carmen".to_string()),
-                (APELLIDOS, "Pe%C3%B1a".to_string()),
-            ]
-        );
+        .unwrap()
+    }
+
+    #[test]
+    fn names_are_percent_encoded_utf8() {
+        assert_eq!(encode("María Carmen"), "Mar%C3%ADa%20Carmen");
+        assert_eq!(encode("De los Ríos Núñez"), "De%20los%20R%C3%ADos%20N%C3%BA%C3%B1ez");
+        assert_eq!(encode("a\r\nb%"), "a%0D%0Ab%25");
+    }
+
+    #[test]
+    fn default_headers() {
+        let h = IdentityHeaders::default().render(&identity());
+        let want = [
+            ("x-claveunica-run", "12345678-5"),
+            ("x-claveunica-numero", "12345678"),
+            ("x-claveunica-dv", "5"),
+            ("x-claveunica-nombres", "Mar%C3%ADa%20Carmen"),
+            ("x-claveunica-apellidos", "Pe%C3%B1a"),
+        ];
+        assert_eq!(h, want.map(|(n, v)| (n.to_string(), v.to_string())));
+    }
+
+    #[test]
+    fn templates() {
+        let id = identity();
+        for (template, want) in [
+            ("{run_dotted}", "12.345.678-5"),
+            ("RUN={run}", "RUN=12345678-5"),
+            ("{numero}{dv}", "123456785"),
+            ("{nombres} {apellidos}", "Mar%C3%ADa%20Carmen%20Pe%C3%B1a"),
+            ("{sub}", "2594"),
+        ] {
+            assert_eq!(HeaderTemplate::parse("X-Rut", template).unwrap().render(&id), want, "{template}");
+        }
+        assert_eq!(HeaderTemplate::parse("X-Rut", "{run}").unwrap().name(), "x-rut");
+        for (name, template) in [
+            ("x-rut", "{rut}"),
+            ("x-rut", "{run"),
+            ("x-rut", "run}"),
+            ("x-rut", "constant"),
+            ("x-rut", "{run}\r\nx: y"),
+            ("bad name", "{run}"),
+            ("", "{run}"),
+            (":path", "{run}"),
+            ("Cookie", "{run}"),
+            ("host", "{run}"),
+            ("x-envoy-original-path", "{run}"),
+        ] {
+            assert!(HeaderTemplate::parse(name, template).is_err(), "{name}: {template}");
+        }
+    }
+
+    #[test]
+    fn identity_names_in_every_spelling() {
+        let h = IdentityHeaders::default();
+        for n in ["x-claveunica-run", "X-ClaveUnica-RUN", "x_claveunica_run", "X_CLAVEUNICA_DV", "x-claveunica_nombres"]
+        {
+            assert!(h.is_identity_name(n), "{n}");
+        }
+        for n in ["x-claveunica-runx", "x-claveunica", "cookie", "x-claveunica-ru"] {
+            assert!(!h.is_identity_name(n), "{n}");
+        }
+        let custom = IdentityHeaders::new(vec![HeaderTemplate::parse("X_Rut", "{run}").unwrap()]);
+        assert!(custom.is_identity_name("x-rut") && custom.is_identity_name("X_RUT"));
+        assert!(!custom.is_identity_name("x-claveunica-run"));
     }
 }

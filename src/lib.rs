@@ -31,6 +31,7 @@
 #![warn(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+pub mod check;
 pub mod config;
 pub mod cookies;
 pub mod flow;
@@ -39,6 +40,7 @@ pub mod headers;
 pub mod oidc;
 pub mod pages;
 pub mod policy;
+pub mod redirect;
 pub mod run;
 pub mod seal;
 pub mod secret;

@@ -64,6 +64,23 @@ Indíquelo si contacta a la mesa de ayuda.</p>",
     )
 }
 
+/// The page for a RUN outside the pilot list (`allowed_runs`): nothing is forwarded, and
+/// logout is offered so the person can leave ClaveÚnica's session too.
+#[must_use]
+pub fn forbidden(logout_path: &str, reference: &str) -> String {
+    layout(
+        "Acceso no habilitado",
+        &format!(
+            "<h1>Acceso no habilitado</h1><p>Su RUN aún no está habilitado para ingresar con ClaveÚnica a este \
+servicio. Si cree que es un error, contacte a la mesa de ayuda.</p>\
+<p><a href=\"{}\">Cerrar sesión</a></p><p class=\"ref\">Código de referencia: <code>{}</code>.</p>",
+            escape(logout_path),
+            escape(reference),
+        ),
+        "",
+    )
+}
+
 /// The logout page. It sends the browser to ClaveÚnica's logout by a top-level navigation
 /// and, after a moment, to `fallback`: ClaveÚnica's logout sometimes answers 204 without a
 /// redirect, which leaves the browser on this page, and the timer then takes it home.

@@ -88,6 +88,9 @@ pub struct Session {
     pub issued_at: u64,
     /// When the session ends regardless of activity (Unix seconds).
     pub expires_at: u64,
+    /// When the cookie was last sealed, for the idle timeout (Unix seconds). Resealed at most
+    /// once a minute, so it lags real activity by up to that.
+    pub last_seen: u64,
 }
 
 /// The cookie's plaintext. Short field names keep the cookie small.
@@ -99,6 +102,8 @@ struct Wire {
     s: String,
     i: u64,
     e: u64,
+    #[serde(default)]
+    l: u64,
 }
 
 /// What opening a session cookie found.
@@ -128,22 +133,25 @@ impl Session {
             s: self.identity.sub.clone(),
             i: self.issued_at,
             e: self.expires_at,
+            l: self.last_seen,
         };
         let plaintext = serde_json::to_vec(&wire).ok()?;
         ring.seal(Purpose::Session, &plaintext, nonce)
     }
 
-    /// Opens a session cookie value and checks its lifetime against `now`.
+    /// Opens a session cookie value and checks its lifetimes against `now`: the absolute one,
+    /// and the idle one when `idle_timeout_s` is set.
     #[must_use]
-    pub fn open(ring: &KeyRing, value: &str, now: u64) -> Opened {
+    pub fn open(ring: &KeyRing, value: &str, now: u64, idle_timeout_s: Option<u64>) -> Opened {
         let Some(opened) = ring.open(Purpose::Session, value) else { return Opened::Invalid };
         let Ok(wire) = serde_json::from_slice::<Wire>(&opened.plaintext) else { return Opened::Invalid };
         let Ok(run) = Run::parse(&wire.r) else { return Opened::Invalid };
         let Ok(identity) = Identity::new(run, wire.n, wire.a, wire.s) else { return Opened::Invalid };
-        if now >= wire.e {
+        let last_seen = wire.l.max(wire.i);
+        if now >= wire.e || idle_timeout_s.is_some_and(|idle| now.saturating_sub(last_seen) >= idle) {
             return Opened::Expired;
         }
-        let session = Session { identity, issued_at: wire.i, expires_at: wire.e };
+        let session = Session { identity, issued_at: wire.i, expires_at: wire.e, last_seen };
         Opened::Valid { session, stale_key: opened.stale_key }
     }
 }
@@ -171,7 +179,7 @@ mod tests {
     }
 
     fn session() -> Session {
-        Session { identity: identity(), issued_at: 1_000, expires_at: 1_000 + 3_600 }
+        Session { identity: identity(), issued_at: 1_000, expires_at: 1_000 + 3_600, last_seen: 1_000 }
     }
 
     #[test]
@@ -180,7 +188,7 @@ mod tests {
         let v = session().seal(&r, [1; NONCE_LEN]).unwrap();
         assert!(v.len() < 1_000, "cookie is {} bytes", v.len());
         assert!(!v.contains("44444444"));
-        match Session::open(&r, &v, 2_000) {
+        match Session::open(&r, &v, 2_000, None) {
             Opened::Valid { session: s, stale_key } => {
                 assert_eq!(s, session());
                 assert!(!stale_key);
@@ -193,16 +201,26 @@ mod tests {
     fn expired_tampered_wrong_key_rotated() {
         let r = ring(&[5]);
         let v = session().seal(&r, [1; NONCE_LEN]).unwrap();
-        assert!(matches!(Session::open(&r, &v, 4_600), Opened::Expired));
+        assert!(matches!(Session::open(&r, &v, 4_600, None), Opened::Expired));
         let mut tampered = v.clone().into_bytes();
         let mid = tampered.len() / 2;
         tampered[mid] = if tampered[mid] == b'A' { b'B' } else { b'A' };
-        assert!(matches!(Session::open(&r, &String::from_utf8(tampered).unwrap(), 2_000), Opened::Invalid));
-        assert!(matches!(Session::open(&ring(&[6]), &v, 2_000), Opened::Invalid));
-        match Session::open(&ring(&[6, 5]), &v, 2_000) {
+        assert!(matches!(Session::open(&r, &String::from_utf8(tampered).unwrap(), 2_000, None), Opened::Invalid));
+        assert!(matches!(Session::open(&ring(&[6]), &v, 2_000, None), Opened::Invalid));
+        match Session::open(&ring(&[6, 5]), &v, 2_000, None) {
             Opened::Valid { stale_key, .. } => assert!(stale_key),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn idle_timeout() {
+        let r = ring(&[5]);
+        let v = session().seal(&r, [1; NONCE_LEN]).unwrap();
+        assert!(matches!(Session::open(&r, &v, 1_000 + 299, Some(300)), Opened::Valid { .. }));
+        assert!(matches!(Session::open(&r, &v, 1_000 + 300, Some(300)), Opened::Expired));
+        let later = Session { last_seen: 1_250, ..session() }.seal(&r, [2; NONCE_LEN]).unwrap();
+        assert!(matches!(Session::open(&r, &later, 1_000 + 500, Some(300)), Opened::Valid { .. }));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use base64::engine::general_purpose::{URL_SAFE, URL_SAFE_NO_PAD};
 use base64::Engine as _;
 use jwt_simple::algorithms::RS256PublicKey;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Fewer bits than this is not an RSA key anyone should sign with.
 const MIN_MODULUS_BYTES: usize = 256;
@@ -76,13 +76,22 @@ pub fn parse(body: &[u8]) -> Result<Vec<(String, RS256PublicKey)>, JwksError> {
 #[derive(Default)]
 pub struct KeyCache {
     keys: Vec<(String, RS256PublicKey)>,
+    /// When the keys held were fetched (0: none yet); identifies the set across workers.
+    version: u64,
+    /// The JWKS document the keys came from, for sharing with other workers.
+    source: Option<Vec<u8>>,
+    /// The last fetch attempt, successful or not, for rate limiting.
     fetched_at: Option<u64>,
 }
 
 impl core::fmt::Debug for KeyCache {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         let kids: Vec<&str> = self.keys.iter().map(|(k, _)| k.as_str()).collect();
-        f.debug_struct("KeyCache").field("kids", &kids).field("fetched_at", &self.fetched_at).finish()
+        f.debug_struct("KeyCache")
+            .field("kids", &kids)
+            .field("version", &self.version)
+            .field("fetched_at", &self.fetched_at)
+            .finish()
     }
 }
 
@@ -91,6 +100,24 @@ impl KeyCache {
     #[must_use]
     pub fn get(&self, kid: &str) -> Option<&RS256PublicKey> {
         self.keys.iter().find(|(k, _)| k == kid).map(|(_, key)| key)
+    }
+
+    /// Whether any key is held.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// When the keys held were fetched; 0 when none are held.
+    #[must_use]
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// The JWKS document behind the keys held, if any.
+    #[must_use]
+    pub fn source(&self) -> Option<&[u8]> {
+        self.source.as_deref()
     }
 
     /// Whether a fetch is allowed now: always when nothing was fetched yet, else at most once
@@ -109,6 +136,178 @@ impl KeyCache {
     /// last good keys keep working while the provider is down.
     pub fn replace(&mut self, keys: Vec<(String, RS256PublicKey)>, now: u64) {
         self.keys = keys;
+        self.version = now.max(1);
         self.fetched_at = Some(now);
+    }
+
+    /// Like [`KeyCache::replace`], keeping the document for other workers.
+    pub fn replace_with_source(&mut self, keys: Vec<(String, RS256PublicKey)>, source: &[u8], now: u64) {
+        self.replace(keys, now);
+        self.source = Some(source.to_vec());
+    }
+
+    /// Takes the keys another worker published, when they are newer than the ones held.
+    /// Returns whether anything changed.
+    pub fn load_shared(&mut self, shared: &SharedJwks) -> bool {
+        let newer = shared.keys_version > self.version;
+        if newer {
+            if let Some(body) = &shared.body {
+                if let Ok(keys) = parse(body.as_bytes()) {
+                    self.keys = keys;
+                    self.version = shared.keys_version;
+                    self.source = Some(body.as_bytes().to_vec());
+                }
+            }
+        }
+        // Another worker's attempt counts for the rate limit here too.
+        if shared.last_attempt > self.fetched_at.unwrap_or(0) {
+            self.fetched_at = Some(shared.last_attempt);
+        }
+        newer
+    }
+}
+
+/// The JWKS state every worker of a proxy shares (proxy-wasm shared data): the last good
+/// document, when it was fetched, and who may fetch next. One worker fetches at a time (it
+/// holds the lease); failures back off exponentially for all.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SharedJwks {
+    /// When `body` was fetched (0: never).
+    pub keys_version: u64,
+    /// The last good JWKS document.
+    pub body: Option<String>,
+    /// When the last fetch was attempted.
+    pub last_attempt: u64,
+    /// Failed attempts in a row.
+    pub failures: u32,
+    /// No other worker starts a fetch before this time.
+    pub lease_until: u64,
+}
+
+/// How long a worker holds the lease while its fetch is under way.
+const LEASE_S: u64 = 30;
+/// Backoff after failures: 5 s, 10 s, 20 s ... at most this.
+const MAX_BACKOFF_S: u64 = 300;
+
+impl SharedJwks {
+    /// Decodes the shared bytes; anything unreadable counts as nothing shared yet.
+    #[must_use]
+    pub fn decode(bytes: Option<&[u8]>) -> Self {
+        bytes.and_then(|b| serde_json::from_slice(b).ok()).unwrap_or_default()
+    }
+
+    /// Encodes for shared data.
+    #[must_use]
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// When the next fetch is due: at once when no keys are held, after `refresh_s` when the
+    /// last fetch succeeded, after the backoff when it failed.
+    #[must_use]
+    pub fn due_at(&self, refresh_s: u64) -> u64 {
+        if self.failures > 0 {
+            let backoff = 5u64.saturating_mul(1u64 << self.failures.saturating_sub(1).min(16)).min(MAX_BACKOFF_S);
+            self.last_attempt.saturating_add(backoff)
+        } else if self.keys_version == 0 {
+            0
+        } else {
+            self.keys_version.saturating_add(refresh_s)
+        }
+    }
+
+    /// If a fetch is due and nobody holds the lease, the state to publish (with the lease taken)
+    /// before fetching; `None` when this worker should not fetch.
+    #[must_use]
+    pub fn take_lease(&self, now: u64, refresh_s: u64) -> Option<Self> {
+        (now >= self.due_at(refresh_s) && now >= self.lease_until).then(|| Self {
+            lease_until: now.saturating_add(LEASE_S),
+            last_attempt: now,
+            ..self.clone()
+        })
+    }
+
+    /// The state after a fetch: the new document, or one more failure (keeping the last good
+    /// keys). The lease is released either way.
+    #[must_use]
+    pub fn after_fetch(&self, now: u64, result: Result<&[u8], ()>) -> Self {
+        match result.and_then(|body| parse(body).map(|_| body).map_err(|_| ())) {
+            Ok(body) => Self {
+                keys_version: now.max(1),
+                body: Some(String::from_utf8_lossy(body).into_owned()),
+                last_attempt: now,
+                failures: 0,
+                lease_until: 0,
+            },
+            Err(()) => {
+                Self { last_attempt: now, failures: self.failures.saturating_add(1), lease_until: 0, ..self.clone() }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    use super::*;
+    use crate::testkit;
+
+    fn doc() -> String {
+        testkit::jwks(&[("k1", &testkit::provider_key())])
+    }
+
+    #[test]
+    fn parse_keeps_rs256_signing_keys_with_a_kid() {
+        let set = parse(doc().as_bytes()).unwrap();
+        assert_eq!(set.len(), 1);
+        assert_eq!(parse(br#"{"keys":[]}"#).unwrap_err(), JwksError::NoUsableKey);
+        assert_eq!(parse(br#"{"keys":[{"kty":"EC","kid":"x"}]}"#).unwrap_err(), JwksError::NoUsableKey);
+        assert_eq!(parse(b"<html>").unwrap_err(), JwksError::Malformed);
+        assert_eq!(
+            parse(br#"{"keys":[{"kty":"RSA","kid":"x","n":"AQAB","e":"AQAB"}]}"#).unwrap_err(),
+            JwksError::NoUsableKey
+        );
+    }
+
+    #[test]
+    fn one_worker_fetches_and_failures_back_off() {
+        let empty = SharedJwks::default();
+        // Nothing yet: due at once; the first worker takes the lease, the next one cannot.
+        let leased = empty.take_lease(1_000, 3_600).unwrap();
+        assert!(leased.take_lease(1_001, 3_600).is_none());
+        // Success: not due again before the refresh interval.
+        let good = leased.after_fetch(1_002, Ok(doc().as_bytes()));
+        assert_eq!(good.keys_version, 1_002);
+        assert!(good.take_lease(1_002 + 3_599, 3_600).is_none());
+        assert!(good.take_lease(1_002 + 3_600, 3_600).is_some());
+        // Failures keep the last good document and back off 5, 10, 20 ... 300 s.
+        let mut state = good.clone();
+        let mut now = 10_000;
+        for want in [5, 10, 20, 40, 80, 160, 300, 300] {
+            state = state.take_lease(now, 3_600).unwrap().after_fetch(now, Err(()));
+            assert_eq!(state.body, good.body);
+            assert!(state.take_lease(now + want - 1, 3_600).is_none(), "backoff {want}");
+            now += want;
+            assert!(state.take_lease(now, 3_600).is_some(), "backoff {want}");
+        }
+        // A document that is not a JWKS counts as a failure.
+        assert_eq!(good.after_fetch(20_000, Ok(b"<html>")).failures, 1);
+        // A stuck lease expires.
+        assert!(empty.take_lease(1_000, 3_600).unwrap().take_lease(1_000 + 30, 3_600).is_some());
+    }
+
+    #[test]
+    fn workers_load_what_another_published() {
+        let shared = SharedJwks::default().after_fetch(500, Ok(doc().as_bytes()));
+        let decoded = SharedJwks::decode(Some(&shared.encode()));
+        assert_eq!(decoded, shared);
+        let mut cache = KeyCache::default();
+        assert!(cache.load_shared(&decoded));
+        assert!(cache.get("k1").is_some());
+        assert!(!cache.load_shared(&decoded), "same version twice");
+        assert!(!cache.may_fetch(510), "another worker's fetch counts for the rate limit");
+        assert_eq!(SharedJwks::decode(Some(b"garbage")), SharedJwks::default());
     }
 }

@@ -1,0 +1,219 @@
+//! `claveunica-gate check` as an operator runs it: the built binary on configuration files,
+//! judged by exit status and output lines.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use serde_json::{json, Value};
+
+const KEY: &str = "q83vEjRWeJCrze8SNFZ4kKvN7xI0VniQq83vEjRWeJA=";
+const OTHER_KEY: &str = "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=";
+
+/// Variables the test documents name; removed from the child's environment unless a test
+/// sets them, so the outcome does not depend on the shell the tests run in.
+const VARS: [&str; 4] =
+    ["CU_CHECK_TEST_SECRET", "CU_CHECK_TEST_KEYS", "CLAVEUNICA_CLIENT_SECRET", "CLAVEUNICA_SESSION_KEYS"];
+
+fn production_like() -> Value {
+    json!({
+        "issuer": "https://accounts.claveunica.gob.cl/openid",
+        "cluster": "claveunica",
+        "client_id": "abc",
+        "client_secret_env": "CU_CHECK_TEST_SECRET",
+        "redirect_uri": "https://tramites.example.gob.cl/claveunica/callback",
+        "post_logout_redirect": "https://tramites.example.gob.cl/",
+        "session_keys": [KEY, OTHER_KEY],
+    })
+}
+
+/// Writes `doc` to a fresh file under the target's temp dir (one per test name).
+fn write(name: &str, doc: &Value) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("claveunica-gate-check");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("{name}.json"));
+    std::fs::write(&path, serde_json::to_vec_pretty(doc).unwrap()).unwrap();
+    path
+}
+
+struct Run {
+    status: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn lines(&self, prefix: &str) -> Vec<&str> {
+        self.stdout.lines().filter(|l| l.starts_with(prefix)).collect()
+    }
+
+    fn has(&self, line_start: &str) -> bool {
+        self.stdout.lines().any(|l| l.starts_with(line_start))
+    }
+}
+
+impl std::fmt::Debug for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "exit {}\n--- stdout\n{}--- stderr\n{}", self.status, self.stdout, self.stderr)
+    }
+}
+
+fn command(args: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_claveunica-gate"));
+    cmd.args(args);
+    for var in VARS {
+        cmd.env_remove(var);
+    }
+    cmd.envs(env.iter().copied());
+    cmd
+}
+
+fn finish(out: Output) -> Run {
+    Run {
+        status: out.status.code().expect("exited, not killed"),
+        stdout: String::from_utf8(out.stdout).unwrap(),
+        stderr: String::from_utf8(out.stderr).unwrap(),
+    }
+}
+
+fn run(args: &[&str], env: &[(&str, &str)]) -> Run {
+    finish(command(args, env).output().unwrap())
+}
+
+fn check(path: &Path, env: &[(&str, &str)]) -> Run {
+    run(&["check", path.to_str().unwrap()], env)
+}
+
+fn check_strict(path: &Path, env: &[(&str, &str)]) -> Run {
+    run(&["check", "--strict", path.to_str().unwrap()], env)
+}
+
+const SECRET_SET: &[(&str, &str)] = &[("CU_CHECK_TEST_SECRET", "s3cret")];
+
+#[test]
+fn a_broken_configuration_exits_1_naming_each_key() {
+    let mut doc = production_like();
+    doc.as_object_mut().unwrap().remove("client_id");
+    doc["session_keys"] = json!(["c2hvcnQ="]);
+    let path = write("broken", &doc);
+    let r = check(&path, SECRET_SET);
+    assert_eq!(r.status, 1, "{r:?}");
+    assert!(r.has("error: client_id: is required"), "{r:?}");
+    assert!(r.has("error: session_keys[0]: must decode to 32 bytes"), "{r:?}");
+    assert!(!r.has("ok:"), "{r:?}");
+
+    let not_json = Path::new(env!("CARGO_TARGET_TMPDIR")).join("claveunica-gate-check/not-json.json");
+    std::fs::write(&not_json, "{ nope").unwrap();
+    let r = check(&not_json, &[]);
+    assert_eq!(r.status, 1, "{r:?}");
+    assert!(r.has("error: (document): is not valid JSON"), "{r:?}");
+}
+
+#[test]
+fn a_production_like_configuration_is_ok_without_a_word() {
+    let path = write("clean", &production_like());
+    let r = check(&path, SECRET_SET);
+    assert_eq!(r.status, 0, "{r:?}");
+    assert_eq!(r.stdout, format!("ok: {} is a valid ClaveÚnica Gate configuration\n", path.display()), "{r:?}");
+    assert_eq!(check_strict(&path, SECRET_SET).status, 0);
+}
+
+#[test]
+fn http_redirect_and_inline_secret_warn_and_fail_only_when_strict() {
+    let mut doc = production_like();
+    doc["redirect_uri"] = json!("http://tramites.example.gob.cl/claveunica/callback");
+    doc.as_object_mut().unwrap().remove("client_secret_env");
+    doc["client_secret"] = json!("s3cret");
+    let path = write("http-inline", &doc);
+
+    let r = check(&path, &[]);
+    assert_eq!(r.status, 0, "{r:?}");
+    assert!(r.has(&format!("ok: {}", path.display())), "{r:?}");
+    assert!(r.has("warning: redirect_uri: uses http"), "{r:?}");
+    assert!(r.has("warning: client_secret: ") && r.stdout.contains("client_secret_env"), "{r:?}");
+    assert_eq!(r.lines("warning:").len(), 2, "{r:?}");
+    // The secret's value is never printed.
+    assert!(!r.stdout.contains("s3cret") && !r.stderr.contains("s3cret"), "{r:?}");
+
+    let strict = check_strict(&path, &[]);
+    assert_eq!(strict.status, 1, "{strict:?}");
+    assert_eq!(strict.stdout, r.stdout);
+}
+
+#[test]
+fn a_variable_missing_here_is_a_note_not_an_error() {
+    let mut doc = production_like();
+    doc.as_object_mut().unwrap().remove("session_keys");
+    doc["session_keys_env"] = json!("CU_CHECK_TEST_KEYS");
+    let path = write("env", &doc);
+
+    let r = check(&path, &[]);
+    assert_eq!(r.status, 0, "{r:?}");
+    assert!(!r.has("error:") && !r.has("warning:"), "{r:?}");
+    assert!(r.has("note: client_secret_env: environment variable CU_CHECK_TEST_SECRET is not set"), "{r:?}");
+    assert!(r.has("note: session_keys_env: environment variable CU_CHECK_TEST_KEYS is not set"), "{r:?}");
+    // The placeholder is a single key: no advice on rotating it.
+    assert!(!r.has("note: session_keys:"), "{r:?}");
+    assert_eq!(check_strict(&path, &[]).status, 0);
+
+    // Set in this shell, the real values are checked, and a bad one is an error.
+    let r = check(&path, &[("CU_CHECK_TEST_SECRET", "s3cret"), ("CU_CHECK_TEST_KEYS", "c2hvcnQ=")]);
+    assert_eq!(r.status, 1, "{r:?}");
+    assert!(r.has("error: session_keys_env[0]: must decode to 32 bytes"), "{r:?}");
+    assert!(!r.has("note: client_secret_env"), "{r:?}");
+    let keys = format!("{KEY},{OTHER_KEY}");
+    let r = check(&path, &[("CU_CHECK_TEST_SECRET", "s3cret"), ("CU_CHECK_TEST_KEYS", &keys)]);
+    assert_eq!((r.status, r.lines("").len()), (0, 1), "{r:?}");
+}
+
+/// The example files an operator starts from.
+fn example(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/config").join(name)
+}
+
+#[test]
+fn the_production_example_gives_no_warning() {
+    let path = example("production.json");
+    let r = check_strict(&path, &[]);
+    assert_eq!(r.status, 0, "{r:?}");
+    assert!(r.has("ok:") && !r.has("warning:") && !r.has("error:"), "{r:?}");
+    // Its secrets come from the environment, as certification asks.
+    assert!(r.has("note: client_secret_env:") && r.has("note: session_keys_env:"), "{r:?}");
+}
+
+#[test]
+fn the_demo_example_is_valid_and_says_why_it_is_not_production() {
+    let path = example("demo.json");
+    let r = check(&path, &[]);
+    assert_eq!(r.status, 0, "{r:?}");
+    assert!(!r.has("error:"), "{r:?}");
+    for start in ["warning: redirect_uri: uses http", "warning: redirect_uri: names a port", "note: issuer:"] {
+        assert!(r.has(start), "{start}: {r:?}");
+    }
+    assert_eq!(check_strict(&path, &[]).status, 1);
+}
+
+#[test]
+fn standard_input() {
+    let mut child = command(&["check", "-"], SECRET_SET).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+    child.stdin.take().unwrap().write_all(production_like().to_string().as_bytes()).unwrap();
+    let r = finish(child.wait_with_output().unwrap());
+    assert_eq!(r.status, 0, "{r:?}");
+    assert!(r.has("ok: standard input is a valid"), "{r:?}");
+}
+
+#[test]
+fn usage() {
+    let help = run(&["--help"], &[]);
+    assert_eq!(help.status, 0, "{help:?}");
+    assert!(help.stdout.contains("claveunica-gate check"), "{help:?}");
+    for args in [&[][..], &["check"], &["frobnicate"], &["check", "--colour", "x.json"]] {
+        let r = run(args, &[]);
+        assert_eq!(r.status, 2, "{args:?}: {r:?}");
+        assert!(r.stderr.contains("usage:"), "{args:?}: {r:?}");
+    }
+    let missing = Path::new(env!("CARGO_TARGET_TMPDIR")).join("claveunica-gate-check/does-not-exist.json");
+    let r = check(&missing, &[]);
+    assert_eq!(r.status, 2, "{r:?}");
+    assert!(r.stderr.contains("cannot read"), "{r:?}");
+}

@@ -1,0 +1,466 @@
+//! The login, from the redirect to ClaveÚnica to a sealed session: the flow cookie, the
+//! callback, and the token, JWKS and userinfo calls, each a step that only the previous one
+//! can produce.
+
+use super::{
+    split_query, Call, CallOutcome, Decision, Entropy, Event, Events, FailReason, Gate, Level, LogLine, Request,
+    Response,
+};
+use crate::config::Endpoint;
+use crate::flow::{self, Flow, FlowError, NONCE_BYTES, STATE_BYTES};
+use crate::oidc::id_token::{self, Expectations, IdTokenError, VerifiedIdToken};
+use crate::oidc::jwks::{self, KeyCache};
+use crate::oidc::token::{self, TokenError, TokenResponse};
+use crate::oidc::userinfo;
+use crate::oidc::{authorize, MAX_BODY_LEN};
+use crate::pages;
+use crate::redirect;
+use crate::seal::NONCE_LEN;
+use crate::secret::SecretString;
+use crate::session::Session;
+
+/// A login waiting for a call's answer. Opaque: only the gate makes one, so an adapter cannot
+/// skip a step.
+#[derive(Debug)]
+pub struct Pending(Step);
+
+#[derive(Debug)]
+enum Step {
+    Token(Box<Login>),
+    Jwks(Box<Login>, TokenResponse),
+    Userinfo(Box<Login>, VerifiedIdToken, SecretString),
+}
+
+#[derive(Debug)]
+struct Login {
+    flow: Flow,
+    flow_cookie: String,
+}
+
+/// The kinds of failure a person can meet, each with its status and page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Failure {
+    BadAttempt,
+    Cancelled,
+    ProviderWrong,
+    ProviderDown,
+    Internal,
+}
+
+impl Failure {
+    fn status(self) -> u16 {
+        match self {
+            Failure::BadAttempt => 400,
+            Failure::Cancelled => 401,
+            Failure::ProviderWrong => 502,
+            Failure::ProviderDown => 503,
+            Failure::Internal => 500,
+        }
+    }
+
+    fn text(self) -> (&'static str, &'static str) {
+        match self {
+            Failure::BadAttempt => (
+                "Intento de ingreso no válido o vencido",
+                "Este intento de ingreso con ClaveÚnica no es válido o ya expiró. Vuelva a ingresar.",
+            ),
+            Failure::Cancelled => ("Ingreso cancelado", "El ingreso con ClaveÚnica fue cancelado o no se completó."),
+            Failure::ProviderWrong => (
+                "ClaveÚnica respondió con un error",
+                "No fue posible completar el ingreso porque ClaveÚnica entregó una respuesta inesperada. \
+Intente nuevamente en unos minutos.",
+            ),
+            Failure::ProviderDown => (
+                "ClaveÚnica no está disponible",
+                "No fue posible comunicarse con ClaveÚnica. Intente nuevamente en unos minutos.",
+            ),
+            Failure::Internal => ("Error interno", "Ocurrió un error al procesar el ingreso. Intente nuevamente."),
+        }
+    }
+}
+
+/// The provider endpoint a call went to, for naming its failures.
+#[derive(Clone, Copy)]
+enum Called {
+    Token,
+    Jwks,
+    Userinfo,
+}
+
+impl Called {
+    fn unreachable(self) -> FailReason {
+        match self {
+            Called::Token => FailReason::TokenUnreachable,
+            Called::Jwks => FailReason::JwksUnreachable,
+            Called::Userinfo => FailReason::UserinfoUnreachable,
+        }
+    }
+
+    fn unavailable(self) -> FailReason {
+        match self {
+            Called::Token => FailReason::TokenUnavailable,
+            Called::Jwks => FailReason::JwksUnavailable,
+            Called::Userinfo => FailReason::UserinfoUnavailable,
+        }
+    }
+}
+
+/// A failure: its kind, its reason, and a detail for the log only.
+type Failed = (Failure, FailReason, String);
+
+impl Gate {
+    /// A failure page, its log line, and any cookies to clear.
+    fn fail(&self, failed: Failed, rng: &mut dyn Entropy, clear: &[&str], retry: Option<&str>) -> Decision {
+        let (failure, reason, detail) = failed;
+        let reference = Self::reference(rng);
+        let (title, message) = failure.text();
+        let mut headers =
+            vec![("content-type", "text/html; charset=utf-8".to_string()), ("cache-control", "no-store".to_string())];
+        headers.extend(clear.iter().map(|name| ("set-cookie", self.attrs.delete(name))));
+        let level = match failure {
+            Failure::BadAttempt | Failure::Cancelled => Level::Warn,
+            _ => Level::Error,
+        };
+        let detail = if detail.is_empty() { String::new() } else { format!(" detail={detail}") };
+        Decision::Respond(Response {
+            status: failure.status(),
+            headers,
+            body: pages::error(title, message, &reference, retry),
+            log: Some(LogLine {
+                level,
+                message: format!(
+                    "login failed: status={} reason={} ref={reference}{detail}",
+                    failure.status(),
+                    reason.as_str()
+                ),
+            }),
+            events: Events::one(Event::LoginFailed(reason)),
+        })
+    }
+
+    /// A 302 to ClaveÚnica with a new flow cookie. `set_cookies` and `events` come from what
+    /// the request showed before (a session cookie to clear, a canary choice).
+    pub(super) fn start_login(
+        &self,
+        wanted: &str,
+        now: u64,
+        rng: &mut dyn Entropy,
+        set_cookies: Vec<String>,
+        mut events: Events,
+    ) -> Decision {
+        let return_to = self.return_path(wanted);
+        let mut state = [0u8; STATE_BYTES];
+        let mut nonce = [0u8; NONCE_BYTES];
+        let mut seal_nonce = [0u8; NONCE_LEN];
+        let drawn = rng.fill(&mut state).and(rng.fill(&mut nonce)).and(rng.fill(&mut seal_nonce));
+        if drawn.is_err() {
+            return self.fail((Failure::Internal, FailReason::EntropyUnavailable, String::new()), rng, &[], None);
+        }
+        let flow = Flow::new(state, nonce, return_to.to_string(), now);
+        let Some(sealed) = flow.seal(&self.ring, seal_nonce) else {
+            return self.fail((Failure::Internal, FailReason::SealFailed, String::new()), rng, &[], None);
+        };
+        let mut headers = vec![
+            ("location", authorize::authorize_url(&self.config, &flow)),
+            (
+                "set-cookie",
+                self.attrs.set(&flow.cookie_name(&self.config.flow.cookie_prefix), &sealed, self.config.flow.max_age_s),
+            ),
+            ("cache-control", "no-store".to_string()),
+        ];
+        headers.extend(set_cookies.into_iter().map(|c| ("set-cookie", c)));
+        events.push(Event::LoginStarted);
+        Decision::Respond(Response { status: 302, headers, body: String::new(), log: None, events })
+    }
+
+    /// A same-origin path that is not one of the gate's own, or `/`.
+    pub(super) fn return_path<'a>(&self, wanted: &'a str) -> &'a str {
+        match redirect::same_origin_path(wanted) {
+            Some(p) => {
+                let (path, _) = split_query(p);
+                let ours = [&self.config.callback_path, &self.config.login_path, &self.config.logout_path];
+                if ours.iter().any(|o| o.as_str() == path) {
+                    "/"
+                } else {
+                    p
+                }
+            }
+            None => "/",
+        }
+    }
+
+    pub(super) fn callback(&self, req: &Request<'_>, query: &str, now: u64, rng: &mut dyn Entropy) -> Decision {
+        let bad = |reason: FailReason| (Failure::BadAttempt, reason, String::new());
+        let (mut code, mut state, mut error) = (Vec::new(), Vec::new(), Vec::new());
+        for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
+            match k.as_ref() {
+                "code" => code.push(v),
+                "state" => state.push(v),
+                "error" => error.push(v),
+                _ => {}
+            }
+        }
+        if code.len() > 1 || state.len() > 1 || error.len() > 1 {
+            return self.fail(bad(FailReason::RepeatedParameter), rng, &[], Some("/"));
+        }
+        let Some(state) = state.first() else {
+            return self.fail(bad(FailReason::NoState), rng, &[], Some("/"));
+        };
+        let prefix = &self.config.flow.cookie_prefix;
+        let flow_cookie = flow::cookie_name_for(prefix, state).unwrap_or_default();
+        let jar: Vec<(&str, &str)> = req.cookies().collect();
+        let lookup = |name: &str| jar.iter().find(|(n, _)| *n == name).map(|(_, v)| *v);
+        let flow = match Flow::resume(&self.ring, prefix, state, lookup, now, self.config.flow.max_age_s) {
+            Ok(flow) => flow,
+            Err(e) => {
+                let reason = match e {
+                    FlowError::BadState => FailReason::BadState,
+                    FlowError::NoFlow => FailReason::NoFlowCookie,
+                    FlowError::Tampered => FailReason::StateMismatch,
+                    FlowError::Expired => FailReason::FlowExpired,
+                };
+                let clear: Vec<&str> = if lookup(&flow_cookie).is_some() { vec![flow_cookie.as_str()] } else { vec![] };
+                return self.fail(bad(reason), rng, &clear, Some("/"));
+            }
+        };
+        let retry = flow.return_to().to_string();
+        if let Some(error) = error.first() {
+            let detail: String = error.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_').take(40).collect();
+            return self.fail(
+                (Failure::Cancelled, FailReason::ProviderError, detail),
+                rng,
+                &[&flow_cookie],
+                Some(&retry),
+            );
+        }
+        let Some(code) = code.first().filter(|c| !c.is_empty() && c.len() <= 512) else {
+            return self.fail(bad(FailReason::NoCode), rng, &[&flow_cookie], Some(&retry));
+        };
+        let body = token::request_body(&self.config, code, flow.state());
+        self.call(
+            "POST",
+            &self.config.endpoints.token,
+            vec![("content-type", "application/x-www-form-urlencoded".into()), ("accept", "application/json".into())],
+            Some(body.into_bytes()),
+            Step::Token(Box::new(Login { flow, flow_cookie })),
+        )
+    }
+
+    /// A call to one of the provider's endpoints through the configured cluster.
+    fn call(
+        &self,
+        method: &'static str,
+        endpoint: &Endpoint,
+        headers: Vec<(&'static str, String)>,
+        body: Option<Vec<u8>>,
+        step: Step,
+    ) -> Decision {
+        Decision::Call(Box::new(Call {
+            cluster: self.config.cluster.clone(),
+            method,
+            authority: endpoint.authority.clone(),
+            path: endpoint.path.clone(),
+            headers,
+            body,
+            timeout_ms: self.config.timeout_ms,
+            pending: Pending(step),
+        }))
+    }
+
+    /// Continues a login with the answer of the call it asked for. `keys` is the JWKS cache
+    /// the adapter keeps for this gate.
+    pub fn on_call_response(
+        &self,
+        pending: Pending,
+        outcome: CallOutcome<'_>,
+        now: u64,
+        rng: &mut dyn Entropy,
+        keys: &mut KeyCache,
+    ) -> Decision {
+        match pending.0 {
+            Step::Token(login) => self.after_token(login, outcome, now, rng, keys),
+            Step::Jwks(login, tokens) => self.after_jwks(login, tokens, outcome, now, rng, keys),
+            Step::Userinfo(login, _id_token, _access_token) => self.after_userinfo(login, outcome, now, rng),
+        }
+    }
+
+    /// Sorts a call's answer: the body when the status is `ok_status`, else the failure.
+    fn answered<'a>(called: Called, outcome: CallOutcome<'a>, wrong: FailReason) -> Result<&'a [u8], Failed> {
+        match outcome {
+            CallOutcome::Failed => Err((Failure::ProviderDown, called.unreachable(), String::new())),
+            CallOutcome::Answered { status: status @ 502..=504, .. } => {
+                Err((Failure::ProviderDown, called.unavailable(), format!("status={status}")))
+            }
+            CallOutcome::Answered { body, .. } if body.len() > MAX_BODY_LEN => {
+                Err((Failure::ProviderWrong, wrong, "answer too large".into()))
+            }
+            CallOutcome::Answered { body, .. } => Ok(body),
+        }
+    }
+
+    fn after_token(
+        &self,
+        login: Box<Login>,
+        outcome: CallOutcome<'_>,
+        now: u64,
+        rng: &mut dyn Entropy,
+        keys: &mut KeyCache,
+    ) -> Decision {
+        let status = match outcome {
+            CallOutcome::Answered { status, .. } => status,
+            CallOutcome::Failed => 0,
+        };
+        let body = match Self::answered(Called::Token, outcome, FailReason::TokenMalformed) {
+            Ok(body) => body,
+            Err(failed) => return self.fail_login(&login, failed, rng),
+        };
+        match token::parse(status, body) {
+            Ok(tokens) => self.verify_or_fetch(login, tokens, now, rng, keys, true),
+            Err(TokenError::InvalidGrant) => {
+                self.fail_login(&login, (Failure::BadAttempt, FailReason::TokenInvalidGrant, String::new()), rng)
+            }
+            Err(TokenError::Rejected(e)) => {
+                self.fail_login(&login, (Failure::ProviderWrong, FailReason::TokenRejected, e), rng)
+            }
+            Err(TokenError::Malformed(m)) => self.fail_login(
+                &login,
+                (Failure::ProviderWrong, FailReason::TokenMalformed, format!("status={status} {m}")),
+                rng,
+            ),
+        }
+    }
+
+    fn verify_or_fetch(
+        &self,
+        login: Box<Login>,
+        tokens: TokenResponse,
+        now: u64,
+        rng: &mut dyn Entropy,
+        keys: &mut KeyCache,
+        may_fetch: bool,
+    ) -> Decision {
+        let expect = Expectations {
+            issuer: &self.config.issuer,
+            client_id: &self.config.client_id,
+            nonce: login.flow.nonce(),
+            now,
+            leeway_s: self.config.clock_leeway_s,
+        };
+        match id_token::verify(&tokens.id_token, keys, &expect) {
+            Ok(verified) => {
+                let access_token = tokens.access_token;
+                self.call(
+                    "POST",
+                    &self.config.endpoints.userinfo,
+                    vec![
+                        ("authorization", format!("Bearer {}", access_token.expose())),
+                        ("accept", "application/json".into()),
+                    ],
+                    Some(Vec::new()),
+                    Step::Userinfo(login, verified, access_token),
+                )
+            }
+            Err(IdTokenError::UnknownKey)
+                if may_fetch && keys.may_fetch(now) && id_token::key_id(&tokens.id_token).is_ok() =>
+            {
+                self.call(
+                    "GET",
+                    &self.config.endpoints.jwks,
+                    vec![("accept", "application/json".into())],
+                    None,
+                    Step::Jwks(login, tokens),
+                )
+            }
+            Err(e) => self.fail_login(
+                &login,
+                (Failure::ProviderWrong, FailReason::IdTokenInvalid, format!("{e:?}").to_lowercase()),
+                rng,
+            ),
+        }
+    }
+
+    fn after_jwks(
+        &self,
+        login: Box<Login>,
+        tokens: TokenResponse,
+        outcome: CallOutcome<'_>,
+        now: u64,
+        rng: &mut dyn Entropy,
+        keys: &mut KeyCache,
+    ) -> Decision {
+        let ok = matches!(outcome, CallOutcome::Answered { status: 200, .. });
+        let parsed = match Self::answered(Called::Jwks, outcome, FailReason::JwksInvalid) {
+            Ok(body) if ok => jwks::parse(body)
+                .map(|set| (set, body))
+                .map_err(|e| (Failure::ProviderWrong, FailReason::JwksInvalid, format!("{e:?}").to_lowercase())),
+            Ok(_) => Err((Failure::ProviderWrong, FailReason::JwksInvalid, "status".into())),
+            Err(failed) => Err(failed),
+        };
+        match parsed {
+            Ok((set, body)) => {
+                keys.replace_with_source(set, body, now);
+                self.verify_or_fetch(login, tokens, now, rng, keys, false)
+            }
+            Err(failed) => {
+                // The last good keys stay; only the attempt is recorded, for the rate limit.
+                keys.fetched(now);
+                let mut d = self.fail_login(&login, failed, rng);
+                if let Decision::Respond(r) = &mut d {
+                    r.events.push(Event::JwksRefreshFailed);
+                }
+                d
+            }
+        }
+    }
+
+    fn after_userinfo(&self, login: Box<Login>, outcome: CallOutcome<'_>, now: u64, rng: &mut dyn Entropy) -> Decision {
+        let ok = matches!(outcome, CallOutcome::Answered { status: 200, .. });
+        let body = match Self::answered(Called::Userinfo, outcome, FailReason::UserinfoInvalid) {
+            Ok(body) if ok => body,
+            Ok(_) => {
+                let status = match outcome {
+                    CallOutcome::Answered { status, .. } => status,
+                    CallOutcome::Failed => 0,
+                };
+                let failed = (Failure::ProviderWrong, FailReason::UserinfoRejected, format!("status={status}"));
+                return self.fail_login(&login, failed, rng);
+            }
+            Err(failed) => return self.fail_login(&login, failed, rng),
+        };
+        let identity = match userinfo::parse(body) {
+            Ok(identity) => identity,
+            Err(e) => {
+                let failed = (Failure::ProviderWrong, FailReason::UserinfoInvalid, format!("{e:?}").to_lowercase());
+                return self.fail_login(&login, failed, rng);
+            }
+        };
+        let run = identity.run().masked();
+        let session = Session {
+            identity,
+            issued_at: now,
+            expires_at: now.saturating_add(self.config.session.max_age_s),
+            last_seen: now,
+        };
+        let Some(cookie) = self.seal_session(&session, rng) else {
+            return self.fail_login(&login, (Failure::Internal, FailReason::SealFailed, String::new()), rng);
+        };
+        let reference = Self::reference(rng);
+        let location = self.return_path(login.flow.return_to()).to_string();
+        Decision::Respond(Response {
+            status: 302,
+            headers: vec![
+                ("location", location),
+                ("set-cookie", cookie),
+                ("set-cookie", self.attrs.delete(&login.flow_cookie)),
+                ("cache-control", "no-store".into()),
+            ],
+            body: String::new(),
+            log: Some(LogLine { level: Level::Info, message: format!("login completed: run={run} ref={reference}") }),
+            events: Events::one(Event::LoginCompleted),
+        })
+    }
+
+    fn fail_login(&self, login: &Login, failed: Failed, rng: &mut dyn Entropy) -> Decision {
+        self.fail(failed, rng, &[&login.flow_cookie], Some(login.flow.return_to()))
+    }
+}
