@@ -61,9 +61,38 @@ impl Rule {
 }
 
 /// The action for a request: the first rule that matches, else `enforce`.
+///
+/// A path that is not in normal form (`/static/../admin`, `/static//x`, `%2e%2e`, `%2f`, a
+/// backslash) is enforced whatever the rules say: the application may resolve it to a path
+/// the rule never meant to open. Envoy's `normalize_path` and `merge_slashes` fix most of
+/// these before the gate sees them; this holds where a proxy was not set up so.
 #[must_use]
 pub fn action_for(rules: &[Rule], method: &str, path: &str) -> RuleAction {
+    if !is_normal_path(path) {
+        return RuleAction::Enforce;
+    }
     rules.iter().find(|r| r.matches(method, path)).map_or(RuleAction::Enforce, |r| r.action)
+}
+
+/// Whether a path (without query) has no empty, `.` or `..` segment, no backslash and no
+/// percent-encoded `.`, `/` or `\`.
+#[must_use]
+pub fn is_normal_path(path: &str) -> bool {
+    if !path.starts_with('/') || path.contains('\\') {
+        return false;
+    }
+    let lower = path.to_ascii_lowercase();
+    if ["%2e", "%2f", "%5c"].iter().any(|e| lower.contains(e)) {
+        return false;
+    }
+    let mut segments = path.split('/').skip(1).peekable();
+    while let Some(seg) = segments.next() {
+        let last = segments.peek().is_none();
+        if seg == "." || seg == ".." || (seg.is_empty() && !last) {
+            return false;
+        }
+    }
+    true
 }
 
 /// Compiles a rule's regex so that it must match the whole path, as Envoy's `safe_regex` does.
@@ -192,6 +221,27 @@ mod tests {
         }
         assert_eq!(action_for(&[], "GET", "/"), RuleAction::Enforce);
         assert!(compile_regex("(").is_err());
+    }
+
+    #[test]
+    fn paths_that_could_climb_out_of_a_public_prefix_are_enforced() {
+        let rules = vec![rule(PathMatch::Prefix("/static/".into()), None, RuleAction::Public)];
+        for path in ["/static/app.css", "/static/", "/static/a/b.png"] {
+            assert_eq!(action_for(&rules, "GET", path), RuleAction::Public, "{path}");
+        }
+        for path in [
+            "/static/../admin",
+            "/static/./x",
+            "/static/%2e%2e/admin",
+            "/static/%2E%2E/admin",
+            "/static/..%2fadmin",
+            "/static//x",
+            "/static/..\\admin",
+            "/static/%5c..%5cadmin",
+            "/static/..",
+        ] {
+            assert_eq!(action_for(&rules, "GET", path), RuleAction::Enforce, "{path}");
+        }
     }
 
     #[test]
