@@ -44,6 +44,7 @@ const KNOWN_KEYS: &[&str] = &[
     "headers",
     "logout_response_header",
     "jwks_refresh_s",
+    "upstream",
 ];
 
 /// The scope ClaveÚnica's certification review checks for, exactly.
@@ -158,6 +159,10 @@ pub struct Config {
     pub logout_response_header: String,
     /// How often the provider's keys are refreshed in the background, in seconds.
     pub jwks_refresh_s: u64,
+    /// Where a gate that is itself the reverse proxy (the NGINX Unit component) forwards
+    /// requests: the legacy application's base URL. Envoy routes by its own configuration
+    /// and ignores it.
+    pub upstream: Option<Url>,
 }
 
 /// One problem with the configuration, naming the key it concerns.
@@ -479,6 +484,17 @@ impl Config {
             None => "x-claveunica-logout".to_string(),
         };
         let jwks_refresh_s = r.integer("jwks_refresh_s", 3600, 60, 86_400);
+        let upstream = r.string("upstream").and_then(|s| match parse_http_url(&s) {
+            Ok(u) if u.query().is_some() => {
+                r.problem("upstream", "must not have a query");
+                None
+            }
+            Ok(u) => Some(u),
+            Err(e) => {
+                r.problem("upstream", e);
+                None
+            }
+        });
 
         if !r.problems.is_empty() {
             return Err(ConfigError { problems: r.problems });
@@ -533,6 +549,7 @@ impl Config {
                 headers,
                 logout_response_header,
                 jwks_refresh_s,
+                upstream,
             }),
             // Every None above recorded a problem; this arm is for the compiler.
             _ => {
@@ -950,7 +967,9 @@ mod tests {
         v["headers"] = json!({"X-Rut": "{run_dotted}"});
         v["session"] = json!({"max_age_s": 3600, "idle_timeout_s": 900});
         v["logout_response_header"] = json!("X-App-Logout");
+        v["upstream"] = json!("http://127.0.0.1:8080/portal");
         let c = load(&v).unwrap();
+        assert_eq!(c.upstream.as_ref().map(Url::as_str), Some("http://127.0.0.1:8080/portal"));
         assert_eq!(c.rules.len(), 2);
         assert_eq!(c.rules[1].methods, Some(vec!["GET".to_string()]));
         assert_eq!(c.migration.mode, MigrationMode::Canary);
@@ -994,6 +1013,8 @@ mod tests {
             ("session", json!({"idle_timeout_s": 30}), "session.idle_timeout_s"),
             ("logout_response_header", json!("bad header"), "logout_response_header"),
             ("jwks_refresh_s", json!(1), "jwks_refresh_s"),
+            ("upstream", json!("ftp://app"), "upstream"),
+            ("upstream", json!("http://app/?x=1"), "upstream"),
         ];
         for (key, value, named) in cases {
             let err = load(&with(key, value.clone())).unwrap_err();
