@@ -290,6 +290,23 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// A protobuf Struct as the JSON object it stands for.
+fn struct_to_json(s: prost_types::Struct) -> Map<String, Value> {
+    s.fields.into_iter().map(|(k, v)| (k, value_to_json(v))).collect()
+}
+
+fn value_to_json(v: prost_types::Value) -> Value {
+    use prost_types::value::Kind;
+    match v.kind {
+        None | Some(Kind::NullValue(_)) => Value::Null,
+        Some(Kind::NumberValue(n)) => serde_json::Number::from_f64(n).map_or(Value::Null, Value::Number),
+        Some(Kind::StringValue(s)) => Value::String(s),
+        Some(Kind::BoolValue(b)) => Value::Bool(b),
+        Some(Kind::StructValue(s)) => Value::Object(struct_to_json(s)),
+        Some(Kind::ListValue(l)) => Value::Array(l.values.into_iter().map(value_to_json).collect()),
+    }
+}
+
 fn parse_http_url(text: &str) -> Result<Url, String> {
     let url = Url::parse(text).map_err(|e| format!("is not a URL ({e})"))?;
     if url.scheme() != "https" && url.scheme() != "http" {
@@ -359,6 +376,24 @@ impl Config {
             });
         };
         Self::from_map(&map, env)
+    }
+
+    /// Parses the configuration as a host hands it over: a JSON document (Envoy's
+    /// `StringValue`, Istio's `pluginConfig`, a file), or the binary encoding of a
+    /// `google.protobuf.Struct`, which is what Envoy passes when the configuration's type is
+    /// `Struct`. Numbers in a Struct are doubles; whole ones read as integers.
+    pub fn from_host_bytes(bytes: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+        if first == Some(&b'{') {
+            return Self::from_json(bytes, env);
+        }
+        let decoded = <prost_types::Struct as prost::Message>::decode(bytes).map_err(|e| ConfigError {
+            problems: vec![Problem {
+                key: "(document)".into(),
+                message: format!("is neither a JSON object nor a protobuf Struct ({e})"),
+            }],
+        })?;
+        Self::from_map(&struct_to_json(decoded), env)
     }
 
     fn from_map(map: &Map<String, Value>, env: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
@@ -1020,6 +1055,41 @@ mod tests {
             let err = load(&with(key, value.clone())).unwrap_err();
             assert!(err.names(named), "{key}={value}: {err}");
         }
+    }
+
+    #[test]
+    fn a_binary_protobuf_struct_reads_like_its_json() {
+        use prost::Message as _;
+        use prost_types::value::Kind;
+        fn to_value(v: &Value) -> prost_types::Value {
+            let kind = match v {
+                Value::Null => Kind::NullValue(0),
+                Value::Bool(b) => Kind::BoolValue(*b),
+                Value::Number(n) => Kind::NumberValue(n.as_f64().unwrap()),
+                Value::String(s) => Kind::StringValue(s.clone()),
+                Value::Array(a) => Kind::ListValue(prost_types::ListValue { values: a.iter().map(to_value).collect() }),
+                Value::Object(m) => Kind::StructValue(prost_types::Struct {
+                    fields: m.iter().map(|(k, v)| (k.clone(), to_value(v))).collect(),
+                }),
+            };
+            prost_types::Value { kind: Some(kind) }
+        }
+        let mut v = base();
+        v["timeout_ms"] = json!(2500);
+        v["rules"] = json!([{"prefix": "/static/", "action": "public"}]);
+        let Kind::StructValue(s) = to_value(&v).kind.unwrap() else { unreachable!() };
+        let c = Config::from_host_bytes(&s.encode_to_vec(), &no_env).unwrap();
+        assert_eq!(c.timeout_ms, 2500);
+        assert_eq!(c.rules.len(), 1);
+        assert_eq!(c.client_id, "abc");
+        // JSON still works through the same door, and junk is refused with a clear message.
+        assert!(Config::from_host_bytes(v.to_string().as_bytes(), &no_env).is_ok());
+        let err = Config::from_host_bytes(b"\xff\xff\xff", &no_env).unwrap_err();
+        assert!(err.to_string().contains("neither a JSON object nor a protobuf Struct"), "{err}");
+        // A Struct missing a key is named like a JSON one.
+        v.as_object_mut().unwrap().remove("client_id");
+        let Kind::StructValue(s) = to_value(&v).kind.unwrap() else { unreachable!() };
+        assert!(Config::from_host_bytes(&s.encode_to_vec(), &no_env).unwrap_err().names("client_id"));
     }
 
     #[test]

@@ -184,19 +184,20 @@ impl IdentityHeaders {
         Self { templates }
     }
 
-    /// Whether a client-sent header name is one of these in disguise: any letter case, and `_`
-    /// read as `-`, because PHP, CGI, Rack and WSGI servers map `x_claveunica_run` and
-    /// `x-claveunica-run` to the same variable, so a forged underscore spelling could shadow
-    /// the verified header.
+    /// Whether a client-sent header name is one of these, or one of the default names, in
+    /// disguise: any letter case, and `_` read as `-`, because PHP, CGI, Rack and WSGI servers
+    /// map `x_claveunica_run` and `x-claveunica-run` to the same variable, so a forged
+    /// underscore spelling could shadow the verified header. The default names are stripped
+    /// even when custom ones replace them: an application half-migrated to new names may
+    /// still read the old ones.
     #[must_use]
     pub fn is_identity_name(&self, name: &str) -> bool {
         let same = |a: u8, b: u8| {
             let (a, b) = (a.to_ascii_lowercase(), b.to_ascii_lowercase());
             a == b || (matches!(a, b'-' | b'_') && matches!(b, b'-' | b'_'))
         };
-        self.templates
-            .iter()
-            .any(|t| t.name.len() == name.len() && t.name.bytes().zip(name.bytes()).all(|(a, b)| same(a, b)))
+        let matches = |id: &str| id.len() == name.len() && id.bytes().zip(name.bytes()).all(|(a, b)| same(a, b));
+        self.templates.iter().any(|t| matches(&t.name)) || DEFAULTS.iter().any(|(id, _)| matches(id))
     }
 
     /// The headers for an identity, in configuration order.
@@ -286,6 +287,7 @@ mod tests {
         }
         let custom = IdentityHeaders::new(vec![HeaderTemplate::parse("X_Rut", "{run}").unwrap()]);
         assert!(custom.is_identity_name("x-rut") && custom.is_identity_name("X_RUT"));
-        assert!(!custom.is_identity_name("x-claveunica-run"));
+        // The defaults stay stripped when custom names replace them.
+        assert!(custom.is_identity_name("x-claveunica-run") && custom.is_identity_name("X_CLAVEUNICA_NOMBRES"));
     }
 }

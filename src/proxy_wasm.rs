@@ -175,7 +175,7 @@ impl RootContext for Root {
                 return false;
             }
         };
-        match Config::from_json(&bytes, &|name| std::env::var(name).ok()) {
+        match Config::from_host_bytes(&bytes, &|name| std::env::var(name).ok()) {
             Ok(config) => {
                 log(
                     LogLevel::Info,

@@ -23,6 +23,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 
+/// The NGINX Unit component under `wasmtime serve`.
+pub mod unit;
+
 /// How to build what the harness runs.
 pub const BUILD_HINT: &str = "cargo build --release --target wasm32-wasip1 && \
 cargo build --release -p claveunica-emulator -p legacy-app";
@@ -34,6 +37,8 @@ pub const FLOW_PREFIX: &str = "claveunica_flow_";
 pub const CALLBACK_PATH: &str = "/claveunica/callback";
 /// The gate's logout path.
 pub const LOGOUT_PATH: &str = "/claveunica/logout";
+/// The gate's login path (default).
+pub const LOGIN_PATH: &str = "/claveunica/login";
 /// The client registered with the emulator.
 pub const CLIENT_ID: &str = "demo-client";
 /// Its secret, as the emulator expects it by default.
@@ -173,6 +178,8 @@ pub struct StackBuilder {
     client_secret: String,
     numero_as_string: bool,
     edit_config: Option<fn(&mut serde_json::Value)>,
+    concurrency: u32,
+    struct_config: bool,
 }
 
 impl Default for StackBuilder {
@@ -182,6 +189,8 @@ impl Default for StackBuilder {
             client_secret: CLIENT_SECRET.into(),
             numero_as_string: false,
             edit_config: None,
+            concurrency: 2,
+            struct_config: false,
         }
     }
 }
@@ -212,6 +221,21 @@ impl StackBuilder {
     #[must_use]
     pub fn edit_config(mut self, edit: fn(&mut serde_json::Value)) -> Self {
         self.edit_config = Some(edit);
+        self
+    }
+
+    /// Envoy's worker threads (`--concurrency`), each with its own wasm VM. Default: 2.
+    #[must_use]
+    pub fn concurrency(mut self, workers: u32) -> Self {
+        self.concurrency = workers;
+        self
+    }
+
+    /// Hands Envoy the gate's configuration as a `google.protobuf.Struct` (the JSON object
+    /// inline in the YAML, numbers becoming doubles) instead of a `StringValue` holding JSON.
+    #[must_use]
+    pub fn struct_config(mut self) -> Self {
+        self.struct_config = true;
         self
     }
 
@@ -261,8 +285,11 @@ impl StackBuilder {
         let app_bin = built("release/legacy-app");
         let wasm = built("wasm32-wasip1/release/claveunica_gate.wasm");
         let template_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("envoy/gate.yaml.tmpl");
-        let template = fs::read_to_string(&template_path)
+        let mut template = fs::read_to_string(&template_path)
             .unwrap_or_else(|e| panic!("cannot read {}: {e}", template_path.display()));
+        if self.struct_config {
+            template = struct_configuration(&template);
+        }
 
         let dir = unique_dir();
         let mut children = Children::default();
@@ -294,6 +321,7 @@ impl StackBuilder {
         if let Some(edit) = self.edit_config {
             edit(&mut gate_config);
         }
+        let login_path = gate_config.get("login_path").and_then(|p| p.as_str()).unwrap_or(LOGIN_PATH).to_string();
         let gate_config = gate_config.to_string();
         let mut yaml = template;
         for (name, value) in [
@@ -316,7 +344,8 @@ impl StackBuilder {
         let mut cmd = Command::new(envoy_bin());
         cmd.arg("-c")
             .arg(&yaml_path)
-            .args(["--concurrency", "2", "--log-level", "warn", "--component-log-level", "wasm:info"])
+            .args(["--concurrency", &self.concurrency.to_string()])
+            .args(["--log-level", "warn", "--component-log-level", "wasm:info"])
             // No hot restart, so no shared memory to clash between concurrent Envoys.
             .arg("--disable-hot-restart")
             .env("CLAVEUNICA_CLIENT_SECRET", &self.client_secret)
@@ -337,8 +366,32 @@ impl StackBuilder {
             admin: format!("http://127.0.0.1:{admin_port}"),
             log_path,
             agent: agent(),
+            session_keys: self.session_keys.clone(),
+            login_path,
         }
     }
+}
+
+/// Rewrites the template's `configuration` from a `StringValue` holding the JSON to a
+/// `Struct` with the JSON object inline (JSON is YAML flow syntax), as Istio's `pluginConfig`
+/// is a Struct.
+fn struct_configuration(template: &str) -> String {
+    let string_value = "\"@type\": type.googleapis.com/google.protobuf.StringValue";
+    let block = template
+        .lines()
+        .collect::<Vec<_>>()
+        .windows(3)
+        .find(|w| w[0].trim() == string_value && w[1].trim() == "value: |" && w[2].trim() == "${GATE_CONFIG}")
+        .map(|w| w.join("\n"))
+        .unwrap_or_else(|| panic!("the template's configuration block is not the expected StringValue:\n{template}"));
+    let indent = &block[..block.len() - block.trim_start().len()];
+    let replacement =
+        format!("{indent}\"@type\": type.googleapis.com/google.protobuf.Struct\n{indent}value: ${{GATE_CONFIG}}");
+    template.replacen(&block, &replacement, 1)
+}
+
+fn url_encode(text: &str) -> String {
+    url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
 }
 
 fn port_of(url: &str) -> u16 {
@@ -363,6 +416,21 @@ pub struct Stack {
     admin: String,
     log_path: PathBuf,
     agent: ureq::Agent,
+    session_keys: Vec<String>,
+    login_path: String,
+}
+
+/// How many requests each emulator endpoint has received (`GET /__emulator/stats`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EmulatorStats {
+    /// `/openid/jwks`.
+    pub jwks: u64,
+    /// `/openid/token/`.
+    pub token: u64,
+    /// `/openid/userinfo/`.
+    pub userinfo: u64,
+    /// `/openid/authorize/` (form and submit).
+    pub authorize: u64,
 }
 
 impl Stack {
@@ -392,12 +460,14 @@ impl Stack {
             }
             thread::sleep(Duration::from_millis(50));
         }
-        // LIVE says the listener is up; a request says the gate is loaded and configured.
-        let probe = Browser::new(self).get("/__harness_probe");
-        assert_eq!(
-            probe.status,
-            302,
-            "the gate does not answer a first request with a login redirect (configuration refused?); \
+        // LIVE says the listener is up; a request says the gate is loaded and configured. The
+        // login path is always answered by the gate with a redirect to the provider, whatever
+        // the rules and the migration mode.
+        let path = format!("{}?return_to=%2F__harness_probe", self.login_path);
+        let probe = Browser::new(self).get(&path);
+        assert!(
+            probe.status == 302 && probe.header("location").is_some_and(|l| l.starts_with(&self.authorize_endpoint())),
+            "the gate does not answer {path} with a login redirect (configuration refused?); \
              got {probe:?}\nEnvoy log tail:\n{}",
             tail(&self.envoy_log(), 40)
         );
@@ -464,6 +534,55 @@ impl Stack {
             .filter_map(|l| l.split_once(": "))
             .find(|(n, _)| *n == name)
             .map_or(0, |(_, v)| v.trim().parse().unwrap_or_else(|_| panic!("counter {name} is not a number: {v:?}")))
+    }
+
+    /// A counter the gate defines (e.g. `claveunica_gate.logins_started`), as Envoy's admin
+    /// shows it: custom wasm metrics get the `wasmcustom.` prefix, and Envoy sums each name
+    /// over the workers' VMs. 0 while the gate has not defined it yet.
+    pub fn gate_counter(&self, name: &str) -> u64 {
+        self.counter(&format!("wasmcustom.{name}"))
+    }
+
+    /// Envoy's admin `/stats/prometheus` text.
+    pub fn prometheus(&self) -> String {
+        let url = format!("{}/stats/prometheus", self.admin);
+        match self.agent.get(&url).call() {
+            Ok(r) => r.into_string().unwrap_or_else(|e| panic!("reading {url}: {e}")),
+            Err(e) => panic!("GET {url}: {e}"),
+        }
+    }
+
+    /// Envoy's admin `/stats` lines whose name matches `regex` (Envoy's `filter`).
+    pub fn stats_matching(&self, regex: &str) -> Vec<(String, String)> {
+        let url = format!("{}/stats?filter={}", self.admin, url_encode(regex));
+        let body = match self.agent.get(&url).call() {
+            Ok(r) => r.into_string().unwrap_or_else(|e| panic!("reading {url}: {e}")),
+            Err(e) => panic!("GET {url}: {e}"),
+        };
+        body.lines().filter_map(|l| l.split_once(": ")).map(|(n, v)| (n.to_string(), v.trim().to_string())).collect()
+    }
+
+    /// How many requests each emulator endpoint has received.
+    pub fn emulator_stats(&self) -> EmulatorStats {
+        let url = format!("{}/__emulator/stats", self.provider);
+        let body = match self.agent.get(&url).call() {
+            Ok(r) => r.into_string().unwrap_or_else(|e| panic!("reading {url}: {e}")),
+            Err(e) => panic!("GET {url}: {e}"),
+        };
+        let v: serde_json::Value =
+            serde_json::from_str(&body).unwrap_or_else(|e| panic!("{url} is not JSON ({e}): {body}"));
+        let n =
+            |k: &str| v.get(k).and_then(serde_json::Value::as_u64).unwrap_or_else(|| panic!("{url}: no {k}: {body}"));
+        EmulatorStats { jwks: n("jwks"), token: n("token"), userinfo: n("userinfo"), authorize: n("authorize") }
+    }
+
+    /// The first (sealing) session key the gate was configured with, to seal cookies in tests.
+    pub fn session_key(&self) -> [u8; 32] {
+        let text = self.session_keys.first().expect("the stack has a session key");
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .unwrap_or_else(|e| panic!("session key {text:?} is not standard base64: {e}"));
+        bytes.try_into().unwrap_or_else(|b: Vec<u8>| panic!("session key of {} bytes, not 32", b.len()))
     }
 
     /// How many requests Envoy has sent to the legacy app so far.
@@ -714,6 +833,18 @@ impl Browser {
             }
         }
         response
+    }
+
+    /// Any method on a path through the gate, with extra request headers and no body.
+    pub fn request(&mut self, method: &str, path: &str, headers: &[(&str, &str)]) -> Response {
+        let url = format!("{}{path}", self.base);
+        self.send(method, &url, headers, None)
+    }
+
+    /// POST a form to a path through the gate.
+    pub fn post_form(&mut self, path: &str, fields: &[(&str, &str)]) -> Response {
+        let url = format!("{}{path}", self.base);
+        self.send("POST", &url, &[], Some(fields))
     }
 
     /// GET a path through the gate.

@@ -4,6 +4,7 @@
 //! /work/shared/CLAVEUNICA.md); where the emulator is stricter than needed it is so
 //! that relying-party bugs show up here rather than at certification.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 use serde_json::json;
@@ -19,6 +20,8 @@ pub const USERINFO_PATH: &str = "/openid/userinfo/";
 pub const JWKS_PATH: &str = "/openid/jwks";
 pub const DISCOVERY_PATH: &str = "/openid/.well-known/openid-configuration";
 pub const LOGOUT_PATH: &str = "/api/v1/accounts/app/logout";
+/// Test aid, not part of ClaveÚnica: how many requests each endpoint has received.
+pub const STATS_PATH: &str = "/__emulator/stats";
 
 /// The one scope string the real service (and its certification) accepts.
 pub const REQUIRED_SCOPE: &str = "openid run name";
@@ -40,11 +43,46 @@ pub struct App {
     pub config: Config,
     pub keys: Keys,
     pub state: Mutex<State>,
+    pub stats: Stats,
+}
+
+/// Requests received per endpoint, any method, any outcome; served at [`STATS_PATH`] so
+/// tests can tell how often a relying party called (e.g. that N proxy workers fetched the
+/// JWKS once, not N times).
+#[derive(Debug, Default)]
+pub struct Stats {
+    jwks: AtomicU64,
+    token: AtomicU64,
+    userinfo: AtomicU64,
+    authorize: AtomicU64,
+}
+
+impl Stats {
+    fn count(&self, path: &str) {
+        let counter = match path {
+            JWKS_PATH => &self.jwks,
+            TOKEN_PATH => &self.token,
+            USERINFO_PATH => &self.userinfo,
+            AUTHORIZE_PATH => &self.authorize,
+            _ => return,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        json!({
+            "jwks": n(&self.jwks),
+            "token": n(&self.token),
+            "userinfo": n(&self.userinfo),
+            "authorize": n(&self.authorize),
+        })
+    }
 }
 
 impl App {
     pub fn new(config: Config, keys: Keys) -> App {
-        App { config, keys, state: Mutex::new(State::new()) }
+        App { config, keys, state: Mutex::new(State::new()), stats: Stats::default() }
     }
 
     /// The state holds no invariant a panicking holder could break halfway, so a
@@ -58,6 +96,7 @@ impl App {
 pub fn route(app: &App, req: &Req, now: u64) -> Reply {
     let get = req.method == "GET";
     let post = req.method == "POST";
+    app.stats.count(&req.path);
     match req.path.as_str() {
         AUTHORIZE_PATH if get => authorize_form(app, req),
         AUTHORIZE_PATH if post => authorize_submit(app, req, now),
@@ -66,6 +105,7 @@ pub fn route(app: &App, req: &Req, now: u64) -> Reply {
         JWKS_PATH if get => Reply::json(200, &app.keys.jwks()),
         DISCOVERY_PATH if get => Reply::json(200, &discovery(&app.config)),
         LOGOUT_PATH if get => logout(req),
+        STATS_PATH if get => Reply::json(200, &app.stats.json()).no_store(),
         AUTHORIZE_PATH | TOKEN_PATH | USERINFO_PATH | JWKS_PATH | DISCOVERY_PATH | LOGOUT_PATH => {
             Reply::text(405, "Method Not Allowed\n")
         }
@@ -615,5 +655,25 @@ mod tests {
         assert_eq!(reply.status, 302);
         assert_eq!(reply.header("Location"), Some("https://a.example/bye"));
         assert_eq!(route(&app, &get("/openid/token", ""), NOW).status, 404);
+    }
+
+    #[test]
+    fn stats_count_requests_per_endpoint() {
+        let app = app(None);
+        let stats = |app: &App| -> serde_json::Value {
+            let reply = route(app, &get(STATS_PATH, ""), NOW);
+            assert_eq!(reply.status, 200);
+            serde_json::from_slice(&reply.body).unwrap()
+        };
+        assert_eq!(stats(&app), json!({"jwks": 0, "token": 0, "userinfo": 0, "authorize": 0}));
+        route(&app, &get(JWKS_PATH, ""), NOW);
+        route(&app, &get(JWKS_PATH, ""), NOW);
+        // Failures count too: the call was made.
+        route(&app, &get(TOKEN_PATH, ""), NOW);
+        route(&app, &post_form(USERINFO_PATH, ""), NOW);
+        route(&app, &get(AUTHORIZE_PATH, "client_id=nope"), NOW);
+        route(&app, &get(DISCOVERY_PATH, ""), NOW);
+        assert_eq!(stats(&app), json!({"jwks": 2, "token": 1, "userinfo": 1, "authorize": 1}));
+        assert_eq!(route(&app, &post_form(STATS_PATH, ""), NOW).status, 404);
     }
 }

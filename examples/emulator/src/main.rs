@@ -10,6 +10,11 @@
 //!
 //! Once bound it prints `claveunica-emulator listening on http://ADDR` on stdout
 //! (tests wait for that line), then logs one line per request on stderr.
+//!
+//! Test aid, not part of ClaveÚnica: `GET /__emulator/stats` answers
+//! `{"jwks": n, "token": n, "userinfo": n, "authorize": n}`, how many requests each
+//! endpoint has received since start (any method, any outcome), so tests can check how
+//! often a relying party calls the provider.
 
 mod endpoints;
 mod http;

@@ -9,6 +9,14 @@
 //! which is exactly why the gate must strip forged ones. With `format=json` in the
 //! query it echoes the request (every header, in order, duplicates kept) so tests
 //! can see what the gate forwarded; otherwise it renders a small HTML portal.
+//!
+//! For migration demos and tests it also plays the old login it is replacing:
+//! `GET /login` shows the old form, `POST /login` with any RUN and clave sets a
+//! `PHPSESSID` cookie and sends the browser to `/`. And with `app_logout=1` in the
+//! query it answers `x-claveunica-logout: 1`, as an app that does not know the RUN
+//! would, to ask the gate to end the ClaveÚnica session.
+
+mod bulk;
 
 use std::io::Write;
 use std::sync::Arc;
@@ -17,6 +25,10 @@ const USAGE: &str = "usage: legacy-app [--listen ADDR:PORT]";
 const WORKERS: usize = 4;
 /// Identity headers the gate adds start with this (lower-case) prefix.
 const IDENTITY_PREFIX: &str = "x-claveunica-";
+/// The old login's session cookie.
+const LEGACY_COOKIE: &str = "PHPSESSID";
+/// Bodies larger than this are not read (the old login form is tiny).
+const MAX_BODY: u64 = 64 * 1024;
 
 /// What the app looks at in a request, detached from tiny_http for testing.
 #[derive(Debug, Default)]
@@ -27,6 +39,16 @@ struct Seen {
     /// Lower-cased names, values as received, in arrival order.
     headers: Vec<(String, String)>,
     body_len: u64,
+    /// The body, up to [`MAX_BODY`] bytes.
+    body: Vec<u8>,
+}
+
+/// What the app answers.
+#[derive(Debug)]
+struct Reply {
+    status: u16,
+    headers: Vec<(&'static str, String)>,
+    body: String,
 }
 
 impl Seen {
@@ -35,7 +57,20 @@ impl Seen {
     }
 
     fn wants_json(&self) -> bool {
-        url::form_urlencoded::parse(self.query.as_bytes()).any(|(k, v)| k == "format" && v == "json")
+        self.query_has("format", "json")
+    }
+
+    fn query_has(&self, name: &str, value: &str) -> bool {
+        url::form_urlencoded::parse(self.query.as_bytes()).any(|(k, v)| k == name && v == value)
+    }
+
+    /// Whether the old login's session cookie came with the request.
+    fn has_legacy_session(&self) -> bool {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n == "cookie")
+            .flat_map(|(_, v)| v.split(';'))
+            .any(|pair| pair.split_once('=').is_some_and(|(n, _)| n.trim() == LEGACY_COOKIE))
     }
 }
 
@@ -110,7 +145,12 @@ th{background:#e6dcc4}.hola{font-size:1.4em}.nada{color:#a00}\
                 escape_html(run),
             ));
         }
-        None => h.push_str("<p class=\"nada\">No llegó identidad ClaveÚnica a esta aplicación</p>\n"),
+        None => {
+            h.push_str("<p class=\"nada\">No llegó identidad ClaveÚnica a esta aplicación</p>\n");
+            if seen.has_legacy_session() {
+                h.push_str("<p class=\"hola\">Sesión del login antiguo activa</p>\n");
+            }
+        }
     }
 
     h.push_str("<h2>Cabeceras de identidad recibidas</h2>\n<table>\n<tr><th>cabecera</th><th>valor recibido</th><th>valor decodificado</th></tr>\n");
@@ -145,6 +185,74 @@ th{background:#e6dcc4}.hola{font-size:1.4em}.nada{color:#a00}\
     h
 }
 
+/// The old login page this app had before ClaveÚnica.
+fn legacy_login_html(error: Option<&str>) -> String {
+    let error = error.map(|e| format!("<p class=\"nada\">{}</p>\n", escape_html(e))).unwrap_or_default();
+    format!(
+        "<!DOCTYPE html>\n<html lang=\"es\">\n<head>\n<meta charset=\"utf-8\">\n\
+<title>Portal Legado — Ingreso</title>\n</head>\n<body>\n\
+<h1>Portal Legado — Ingreso con clave del servicio</h1>\n{error}\
+<form method=\"post\" action=\"/login\">\n\
+<label>RUN <input name=\"run\" autocomplete=\"username\"></label>\n\
+<label>Clave <input name=\"clave\" type=\"password\" autocomplete=\"current-password\"></label>\n\
+<button type=\"submit\">Ingresar</button>\n</form>\n\
+<p><a class=\"boton\" href=\"/claveunica/login?return_to=/\">Ingresar con ClaveÚnica</a></p>\n\
+</body>\n</html>\n"
+    )
+}
+
+/// 16 random bytes as hex, for the old login's session id.
+fn random_session_id() -> String {
+    use std::io::Read;
+    let mut bytes = [0u8; 16];
+    if std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes)).is_err() {
+        // Only a demo session id: the time will do.
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        bytes = nanos.to_le_bytes();
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn html(status: u16, body: String) -> Reply {
+    Reply { status, headers: vec![("Content-Type", "text/html; charset=utf-8".into())], body }
+}
+
+/// Everything the app answers, decided from what it saw.
+fn handle(seen: &Seen) -> Reply {
+    if seen.query_has("app_logout", "1") {
+        let mut reply = html(200, "<p>RUN desconocido</p>\n".into());
+        reply.headers.push(("x-claveunica-logout", "1".into()));
+        return reply;
+    }
+    if seen.path == "/login" && !seen.wants_json() {
+        match seen.method.as_str() {
+            "POST" => {
+                let form: Vec<(String, String)> = url::form_urlencoded::parse(&seen.body).into_owned().collect();
+                let filled = |name: &str| form.iter().any(|(k, v)| k == name && !v.trim().is_empty());
+                if !(filled("run") && filled("clave")) {
+                    return html(400, legacy_login_html(Some("Ingrese su RUN y su clave")));
+                }
+                let cookie = format!("{LEGACY_COOKIE}={}; Path=/; HttpOnly", random_session_id());
+                return Reply {
+                    status: 303,
+                    headers: vec![("Location", "/".into()), ("Set-Cookie", cookie)],
+                    body: String::new(),
+                };
+            }
+            _ => return html(200, legacy_login_html(None)),
+        }
+    }
+    if seen.wants_json() {
+        Reply {
+            status: 200,
+            headers: vec![("Content-Type", "application/json; charset=utf-8".into())],
+            body: echo_json(seen),
+        }
+    } else {
+        html(200, portal_html(seen))
+    }
+}
+
 fn read_seen(request: &mut tiny_http::Request) -> Seen {
     let (path, query) = match request.url().split_once('?') {
         Some((p, q)) => (p.to_string(), q.to_string()),
@@ -155,23 +263,27 @@ fn read_seen(request: &mut tiny_http::Request) -> Seen {
         .iter()
         .map(|h| (h.field.as_str().as_str().to_ascii_lowercase(), h.value.as_str().to_string()))
         .collect();
-    // The body only gets counted: draining it keeps the connection reusable.
-    let body_len = std::io::copy(request.as_reader(), &mut std::io::sink()).unwrap_or(0);
-    Seen { method: request.method().as_str().to_string(), path, query, headers, body_len }
+    // The body is kept up to MAX_BODY and counted whole: draining it keeps the connection
+    // reusable.
+    let mut body = Vec::new();
+    let reader = request.as_reader();
+    let kept = std::io::copy(&mut std::io::Read::take(&mut *reader, MAX_BODY), &mut body).unwrap_or(0);
+    let body_len = kept + std::io::copy(reader, &mut std::io::sink()).unwrap_or(0);
+    Seen { method: request.method().as_str().to_string(), path, query, headers, body_len, body }
 }
 
-fn respond(mut request: tiny_http::Request) {
+fn respond(request: tiny_http::Request) {
+    // Large bodies for the streaming tests (`/__bulk`, see bulk.rs).
+    let Some(mut request) = bulk::serve(request) else { return };
     let seen = read_seen(&mut request);
-    let (body, content_type) = if seen.wants_json() {
-        (echo_json(&seen), "application/json; charset=utf-8")
-    } else {
-        (portal_html(&seen), "text/html; charset=utf-8")
-    };
-    let mut response = tiny_http::Response::from_string(body);
-    if let Ok(h) = tiny_http::Header::from_bytes("Content-Type", content_type) {
-        response.add_header(h);
+    let reply = handle(&seen);
+    let mut response = tiny_http::Response::from_string(reply.body).with_status_code(reply.status);
+    for (name, value) in &reply.headers {
+        if let Ok(h) = tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()) {
+            response.add_header(h);
+        }
     }
-    eprintln!("{} {} 200", seen.method, seen.path);
+    eprintln!("{} {} {}", seen.method, seen.path, reply.status);
     if let Err(e) = request.respond(response) {
         eprintln!("write failed: {e}");
     }
@@ -252,7 +364,68 @@ mod tests {
             query: query.into(),
             headers: headers.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect(),
             body_len: 0,
+            body: Vec::new(),
         }
+    }
+
+    fn header<'a>(reply: &'a Reply, name: &str) -> Option<&'a str> {
+        reply.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    #[test]
+    fn the_old_login_form_offers_claveunica() {
+        let mut s = seen(&[], "");
+        s.path = "/login".into();
+        let reply = handle(&s);
+        assert_eq!(reply.status, 200);
+        assert!(reply.body.contains("Portal Legado — Ingreso con clave del servicio"));
+        assert!(reply.body.contains("name=\"run\"") && reply.body.contains("name=\"clave\""));
+        assert!(reply.body.contains("href=\"/claveunica/login?return_to=/\">Ingresar con ClaveÚnica</a>"));
+    }
+
+    #[test]
+    fn the_old_login_sets_a_session_cookie_for_any_run_and_clave() {
+        let mut s = seen(&[("content-type", "application/x-www-form-urlencoded")], "");
+        s.method = "POST".into();
+        s.path = "/login".into();
+        s.body = b"run=12.345.678-5&clave=x".to_vec();
+        let reply = handle(&s);
+        assert_eq!(reply.status, 303);
+        assert_eq!(header(&reply, "location"), Some("/"));
+        let cookie = header(&reply, "set-cookie").unwrap();
+        let (value, attrs) = cookie.strip_prefix("PHPSESSID=").unwrap().split_once(';').unwrap();
+        assert_eq!(value.len(), 32);
+        assert!(value.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_eq!(attrs, " Path=/; HttpOnly");
+        assert_ne!(random_session_id(), random_session_id());
+
+        for body in ["run=1&clave=", "run=+&clave=x", "clave=x", ""] {
+            s.body = body.as_bytes().to_vec();
+            let reply = handle(&s);
+            assert_eq!(reply.status, 400, "{body}");
+            assert!(header(&reply, "set-cookie").is_none());
+        }
+    }
+
+    #[test]
+    fn the_portal_notices_the_old_session_only_without_identity() {
+        let old = "Sesión del login antiguo activa";
+        assert!(portal_html(&seen(&[("cookie", "a=1; PHPSESSID=ab")], "")).contains(old));
+        assert!(!portal_html(&seen(&[("cookie", "a=1; XPHPSESSID=ab")], "")).contains(old));
+        assert!(!portal_html(&seen(&[], "")).contains(old));
+        let both = seen(&[("x-claveunica-run", "44444444-4"), ("cookie", "PHPSESSID=ab")], "");
+        assert!(!portal_html(&both).contains(old));
+    }
+
+    #[test]
+    fn app_logout_asks_the_gate_to_end_the_session() {
+        let reply = handle(&seen(&[], "a=b&app_logout=1"));
+        assert_eq!(reply.status, 200);
+        assert_eq!(header(&reply, "x-claveunica-logout"), Some("1"));
+        assert!(reply.body.contains("RUN desconocido"));
+        assert!(header(&handle(&seen(&[], "app_logout=0")), "x-claveunica-logout").is_none());
+        let echo = handle(&seen(&[], "format=json"));
+        assert!(header(&echo, "content-type").unwrap().starts_with("application/json"));
     }
 
     #[test]

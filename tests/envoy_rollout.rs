@@ -1,0 +1,676 @@
+#![cfg(not(target_arch = "wasm32"))]
+//! End to end, the rollout features: path rules, migration modes (parallel, canary,
+//! report-only), the login path, a pilot list, header templates, the idle timeout, a logout
+//! asked for by the application, 401s for API clients, counters, a `Struct` configuration and
+//! the JWKS shared between workers. Each test starts its own stack (emulator, legacy app,
+//! Envoy with the gate) so counters cannot leak between tests.
+//!
+//! Run with:
+//! ```text
+//! cargo build --release --target wasm32-wasip1 && \
+//! cargo build --release -p claveunica-emulator -p legacy-app && \
+//! cargo test --test envoy_rollout
+//! ```
+
+mod support;
+
+use std::io::Read as _;
+use std::thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use claveunica_gate::config::SessionKey;
+use claveunica_gate::run::Run;
+use claveunica_gate::seal::{KeyRing, NONCE_LEN};
+use claveunica_gate::session::{Identity, Opened, Session};
+use serde_json::json;
+use support::{Browser, Response, Stack, CALLBACK_PATH, LOGOUT_PATH, PASSWORD, RUN, SESSION_COOKIE};
+
+const CANARY_COOKIE: &str = "claveunica_canary";
+const LEGACY_COOKIE: &str = "PHPSESSID";
+/// María Carmen De los Ríos Núñez's names, as the default headers carry them.
+const NOMBRES: &str = "Mar%C3%ADa%20Carmen";
+const APELLIDOS: &str = "De%20los%20R%C3%ADos%20N%C3%BA%C3%B1ez";
+
+/// Waits (briefly) for Envoy to write `needle` to its log: log lines may trail the answer.
+fn wait_for_log(stack: &Stack, needle: &str) -> bool {
+    wait_until(Duration::from_secs(5), || stack.envoy_log().contains(needle))
+}
+
+fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if done() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).expect("the clock is after 1970").as_secs()
+}
+
+fn assert_sent_to_login(stack: &Stack, r: &Response) {
+    assert_eq!(r.status, 302, "expected a redirect to login for {}, got {r:?}", r.url);
+    let authorize = format!("{}?", stack.authorize_endpoint());
+    assert!(r.location().starts_with(&authorize), "{} redirected to {}, not to {authorize}", r.url, r.location());
+}
+
+/// The app's echo carries no identity header of any kind.
+fn assert_anonymous(r: &Response) -> support::Echo {
+    let echo = r.echo();
+    let identity: Vec<_> = echo.headers.iter().filter(|(n, _)| n.starts_with("x-claveunica") || n == "x-rut").collect();
+    assert!(identity.is_empty(), "{} reached the app with identity headers: {identity:?}", r.url);
+    echo
+}
+
+fn assert_identified(r: &Response) -> support::Echo {
+    let echo = r.echo();
+    assert_eq!(echo.one("x-claveunica-run"), Some("44444444-4"), "{echo:?}");
+    assert_eq!(echo.one("x-claveunica-nombres"), Some(NOMBRES), "{echo:?}");
+    assert_eq!(echo.one("x-claveunica-apellidos"), Some(APELLIDOS), "{echo:?}");
+    echo
+}
+
+/// A whole login through the login path, landing on `return_to`.
+fn login_via_login_path(browser: &mut Browser, login_path: &str, return_to: &str) -> Response {
+    let path = format!(
+        "{login_path}?return_to={}",
+        url::form_urlencoded::byte_serialize(return_to.as_bytes()).collect::<String>()
+    );
+    let authorize = browser.start_login(&path);
+    let callback = browser.provider_login(&authorize, RUN, PASSWORD);
+    let landed = browser.callback(&callback);
+    assert_eq!(landed.status, 302, "login via {path} failed: {landed:?}");
+    assert!(browser.jar.contains_key(SESSION_COOKIE), "no session after login via {path}: {landed:?}");
+    landed
+}
+
+/// A browser that logged in (through `/tramites`, enforced in every configuration here).
+fn logged_in(stack: &Stack) -> Browser {
+    let mut browser = stack.browser();
+    let r = browser.login("/tramites", RUN, PASSWORD);
+    assert_eq!(r.status, 302, "login failed: {r:?}");
+    assert!(browser.jar.contains_key(SESSION_COOKIE), "no session after login: {r:?}");
+    browser
+}
+
+fn random_nonce() -> [u8; NONCE_LEN] {
+    let mut nonce = [0u8; NONCE_LEN];
+    std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut nonce)).expect("read /dev/urandom");
+    nonce
+}
+
+fn maria() -> Identity {
+    Identity::new(
+        Run::parse(RUN).expect("the sandbox RUN is valid"),
+        vec!["María".into(), "Carmen".into()],
+        vec!["De los Ríos".into(), "Núñez".into()],
+        "2594".into(),
+    )
+    .expect("a valid identity")
+}
+
+fn ring(stack: &Stack) -> KeyRing {
+    KeyRing::new(&[SessionKey(stack.session_key())])
+}
+
+/// A session cookie value sealed with the stack's key, as the gate would seal it.
+fn sealed_session(stack: &Stack, issued_at: u64, expires_at: u64, last_seen: u64) -> String {
+    Session { identity: maria(), issued_at, expires_at, last_seen }
+        .seal(&ring(stack), random_nonce())
+        .expect("sealing a session")
+}
+
+/// Forged identity headers in the spellings the gate must strip for `x-rut`.
+const FORGED_RUT: &[(&str, &str)] = &[("x-rut", "11.111.111-1"), ("X_Rut", "22.222.222-2"), ("X-RUT", "33.333.333-3")];
+
+#[test]
+fn rules_first_match_wins_public_never_identifies_optional_identifies_when_it_can() {
+    let stack = Stack::builder()
+        .edit_config(|c| {
+            c["rules"] = json!([
+                {"prefix": "/static/", "action": "public"},
+                // Shadowed by the broader rule above: first match wins.
+                {"prefix": "/static/privado/", "action": "enforce"},
+                {"exact": "/", "action": "optional"},
+                {"regex": "/api/v[0-9]+/salud", "methods": ["GET"], "action": "public"},
+            ]);
+        })
+        .start();
+    let spoofed: &[(&str, &str)] =
+        &[("x-claveunica-run", "11111111-1"), ("X_ClaveUnica_Run", "22222222-2"), ("X-ClaveUnica-Nombres", "Mallory")];
+
+    // Anonymous: public and optional paths pass without identity and without a login.
+    for path in
+        ["/static/app.css?format=json", "/static/privado/x?format=json", "/?format=json", "/api/v2/salud?format=json"]
+    {
+        let r = stack.browser().get_with_headers(path, spoofed);
+        assert_eq!(r.status, 200, "{path}: {r:?}");
+        assert_anonymous(&r);
+        assert!(r.header_all("set-cookie").is_empty(), "{path} set cookies: {r:?}");
+    }
+    // No match, a method the rule does not name, or a regex matching only part of the path:
+    // enforced.
+    let before = stack.app_requests();
+    for (method, path) in [
+        ("GET", "/tramites?format=json"),
+        ("POST", "/api/v2/salud?format=json"),
+        ("GET", "/api/v2/salud/x?format=json"),
+        ("GET", "/x/api/v2/salud?format=json"),
+        ("GET", "/index.html"),
+    ] {
+        let r = stack.browser().request(method, path, &[]);
+        assert_sent_to_login(&stack, &r);
+    }
+    assert_eq!(stack.app_requests(), before, "an enforced request without a session reached the app");
+
+    // Logged in: optional and enforced paths carry identity, public ones never do, and the
+    // gate's cookie stays with the gate on every path.
+    let mut browser = logged_in(&stack);
+    browser.jar.insert("app_pref".into(), "1".into());
+    let echo = assert_identified(&browser.get_with_headers("/?format=json", spoofed));
+    assert_eq!(echo.cookie_names(), ["app_pref"]);
+    assert_identified(&browser.get("/tramites?format=json"));
+    assert_identified(&browser.request("POST", "/api/v2/salud?format=json", &[]));
+    for path in ["/static/app.css?format=json", "/static/privado/x?format=json", "/api/v2/salud?format=json"] {
+        let r = browser.get_with_headers(path, spoofed);
+        let echo = assert_anonymous(&r);
+        assert_eq!(echo.cookie_names(), ["app_pref"], "{path}: the app received {:?}", echo.all("cookie"));
+    }
+}
+
+#[test]
+fn a_custom_login_path_lands_on_return_to_and_never_off_site() {
+    let stack = Stack::builder().edit_config(|c| c["login_path"] = json!("/ingresar")).start();
+    let mut browser = stack.browser();
+    let landed = login_via_login_path(&mut browser, "/ingresar", "/mis-tramites?a=1&b=%C3%B1");
+    assert_eq!(landed.location(), "/mis-tramites?a=1&b=%C3%B1");
+    let echo = assert_identified(&browser.get("/mis-tramites?a=1&format=json"));
+    assert_eq!(echo.path, "/mis-tramites");
+
+    for foreign in ["https://evil.example/x", "//evil.example/x", "/\\evil.example/x", "evil.example"] {
+        let mut browser = stack.browser();
+        let landed = login_via_login_path(&mut browser, "/ingresar", foreign);
+        assert_eq!(landed.location(), "/", "after asking to return to {foreign}");
+    }
+    // The default login path is now an ordinary, enforced path.
+    let r = stack.browser().get("/claveunica/login?return_to=%2Fx");
+    assert_sent_to_login(&stack, &r);
+    let authorize = url::Url::parse(r.location()).expect("authorize URL");
+    assert!(authorize.query_pairs().any(|(k, _)| k == "state"));
+}
+
+#[test]
+fn parallel_mode_lets_the_old_login_work_beside_claveunica() {
+    let stack = Stack::builder()
+        .edit_config(|c| c["migration"] = json!({"mode": "parallel", "legacy_cookies": [LEGACY_COOKIE]}))
+        .start();
+    let passed = stack.gate_counter("claveunica_gate.migration_pass_through.parallel");
+
+    // Neither session: through, without identity, no login and no cookie of the gate's.
+    let r = stack.browser().get_with_headers("/tramites?format=json", &[("x-claveunica-run", "11111111-1")]);
+    assert_anonymous(&r);
+    assert!(r.header_all("set-cookie").is_empty(), "{r:?}");
+    assert!(stack.gate_counter("claveunica_gate.migration_pass_through.parallel") > passed);
+
+    // The old login, as people use it today.
+    let mut browser = stack.browser();
+    let form = browser.get("/login");
+    assert_eq!(form.status, 200, "{form:?}");
+    assert!(form.body.contains("Portal Legado — Ingreso con clave del servicio"), "{}", form.body);
+    assert!(form.body.contains("href=\"/claveunica/login?return_to=/\""), "no ClaveÚnica button: {}", form.body);
+    let r = browser.post_form("/login", &[("run", "12.345.678-5"), ("clave", "antigua")]);
+    assert_eq!(r.status, 303, "{r:?}");
+    assert_eq!(r.location(), "/");
+    assert!(browser.jar.contains_key(LEGACY_COOKIE), "the old login set no PHPSESSID: {r:?}");
+    let portal = browser.get("/");
+    assert!(portal.body.contains("Sesión del login antiguo activa"), "{}", portal.body);
+    let echo = assert_anonymous(&browser.get("/tramites?format=json"));
+    assert_eq!(echo.cookie_names(), [LEGACY_COOKIE]);
+    // None of the gate's cookies reaches the app, whatever the browser holds.
+    let mut leftovers = browser.clone();
+    leftovers.jar.insert("claveunica_flow_abcdefabcdef".into(), "x".into());
+    leftovers.jar.insert(CANARY_COOKIE.into(), "1".into());
+    let echo = assert_anonymous(&leftovers.get("/tramites?format=json"));
+    assert_eq!(echo.cookie_names(), [LEGACY_COOKIE], "the app received {:?}", echo.all("cookie"));
+
+    // The same browser takes the ClaveÚnica button and lands on the portal with identity.
+    let landed = login_via_login_path(&mut browser, "/claveunica/login", "/");
+    assert_eq!(landed.location(), "/");
+    let portal = browser.get("/");
+    assert!(portal.body.contains("Hola, María Carmen"), "{}", portal.body);
+    assert!(!portal.body.contains("Sesión del login antiguo activa"), "{}", portal.body);
+    let echo = assert_identified(&browser.get("/tramites?format=json"));
+    assert_eq!(echo.cookie_names(), [LEGACY_COOKIE], "the gate's cookies reached the app: {:?}", echo.all("cookie"));
+
+    // A broken ClaveÚnica session with the old one: through without identity, the broken
+    // cookie cleared and kept from the app.
+    let mut broken = stack.browser();
+    broken.jar.insert(LEGACY_COOKIE.into(), "abc".into());
+    broken.jar.insert(SESSION_COOKIE.into(), "garbage".into());
+    let r = broken.get("/tramites?format=json");
+    let echo = assert_anonymous(&r);
+    assert_eq!(echo.cookie_names(), [LEGACY_COOKIE]);
+    assert!(r.set_cookie(SESSION_COOKIE).is_some_and(|c| c.contains("Max-Age=0")), "{r:?}");
+}
+
+#[test]
+fn canary_mode_sends_a_sticky_share_of_new_visitors_to_claveunica() {
+    let stack = Stack::builder()
+        .edit_config(|c| {
+            c["migration"] = json!({"mode": "canary", "legacy_cookies": [LEGACY_COOKIE], "canary_percent": 50});
+        })
+        .start();
+    let mut chosen = Vec::new();
+    let mut passed = Vec::new();
+    for _ in 0..30 {
+        let mut browser = stack.browser();
+        let r = browser.get("/tramites?format=json");
+        let set = r.set_cookie(CANARY_COOKIE).unwrap_or_else(|| panic!("a first visit got no canary cookie: {r:?}"));
+        assert!(set.contains("HttpOnly") && set.contains("Path=/"), "canary cookie attributes: {set}");
+        match browser.jar.get(CANARY_COOKIE).map(String::as_str) {
+            Some("1") => {
+                assert_sent_to_login(&stack, &r);
+                chosen.push(browser);
+            }
+            Some("0") => {
+                let echo = assert_anonymous(&r);
+                assert!(echo.cookie_names().is_empty(), "the app received {:?}", echo.all("cookie"));
+                passed.push(browser);
+            }
+            other => panic!("canary cookie {other:?}: {r:?}"),
+        }
+    }
+    // 30 draws at 50%: both groups are there (all alike has odds of 2 in a billion).
+    assert!(!chosen.is_empty() && !passed.is_empty(), "{} chosen, {} passed", chosen.len(), passed.len());
+    assert!(stack.gate_counter("claveunica_gate.migration_pass_through.canary") >= passed.len() as u64);
+
+    // Sticky: the second visit goes the same way and draws nothing new.
+    for browser in &mut chosen {
+        let r = browser.get("/otra?format=json");
+        assert_sent_to_login(&stack, &r);
+        assert!(r.set_cookie(CANARY_COOKIE).is_none(), "drawn again: {r:?}");
+    }
+    for browser in &mut passed {
+        let r = browser.get("/otra?format=json");
+        let echo = assert_anonymous(&r);
+        assert!(r.set_cookie(CANARY_COOKIE).is_none(), "drawn again: {r:?}");
+        assert!(echo.cookie_names().is_empty(), "the canary cookie reached the app: {:?}", echo.all("cookie"));
+    }
+
+    // A chosen browser logs in; its canary cookie never reaches the app.
+    let browser = &mut chosen[0];
+    let r = browser.login("/tramites", RUN, PASSWORD);
+    assert_eq!(r.status, 302, "{r:?}");
+    let echo = assert_identified(&browser.get("/tramites?format=json"));
+    assert!(echo.cookie_names().is_empty(), "the gate's cookies reached the app: {:?}", echo.all("cookie"));
+
+    // With the old login's cookie, a browser passes, chosen or not, and is not drawn.
+    let mut old = stack.browser();
+    old.jar.insert(LEGACY_COOKIE.into(), "abc".into());
+    let r = old.get("/tramites?format=json");
+    assert_eq!(assert_anonymous(&r).cookie_names(), [LEGACY_COOKIE]);
+    assert!(r.set_cookie(CANARY_COOKIE).is_none(), "a legacy visitor was drawn: {r:?}");
+    old.jar.insert(CANARY_COOKIE.into(), "1".into());
+    let r = old.get("/tramites?format=json");
+    assert_eq!(assert_anonymous(&r).cookie_names(), [LEGACY_COOKIE]);
+}
+
+#[test]
+fn report_only_blocks_nothing_and_logs_what_it_would_have_done() {
+    let stack = Stack::builder().edit_config(|c| c["migration"] = json!({"mode": "report_only"})).start();
+    let would = stack.gate_counter("claveunica_gate.report_only_would_login");
+    let r = stack.browser().get_with_headers("/tramites/certificado?id=7&format=json", &[("X_ClaveUnica_Run", "1-9")]);
+    assert_anonymous(&r);
+    assert!(r.header_all("set-cookie").is_empty(), "{r:?}");
+    assert!(
+        wait_for_log(&stack, "report_only: would require a ClaveÚnica login for GET /tramites/certificado"),
+        "no report_only line in Envoy's log:\n{}",
+        stack.envoy_log()
+    );
+    assert!(!stack.envoy_log().contains("id=7"), "the query went to the log");
+    assert!(stack.gate_counter("claveunica_gate.report_only_would_login") > would);
+    assert!(stack.gate_counter("claveunica_gate.migration_pass_through.report_only") >= 1);
+
+    // Logging in still works, and then identity is forwarded without a report line.
+    let mut browser = stack.browser();
+    login_via_login_path(&mut browser, "/claveunica/login", "/perfil");
+    assert_identified(&browser.get("/perfil?format=json"));
+    assert!(!stack.envoy_log().contains("for GET /perfil"), "an identified request was reported");
+}
+
+#[test]
+fn a_run_outside_the_pilot_list_gets_a_403_page_and_nothing_is_forwarded() {
+    let stack = Stack::builder().edit_config(|c| c["allowed_runs"] = json!(["55555555-5"])).start();
+    let mut browser = stack.browser();
+    let r = browser.login("/tramites?format=json", RUN, PASSWORD);
+    assert_eq!(r.status, 302, "{r:?}");
+    let before = stack.app_requests();
+    let forbidden = stack.gate_counter("claveunica_gate.forbidden");
+    let r = browser.get("/tramites?format=json");
+    assert_eq!(r.status, 403, "{r:?}");
+    assert!(r.header("content-type").is_some_and(|c| c.starts_with("text/html")), "{r:?}");
+    assert!(r.body.contains("Acceso no habilitado") && r.body.contains("no está habilitado"), "{}", r.body);
+    assert!(r.body.contains(&format!("href=\"{LOGOUT_PATH}\"")), "no logout link: {}", r.body);
+    let reference = r.reference();
+    assert!(wait_for_log(&stack, &format!("ref={reference}")), "reference {reference} not in the log");
+    assert!(stack.envoy_log().contains("run=*****444-4"), "{}", stack.envoy_log());
+    assert!(!stack.envoy_log().contains("44444444"), "a full RUN in the log");
+    assert_eq!(stack.app_requests(), before, "a RUN outside the pilot list reached the app");
+    assert_eq!(stack.gate_counter("claveunica_gate.forbidden"), forbidden + 1);
+
+    // The link out works, and a RUN on the list gets through.
+    let r = browser.get(LOGOUT_PATH);
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(!browser.jar.contains_key(SESSION_COOKIE));
+    let r = browser.login("/tramites", "55.555.555-5", PASSWORD);
+    assert_eq!(r.status, 302, "{r:?}");
+    let echo = browser.get("/tramites?format=json").echo();
+    assert_eq!(echo.one("x-claveunica-run"), Some("55555555-5"));
+}
+
+#[test]
+fn header_templates_replace_the_default_identity_headers() {
+    let stack = Stack::builder()
+        .edit_config(|c| {
+            c["headers"] = json!({"x-rut": "{run_dotted}", "x-nombre": "{nombres} {apellidos}"});
+            c["rules"] = json!([{"prefix": "/publico/", "action": "public"}]);
+        })
+        .start();
+    let mut browser = logged_in(&stack);
+    let mut forged = FORGED_RUT.to_vec();
+    // The default names stay stripped when custom ones replace them.
+    forged.push(("X-ClaveUnica-RUN", "11111111-1"));
+    let echo = browser.get_with_headers("/tramites?format=json", &forged).echo();
+    assert_eq!(echo.all("x-rut"), ["44.444.444-4"], "{echo:?}");
+    assert_eq!(echo.all("x-nombre"), [format!("{NOMBRES}%20{APELLIDOS}")], "{echo:?}");
+    assert!(!echo.headers.iter().any(|(n, _)| n.starts_with("x-claveunica")), "default headers were set: {echo:?}");
+    assert!(!echo.headers.iter().any(|(n, _)| n.contains('_')), "an underscore spelling got through: {echo:?}");
+
+    // Stripped on a public path too.
+    let echo = stack.browser().get_with_headers("/publico/x?format=json", FORGED_RUT).echo();
+    assert!(
+        !echo.headers.iter().any(|(n, _)| n.replace('_', "-") == "x-rut"),
+        "a forged x-rut reached the app: {echo:?}"
+    );
+}
+
+#[test]
+fn idle_sessions_expire_and_active_ones_are_resealed() {
+    let stack =
+        Stack::builder().edit_config(|c| c["session"] = json!({"max_age_s": 3600, "idle_timeout_s": 600})).start();
+    let t = now();
+    let ask = |cookie: String| {
+        let mut browser = stack.browser();
+        browser.jar.insert(SESSION_COOKIE.into(), cookie);
+        let r = browser.get("/tramites?format=json");
+        (r, browser)
+    };
+
+    // Sanity: a fresh, sealed-by-hand session opens.
+    let (r, _) = ask(sealed_session(&stack, t - 10, t + 3000, t - 10));
+    assert_identified(&r);
+
+    // Idle longer than the timeout: a login, and the dead cookie cleared.
+    let before = stack.app_requests();
+    let expired = stack.gate_counter("claveunica_gate.sessions_expired");
+    let (r, _) = ask(sealed_session(&stack, t - 1000, t + 2600, t - 700));
+    assert_sent_to_login(&stack, &r);
+    assert!(r.set_cookie(SESSION_COOKIE).is_some_and(|c| c.contains("Max-Age=0")), "{r:?}");
+    // Past its absolute lifetime, however active: a login too.
+    let (r, _) = ask(sealed_session(&stack, t - 4000, t - 1, t - 30));
+    assert_sent_to_login(&stack, &r);
+    assert_eq!(stack.app_requests(), before, "an expired session reached the app");
+    assert_eq!(stack.gate_counter("claveunica_gate.sessions_expired"), expired + 2);
+
+    // Used two minutes ago: through, and resealed with a fresh last-seen time.
+    let (r, browser) = ask(sealed_session(&stack, t - 1000, t + 2600, t - 120));
+    assert_identified(&r);
+    let line = r.set_cookie(SESSION_COOKIE).unwrap_or_else(|| panic!("an active idle session was not resealed: {r:?}"));
+    assert!(line.contains("HttpOnly") && !line.contains("Max-Age=0"), "{line}");
+    match Session::open(&ring(&stack), &browser.jar[SESSION_COOKIE], now(), Some(600)) {
+        Opened::Valid { session, .. } => {
+            assert!(session.last_seen + 5 >= t, "last_seen not moved: {} vs {t}", session.last_seen);
+            assert_eq!((session.issued_at, session.expires_at), (t - 1000, t + 2600), "the lifetime changed");
+            assert_eq!(session.identity, maria());
+        }
+        other => panic!("the resealed cookie does not open: {other:?}"),
+    }
+
+    // Used ten seconds ago: through, nothing to reseal.
+    let (r, _) = ask(sealed_session(&stack, t - 1000, t + 2600, t - 10));
+    assert_identified(&r);
+    assert!(r.set_cookie(SESSION_COOKIE).is_none(), "resealed within the minute: {r:?}");
+}
+
+#[test]
+fn the_app_can_end_the_session_with_a_response_header() {
+    let stack =
+        Stack::builder().edit_config(|c| c["rules"] = json!([{"prefix": "/publico/", "action": "public"}])).start();
+
+    // Anonymous on a public path: the gate does not watch, the app's answer passes unchanged.
+    let r = stack.browser().get("/publico/x?app_logout=1");
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(r.body.contains("RUN desconocido"), "{r:?}");
+    assert_eq!(r.header("x-claveunica-logout"), Some("1"), "{r:?}");
+
+    let mut browser = logged_in(&stack);
+    // Logged in on a public path: not identified, so not watched either; the session stays.
+    let r = browser.get("/publico/x?app_logout=1");
+    assert!(r.body.contains("RUN desconocido"), "{r:?}");
+    assert!(browser.jar.contains_key(SESSION_COOKIE), "{r:?}");
+
+    let logouts = stack.gate_counter("claveunica_gate.app_logouts");
+    let r = browser.get("/x?app_logout=1");
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(r.header("content-type").is_some_and(|c| c.starts_with("text/html")), "{r:?}");
+    let provider_logout = format!("{}/api/v1/accounts/app/logout", stack.provider());
+    assert!(r.body.contains(&provider_logout), "not the logout page: {}", r.body);
+    assert!(!r.body.contains("RUN desconocido"), "the app's answer came through: {}", r.body);
+    assert!(r.set_cookie(SESSION_COOKIE).is_some_and(|c| c.contains("Max-Age=0")), "session not deleted: {r:?}");
+    assert!(!browser.jar.contains_key(SESSION_COOKIE));
+    assert!(wait_for_log(&stack, "logout requested by the application"), "{}", stack.envoy_log());
+    assert_eq!(stack.gate_counter("claveunica_gate.app_logouts"), logouts + 1);
+    assert_sent_to_login(&stack, &browser.get("/x"));
+}
+
+#[test]
+fn api_clients_without_a_session_get_a_401_json_not_a_redirect() {
+    let stack = Stack::start();
+    let before = stack.app_requests();
+    let unauthorized = stack.gate_counter("claveunica_gate.api_unauthorized");
+    let clients: [&[(&str, &str)]; 4] = [
+        &[("Accept", "application/json")],
+        &[("X-Requested-With", "XMLHttpRequest")],
+        &[("Sec-Fetch-Mode", "cors")],
+        &[("Accept", "application/problem+json, text/html;q=0.5")],
+    ];
+    for headers in clients {
+        let r = stack.browser().get_with_headers("/api/datos?x=1&y=%C3%B1", headers);
+        assert_eq!(r.status, 401, "{headers:?}: {r:?}");
+        assert!(r.header("content-type").is_some_and(|c| c.starts_with("application/json")), "{r:?}");
+        assert!(r.header("location").is_none(), "{headers:?}: a 401 with a Location: {r:?}");
+        assert!(r.header_all("set-cookie").is_empty(), "{headers:?}: a 401 set cookies: {r:?}");
+        let v: serde_json::Value = serde_json::from_str(&r.body).unwrap_or_else(|e| panic!("not JSON ({e}): {r:?}"));
+        assert_eq!(v["error"], "login_required", "{v}");
+        assert_eq!(v["login_url"], "/claveunica/login?return_to=%2Fapi%2Fdatos%3Fx%3D1%26y%3D%25C3%25B1", "{v}");
+        assert!(v["message"].as_str().is_some_and(|m| !m.is_empty()), "{v}");
+    }
+    assert_eq!(stack.app_requests(), before, "an API request without a session reached the app");
+    assert_eq!(stack.gate_counter("claveunica_gate.api_unauthorized"), unauthorized + clients.len() as u64);
+
+    // A page's script follows login_url in a top-level navigation and lands back.
+    let mut browser = stack.browser();
+    let r = browser.get_with_headers("/api/datos?x=1", &[("Accept", "application/json")]);
+    let v: serde_json::Value = serde_json::from_str(&r.body).expect("JSON");
+    let login_url = v["login_url"].as_str().expect("login_url").to_string();
+    let authorize = browser.start_login(&login_url);
+    let callback = browser.provider_login(&authorize, RUN, PASSWORD);
+    let landed = browser.callback(&callback);
+    assert_eq!(landed.location(), "/api/datos?x=1");
+    let echo = browser.get_with_headers("/api/datos?format=json", &[("Accept", "application/json")]).echo();
+    assert_eq!(echo.one("x-claveunica-run"), Some("44444444-4"));
+
+    // Browsers and curl still get the redirect.
+    for headers in [&[][..], &[("Accept", "*/*")], &[("Sec-Fetch-Mode", "navigate"), ("Accept", "text/html")]] {
+        assert_sent_to_login(&stack, &stack.browser().get_with_headers("/api/datos", headers));
+    }
+}
+
+#[test]
+fn counters_move_and_are_summed_over_workers() {
+    let stack = Stack::start();
+    let c = |name: &str| stack.gate_counter(&format!("claveunica_gate.{name}"));
+
+    let mut browser = logged_in(&stack);
+    assert!(c("logins_started") >= 1 && c("logins_completed") >= 1, "{:?}", stack.stats_matching("claveunica"));
+    assert!(c("jwks_refreshes") >= 1, "{:?}", stack.stats_matching("claveunica"));
+
+    // A callback without its flow cookie.
+    let failures = || c("login_failures.no_flow_cookie") + c("login_failures.bad_state");
+    let before = failures();
+    let r = stack.browser().get(&format!("{CALLBACK_PATH}?code=abc&state=ZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZ"));
+    assert_eq!(r.status, 400, "{r:?}");
+    assert_eq!(failures(), before + 1);
+
+    // A tampered session, an API client.
+    let rejected = c("sessions_rejected");
+    let mut tampered = stack.browser();
+    tampered.jar.insert(SESSION_COOKIE.into(), "garbage".into());
+    let _ = tampered.get("/x");
+    assert_eq!(c("sessions_rejected"), rejected + 1);
+    let unauthorized = c("api_unauthorized");
+    let _ = stack.browser().get_with_headers("/x", &[("Accept", "application/json")]);
+    assert_eq!(c("api_unauthorized"), unauthorized + 1);
+
+    // Requests on fresh connections, which Envoy spreads over its two workers (each with its
+    // own VM and counters): the admin shows the sum.
+    let cookie = browser.jar[SESSION_COOKIE].clone();
+    let accepted = c("sessions_accepted");
+    let per_worker = || -> Vec<u64> {
+        stack
+            .stats_matching(r"^listener\..*\.worker_[0-9]+\.downstream_cx_total$")
+            .into_iter()
+            .map(|(_, v)| v.parse().unwrap_or(0))
+            .collect()
+    };
+    let connections_before = per_worker();
+    const N: u64 = 24;
+    for _ in 0..N {
+        let mut b = stack.browser();
+        b.jar.insert(SESSION_COOKIE.into(), cookie.clone());
+        assert_identified(&b.get("/?format=json"));
+    }
+    assert_eq!(c("sessions_accepted"), accepted + N, "counts lost between workers");
+    let connections: Vec<u64> = per_worker().iter().zip(&connections_before).map(|(a, b)| a - b).collect();
+    assert_eq!(connections.len(), 2, "per-worker listener stats: {:?}", per_worker());
+    assert!(connections.iter().all(|n| *n > 0), "not both workers served ({connections:?}); the sum was not tested");
+
+    // Logout.
+    let logouts = c("logouts");
+    let _ = browser.get(LOGOUT_PATH);
+    assert_eq!(c("logouts"), logouts + 1);
+
+    // The same counters in Prometheus form, wasmcustom prefix dropped.
+    let text = stack.prometheus();
+    let prom = |name: &str| -> Option<u64> {
+        text.lines().find_map(|l| {
+            let (n, v) = l.rsplit_once(' ')?;
+            (n == format!("{name}{{}}") || n == name).then(|| v.parse().ok()).flatten()
+        })
+    };
+    for name in
+        ["logins_completed", "sessions_accepted", "api_unauthorized", "logouts", "login_failures.no_flow_cookie"]
+    {
+        let prom_name = format!("claveunica_gate_{}", name.replace('.', "_"));
+        let value = c(name);
+        if value > 0 {
+            assert_eq!(prom(&prom_name), Some(value), "{prom_name} in /stats/prometheus:\n{text}");
+        }
+    }
+    assert!(text.contains("# TYPE claveunica_gate_logins_started counter"), "{text}");
+}
+
+#[test]
+fn parallel_mode_counts_its_pass_throughs() {
+    let stack = Stack::builder()
+        .edit_config(|c| c["migration"] = json!({"mode": "parallel", "legacy_cookies": [LEGACY_COOKIE]}))
+        .start();
+    let name = "claveunica_gate.migration_pass_through.parallel";
+    let before = stack.gate_counter(name);
+    for _ in 0..5 {
+        assert_anonymous(&stack.browser().get("/x?format=json"));
+    }
+    assert_eq!(stack.gate_counter(name), before + 5);
+    assert!(stack.prometheus().contains("claveunica_gate_migration_pass_through_parallel"));
+}
+
+/// Istio delivers `pluginConfig` to the plugin as JSON written from a protobuf Struct, so
+/// every number is a double and may be written as `5000.0`.
+#[test]
+fn a_configuration_with_numbers_written_as_doubles_logs_in() {
+    let stack = Stack::builder()
+        .edit_config(|c| {
+            c["timeout_ms"] = json!(5000.0);
+            c["clock_leeway_s"] = json!(60.0);
+            c["session"] = json!({"max_age_s": 3600.0, "idle_timeout_s": 600.0});
+            c["migration"] = json!({"mode": "canary", "legacy_cookies": [LEGACY_COOKIE], "canary_percent": 100.0});
+        })
+        .start();
+    let mut browser = stack.browser();
+    let r = browser.login("/tramites", RUN, PASSWORD);
+    assert_eq!(r.status, 302, "{r:?}");
+    assert_identified(&browser.get("/tramites?format=json"));
+    let max_age = r.set_cookie(SESSION_COOKIE).and_then(|c| c.split("Max-Age=").nth(1)).map(|v| v.split(';').next());
+    assert_eq!(max_age.flatten().map(str::trim), Some("3600"), "{r:?}");
+}
+
+#[test]
+fn a_struct_configuration_logs_in() {
+    let stack = Stack::builder()
+        .struct_config()
+        .edit_config(|c| {
+            c["timeout_ms"] = json!(5000);
+            c["session"] = json!({"max_age_s": 3600});
+            c["rules"] = json!([{"prefix": "/static/", "action": "public"}]);
+        })
+        .start();
+    let mut browser = stack.browser();
+    let r = browser.login("/tramites", RUN, PASSWORD);
+    assert_eq!(r.status, 302, "{r:?}");
+    assert_identified(&browser.get("/tramites?format=json"));
+    assert_anonymous(&browser.get("/static/x?format=json"));
+}
+
+#[test]
+fn the_jwks_is_fetched_once_for_all_workers() {
+    let stack = Stack::builder().concurrency(4).start();
+    // The gate fetches the keys in the background as it starts, once for all four workers.
+    assert!(
+        wait_until(Duration::from_secs(5), || stack.emulator_stats().jwks >= 1),
+        "no background JWKS fetch within 5 s of start: {:?}",
+        stack.emulator_stats()
+    );
+    thread::sleep(Duration::from_secs(2));
+    let stats = stack.emulator_stats();
+    assert_eq!(stats.jwks, 1, "JWKS fetches before any login: {stats:?}");
+    assert_eq!((stats.token, stats.userinfo), (0, 0), "{stats:?}");
+
+    // A dozen logins on fresh connections, over the four workers.
+    for i in 0..12 {
+        let mut browser = stack.browser();
+        let wanted = format!("/tramites/{i}?format=json");
+        let r = browser.login(&wanted, RUN, PASSWORD);
+        assert_eq!(r.status, 302, "login {i}: {r:?}");
+        assert_eq!(r.location(), wanted);
+        assert_identified(&browser.get(&wanted));
+    }
+    let stats = stack.emulator_stats();
+    assert_eq!((stats.token, stats.userinfo), (12, 12), "{stats:?}");
+    assert!(stats.jwks <= 2, "{} JWKS fetches for 12 logins over 4 workers", stats.jwks);
+    assert_eq!(stack.gate_counter("claveunica_gate.logins_completed"), 12);
+}
