@@ -187,11 +187,13 @@ impl RootContext for Root {
                         config.migration.mode.as_str()
                     ),
                 );
-                self.shared = Some(Rc::new(Shared {
+                let shared = Rc::new(Shared {
                     gate: Gate::new(config),
                     keys: RefCell::new(KeyCache::default()),
                     metrics: Metrics::default(),
-                }));
+                });
+                shared.metrics.count(Event::ConfigLoaded);
+                self.shared = Some(shared);
                 let _ = hostcalls::set_tick_period(TICK);
                 true
             }
@@ -199,6 +201,7 @@ impl RootContext for Root {
                 // Refusing the configuration keeps a running proxy on its previous one, and
                 // keeps a starting proxy from serving protected paths with a broken gate.
                 log(LogLevel::Error, &e.to_string());
+                Metrics::default().count(Event::ConfigRejected);
                 false
             }
         }

@@ -100,6 +100,10 @@ pub enum Event {
     JwksRefreshed,
     /// Fetching the provider's keys failed.
     JwksRefreshFailed,
+    /// A worker's VM accepted a configuration (at start and at every reload).
+    ConfigLoaded,
+    /// A worker's VM refused a configuration.
+    ConfigRejected,
 }
 
 impl Event {
@@ -126,6 +130,8 @@ impl Event {
             Event::AppLogout => "claveunica_gate.app_logouts",
             Event::JwksRefreshed => "claveunica_gate.jwks_refreshes",
             Event::JwksRefreshFailed => "claveunica_gate.jwks_refresh_failures",
+            Event::ConfigLoaded => "claveunica_gate.config_loads",
+            Event::ConfigRejected => "claveunica_gate.config_rejections",
         }
     }
 }
