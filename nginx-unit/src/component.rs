@@ -1,0 +1,569 @@
+//! The wasi:http adapter: `wasi:http/incoming-handler` over the core, for NGINX Unit's
+//! `wasm-wasi-component` applications and `wasmtime serve`.
+//!
+//! It only translates, as the Envoy adapter does: facts go in (headers, the wall clock,
+//! `wasi:random` bytes, call answers), decisions come out. Unlike Envoy, nothing here forwards
+//! the request for us, so the component is the reverse proxy too: provider calls and the
+//! forwarded request go out through `wasi:http/outgoing-handler`, and bodies are copied in
+//! chunks of [`CHUNK`] bytes in both directions, never held whole.
+//!
+//! Fail closed: a configuration that does not load gives a 503, a failed identity header a
+//! 500, an unreachable application a 502 page; no path forwards a request the core did not
+//! decide to forward. A panic would abort the instance (the release profile aborts), and the
+//! host would answer 500; nothing here unwraps outside input.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use claveunica_gate::config::Config;
+use claveunica_gate::gate::{
+    Call, CallOutcome, Decision, Entropy, EntropyUnavailable, Forward, Gate, Level, LogLine, Request, Response,
+};
+use claveunica_gate::oidc::jwks::KeyCache;
+use claveunica_gate::oidc::MAX_BODY_LEN;
+use claveunica_gate::pages;
+use url::Url;
+use wasi::http::outgoing_handler;
+use wasi::http::types::{
+    ErrorCode, Fields, FutureIncomingResponse, IncomingBody, IncomingRequest, IncomingResponse, Method, OutgoingBody,
+    OutgoingRequest, OutgoingResponse, RequestOptions, ResponseOutparam, Scheme,
+};
+use wasi::io::streams::{InputStream, OutputStream, StreamError};
+
+use crate::forward::{self, Origin, Target};
+
+/// The environment variable naming the configuration file.
+pub const CONFIG_ENV: &str = "CLAVEUNICA_GATE_CONFIG";
+/// Where the configuration is read from when [`CONFIG_ENV`] is not set.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/claveunica-gate/config.json";
+/// Bodies move in pieces of at most this size: a 50 MB upload costs the instance 64 KiB.
+const CHUNK: u64 = 64 * 1024;
+/// Nanoseconds per millisecond, for `RequestOptions`.
+const NS_PER_MS: u64 = 1_000_000;
+
+struct Component;
+
+impl wasi::exports::http::incoming_handler::Guest for Component {
+    fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
+        serve(request, response_out);
+    }
+}
+
+// The macro writes the `extern "C"` export the host calls.
+#[allow(unsafe_code)]
+mod export {
+    use super::Component;
+    wasi::http::proxy::export!(Component);
+}
+
+/// The loaded configuration: one per instance. wasmtime serve (and Unit) may instantiate the
+/// component per request, so this is often read once per request; it is small.
+struct Loaded {
+    gate: Gate,
+    upstream: Url,
+}
+
+thread_local! {
+    static LOADED: RefCell<Option<Rc<Loaded>>> = const { RefCell::new(None) };
+    /// ClaveÚnica's keys, per instance: without shared state between instances, a login in a
+    /// fresh instance fetches the JWKS once (the core asks when a `kid` is unknown).
+    static KEYS: RefCell<KeyCache> = RefCell::new(KeyCache::default());
+}
+
+fn log(level: Level, message: &str) {
+    let level = match level {
+        Level::Info => "info",
+        Level::Warn => "warn",
+        Level::Error => "error",
+    };
+    // stderr is the host's log: Unit's error log, wasmtime serve's stderr.
+    eprintln!("claveunica-gate {level}: {message}");
+}
+
+fn log_line(line: &LogLine) {
+    log(line.level, &line.message);
+}
+
+fn now() -> u64 {
+    wasi::clocks::wall_clock::now().seconds
+}
+
+/// `wasi:random`, which the host serves from the operating system's random source.
+struct HostEntropy;
+
+impl Entropy for HostEntropy {
+    fn fill(&mut self, buf: &mut [u8]) -> Result<(), EntropyUnavailable> {
+        let len = u64::try_from(buf.len()).map_err(|_| EntropyUnavailable)?;
+        let bytes = wasi::random::random::get_random_bytes(len);
+        if bytes.len() != buf.len() {
+            return Err(EntropyUnavailable);
+        }
+        buf.copy_from_slice(&bytes);
+        Ok(())
+    }
+}
+
+/// Reads and compiles the configuration, once per instance.
+fn load() -> Result<Rc<Loaded>, String> {
+    if let Some(loaded) = LOADED.with(|l| l.borrow().clone()) {
+        return Ok(loaded);
+    }
+    let path = std::env::var(CONFIG_ENV).unwrap_or_else(|_| DEFAULT_CONFIG_PATH.to_string());
+    let bytes = std::fs::read(&path).map_err(|e| {
+        format!("invalid configuration: cannot read {path} ({e}); set {CONFIG_ENV} and give the component access to it")
+    })?;
+    let config = Config::from_json(&bytes, &|name| std::env::var(name).ok()).map_err(|e| e.to_string())?;
+    let Some(upstream) = config.upstream.clone() else {
+        return Err("invalid configuration: upstream: is required by the NGINX Unit component".into());
+    };
+    log(
+        Level::Info,
+        &format!(
+            "configured: issuer={} upstream={upstream} callback={} migration={}",
+            config.issuer,
+            config.callback_path,
+            config.migration.mode.as_str()
+        ),
+    );
+    let loaded = Rc::new(Loaded { gate: Gate::new(config), upstream });
+    LOADED.with(|l| *l.borrow_mut() = Some(Rc::clone(&loaded)));
+    Ok(loaded)
+}
+
+fn method_str(method: &Method) -> &str {
+    match method {
+        Method::Get => "GET",
+        Method::Head => "HEAD",
+        Method::Post => "POST",
+        Method::Put => "PUT",
+        Method::Delete => "DELETE",
+        Method::Connect => "CONNECT",
+        Method::Options => "OPTIONS",
+        Method::Trace => "TRACE",
+        Method::Patch => "PATCH",
+        Method::Other(other) => other,
+    }
+}
+
+fn scheme_of(name: &str) -> Scheme {
+    match name {
+        "http" => Scheme::Http,
+        "https" => Scheme::Https,
+        other => Scheme::Other(other.to_string()),
+    }
+}
+
+fn reference() -> String {
+    let mut bytes = [0u8; 4];
+    match HostEntropy.fill(&mut bytes) {
+        Ok(()) => bytes.iter().map(|b| format!("{b:02x}")).collect(),
+        Err(_) => "sin-ref".into(),
+    }
+}
+
+/// Everything for one request.
+fn serve(request: IncomingRequest, out: ResponseOutparam) {
+    let loaded = match load() {
+        Ok(loaded) => loaded,
+        Err(message) => {
+            // No gate, no forwarding: the application stays closed until the file is fixed.
+            log(Level::Error, &format!("{message}; refusing the request"));
+            return send_plain(out, 503, "Servicio no disponible\n");
+        }
+    };
+    let gate = &loaded.gate;
+    let method = request.method();
+    let path = request.path_with_query().unwrap_or_else(|| "/".into());
+    // Client copies of identity headers go first, whatever happens next.
+    let raw: Vec<(String, Vec<u8>)> =
+        request.headers().entries().into_iter().filter(|(name, _)| !gate.is_identity_header(name)).collect();
+    // Values are bytes on the wire; invalid UTF-8 must not fail the request.
+    let headers: Vec<(String, String)> =
+        raw.iter().map(|(n, v)| (n.clone(), String::from_utf8_lossy(v).into_owned())).collect();
+    let core_request = Request { method: method_str(&method), path: &path, headers: &headers };
+    let mut decision = gate.on_request(&core_request, now(), &mut HostEntropy);
+    loop {
+        decision = match decision {
+            Decision::Call(call) => provider_call(gate, *call),
+            Decision::Respond(r) => return respond(out, &r),
+            Decision::Forward(f) => {
+                let host = request
+                    .authority()
+                    .or_else(|| headers.iter().find(|(n, _)| n.eq_ignore_ascii_case("host")).map(|(_, v)| v.clone()));
+                return proxy(&loaded, request, out, &method, &path, &raw, host.as_deref(), f);
+            }
+        };
+    }
+}
+
+/// Makes the call the core asked for and hands it the answer.
+fn provider_call(gate: &Gate, call: Call) -> Decision {
+    let target = forward::call_target(gate.config(), &call);
+    let answer = fetch(&call, &target);
+    let outcome = match &answer {
+        Ok((status, body)) => CallOutcome::Answered { status: *status, body },
+        Err(why) => {
+            log(
+                Level::Warn,
+                &format!("call to {}://{}{} failed: {why}", target.scheme, target.authority, target.path_with_query),
+            );
+            CallOutcome::Failed
+        }
+    };
+    KEYS.with(|keys| match keys.try_borrow_mut() {
+        Ok(mut keys) => gate.on_call_response(call.pending, outcome, now(), &mut HostEntropy, &mut keys),
+        // Cannot happen on one thread; an empty cache fails the login safely.
+        Err(_) => gate.on_call_response(call.pending, outcome, now(), &mut HostEntropy, &mut KeyCache::default()),
+    })
+}
+
+/// One call to the provider: a small request, an answer read up to one byte more than the
+/// core accepts (so it can tell "too large" from "just fits").
+fn fetch(call: &Call, target: &Target) -> Result<(u16, Vec<u8>), String> {
+    let headers = Fields::new();
+    for (name, value) in &call.headers {
+        headers.append(name, value.as_bytes()).map_err(|e| format!("header {name}: {e:?}"))?;
+    }
+    if let Some(body) = &call.body {
+        // A length, not chunked encoding: providers' form parsers expect one.
+        headers.append("content-length", body.len().to_string().as_bytes()).map_err(|e| format!("{e:?}"))?;
+    }
+    let request = OutgoingRequest::new(headers);
+    let method = if call.method == "POST" { Method::Post } else { Method::Get };
+    request.set_method(&method).map_err(|()| "method refused".to_string())?;
+    request.set_scheme(Some(&scheme_of(&target.scheme))).map_err(|()| "scheme refused".to_string())?;
+    request.set_authority(Some(&target.authority)).map_err(|()| "authority refused".to_string())?;
+    request.set_path_with_query(Some(&target.path_with_query)).map_err(|()| "path refused".to_string())?;
+    let body = match &call.body {
+        Some(_) => Some(request.body().map_err(|()| "no request body".to_string())?),
+        None => None,
+    };
+    let timeout = Some(call.timeout_ms.saturating_mul(NS_PER_MS));
+    let options = RequestOptions::new();
+    // A host that does not support one of these keeps its default; the call still goes.
+    let _ = options.set_connect_timeout(timeout);
+    let _ = options.set_first_byte_timeout(timeout);
+    let _ = options.set_between_bytes_timeout(timeout);
+    let future = outgoing_handler::handle(request, Some(options)).map_err(|e| format!("{e:?}"))?;
+    if let (Some(body), Some(bytes)) = (body, &call.body) {
+        let stream = body.write().map_err(|()| "no request body stream".to_string())?;
+        write_all(&stream, bytes).map_err(|e| stream_error("writing the request", e))?;
+        drop(stream);
+        OutgoingBody::finish(body, None).map_err(|e| format!("{e:?}"))?;
+    }
+    let response = wait(&future)?;
+    let status = response.status();
+    let body = response.consume().map_err(|()| "no response body".to_string())?;
+    let answer = read_capped(&body, MAX_BODY_LEN + 1);
+    // The trailers are of no interest; finishing releases the body.
+    drop(IncomingBody::finish(body));
+    Ok((status, answer?))
+}
+
+fn wait(future: &FutureIncomingResponse) -> Result<IncomingResponse, String> {
+    future.subscribe().block();
+    match future.get() {
+        Some(Ok(Ok(response))) => Ok(response),
+        Some(Ok(Err(code))) => Err(error_code(&code)),
+        Some(Err(())) => Err("the answer was already taken".into()),
+        None => Err("no answer after waiting".into()),
+    }
+}
+
+fn error_code(code: &ErrorCode) -> String {
+    // The variant names say enough (ConnectionRefused, ConnectionTimeout, ...).
+    let text = format!("{code:?}");
+    text.chars().take(200).collect()
+}
+
+fn stream_error(what: &str, e: StreamError) -> String {
+    match e {
+        StreamError::Closed => format!("{what}: stream closed"),
+        StreamError::LastOperationFailed(e) => format!("{what}: {}", e.to_debug_string()),
+    }
+}
+
+/// Reads a body up to `cap` bytes; what is beyond stays unread.
+fn read_capped(body: &IncomingBody, cap: usize) -> Result<Vec<u8>, String> {
+    let stream = body.stream().map_err(|()| "no body stream".to_string())?;
+    let mut out = Vec::new();
+    while out.len() < cap {
+        let want = u64::try_from(cap - out.len()).unwrap_or(CHUNK).min(CHUNK);
+        match stream.blocking_read(want) {
+            Ok(chunk) => out.extend_from_slice(&chunk),
+            Err(StreamError::Closed) => break,
+            Err(e) => return Err(stream_error("reading the answer", e)),
+        }
+    }
+    Ok(out)
+}
+
+/// Writes all of `data`, never more at once than the stream says it takes.
+fn write_all(stream: &OutputStream, mut data: &[u8]) -> Result<(), StreamError> {
+    if data.is_empty() {
+        return Ok(());
+    }
+    let ready = stream.subscribe();
+    while !data.is_empty() {
+        let room = stream.check_write()?;
+        if room == 0 {
+            ready.block();
+            continue;
+        }
+        let n = usize::try_from(room).unwrap_or(usize::MAX).min(data.len());
+        let (now, rest) = data.split_at(n);
+        stream.write(now)?;
+        data = rest;
+    }
+    drop(ready);
+    match stream.blocking_flush() {
+        // The host closes a body's stream as soon as the declared Content-Length is written:
+        // everything is out, and finishing the body checks the count.
+        Ok(()) | Err(StreamError::Closed) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Why a streamed copy stopped early.
+enum CopyError {
+    Read(String),
+    Write(String),
+}
+
+/// Copies a stream to another in chunks; returns the bytes copied.
+fn copy(from: &InputStream, to: &OutputStream) -> Result<u64, CopyError> {
+    let mut total: u64 = 0;
+    loop {
+        match from.blocking_read(CHUNK) {
+            Ok(chunk) => {
+                write_all(to, &chunk).map_err(|e| CopyError::Write(stream_error("write", e)))?;
+                total = total.saturating_add(chunk.len() as u64);
+            }
+            Err(StreamError::Closed) => break,
+            Err(e) => return Err(CopyError::Read(stream_error("read", e))),
+        }
+    }
+    Ok(total)
+}
+
+/// Forwards the request to the application and streams its answer back.
+#[allow(clippy::too_many_arguments)] // One call site; a struct would only rename them.
+fn proxy(
+    loaded: &Loaded,
+    request: IncomingRequest,
+    out: ResponseOutparam,
+    method: &Method,
+    path: &str,
+    raw: &[(String, Vec<u8>)],
+    host: Option<&str>,
+    f: Forward,
+) {
+    let gate = &loaded.gate;
+    if let Some(line) = &f.log {
+        log_line(line);
+    }
+    let target = forward::upstream_target(&loaded.upstream, path);
+    let proto = if gate.config().secure_cookies { "https" } else { "http" };
+    let headers = forward::upstream_headers(raw, &f, &|n| gate.is_identity_header(n), Origin { proto, host });
+    let fields = Fields::new();
+    for (name, value) in &headers {
+        if let Err(e) = fields.append(name, value) {
+            if f.set.iter().any(|(n, _)| n.eq_ignore_ascii_case(name)) {
+                // Forwarding without the identity would hand the app an anonymous request it
+                // believes identified; refuse instead.
+                log(Level::Error, &format!("could not set identity header {name} ({e:?}); refusing the request"));
+                return send_plain(out, 500, "Error interno\n");
+            }
+            // The host refuses some names (forbidden in wasi:http); the request goes without.
+            log(Level::Warn, &format!("request header {name} not forwarded ({e:?})"));
+        }
+    }
+    let upstream = OutgoingRequest::new(fields);
+    let addressed = upstream
+        .set_method(method)
+        .and_then(|()| upstream.set_scheme(Some(&scheme_of(&target.scheme))))
+        .and_then(|()| upstream.set_authority(Some(&target.authority)))
+        .and_then(|()| upstream.set_path_with_query(Some(&target.path_with_query)));
+    if addressed.is_err() {
+        log(Level::Error, &format!("could not address the upstream request to {}", target.authority));
+        return send_plain(out, 500, "Error interno\n");
+    }
+    // Whether a body follows is known only by reading it (an HTTP/2 body may come without a
+    // length). The first piece is read before the upstream request is made, so that an empty
+    // body (a GET) goes upstream as no body at all rather than as an empty chunked one.
+    let Ok(down) = request.consume() else {
+        log(Level::Error, "could not take the request body");
+        return send_plain(out, 500, "Error interno\n");
+    };
+    let Ok(from) = down.stream() else {
+        log(Level::Error, "could not open the request body");
+        return send_plain(out, 500, "Error interno\n");
+    };
+    let first = match from.blocking_read(CHUNK) {
+        Ok(chunk) => Some(chunk),
+        Err(StreamError::Closed) => None,
+        Err(e) => {
+            log(Level::Warn, &format!("request body unreadable: {}", stream_error("read", e)));
+            return send_plain(out, 400, "Solicitud incompleta\n");
+        }
+    };
+    let up = match &first {
+        Some(_) => match upstream.body() {
+            Ok(up) => Some(up),
+            Err(()) => {
+                log(Level::Error, "could not open the upstream request body");
+                return send_plain(out, 500, "Error interno\n");
+            }
+        },
+        None => None,
+    };
+    let options = RequestOptions::new();
+    // Only the connect is bounded: legacy applications may take their time to answer.
+    let _ = options.set_connect_timeout(Some(gate.config().timeout_ms.saturating_mul(NS_PER_MS)));
+    let future = match outgoing_handler::handle(upstream, Some(options)) {
+        Ok(future) => future,
+        Err(code) => return app_unavailable(out, &target, &error_code(&code)),
+    };
+    if let (Some(up), Some(first)) = (up, first) {
+        if let Err(why) = upload(&up, &first, &from) {
+            // Dropping the body unfinished tells the host the request is incomplete: the
+            // application never sees a truncated body as a whole one.
+            log(Level::Warn, &format!("request body not forwarded whole: {why}"));
+            drop(up);
+            drop(future);
+            return app_unavailable(out, &target, &why);
+        }
+        if let Err(e) = OutgoingBody::finish(up, None) {
+            return app_unavailable(out, &target, &error_code(&e));
+        }
+    }
+    // The stream is the body's child: it goes first.
+    drop(from);
+    drop(IncomingBody::finish(down));
+    let answer = match wait(&future) {
+        Ok(answer) => answer,
+        Err(why) => return app_unavailable(out, &target, &why),
+    };
+    let status = answer.status();
+    let answer_headers = answer.headers().entries();
+    if f.identified() {
+        let asked = gate.logout_response_header();
+        if answer_headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(asked)) {
+            // The application's answer is replaced; its body is never read.
+            return respond(out, &gate.on_app_logout());
+        }
+    }
+    let fields = Fields::new();
+    for (name, value) in forward::downstream_headers(&answer_headers, forward::is_bodyless(method_str(method), status))
+    {
+        if let Err(e) = fields.append(&name, &value) {
+            log(Level::Warn, &format!("response header {name} not passed on ({e:?})"));
+        }
+    }
+    for cookie in &f.response_set_cookies {
+        if let Err(e) = fields.append("set-cookie", cookie.as_bytes()) {
+            log(Level::Error, &format!("could not add the gate's set-cookie ({e:?})"));
+        }
+    }
+    let response = OutgoingResponse::new(fields);
+    if response.set_status_code(status).is_err() {
+        return app_unavailable(out, &target, &format!("status {status} refused"));
+    }
+    let (Ok(down), Ok(up)) = (response.body(), answer.consume()) else {
+        return app_unavailable(out, &target, "no answer body");
+    };
+    ResponseOutparam::set(out, Ok(response));
+    match download(&up, &down) {
+        Ok(()) => {
+            drop(IncomingBody::finish(up));
+            if let Err(e) = OutgoingBody::finish(down, None) {
+                log(Level::Warn, &format!("answer body not finished: {}", error_code(&e)));
+            }
+        }
+        // The status is out already; an unfinished body makes the host cut the answer short,
+        // so the browser sees a broken download, not a complete wrong one.
+        Err(why) => log(Level::Warn, &format!("answer body cut short: {why}")),
+    }
+}
+
+/// Sends the request body upstream: the piece already read, then the rest as it comes.
+fn upload(up: &OutgoingBody, first: &[u8], from: &InputStream) -> Result<(), String> {
+    let to = up.write().map_err(|()| "no upstream body stream".to_string())?;
+    write_all(&to, first).map_err(|e| format!("to the application: {}", stream_error("write", e)))?;
+    copy(from, &to).map(drop).map_err(|e| match e {
+        CopyError::Read(why) => format!("from the client: {why}"),
+        CopyError::Write(why) => format!("to the application: {why}"),
+    })
+}
+
+fn download(up: &IncomingBody, down: &OutgoingBody) -> Result<(), String> {
+    let from = up.stream().map_err(|()| "no answer body stream".to_string())?;
+    let to = down.write().map_err(|()| "no response body stream".to_string())?;
+    copy(&from, &to).map(drop).map_err(|e| match e {
+        CopyError::Read(why) => format!("from the application: {why}"),
+        CopyError::Write(why) => format!("to the client: {why}"),
+    })
+}
+
+/// The application did not answer: a 502 page, like Envoy's for an unreachable cluster, with
+/// a reference that is in the log too.
+fn app_unavailable(out: ResponseOutparam, target: &Target, why: &str) {
+    let reference = reference();
+    log(
+        Level::Error,
+        &format!("upstream failed: status=502 upstream={} ref={reference} detail={why}", target.authority),
+    );
+    let body = pages::error(
+        "La aplicación no está disponible",
+        "No fue posible comunicarse con la aplicación. Intente nuevamente en unos minutos.",
+        &reference,
+        None,
+    );
+    let headers =
+        vec![("content-type", "text/html; charset=utf-8".to_string()), ("cache-control", "no-store".to_string())];
+    write_response(out, 502, &headers, body.as_bytes());
+}
+
+/// Carries out a `Respond` decision.
+fn respond(out: ResponseOutparam, r: &Response) {
+    if let Some(line) = &r.log {
+        log_line(line);
+    }
+    write_response(out, r.status, &r.headers, r.body.as_bytes());
+}
+
+fn send_plain(out: ResponseOutparam, status: u16, body: &str) {
+    write_response(out, status, &[("content-type", "text/plain; charset=utf-8".to_string())], body.as_bytes());
+}
+
+/// A whole (small) response the component makes itself.
+fn write_response(out: ResponseOutparam, status: u16, headers: &[(&'static str, String)], body: &[u8]) {
+    let fields = Fields::new();
+    let mut ok = headers.iter().all(|(name, value)| fields.append(name, value.as_bytes()).is_ok());
+    ok &= fields.append("content-length", body.len().to_string().as_bytes()).is_ok();
+    let response = OutgoingResponse::new(fields);
+    ok &= response.set_status_code(status).is_ok();
+    let outgoing = match response.body() {
+        Ok(outgoing) if ok => outgoing,
+        _ => {
+            // Half a response (a redirect without its cookie) must not go out; the host makes
+            // an error answer of this instead.
+            log(Level::Error, &format!("could not build a {status} response"));
+            return ResponseOutparam::set(out, Err(ErrorCode::InternalError(Some("claveunica-gate".into()))));
+        }
+    };
+    ResponseOutparam::set(out, Ok(response));
+    let written = outgoing.write().map_err(|()| "no stream".to_string()).and_then(|stream| {
+        let result = write_all(&stream, body).map_err(|e| stream_error("write", e));
+        drop(stream);
+        result
+    });
+    match written {
+        Ok(()) => {
+            if let Err(e) = OutgoingBody::finish(outgoing, None) {
+                log(Level::Warn, &format!("response not finished: {}", error_code(&e)));
+            }
+        }
+        Err(why) => log(Level::Warn, &format!("response body not written: {why}")),
+    }
+}

@@ -1,0 +1,330 @@
+//! What the component sends to the legacy application and to the provider, decided without a
+//! WASI type in sight, so that it is tested natively like the core.
+//!
+//! The component is itself the reverse proxy on Unit: the header hygiene Envoy does for the
+//! Envoy filter (hop-by-hop headers, `Host`, `X-Forwarded-*`) is done here, on top of what the
+//! core decides (identity headers, the gate's cookies).
+
+use claveunica_gate::config::Config;
+use claveunica_gate::gate::{Call, CookieHeader, Forward};
+use url::Url;
+
+/// Headers that belong to one connection, never forwarded (RFC 9110, section 7.6.1), plus the
+/// ones wasi:http hosts refuse outright (wasmtime: `http2-settings`, `proxy-connection`).
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "upgrade",
+    "http2-settings",
+];
+
+/// Whether `name` is hop-by-hop (any `proxy-*` header counts: they address this hop).
+#[must_use]
+pub fn is_hop_by_hop(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    HOP_BY_HOP.contains(&lower.as_str()) || lower.starts_with("proxy-")
+}
+
+/// Header names a `Connection` header lists: they are hop-by-hop for this message too.
+fn connection_tokens(headers: &[(String, Vec<u8>)]) -> Vec<String> {
+    headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("connection"))
+        .flat_map(|(_, v)| {
+            String::from_utf8_lossy(v).split(',').map(|t| t.trim().to_ascii_lowercase()).collect::<Vec<_>>()
+        })
+        .filter(|t| !t.is_empty())
+        .collect()
+}
+
+/// Where a request goes: scheme, `host[:port]` and path with query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// `http` or `https`.
+    pub scheme: String,
+    /// `host[:port]`.
+    pub authority: String,
+    /// Path and query.
+    pub path_with_query: String,
+}
+
+fn authority_of(url: &Url) -> String {
+    // `host_str` keeps the brackets of an IPv6 literal.
+    let host = url.host_str().unwrap_or_default();
+    match url.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_string(),
+    }
+}
+
+/// The upstream URL for a request path: the upstream's own path (if any) is a prefix.
+#[must_use]
+pub fn upstream_target(upstream: &Url, path_with_query: &str) -> Target {
+    let prefix = upstream.path().trim_end_matches('/');
+    // A request target that is not origin-form (`*`, or an absolute URL a client sent) is not
+    // something a legacy app expects; it gets the root instead.
+    let path = if path_with_query.starts_with('/') { path_with_query } else { "/" };
+    Target {
+        scheme: upstream.scheme().to_string(),
+        authority: authority_of(upstream),
+        path_with_query: format!("{prefix}{path}"),
+    }
+}
+
+/// Where a call the core asked for goes. The core names authority and path (what Envoy's
+/// callout wants); the scheme comes from the configured endpoint the call was made for.
+#[must_use]
+pub fn call_target(config: &Config, call: &Call) -> Target {
+    let endpoints = [&config.endpoints.token, &config.endpoints.userinfo, &config.endpoints.jwks];
+    let scheme = endpoints
+        .iter()
+        .find(|e| e.authority == call.authority && e.path == call.path)
+        .and_then(|e| Url::parse(&e.url).ok())
+        .or_else(|| Url::parse(&config.issuer).ok())
+        .map_or_else(|| "https".to_string(), |u| u.scheme().to_string());
+    Target { scheme, authority: call.authority.clone(), path_with_query: call.path.clone() }
+}
+
+/// How the request was addressed on the public side, for the `X-Forwarded-*` headers.
+#[derive(Debug, Clone, Copy)]
+pub struct Origin<'a> {
+    /// The scheme the browser used. The gate's public scheme is that of `redirect_uri`: Unit
+    /// often listens on plain http behind the agency's TLS terminator.
+    pub proto: &'a str,
+    /// The `Host` (or `:authority`) the browser sent, if any.
+    pub host: Option<&'a str>,
+}
+
+/// The headers to send upstream: the client's, without hop-by-hop ones, `Host`, any identity
+/// header (`is_identity`) and the gate's cookies; then the identity the core vouches for and
+/// `X-Forwarded-Proto`/`-Host`. `X-Forwarded-For` passes through as received: wasi:http 0.2
+/// does not tell a component the peer's address, so it cannot append it (see the README).
+#[must_use]
+pub fn upstream_headers(
+    incoming: &[(String, Vec<u8>)],
+    forward: &Forward,
+    is_identity: &dyn Fn(&str) -> bool,
+    origin: Origin<'_>,
+) -> Vec<(String, Vec<u8>)> {
+    let listed = connection_tokens(incoming);
+    let mut out: Vec<(String, Vec<u8>)> = Vec::with_capacity(incoming.len() + forward.set.len() + 3);
+    for (name, value) in incoming {
+        let lower = name.to_ascii_lowercase();
+        let dropped = is_hop_by_hop(&lower)
+            || listed.contains(&lower)
+            || lower == "host"
+            || lower == "x-forwarded-proto"
+            || lower == "x-forwarded-host"
+            || is_identity(&lower)
+            || (lower == "cookie" && forward.cookie != CookieHeader::Unchanged);
+        if !dropped {
+            out.push((lower, value.clone()));
+        }
+    }
+    if let CookieHeader::Replace(cookie) = &forward.cookie {
+        out.push(("cookie".into(), cookie.clone().into_bytes()));
+    }
+    out.extend(forward.set.iter().map(|(n, v)| (n.to_ascii_lowercase(), v.clone().into_bytes())));
+    out.push(("x-forwarded-proto".into(), origin.proto.as_bytes().to_vec()));
+    if let Some(host) = origin.host {
+        out.push(("x-forwarded-host".into(), host.as_bytes().to_vec()));
+    }
+    out
+}
+
+/// The application's answer headers to pass to the browser: hop-by-hop ones go, and so does
+/// `Content-Length` where no body follows (the host would hold the component to it).
+#[must_use]
+pub fn downstream_headers(upstream: &[(String, Vec<u8>)], bodyless: bool) -> Vec<(String, Vec<u8>)> {
+    let listed = connection_tokens(upstream);
+    upstream
+        .iter()
+        .filter(|(n, _)| {
+            let lower = n.to_ascii_lowercase();
+            !(is_hop_by_hop(&lower) || listed.contains(&lower) || (bodyless && lower == "content-length"))
+        })
+        .cloned()
+        .collect()
+}
+
+/// Whether an answer to `method` with `status` carries no body (RFC 9110, section 6.4.1).
+#[must_use]
+pub fn is_bodyless(method: &str, status: u16) -> bool {
+    method.eq_ignore_ascii_case("HEAD") || status == 204 || status == 304 || (100..200).contains(&status)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use claveunica_gate::gate::Events;
+
+    fn h(pairs: &[(&str, &str)]) -> Vec<(String, Vec<u8>)> {
+        pairs.iter().map(|(n, v)| ((*n).to_string(), v.as_bytes().to_vec())).collect()
+    }
+
+    fn names(headers: &[(String, Vec<u8>)]) -> Vec<&str> {
+        headers.iter().map(|(n, _)| n.as_str()).collect()
+    }
+
+    fn value<'a>(headers: &'a [(String, Vec<u8>)], name: &str) -> Vec<&'a str> {
+        headers.iter().filter(|(n, _)| n == name).map(|(_, v)| std::str::from_utf8(v).unwrap()).collect()
+    }
+
+    fn forward(cookie: CookieHeader, set: &[(&str, &str)]) -> Forward {
+        Forward {
+            set: set.iter().map(|(n, v)| ((*n).to_string(), (*v).to_string())).collect(),
+            cookie,
+            response_set_cookies: Vec::new(),
+            events: Events::default(),
+            log: None,
+        }
+    }
+
+    #[test]
+    fn joins_the_upstream_prefix_and_the_request_path() {
+        let root = Url::parse("http://127.0.0.1:8901").unwrap();
+        let t = upstream_target(&root, "/a/b?x=1");
+        assert_eq!(
+            (t.scheme.as_str(), t.authority.as_str(), t.path_with_query.as_str()),
+            ("http", "127.0.0.1:8901", "/a/b?x=1")
+        );
+        let prefixed = Url::parse("https://app.internal/legacy/").unwrap();
+        let t = upstream_target(&prefixed, "/a?x=1");
+        assert_eq!(
+            (t.scheme.as_str(), t.authority.as_str(), t.path_with_query.as_str()),
+            ("https", "app.internal", "/legacy/a?x=1")
+        );
+        assert_eq!(upstream_target(&prefixed, "*").path_with_query, "/legacy/");
+        let v6 = Url::parse("http://[::1]:8080/").unwrap();
+        assert_eq!(upstream_target(&v6, "/").authority, "[::1]:8080");
+    }
+
+    #[test]
+    fn hop_by_hop_host_and_identity_headers_stay_behind() {
+        let incoming = h(&[
+            ("Host", "portal.gob.cl"),
+            ("Connection", "keep-alive, X-Private"),
+            ("x-private", "1"),
+            ("Keep-Alive", "timeout=5"),
+            ("Transfer-Encoding", "chunked"),
+            ("TE", "trailers"),
+            ("Upgrade", "h2c"),
+            ("Proxy-Authorization", "Basic eA=="),
+            ("X-ClaveUnica-RUN", "11111111-1"),
+            ("x_claveunica_run", "11111111-1"),
+            ("X-Forwarded-Proto", "https"),
+            ("X-Forwarded-Host", "evil.example"),
+            ("X-Forwarded-For", "10.0.0.1"),
+            ("Accept", "text/html"),
+            ("Content-Length", "3"),
+        ]);
+        let is_identity = |n: &str| n.replace('_', "-").starts_with("x-claveunica-");
+        let f = forward(CookieHeader::Unchanged, &[("x-claveunica-run", "44444444-4")]);
+        let out = upstream_headers(&incoming, &f, &is_identity, Origin { proto: "http", host: Some("portal.gob.cl") });
+        assert_eq!(
+            names(&out),
+            [
+                "x-forwarded-for",
+                "accept",
+                "content-length",
+                "x-claveunica-run",
+                "x-forwarded-proto",
+                "x-forwarded-host"
+            ]
+        );
+        assert_eq!(value(&out, "x-claveunica-run"), ["44444444-4"]);
+        assert_eq!(value(&out, "x-forwarded-for"), ["10.0.0.1"]);
+        assert_eq!(value(&out, "x-forwarded-proto"), ["http"]);
+        assert_eq!(value(&out, "x-forwarded-host"), ["portal.gob.cl"]);
+    }
+
+    #[test]
+    fn cookies_follow_the_core() {
+        let incoming = h(&[("cookie", "a=1; claveunica_session=x"), ("cookie", "b=2")]);
+        let none = |_: &str| false;
+        let origin = Origin { proto: "https", host: None };
+        let kept = upstream_headers(&incoming, &forward(CookieHeader::Unchanged, &[]), &none, origin);
+        assert_eq!(value(&kept, "cookie"), ["a=1; claveunica_session=x", "b=2"]);
+        let replaced =
+            upstream_headers(&incoming, &forward(CookieHeader::Replace("a=1; b=2".into()), &[]), &none, origin);
+        assert_eq!(value(&replaced, "cookie"), ["a=1; b=2"]);
+        let removed = upstream_headers(&incoming, &forward(CookieHeader::Remove, &[]), &none, origin);
+        assert!(value(&removed, "cookie").is_empty());
+        assert!(value(&removed, "x-forwarded-host").is_empty());
+    }
+
+    #[test]
+    fn calls_take_the_scheme_of_their_endpoint() {
+        let doc = br#"{"issuer": "https://accounts.claveunica.gob.cl/openid", "cluster": "c", "client_id": "x",
+            "client_secret": "s", "redirect_uri": "https://a.gob.cl/cb",
+            "session_keys": ["AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA="],
+            "jwks_uri": "http://keys.internal:8080/jwks"}"#;
+        let config = Config::from_json(doc, &|_| None).unwrap();
+        let gate = claveunica_gate::gate::Gate::new(config.clone());
+        let call = |endpoint: &claveunica_gate::config::Endpoint| Call {
+            cluster: "c".into(),
+            method: "GET",
+            authority: endpoint.authority.clone(),
+            path: endpoint.path.clone(),
+            headers: Vec::new(),
+            body: None,
+            timeout_ms: 1,
+            pending: pending(&gate),
+        };
+        let token = call_target(&config, &call(&config.endpoints.token));
+        assert_eq!(
+            (token.scheme.as_str(), token.authority.as_str(), token.path_with_query.as_str()),
+            ("https", "accounts.claveunica.gob.cl", "/openid/token/")
+        );
+        let jwks = call_target(&config, &call(&config.endpoints.jwks));
+        assert_eq!((jwks.scheme.as_str(), jwks.authority.as_str()), ("http", "keys.internal:8080"));
+    }
+
+    /// A real continuation: a callback through the gate yields the token call.
+    fn pending(gate: &claveunica_gate::gate::Gate) -> claveunica_gate::gate::Pending {
+        use claveunica_gate::gate::{Decision, Entropy, EntropyUnavailable, Request};
+        struct Counter(u8);
+        impl Entropy for Counter {
+            fn fill(&mut self, buf: &mut [u8]) -> Result<(), EntropyUnavailable> {
+                for b in buf {
+                    self.0 = self.0.wrapping_add(1);
+                    *b = self.0;
+                }
+                Ok(())
+            }
+        }
+        let mut rng = Counter(0);
+        let Decision::Respond(login) =
+            gate.on_request(&Request { method: "GET", path: "/x", headers: &[] }, 1_000, &mut rng)
+        else {
+            panic!("no login")
+        };
+        let location = login.headers.iter().find(|(n, _)| *n == "location").unwrap().1.clone();
+        let cookie = login.headers.iter().find(|(n, _)| *n == "set-cookie").unwrap().1.clone();
+        let state = Url::parse(&location).unwrap().query_pairs().find(|(k, _)| k == "state").unwrap().1.into_owned();
+        let headers = vec![("cookie".to_string(), cookie.split(';').next().unwrap().to_string())];
+        let path = format!("/cb?code=abc&state={state}");
+        match gate.on_request(&Request { method: "GET", path: &path, headers: &headers }, 1_001, &mut rng) {
+            Decision::Call(call) => call.pending,
+            other => panic!("the callback did not call the token endpoint: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn answers_lose_hop_by_hop_headers_and_a_length_without_body() {
+        let upstream = h(&[
+            ("Connection", "close"),
+            ("Transfer-Encoding", "chunked"),
+            ("Content-Length", "10"),
+            ("Set-Cookie", "PHPSESSID=1"),
+        ]);
+        assert_eq!(names(&downstream_headers(&upstream, false)), ["Content-Length", "Set-Cookie"]);
+        assert_eq!(names(&downstream_headers(&upstream, true)), ["Set-Cookie"]);
+        assert!(is_bodyless("HEAD", 200) && is_bodyless("GET", 304) && is_bodyless("GET", 204));
+        assert!(!is_bodyless("GET", 200));
+    }
+}

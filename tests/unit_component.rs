@@ -1,0 +1,308 @@
+#![cfg(not(target_arch = "wasm32"))]
+//! End to end for the NGINX Unit flavour: the component under `wasmtime serve` (the reference
+//! host of the `wasi:http/proxy` world Unit runs), in front of the legacy echo app, logging in
+//! at the ClaveÚnica emulator. The core's own tests run natively and under wasm already; these
+//! check what the adapter adds: the reverse proxying, the header and cookie hygiene, the
+//! failure pages through a real host, and bodies streamed both ways.
+//!
+//! Run with:
+//! ```text
+//! cargo build --release --target wasm32-wasip2 -p claveunica-gate-unit && \
+//! cargo build --release -p claveunica-emulator -p legacy-app && \
+//! cargo test --test unit_component
+//! ```
+
+mod support;
+
+use std::thread;
+use std::time::{Duration, Instant};
+
+use support::unit::{fnv1a, Pattern, UnitStack};
+use support::{Browser, Response, FLOW_PREFIX, LOGOUT_PATH, PASSWORD, RUN, SESSION_COOKIE};
+
+/// Identity headers in assorted spellings, with forged values.
+const SPOOFED: &[(&str, &str)] = &[
+    ("x-claveunica-run", "11111111-1"),
+    ("X-ClaveUnica-RUN", "22222222-2"),
+    ("X-Claveunica-Dv", "K"),
+    ("x-claveunica-nombres", "Mallory"),
+    ("X-CLAVEUNICA-APELLIDOS", "Impostora"),
+    ("x-claveunica-numero", "11111111"),
+    ("x_claveunica_run", "11111111-1"),
+];
+
+/// 50 MB: an upload or download that must pass without being held whole.
+const LARGE: u64 = 50 * 1024 * 1024;
+
+fn wait_for_log(stack: &UnitStack, needle: &str) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if stack.log().contains(needle) {
+            return true;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+fn assert_sent_to_login(stack: &UnitStack, r: &Response) {
+    assert_eq!(r.status, 302, "expected a redirect to login for {}, got {r:?}", r.url);
+    let authorize = format!("{}?", stack.authorize_endpoint());
+    assert!(r.location().starts_with(&authorize), "{} redirected to {}, not to {authorize}", r.url, r.location());
+}
+
+/// A browser that logged in through the whole flow.
+fn logged_in(stack: &UnitStack) -> Browser {
+    let mut browser = stack.browser();
+    let r = browser.login("/", RUN, PASSWORD);
+    assert_eq!(r.status, 302, "the callback did not complete the login: {r:?}\n{}", stack.log());
+    assert!(browser.jar.contains_key(SESSION_COOKIE), "no session after login: {r:?}");
+    browser
+}
+
+#[test]
+fn a_full_login_lands_on_the_page_asked_for_with_identity() {
+    let stack = UnitStack::start();
+    let mut browser = stack.browser();
+    let wanted = "/tramites/certificado?id=7&format=json";
+    let authorize = browser.start_login(wanted);
+    assert!(authorize.response.set_cookie(&authorize.flow_cookie()).is_some(), "no flow cookie: {authorize:?}");
+    let callback = browser.provider_login(&authorize, RUN, PASSWORD);
+    let landed = browser.callback(&callback);
+    assert_eq!(landed.status, 302, "callback: {landed:?}\n{}", stack.log());
+    assert_eq!(landed.location(), wanted);
+    assert!(landed.set_cookie(SESSION_COOKIE).is_some_and(|c| c.contains("HttpOnly")), "{landed:?}");
+    assert!(!browser.jar.keys().any(|k| k.starts_with(FLOW_PREFIX)), "the flow cookie outlived the login");
+
+    let echo = browser.get(wanted).echo();
+    assert_eq!(echo.path, "/tramites/certificado");
+    assert_eq!(echo.query, "id=7&format=json");
+    assert_eq!(echo.one("x-claveunica-run"), Some(RUN));
+    assert_eq!(echo.one("x-claveunica-numero"), Some("44444444"));
+    assert_eq!(echo.one("x-claveunica-dv"), Some("4"));
+    assert_eq!(echo.one("x-claveunica-nombres"), Some("Mar%C3%ADa%20Carmen"));
+    assert_eq!(echo.one("x-claveunica-apellidos"), Some("De%20los%20R%C3%ADos%20N%C3%BA%C3%B1ez"));
+    let gate_host = stack.base().trim_start_matches("http://");
+    assert_eq!(echo.one("x-forwarded-host"), Some(gate_host));
+    assert_eq!(echo.one("x-forwarded-proto"), Some("http"));
+    let app_host = stack.app().trim_start_matches("http://");
+    assert_eq!(echo.one("host"), Some(app_host), "the app should see its own authority");
+}
+
+#[test]
+fn spoofed_identity_headers_never_reach_the_app() {
+    let stack = UnitStack::start();
+    // Without a session, on a public path: the request passes, its forged identity does not.
+    let mut anonymous = stack.browser();
+    let echo = anonymous.get_with_headers("/public/info?format=json", SPOOFED).echo();
+    let forged: Vec<_> =
+        echo.headers.iter().filter(|(n, _)| n.replace('_', "-").starts_with("x-claveunica-")).collect();
+    assert!(forged.is_empty(), "forged identity reached the app without a session: {forged:?}");
+    // Without a session, on a protected path: a login, and nothing reaches the app.
+    let before = stack.app_requests();
+    assert_sent_to_login(&stack, &anonymous.get_with_headers("/private?format=json", SPOOFED));
+    assert_eq!(stack.app_requests(), before, "a protected request without session reached the app");
+
+    // With a session: exactly the gate's values.
+    let mut browser = logged_in(&stack);
+    let echo = browser.get_with_headers("/private?format=json", SPOOFED).echo();
+    assert_eq!(echo.one("x-claveunica-run"), Some(RUN));
+    assert_eq!(echo.one("x-claveunica-dv"), Some("4"));
+    assert_eq!(echo.one("x-claveunica-nombres"), Some("Mar%C3%ADa%20Carmen"));
+    assert!(echo.all("x_claveunica_run").is_empty(), "the underscore spelling got through: {echo:?}");
+}
+
+#[test]
+fn gate_cookies_stay_with_the_gate_and_app_cookies_pass() {
+    let stack = UnitStack::start();
+    let mut browser = logged_in(&stack);
+    browser.jar.insert("PHPSESSID".into(), "legacy123".into());
+    browser.jar.insert("tema".into(), "oscuro".into());
+    browser.jar.insert(format!("{FLOW_PREFIX}abcdef012345"), "stale".into());
+    let echo = browser.get("/?format=json").echo();
+    let names = echo.cookie_names();
+    assert!(names.contains(&"PHPSESSID".to_string()) && names.contains(&"tema".to_string()), "{names:?}");
+    assert!(
+        !names.iter().any(|n| n == SESSION_COOKIE || n.starts_with(FLOW_PREFIX)),
+        "a gate cookie reached the app: {names:?}"
+    );
+    assert_eq!(echo.one("x-claveunica-run"), Some(RUN));
+
+    // Only gate cookies: no Cookie header at all upstream.
+    browser.jar.retain(|n, _| n == SESSION_COOKIE);
+    let echo = browser.get("/?format=json").echo();
+    assert!(echo.all("cookie").is_empty(), "{:?}", echo.all("cookie"));
+}
+
+#[test]
+fn a_tampered_session_cookie_is_refused() {
+    let stack = UnitStack::start();
+    let mut browser = logged_in(&stack);
+    let Some(session) = browser.jar.get_mut(SESSION_COOKIE) else { panic!("no session cookie") };
+    // Flip one character in the middle of the sealed value.
+    let mid = session.len() / 2;
+    let flipped = if session.as_bytes()[mid] == b'A' { "B" } else { "A" };
+    session.replace_range(mid..=mid, flipped);
+    let before = stack.app_requests();
+    let r = browser.get("/private?format=json");
+    assert_sent_to_login(&stack, &r);
+    assert!(r.set_cookie(SESSION_COOKIE).is_some_and(|c| c.contains("Max-Age=0")), "not cleared: {r:?}");
+    assert_eq!(stack.app_requests(), before, "a tampered session reached the app");
+}
+
+#[test]
+fn provider_down_gives_the_503_page_with_a_reference() {
+    let mut stack = UnitStack::start();
+    let mut browser = stack.browser();
+    let authorize = browser.start_login("/private");
+    let callback = browser.provider_login(&authorize, RUN, PASSWORD);
+    stack.stop_provider();
+    let before = stack.app_requests();
+    let r = browser.callback(&callback);
+    assert_eq!(r.status, 503, "{r:?}");
+    assert!(r.header("content-type").is_some_and(|c| c.starts_with("text/html")), "{r:?}");
+    assert!(r.body.contains("ClaveÚnica no está disponible"), "{}", r.body);
+    let reference = r.reference();
+    assert!(wait_for_log(&stack, &format!("ref={reference}")), "reference {reference} not logged:\n{}", stack.log());
+    assert!(stack.log().contains("reason=token_unreachable"), "{}", stack.log());
+    assert!(!browser.jar.contains_key(SESSION_COOKIE));
+    assert_eq!(stack.app_requests(), before);
+}
+
+#[test]
+fn logout_ends_the_session_and_the_app_can_ask_for_it() {
+    let stack = UnitStack::start();
+    let mut browser = logged_in(&stack);
+    let r = browser.get(LOGOUT_PATH);
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(r.set_cookie(SESSION_COOKIE).is_some_and(|c| c.contains("Max-Age=0")), "{r:?}");
+    assert!(r.body.contains("/api/v1/accounts/app/logout"), "no provider logout in the page: {}", r.body);
+    assert_sent_to_login(&stack, &browser.get("/private"));
+
+    // The application answers an identified request with x-claveunica-logout.
+    let mut browser = logged_in(&stack);
+    let r = browser.get("/private?app_logout=1");
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(!r.body.contains("RUN desconocido"), "the app's answer came through: {}", r.body);
+    assert!(r.set_cookie(SESSION_COOKIE).is_some_and(|c| c.contains("Max-Age=0")), "{r:?}");
+}
+
+#[test]
+fn a_configuration_that_does_not_load_closes_the_door() {
+    let stack = UnitStack::start();
+    let before = stack.app_requests();
+    let mut broken = stack.config().clone();
+    broken["session_keys"] = serde_json::json!(["c2hvcnQ="]);
+    stack.write_config(&broken.to_string());
+    let mut browser = stack.browser();
+    for path in ["/public/x?format=json", "/private"] {
+        let r = browser.get(path);
+        assert_eq!(r.status, 503, "{path}: {r:?}");
+    }
+    assert!(wait_for_log(&stack, "session_keys[0]"), "{}", stack.log());
+    let mut no_upstream = stack.config().clone();
+    no_upstream.as_object_mut().map(|o| o.remove("upstream"));
+    stack.write_config(&no_upstream.to_string());
+    assert_eq!(browser.get("/public/x?format=json").status, 503);
+    assert_eq!(stack.app_requests(), before, "a request reached the app without a gate");
+}
+
+fn json(r: ureq::Response) -> serde_json::Value {
+    let text = r.into_string().unwrap_or_else(|e| panic!("reading an answer: {e}"));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+fn big_agent() -> ureq::Agent {
+    ureq::AgentBuilder::new().redirects(0).timeout(Duration::from_secs(180)).build()
+}
+
+#[test]
+fn large_bodies_stream_both_ways() {
+    let mut stack = UnitStack::start();
+    let browser = logged_in(&stack);
+    let cookie = browser.cookie_header().unwrap_or_default();
+    let agent = big_agent();
+    let url = format!("{}/__bulk", stack.base());
+    // Warm up (one small transfer each way), so the baseline has the host's buffers in it.
+    let small = 64 * 1024;
+    let r = agent.post(&url).set("Cookie", &cookie).set("Content-Length", &small.to_string()).send(Pattern::new(small));
+    assert!(r.is_ok(), "small upload failed: {r:?}\n{}", stack.log());
+    let before_kib = stack.wasmtime_peak_rss_kib();
+    let started = Instant::now();
+
+    let (_, expected) = fnv1a(&mut Pattern::new(LARGE));
+    let answer = agent
+        .post(&url)
+        .set("Cookie", &cookie)
+        .set("Content-Length", &LARGE.to_string())
+        .send(Pattern::new(LARGE))
+        .unwrap_or_else(|e| panic!("50 MB upload failed: {e}\n{}", stack.log()));
+    let v = json(answer);
+    assert_eq!(v["body_len"], LARGE, "{v}");
+    assert_eq!(v["fnv1a"], expected.as_str(), "the upload arrived changed: {v}");
+
+    // Chunked (no Content-Length) arrives whole too.
+    let chunked = 3 * 1024 * 1024 + 17;
+    let (_, expected_chunked) = fnv1a(&mut Pattern::new(chunked));
+    let v = json(
+        agent.post(&url).set("Cookie", &cookie).send(Pattern::new(chunked)).unwrap_or_else(|e| panic!("chunked: {e}")),
+    );
+    assert_eq!((v["body_len"].as_u64(), v["fnv1a"].as_str()), (Some(chunked), Some(expected_chunked.as_str())));
+
+    let download = agent
+        .get(&format!("{url}?bytes={LARGE}"))
+        .set("Cookie", &cookie)
+        .call()
+        .unwrap_or_else(|e| panic!("50 MB download failed: {e}\n{}", stack.log()));
+    assert_eq!(download.header("content-length"), Some(LARGE.to_string().as_str()));
+    let (len, hash) = fnv1a(&mut download.into_reader());
+    assert_eq!(len, LARGE, "the download was cut short");
+    assert_eq!(hash, expected, "the download arrived changed");
+    let elapsed = started.elapsed();
+
+    // Neither body was held whole: the host's peak memory grew by far less than 50 MB.
+    let after_kib = stack.wasmtime_peak_rss_kib();
+    let grown_mib = after_kib.saturating_sub(before_kib) / 1024;
+    eprintln!("wasmtime peak RSS {before_kib} KiB -> {after_kib} KiB (+{grown_mib} MiB); 2 x 50 MB in {elapsed:?}");
+    assert!(grown_mib < 20, "wasmtime's peak memory grew by {grown_mib} MiB moving 50 MB bodies");
+
+    // Without a session, a large upload is not forwarded at all.
+    let before = stack.app_requests();
+    let r = agent.post(&url).set("Content-Length", &small.to_string()).send(Pattern::new(small));
+    match r {
+        Ok(r) => assert_eq!(r.status(), 302, "an anonymous upload was not sent to login"),
+        // The gate answers without reading the body; the host may then close the connection
+        // while the client is still sending.
+        Err(ureq::Error::Transport(_)) => {}
+        Err(e) => panic!("anonymous upload: {e}"),
+    }
+    assert_eq!(stack.app_requests(), before, "an anonymous upload reached the app");
+}
+
+/// `nginx-unit/config.json`, the Unit configuration we ship, says what its README says.
+#[test]
+fn the_unit_configuration_passes_everything_to_the_component() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("nginx-unit/config.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let gate = &v["applications"]["claveunica-gate"];
+    assert_eq!(gate["type"], "wasm-wasi-component");
+    assert!(gate["component"].as_str().is_some_and(|c| c.ends_with("/claveunica_gate_unit.wasm")), "{gate}");
+    let config_file = gate["environment"]["CLAVEUNICA_GATE_CONFIG"].as_str().unwrap_or_default();
+    let dirs = gate["access"]["filesystem"].as_array().cloned().unwrap_or_default();
+    assert!(
+        dirs.iter()
+            .filter_map(|d| d.as_str())
+            .any(|d| config_file.starts_with(&format!("{}/", d.trim_end_matches('/')))),
+        "access.filesystem {dirs:?} does not cover {config_file:?}"
+    );
+    let listeners = v["listeners"].as_object().unwrap_or_else(|| panic!("no listeners"));
+    for (addr, listener) in listeners {
+        let pass = listener["pass"].as_str().unwrap_or_default();
+        if pass != "applications/claveunica-gate" {
+            // Anything else (the legacy app) is bound to loopback, reachable only by the gate.
+            assert!(addr.starts_with("127.0.0.1:"), "listener {addr} passes to {pass} on a public address");
+        }
+    }
+    assert!(listeners.values().any(|l| l["pass"] == "applications/claveunica-gate"));
+}
