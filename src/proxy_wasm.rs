@@ -262,11 +262,15 @@ impl RootContext for Root {
 
 /// The status and body of a call's answer; no status when the call failed.
 fn call_answer(num_headers: usize, body_size: usize) -> (Option<u16>, Vec<u8>) {
+    // A failed call (reset, timeout, an answer cut short) has no response headers, and asking
+    // Envoy for one then returns BadArgument, on which the SDK panics: ask nothing.
+    if num_headers == 0 {
+        return (None, Vec::new());
+    }
     let status = hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status")
         .ok()
         .flatten()
-        .and_then(|s| s.parse::<u16>().ok())
-        .filter(|_| num_headers > 0);
+        .and_then(|s| s.parse::<u16>().ok());
     // One byte more than the core accepts, so it can tell "too large" from "just fits".
     let body = if body_size > 0 {
         hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size.min(MAX_BODY_LEN + 1))

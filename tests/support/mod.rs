@@ -180,6 +180,7 @@ pub struct StackBuilder {
     edit_config: Option<fn(&mut serde_json::Value)>,
     concurrency: u32,
     struct_config: bool,
+    reloadable: bool,
 }
 
 impl Default for StackBuilder {
@@ -191,6 +192,7 @@ impl Default for StackBuilder {
             edit_config: None,
             concurrency: 2,
             struct_config: false,
+            reloadable: false,
         }
     }
 }
@@ -239,6 +241,15 @@ impl StackBuilder {
         self
     }
 
+    /// Envoy gets its listener, with the gate's configuration, from a file it watches
+    /// (`envoy/gate-reload.yaml.tmpl`), so [`Stack::reload_gate_config`] can change the
+    /// configuration while Envoy runs.
+    #[must_use]
+    pub fn reloadable(mut self) -> Self {
+        self.reloadable = true;
+        self
+    }
+
     /// Starts everything with a configuration the gate must refuse, and returns Envoy's log
     /// once Envoy has exited. Panics if Envoy gets ready instead.
     pub fn start_refused(self) -> String {
@@ -284,7 +295,8 @@ impl StackBuilder {
         let emulator_bin = built("release/claveunica-emulator");
         let app_bin = built("release/legacy-app");
         let wasm = built("wasm32-wasip1/release/claveunica_gate.wasm");
-        let template_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("envoy/gate.yaml.tmpl");
+        let template_name = if self.reloadable { "envoy/gate-reload.yaml.tmpl" } else { "envoy/gate.yaml.tmpl" };
+        let template_path = Path::new(env!("CARGO_MANIFEST_DIR")).join(template_name);
         let mut template = fs::read_to_string(&template_path)
             .unwrap_or_else(|e| panic!("cannot read {}: {e}", template_path.display()));
         if self.struct_config {
@@ -322,7 +334,9 @@ impl StackBuilder {
             edit(&mut gate_config);
         }
         let login_path = gate_config.get("login_path").and_then(|p| p.as_str()).unwrap_or(LOGIN_PATH).to_string();
+        let gate_config_json = gate_config.clone();
         let gate_config = gate_config.to_string();
+        let lds_dir = dir.join("lds");
         let mut yaml = template;
         for (name, value) in [
             ("ADMIN_PORT", admin_port.to_string()),
@@ -330,10 +344,24 @@ impl StackBuilder {
             ("APP_PORT", app_port.to_string()),
             ("PROVIDER_PORT", provider_port.to_string()),
             ("WASM_PATH", wasm.display().to_string()),
-            ("GATE_CONFIG", gate_config),
+            ("LDS_DIR", lds_dir.display().to_string()),
         ] {
             yaml = yaml.replace(&format!("${{{name}}}"), &value);
         }
+        let reload = if self.reloadable {
+            let (bootstrap, lds) = yaml
+                .split_once("\n---\n")
+                .unwrap_or_else(|| panic!("{} has no `---` line before its LDS document", template_path.display()));
+            let reload = Reload { lds_dir, lds_template: lds.to_string(), gate_config: gate_config_json, version: 0 };
+            fs::create_dir_all(&reload.lds_dir)
+                .unwrap_or_else(|e| panic!("cannot create {}: {e}", reload.lds_dir.display()));
+            reload.write_lds(&dir);
+            yaml = bootstrap.to_string();
+            Some(reload)
+        } else {
+            yaml = yaml.replace("${GATE_CONFIG}", &gate_config);
+            None
+        };
         let unfilled = yaml.lines().find(|l| !l.trim_start().starts_with('#') && l.contains("${"));
         assert!(unfilled.is_none(), "a placeholder of {} was not filled: {unfilled:?}", template_path.display());
         let yaml_path = dir.join("envoy.yaml");
@@ -368,7 +396,35 @@ impl StackBuilder {
             agent: agent(),
             session_keys: self.session_keys.clone(),
             login_path,
+            reload,
         }
+    }
+}
+
+/// What a reloadable stack needs to write Envoy's LDS file again.
+struct Reload {
+    lds_dir: PathBuf,
+    /// The LDS document, every placeholder filled but `${GATE_CONFIG}` and `${LDS_VERSION}`.
+    lds_template: String,
+    gate_config: serde_json::Value,
+    version: u32,
+}
+
+impl Reload {
+    /// Writes the LDS file beside the watched one and renames it over it (the atomic move
+    /// Envoy watches for).
+    fn write_lds(&self, scratch: &Path) {
+        let lds = self
+            .lds_template
+            .replace("${GATE_CONFIG}", &self.gate_config.to_string())
+            .replace("${LDS_VERSION}", &self.version.to_string());
+        let unfilled = lds.lines().find(|l| !l.trim_start().starts_with('#') && l.contains("${"));
+        assert!(unfilled.is_none(), "a placeholder of the LDS document was not filled: {unfilled:?}");
+        let tmp = scratch.join(format!("lds.yaml.{}", self.version));
+        fs::write(&tmp, lds).unwrap_or_else(|e| panic!("cannot write {}: {e}", tmp.display()));
+        let target = self.lds_dir.join("lds.yaml");
+        fs::rename(&tmp, &target)
+            .unwrap_or_else(|e| panic!("cannot move {} to {}: {e}", tmp.display(), target.display()));
     }
 }
 
@@ -418,6 +474,7 @@ pub struct Stack {
     agent: ureq::Agent,
     session_keys: Vec<String>,
     login_path: String,
+    reload: Option<Reload>,
 }
 
 /// How many requests each emulator endpoint has received (`GET /__emulator/stats`).
@@ -574,6 +631,48 @@ impl Stack {
         let n =
             |k: &str| v.get(k).and_then(serde_json::Value::as_u64).unwrap_or_else(|| panic!("{url}: no {k}: {body}"));
         EmulatorStats { jwks: n("jwks"), token: n("token"), userinfo: n("userinfo"), authorize: n("authorize") }
+    }
+
+    /// Switches the emulator's test modes (`POST /__emulator/mode`, see the emulator's
+    /// `src/modes.rs`); returns the settings now in force.
+    pub fn set_emulator_mode(&self, modes: &serde_json::Value) -> serde_json::Value {
+        let url = format!("{}/__emulator/mode", self.provider);
+        let body = match self.agent.post(&url).set("content-type", "application/json").send_string(&modes.to_string()) {
+            Ok(r) => r.into_string().unwrap_or_else(|e| panic!("reading {url}: {e}")),
+            Err(e) => panic!("POST {url} {modes}: {e}"),
+        };
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{url} is not JSON ({e}): {body}"))
+    }
+
+    /// Makes the emulator sign with a new key under a new kid (`POST /__emulator/rotate-key`);
+    /// its JWKS then publishes the new key only, or with `keep_old` the older ones too.
+    /// Returns the new kid.
+    pub fn rotate_provider_key(&self, keep_old: bool) -> String {
+        let url = format!("{}/__emulator/rotate-key", self.provider);
+        let body = serde_json::json!({ "keep_old": keep_old }).to_string();
+        let answer = match self.agent.post(&url).set("content-type", "application/json").send_string(&body) {
+            Ok(r) => r.into_string().unwrap_or_else(|e| panic!("reading {url}: {e}")),
+            Err(e) => panic!("POST {url}: {e}"),
+        };
+        let v: serde_json::Value =
+            serde_json::from_str(&answer).unwrap_or_else(|e| panic!("{url} is not JSON ({e}): {answer}"));
+        v["kid"].as_str().unwrap_or_else(|| panic!("{url}: no kid in {answer}")).to_string()
+    }
+
+    /// The gate's JSON configuration as Envoy has it now (reloadable stacks only).
+    pub fn gate_config(&self) -> &serde_json::Value {
+        &self.reload.as_ref().expect("gate_config: start the stack with .reloadable()").gate_config
+    }
+
+    /// Changes the gate's configuration while Envoy runs: rewrites the watched LDS file with
+    /// the edited configuration (reloadable stacks only). Envoy picks it up asynchronously;
+    /// wait on a counter to know when.
+    pub fn reload_gate_config(&mut self, edit: impl FnOnce(&mut serde_json::Value)) {
+        let dir = self.dir.clone();
+        let reload = self.reload.as_mut().expect("reload_gate_config: start the stack with .reloadable()");
+        edit(&mut reload.gate_config);
+        reload.version += 1;
+        reload.write_lds(&dir);
     }
 
     /// The first (sealing) session key the gate was configured with, to seal cookies in tests.

@@ -5,11 +5,12 @@
 //! that relying-party bugs show up here rather than at certification.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Mutex, PoisonError, RwLock};
 
 use serde_json::json;
 
-use crate::http::{append_query, escape_html, Params, Reply, Req};
+use crate::http::{append_query, escape_html, Params, Reply, Req, Transport};
+use crate::modes::{FaultEndpoint, FaultKind, Modes, UserinfoMode};
 use crate::state::{CodeGrant, State, CODE_TTL_SECS};
 use crate::tokens::{random_hex, Keys};
 use crate::users::{self, User, SANDBOX_PASSWORD, USERS};
@@ -22,6 +23,10 @@ pub const DISCOVERY_PATH: &str = "/openid/.well-known/openid-configuration";
 pub const LOGOUT_PATH: &str = "/api/v1/accounts/app/logout";
 /// Test aid, not part of ClaveÚnica: how many requests each endpoint has received.
 pub const STATS_PATH: &str = "/__emulator/stats";
+/// Test aid: switches the test modes (see [`crate::modes`]).
+pub const MODE_PATH: &str = "/__emulator/mode";
+/// Test aid: a new signing key with a new kid.
+pub const ROTATE_KEY_PATH: &str = "/__emulator/rotate-key";
 
 /// The one scope string the real service (and its certification) accepts.
 pub const REQUIRED_SCOPE: &str = "openid run name";
@@ -41,9 +46,24 @@ pub struct Config {
 
 pub struct App {
     pub config: Config,
-    pub keys: Keys,
+    keys: RwLock<KeySet>,
     pub state: Mutex<State>,
     pub stats: Stats,
+    modes: Mutex<Modes>,
+}
+
+/// The key that signs, and the older keys the JWKS still publishes.
+#[derive(Clone)]
+pub struct KeySet {
+    pub current: Keys,
+    pub older: Vec<Keys>,
+}
+
+impl KeySet {
+    pub fn jwks(&self) -> serde_json::Value {
+        let keys: Vec<serde_json::Value> = std::iter::once(&self.current).chain(&self.older).map(Keys::jwk).collect();
+        json!({ "keys": keys })
+    }
 }
 
 /// Requests received per endpoint, any method, any outcome; served at [`STATS_PATH`] so
@@ -82,7 +102,22 @@ impl Stats {
 
 impl App {
     pub fn new(config: Config, keys: Keys) -> App {
-        App { config, keys, state: Mutex::new(State::new()), stats: Stats::default() }
+        App {
+            config,
+            keys: RwLock::new(KeySet { current: keys, older: Vec::new() }),
+            state: Mutex::new(State::new()),
+            stats: Stats::default(),
+            modes: Mutex::new(Modes::default()),
+        }
+    }
+
+    /// The keys now in force (a copy: signing must not hold the lock).
+    pub fn keys(&self) -> KeySet {
+        self.keys.read().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    pub fn modes(&self) -> Modes {
+        *self.modes.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The state holds no invariant a panicking holder could break halfway, so a
@@ -94,23 +129,96 @@ impl App {
 
 /// Dispatches one request. `now` is Unix seconds.
 pub fn route(app: &App, req: &Req, now: u64) -> Reply {
+    app.stats.count(&req.path);
+    let faulted = match req.path.as_str() {
+        TOKEN_PATH => Some(FaultEndpoint::Token),
+        USERINFO_PATH => Some(FaultEndpoint::Userinfo),
+        JWKS_PATH => Some(FaultEndpoint::Jwks),
+        _ => None,
+    };
+    let modes = app.modes();
+    let fault = faulted.map_or(FaultKind::None, |endpoint| modes.fault_for(endpoint));
+    match fault {
+        FaultKind::Status500 => return Reply::text(500, "Internal Server Error\n"),
+        FaultKind::Html => return Reply::html(200, maintenance_page()),
+        FaultKind::Close => return Reply { transport: Transport::Close, ..Reply::empty(500) },
+        FaultKind::None | FaultKind::Slow | FaultKind::TruncateJson | FaultKind::TruncateBody => {}
+    }
+    let mut reply = dispatch(app, req, now, &modes);
+    match fault {
+        FaultKind::Slow => reply.delay_ms = modes.slow_ms,
+        FaultKind::TruncateJson => reply.body.truncate(reply.body.len() / 2),
+        FaultKind::TruncateBody => reply.transport = Transport::TruncateBody,
+        _ => {}
+    }
+    reply
+}
+
+fn dispatch(app: &App, req: &Req, now: u64, modes: &Modes) -> Reply {
     let get = req.method == "GET";
     let post = req.method == "POST";
-    app.stats.count(&req.path);
     match req.path.as_str() {
         AUTHORIZE_PATH if get => authorize_form(app, req),
         AUTHORIZE_PATH if post => authorize_submit(app, req, now),
-        TOKEN_PATH if post => token(app, req, now),
-        USERINFO_PATH if get || post => userinfo(app, req, now),
-        JWKS_PATH if get => Reply::json(200, &app.keys.jwks()),
+        TOKEN_PATH if post => token(app, req, now, modes),
+        USERINFO_PATH if get || post => userinfo(app, req, now, modes.userinfo),
+        JWKS_PATH if get => Reply::json(200, &app.keys().jwks()),
         DISCOVERY_PATH if get => Reply::json(200, &discovery(&app.config)),
         LOGOUT_PATH if get => logout(req),
         STATS_PATH if get => Reply::json(200, &app.stats.json()).no_store(),
+        MODE_PATH if get => Reply::json(200, &modes.json()).no_store(),
+        MODE_PATH if post => set_modes(app, req),
+        ROTATE_KEY_PATH if post => rotate_key(app, req),
         AUTHORIZE_PATH | TOKEN_PATH | USERINFO_PATH | JWKS_PATH | DISCOVERY_PATH | LOGOUT_PATH => {
             Reply::text(405, "Method Not Allowed\n")
         }
         _ => Reply::text(404, "Not Found\n"),
     }
+}
+
+fn maintenance_page() -> String {
+    page("ClaveÚnica — Mantención", "<h1>Servicio en mantención</h1>\n<p>Vuelva a intentar más tarde.</p>")
+}
+
+fn set_modes(app: &App, req: &Req) -> Reply {
+    let mut modes = app.modes.lock().unwrap_or_else(PoisonError::into_inner);
+    match modes.apply(&req.body) {
+        Ok(()) => {
+            eprintln!("modes: {}", modes.json());
+            Reply::json(200, &modes.json()).no_store()
+        }
+        Err(e) => Reply::json(400, &json!({ "error": e })).no_store(),
+    }
+}
+
+fn rotate_key(app: &App, req: &Req) -> Reply {
+    let keep_old = if req.body.iter().all(u8::is_ascii_whitespace) {
+        false
+    } else {
+        match serde_json::from_slice::<serde_json::Value>(&req.body) {
+            Ok(v) if v.is_object() => match v.get("keep_old") {
+                None => false,
+                Some(serde_json::Value::Bool(b)) => *b,
+                Some(_) => return Reply::json(400, &json!({"error": "keep_old: not a boolean"})),
+            },
+            _ => return Reply::json(400, &json!({"error": "not a JSON object"})),
+        }
+    };
+    // Made before taking the lock: generating a key takes a while.
+    let new = match Keys::generate() {
+        Ok(k) => k,
+        Err(e) => return Reply::json(500, &json!({ "error": e.to_string() })),
+    };
+    let kid = new.kid.clone();
+    let mut keys = app.keys.write().unwrap_or_else(PoisonError::into_inner);
+    let old = std::mem::replace(&mut keys.current, new);
+    if keep_old {
+        keys.older.insert(0, old);
+    } else {
+        keys.older.clear();
+    }
+    eprintln!("rotated the signing key: kid={kid} keep_old={keep_old}");
+    Reply::json(200, &json!({ "kid": kid, "published": keys.jwks()["keys"].as_array().map_or(0, Vec::len) })).no_store()
 }
 
 pub fn discovery(config: &Config) -> serde_json::Value {
@@ -239,7 +347,7 @@ fn oauth_error(status: u16, error: &str) -> Reply {
     Reply::json(status, &json!({ "error": error })).no_store()
 }
 
-fn token(app: &App, req: &Req, now: u64) -> Reply {
+fn token(app: &App, req: &Req, now: u64, modes: &Modes) -> Reply {
     let form_type = req
         .header("content-type")
         .and_then(|ct| ct.split(';').next())
@@ -269,7 +377,8 @@ fn token(app: &App, req: &Req, now: u64) -> Reply {
     let Ok(access_token) = random_hex(16) else {
         return oauth_error(500, "server_error");
     };
-    let id_token = match app.keys.id_token(&app.config.issuer, &grant, &access_token, now) {
+    let keys = app.keys().current;
+    let id_token = match keys.id_token_as(modes.id_token, &app.config.issuer, &grant, &access_token, now) {
         Ok(t) => t,
         Err(_) => return oauth_error(500, "server_error"),
     };
@@ -291,10 +400,13 @@ fn bearer_token(req: &Req) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())
 }
 
-fn userinfo(app: &App, req: &Req, now: u64) -> Reply {
+fn userinfo(app: &App, req: &Req, now: u64, mode: UserinfoMode) -> Reply {
     let user = bearer_token(req).and_then(|t| app.state().token_user(t, now));
     match user {
-        Some(user) => Reply::json(200, &userinfo_json(user, app.config.numero_as_string)).no_store(),
+        Some(user) => {
+            Reply::new(200, "application/json; charset=utf-8", userinfo_body(user, app.config.numero_as_string, mode))
+                .no_store()
+        }
         None => {
             let mut reply = oauth_error(401, "invalid_token");
             reply.headers.push(("WWW-Authenticate", "Bearer error=\"invalid_token\"".to_string()));
@@ -310,6 +422,41 @@ pub fn userinfo_json(user: &User, numero_as_string: bool) -> serde_json::Value {
         "RolUnico": { "DV": user.dv.to_string(), "numero": numero, "tipo": "RUN" },
         "name": { "apellidos": user.apellidos, "nombres": user.nombres },
     })
+}
+
+/// Userinfo's body in a test mode: genuine, or wrong in one precise way.
+pub fn userinfo_body(user: &User, numero_as_string: bool, mode: UserinfoMode) -> Vec<u8> {
+    let mut v = userinfo_json(user, numero_as_string);
+    let rol = &mut v["RolUnico"];
+    match mode {
+        UserinfoMode::Normal => {}
+        UserinfoMode::NumeroMissing => {
+            if let Some(o) = rol.as_object_mut() {
+                o.remove("numero");
+            }
+        }
+        UserinfoMode::NumeroNull => rol["numero"] = serde_json::Value::Null,
+        UserinfoMode::NumeroNegative => rol["numero"] = json!(-i64::from(user.numero)),
+        UserinfoMode::NumeroText => rol["numero"] = json!("cuarenta y cuatro millones"),
+        UserinfoMode::WrongDv => {
+            let wrong = if user.dv == '0' { "1" } else { "0" };
+            rol["DV"] = json!(wrong);
+        }
+        UserinfoMode::TipoDni => rol["tipo"] = json!("DNI"),
+        UserinfoMode::Names100k => v["name"]["nombres"] = json!(["Ñ".repeat(50 * 1024)]),
+        UserinfoMode::InvalidUtf8 => {
+            // Valid JSON structure, with bytes that are not UTF-8 inside a name.
+            const MARKER: &str = "INVALID_UTF8";
+            v["name"]["nombres"] = json!([MARKER]);
+            let text = v.to_string();
+            let (before, after) = text.split_once(MARKER).unwrap_or((&text, ""));
+            let mut body = before.as_bytes().to_vec();
+            body.extend_from_slice(b"Mar\xff\xfea");
+            body.extend_from_slice(after.as_bytes());
+            return body;
+        }
+    }
+    v.to_string().into_bytes()
 }
 
 /// The emulator keeps no SSO session, so logging out only has to send the
@@ -395,7 +542,7 @@ fn login_page(authz: &Authz, run: &str, error: Option<&str>) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub mod tests {
     use super::*;
     use crate::tokens::tests::test_keys;
     use crate::tokens::IdTokenExtra;
@@ -404,7 +551,7 @@ mod tests {
     const NOW: u64 = 1_700_000_000;
     const CB: &str = "https://app.example.gob.cl/callback/";
 
-    fn app(redirect_uri: Option<&str>) -> App {
+    pub fn app(redirect_uri: Option<&str>) -> App {
         let config = Config {
             issuer: "http://127.0.0.1:8900/openid".into(),
             origin: "http://127.0.0.1:8900".into(),
@@ -569,7 +716,7 @@ mod tests {
             artificial_time: Some(jwt_simple::prelude::UnixTimeStamp::from_secs(NOW + 3)),
             ..Default::default()
         };
-        let claims = app.keys.public_key().verify_token::<IdTokenExtra>(id_token, Some(opts)).unwrap();
+        let claims = app.keys().current.public_key().verify_token::<IdTokenExtra>(id_token, Some(opts)).unwrap();
         assert_eq!(claims.custom.auth_time, NOW);
 
         // Second use of the same code fails.
@@ -675,5 +822,173 @@ mod tests {
         route(&app, &get(DISCOVERY_PATH, ""), NOW);
         assert_eq!(stats(&app), json!({"jwks": 2, "token": 1, "userinfo": 1, "authorize": 1}));
         assert_eq!(route(&app, &post_form(STATS_PATH, ""), NOW).status, 404);
+    }
+
+    fn post_json(path: &str, body: &str) -> Req {
+        Req { method: "POST".into(), path: path.into(), body: body.as_bytes().to_vec(), ..Default::default() }
+    }
+
+    fn set(app: &App, body: &str) {
+        let reply = route(app, &post_json(MODE_PATH, body), NOW);
+        assert_eq!(reply.status, 200, "{}", String::from_utf8_lossy(&reply.body));
+    }
+
+    /// The ID token of a whole login in the current mode, taken apart.
+    fn id_token_parts(app: &App) -> (serde_json::Value, serde_json::Value, String) {
+        let code = login(app, Some("nonce-1"), NOW);
+        let reply = exchange(app, &code, CB, NOW);
+        assert_eq!(reply.status, 200);
+        let v: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
+        let token = v["id_token"].as_str().unwrap().to_string();
+        let mut parts = token.split('.');
+        let mut json_part = || -> serde_json::Value {
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts.next().unwrap()).unwrap()).unwrap()
+        };
+        let (header, claims) = (json_part(), json_part());
+        (header, claims, parts.next().unwrap().to_string())
+    }
+
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine as _;
+
+    #[test]
+    fn id_token_modes_break_one_thing_each() {
+        let app = app(None);
+        let kid = app.keys().current.kid.clone();
+        let (h, c, sig) = id_token_parts(&app);
+        assert_eq!((h["alg"].as_str(), h["kid"].as_str()), (Some("RS256"), Some(kid.as_str())));
+        assert_eq!(c["nonce"], "nonce-1");
+        assert!(!sig.is_empty());
+
+        set(&app, r#"{"id_token": "alg_none"}"#);
+        let (h, c, sig) = id_token_parts(&app);
+        assert_eq!((h["alg"].as_str(), sig.as_str(), c["nonce"].as_str()), (Some("none"), "", Some("nonce-1")));
+
+        set(&app, r#"{"id_token": "hs256_confusion"}"#);
+        let (h, _, sig) = id_token_parts(&app);
+        assert_eq!(h["alg"], "HS256");
+        assert_eq!(URL_SAFE_NO_PAD.decode(sig).unwrap().len(), 32, "an HMAC-SHA256 tag");
+
+        set(&app, r#"{"id_token": "unknown_kid"}"#);
+        let (h, _, _) = id_token_parts(&app);
+        assert_ne!(h["kid"].as_str(), Some(kid.as_str()));
+        assert_eq!(h["kid"].as_str().map(str::len), Some(32));
+
+        set(&app, r#"{"id_token": "crit"}"#);
+        assert_eq!(id_token_parts(&app).0["crit"], json!(["exp_policy"]));
+        set(&app, r#"{"id_token": "typ_at_jwt"}"#);
+        assert_eq!(id_token_parts(&app).0["typ"], "at+jwt");
+        set(&app, r#"{"id_token": "huge"}"#);
+        assert!(id_token_parts(&app).1["padding"].as_str().unwrap().len() >= 100 * 1024);
+        set(&app, r#"{"id_token": "wrong_nonce"}"#);
+        assert_ne!(id_token_parts(&app).1["nonce"], "nonce-1");
+        set(&app, r#"{"id_token": "wrong_audience"}"#);
+        assert_eq!(id_token_parts(&app).1["aud"], "another-client");
+        set(&app, r#"{"id_token": "expired"}"#);
+        let c = id_token_parts(&app).1;
+        assert!(c["exp"].as_u64().unwrap() < NOW);
+    }
+
+    #[test]
+    fn manually_signed_tokens_verify_with_the_published_key() {
+        // The raw RS256 signer must sign exactly as jwt-simple does, or the attack rows
+        // would be refused for a bad signature instead of what they test.
+        let app = app(None);
+        set(&app, r#"{"id_token": "wrong_audience"}"#);
+        let code = login(&app, Some("n"), NOW);
+        let v: serde_json::Value = serde_json::from_slice(&exchange(&app, &code, CB, NOW).body).unwrap();
+        let opts = VerificationOptions {
+            artificial_time: Some(jwt_simple::prelude::UnixTimeStamp::from_secs(NOW + 1)),
+            ..Default::default()
+        };
+        let claims = app
+            .keys()
+            .current
+            .public_key()
+            .verify_token::<serde_json::Value>(v["id_token"].as_str().unwrap(), Some(opts))
+            .unwrap();
+        assert!(claims.audiences.is_some());
+    }
+
+    fn userinfo_of(mode: UserinfoMode) -> Vec<u8> {
+        userinfo_body(&USERS[0], false, mode)
+    }
+
+    #[test]
+    fn userinfo_modes() {
+        let v = |mode| serde_json::from_slice::<serde_json::Value>(&userinfo_of(mode)).unwrap();
+        assert_eq!(v(UserinfoMode::Normal)["RolUnico"]["numero"], 44_444_444);
+        assert!(v(UserinfoMode::NumeroMissing)["RolUnico"].get("numero").is_none());
+        assert!(v(UserinfoMode::NumeroNull)["RolUnico"]["numero"].is_null());
+        assert_eq!(v(UserinfoMode::NumeroNegative)["RolUnico"]["numero"], -44_444_444);
+        assert!(v(UserinfoMode::NumeroText)["RolUnico"]["numero"].is_string());
+        assert_eq!(v(UserinfoMode::WrongDv)["RolUnico"]["DV"], "0");
+        assert_eq!(v(UserinfoMode::TipoDni)["RolUnico"]["tipo"], "DNI");
+        assert!(userinfo_of(UserinfoMode::Names100k).len() >= 100 * 1024);
+        let bad = userinfo_of(UserinfoMode::InvalidUtf8);
+        assert!(std::str::from_utf8(&bad).is_err());
+        assert!(bad.windows(2).any(|w| w == [0xff, 0xfe]));
+    }
+
+    #[test]
+    fn faults_hit_the_chosen_endpoint() {
+        let app = app(None);
+        set(&app, r#"{"fault": {"endpoint": "jwks", "kind": "status_500"}, "slow_ms": 1234}"#);
+        assert_eq!(route(&app, &get(JWKS_PATH, ""), NOW).status, 500);
+        let code = login(&app, None, NOW);
+        assert_eq!(exchange(&app, &code, CB, NOW).status, 200, "the token endpoint is not faulted");
+
+        set(&app, r#"{"fault": {"kind": "html"}}"#);
+        let reply = route(&app, &get(JWKS_PATH, ""), NOW);
+        assert_eq!(reply.status, 200);
+        assert!(reply.header("Content-Type").is_some_and(|c| c.starts_with("text/html")));
+
+        set(&app, r#"{"fault": {"kind": "truncate_json"}}"#);
+        let reply = route(&app, &get(JWKS_PATH, ""), NOW);
+        assert!(serde_json::from_slice::<serde_json::Value>(&reply.body).is_err());
+        assert!(!reply.body.is_empty());
+
+        set(&app, r#"{"fault": {"kind": "truncate_body"}}"#);
+        assert_eq!(route(&app, &get(JWKS_PATH, ""), NOW).transport, Transport::TruncateBody);
+        set(&app, r#"{"fault": {"kind": "close"}}"#);
+        assert_eq!(route(&app, &get(JWKS_PATH, ""), NOW).transport, Transport::Close);
+        set(&app, r#"{"fault": {"kind": "slow"}}"#);
+        let reply = route(&app, &get(JWKS_PATH, ""), NOW);
+        assert_eq!((reply.status, reply.delay_ms), (200, 1234));
+
+        set(&app, r#"{"fault": {"endpoint": "all", "kind": "status_500"}}"#);
+        let code = login(&app, None, NOW);
+        assert_eq!(exchange(&app, &code, CB, NOW).status, 500);
+        assert_eq!(route(&app, &get(DISCOVERY_PATH, ""), NOW).status, 200, "only the back channel fails");
+        set(&app, r#"{"fault": {"kind": "none"}}"#);
+        assert_eq!(route(&app, &get(JWKS_PATH, ""), NOW).status, 200);
+
+        let reply = route(&app, &post_json(MODE_PATH, r#"{"fault": {"kind": "melt"}}"#), NOW);
+        assert_eq!(reply.status, 400);
+        let shown: serde_json::Value = serde_json::from_slice(&route(&app, &get(MODE_PATH, ""), NOW).body).unwrap();
+        assert_eq!(shown["fault"], json!({"endpoint": "all", "kind": "none"}));
+    }
+
+    #[test]
+    fn rotating_the_key_publishes_the_new_kid() {
+        let app = app(None);
+        let kids = |app: &App| -> Vec<String> {
+            let v: serde_json::Value = serde_json::from_slice(&route(app, &get(JWKS_PATH, ""), NOW).body).unwrap();
+            v["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap().to_string()).collect()
+        };
+        let first = app.keys().current.kid.clone();
+        let reply = route(&app, &post_json(ROTATE_KEY_PATH, r#"{"keep_old": true}"#), NOW);
+        assert_eq!(reply.status, 200);
+        let second: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
+        let second = second["kid"].as_str().unwrap().to_string();
+        assert_eq!(kids(&app), [second.clone(), first.clone()]);
+        let (h, _, _) = id_token_parts(&app);
+        assert_eq!(h["kid"].as_str(), Some(second.as_str()), "tokens are signed with the new key");
+
+        assert_eq!(route(&app, &post_json(ROTATE_KEY_PATH, ""), NOW).status, 200);
+        let now_kids = kids(&app);
+        assert_eq!(now_kids.len(), 1, "without keep_old only the new key is published");
+        assert!(!now_kids.contains(&first) && !now_kids.contains(&second));
+        assert_eq!(route(&app, &post_json(ROTATE_KEY_PATH, r#"{"keep_old": 1}"#), NOW).status, 400);
     }
 }

@@ -1,9 +1,8 @@
-//! Small HTTP helpers: a request/reply model independent of tiny_http (so the
+//! Small HTTP helpers: a request/reply model independent of the socket server (so the
 //! endpoints can be unit-tested without sockets), form parsing, HTML escaping and
 //! redirect building.
 
 use std::collections::HashMap;
-use std::io::Read;
 
 /// Bodies larger than this are refused; nothing the emulator accepts is big.
 pub const MAX_BODY: usize = 64 * 1024;
@@ -61,17 +60,37 @@ impl Params {
     }
 }
 
+/// How the answer goes over the wire (test modes only; see [`crate::modes`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Transport {
+    /// Status, headers and the whole body.
+    #[default]
+    Whole,
+    /// The headers with the whole body's `Content-Length`, half the body, then the
+    /// connection is closed.
+    TruncateBody,
+    /// The connection is closed without an answer.
+    Close,
+}
+
 /// What an endpoint answers.
 #[derive(Debug, Clone)]
 pub struct Reply {
     pub status: u16,
     pub headers: Vec<(&'static str, String)>,
     pub body: Vec<u8>,
+    /// Wait this long before answering.
+    pub delay_ms: u64,
+    pub transport: Transport,
 }
 
 impl Reply {
+    fn bare(status: u16, headers: Vec<(&'static str, String)>, body: Vec<u8>) -> Reply {
+        Reply { status, headers, body, delay_ms: 0, transport: Transport::Whole }
+    }
+
     pub fn new(status: u16, content_type: &str, body: impl Into<Vec<u8>>) -> Reply {
-        Reply { status, headers: vec![("Content-Type", content_type.to_string())], body: body.into() }
+        Reply::bare(status, vec![("Content-Type", content_type.to_string())], body.into())
     }
 
     /// HTML pages refuse framing: the real login must be a full-page navigation,
@@ -92,11 +111,11 @@ impl Reply {
     }
 
     pub fn redirect(location: String) -> Reply {
-        Reply { status: 302, headers: vec![("Location", location)], body: Vec::new() }
+        Reply::bare(302, vec![("Location", location)], Vec::new())
     }
 
     pub fn empty(status: u16) -> Reply {
-        Reply { status, headers: Vec::new(), body: Vec::new() }
+        Reply::bare(status, Vec::new(), Vec::new())
     }
 
     /// Token and userinfo answers carry credentials or personal data: no caching.
@@ -148,41 +167,6 @@ pub fn append_query(base: &str, params: &[(&str, &str)]) -> String {
         "&"
     };
     format!("{base}{sep}{encoded}")
-}
-
-/// Converts a tiny_http request into a [`Req`], reading at most [`MAX_BODY`]
-/// bytes. `Err` means the body was too large or unreadable.
-pub fn read_request(request: &mut tiny_http::Request) -> Result<Req, u16> {
-    let url = request.url().to_string();
-    let (path, query) = match url.split_once('?') {
-        Some((p, q)) => (p.to_string(), q.to_string()),
-        None => (url, String::new()),
-    };
-    let headers = request
-        .headers()
-        .iter()
-        .map(|h| (h.field.as_str().as_str().to_ascii_lowercase(), h.value.as_str().to_string()))
-        .collect();
-    let mut body = Vec::new();
-    let limit = u64::try_from(MAX_BODY).unwrap_or(u64::MAX) + 1;
-    request.as_reader().take(limit).read_to_end(&mut body).map_err(|_| 400u16)?;
-    if body.len() > MAX_BODY {
-        return Err(413);
-    }
-    Ok(Req { method: request.method().as_str().to_ascii_uppercase(), path, query, headers, body })
-}
-
-/// Converts a [`Reply`] into a tiny_http response. Headers that tiny_http
-/// refuses (non-ASCII) are dropped rather than crashing the worker; the
-/// endpoints only build ASCII header values.
-pub fn to_response(reply: Reply) -> tiny_http::Response<std::io::Cursor<Vec<u8>>> {
-    let mut response = tiny_http::Response::from_data(reply.body).with_status_code(tiny_http::StatusCode(reply.status));
-    for (name, value) in &reply.headers {
-        if let Ok(h) = tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()) {
-            response.add_header(h);
-        }
-    }
-    response
 }
 
 #[cfg(test)]

@@ -11,18 +11,31 @@
 //! Once bound it prints `claveunica-emulator listening on http://ADDR` on stdout
 //! (tests wait for that line), then logs one line per request on stderr.
 //!
-//! Test aid, not part of ClaveÚnica: `GET /__emulator/stats` answers
-//! `{"jwks": n, "token": n, "userinfo": n, "authorize": n}`, how many requests each
-//! endpoint has received since start (any method, any outcome), so tests can check how
-//! often a relying party calls the provider.
+//! Test aids, not part of ClaveÚnica:
+//!
+//! - `GET /__emulator/stats` answers `{"jwks": n, "token": n, "userinfo": n, "authorize": n}`,
+//!   how many requests each endpoint has received since start (any method, any outcome), so
+//!   tests can check how often a relying party calls the provider.
+//! - `POST /__emulator/mode` switches the provider into a misbehaving mode at run time: broken
+//!   ID tokens, bad userinfo, and faults (slow, 500, HTML, truncated, closed connection) on the
+//!   token, userinfo or JWKS endpoint. The JSON it takes is described in `src/modes.rs`;
+//!   `GET /__emulator/mode` shows the settings in force.
+//! - `POST /__emulator/rotate-key` makes a new signing key with a new kid and answers
+//!   `{"kid": "..."}`. The JWKS then publishes only the new key, or with
+//!   `{"keep_old": true}` the old ones too.
+//!
+//! Each connection is served on its own thread, so a slow answer holds up no one else.
 
 mod endpoints;
 mod http;
+mod modes;
+mod server;
 mod state;
 mod tokens;
 mod users;
 
 use std::io::Write;
+use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -32,9 +45,6 @@ const USAGE: &str = "usage: claveunica-emulator [--listen ADDR:PORT] [--issuer U
 [--client-id ID] [--client-secret SECRET] [--redirect-uri URL] [--numero-as-string]";
 
 const VALUE_FLAGS: &[&str] = &["--listen", "--issuer", "--client-id", "--client-secret", "--redirect-uri"];
-
-/// Enough to overlap a slow RSA signature with the browser's other requests.
-const WORKERS: usize = 4;
 
 #[derive(Debug)]
 struct Args {
@@ -90,30 +100,6 @@ fn now_secs() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
-fn serve(server: &tiny_http::Server, app: &App) {
-    loop {
-        let mut request = match server.recv() {
-            Ok(r) => r,
-            Err(e) => {
-                eprintln!("accept failed: {e}");
-                continue;
-            }
-        };
-        let method = request.method().to_string();
-        let path = request.url().split('?').next().unwrap_or_default().to_string();
-        let reply = match http::read_request(&mut request) {
-            Ok(req) => endpoints::route(app, &req, now_secs()),
-            Err(status) => http::Reply::text(status, "Bad Request\n"),
-        };
-        let status = reply.status;
-        // Only method, path and status: queries and bodies carry codes and secrets.
-        eprintln!("{method} {path} {status}");
-        if let Err(e) = request.respond(http::to_response(reply)) {
-            eprintln!("write failed: {e}");
-        }
-    }
-}
-
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = match parse_args(std::env::args().skip(1)) {
         Ok(a) => a,
@@ -128,9 +114,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     let keys = tokens::Keys::generate()?;
-    let server =
-        tiny_http::Server::http(args.listen.as_str()).map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
-    let addr = server.server_addr().to_ip().ok_or("listening socket has no IP address")?;
+    let listener =
+        TcpListener::bind(args.listen.as_str()).map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+    let addr = listener.local_addr()?;
     let issuer = args.issuer.clone().unwrap_or_else(|| format!("http://{addr}/openid"));
     let issuer_url = url::Url::parse(&issuer).map_err(|e| format!("--issuer {issuer:?}: {e}"))?;
     if !matches!(issuer_url.scheme(), "http" | "https") || !issuer_url.has_host() {
@@ -145,25 +131,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         numero_as_string: args.numero_as_string,
     };
     let app = Arc::new(App::new(config, keys));
-    let server = Arc::new(server);
 
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "claveunica-emulator listening on http://{addr}")?;
     stdout.flush()?;
     drop(stdout);
 
-    let workers: Vec<_> = (0..WORKERS)
-        .map(|_| {
-            let server = Arc::clone(&server);
-            let app = Arc::clone(&app);
-            std::thread::spawn(move || serve(&server, &app))
-        })
-        .collect();
-    for w in workers {
-        if w.join().is_err() {
-            eprintln!("worker thread panicked");
-        }
-    }
+    server::serve(&listener, &app, now_secs);
     Ok(())
 }
 

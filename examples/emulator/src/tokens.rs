@@ -1,10 +1,15 @@
-//! The signing key, the JWKS that publishes it, ID tokens, and random identifiers.
+//! The signing key, the JWKS that publishes it, ID tokens (genuine, and the broken ones of
+//! the test modes), and random identifiers.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use jwt_simple::prelude::*;
+use rsa::pkcs1::DecodeRsaPrivateKey as _;
+use rsa::pkcs8::DecodePrivateKey as _;
+use rsa::signature::{SignatureEncoding as _, Signer as _};
 use sha2::{Digest, Sha256};
 
+use crate::modes::IdTokenMode;
 use crate::state::CodeGrant;
 
 /// ID tokens live 10 minutes (exp - iat = 600 in real sandbox tokens).
@@ -31,19 +36,44 @@ pub struct IdTokenExtra {
     pub at_hash: String,
 }
 
+/// A signing key and its kid.
 #[derive(Clone)]
 pub struct Keys {
     key_pair: RS256KeyPair,
+    /// The same key, for tokens with headers jwt-simple will not write.
+    raw: rsa::RsaPrivateKey,
     pub kid: String,
+}
+
+/// HMAC-SHA256 (RFC 2104), for the HS256 key-confusion token.
+fn hmac_sha256(key: &[u8], message: &[u8]) -> Vec<u8> {
+    const BLOCK: usize = 64;
+    let mut block = [0u8; BLOCK];
+    if key.len() > BLOCK {
+        block[..32].copy_from_slice(&Sha256::digest(key));
+    } else {
+        block[..key.len()].copy_from_slice(key);
+    }
+    let pad = |byte: u8| block.iter().map(|b| b ^ byte).collect::<Vec<u8>>();
+    let inner = Sha256::new().chain_update(pad(0x36)).chain_update(message).finalize();
+    Sha256::new().chain_update(pad(0x5c)).chain_update(inner).finalize().to_vec()
+}
+
+fn b64_json(value: &serde_json::Value) -> String {
+    URL_SAFE_NO_PAD.encode(value.to_string())
 }
 
 impl Keys {
     /// A fresh 2048-bit key with a random kid. Slow-ish in debug builds (pure
-    /// Rust bignums), which is why it happens once at startup.
+    /// Rust bignums), which is why it happens at startup and on a rotation only.
     pub fn generate() -> Result<Keys, jwt_simple::Error> {
         let kid = random_hex(16).map_err(|e| jwt_simple::Error::msg(e.to_string()))?;
         let key_pair = RS256KeyPair::generate(2048)?.with_key_id(&kid);
-        Ok(Keys { key_pair, kid })
+        let der = key_pair.to_der()?;
+        let raw = rsa::RsaPrivateKey::from_pkcs1_der(&der)
+            .or_else(|_| rsa::RsaPrivateKey::from_pkcs8_der(&der))
+            .map_err(|e| jwt_simple::Error::msg(format!("the generated key does not decode: {e}")))?;
+        Ok(Keys { key_pair, raw, kid })
     }
 
     #[cfg(test)]
@@ -51,18 +81,109 @@ impl Keys {
         self.key_pair.public_key().with_key_id(&self.kid)
     }
 
-    pub fn jwks(&self) -> serde_json::Value {
+    /// The public key as a JWK.
+    pub fn jwk(&self) -> serde_json::Value {
         let c = self.key_pair.public_key().to_components();
         serde_json::json!({
-            "keys": [{
-                "kty": "RSA",
-                "alg": "RS256",
-                "use": "sig",
-                "kid": self.kid,
-                "n": URL_SAFE_NO_PAD.encode(&c.n),
-                "e": URL_SAFE_NO_PAD.encode(&c.e),
-            }]
+            "kty": "RSA",
+            "alg": "RS256",
+            "use": "sig",
+            "kid": self.kid,
+            "n": URL_SAFE_NO_PAD.encode(&c.n),
+            "e": URL_SAFE_NO_PAD.encode(&c.e),
         })
+    }
+
+    #[cfg(test)]
+    pub fn jwks(&self) -> serde_json::Value {
+        serde_json::json!({ "keys": [self.jwk()] })
+    }
+
+    /// The claims of a genuine ID token for a redeemed code, as JSON.
+    pub fn claims(issuer: &str, grant: &CodeGrant, access_token: &str, now: u64) -> serde_json::Value {
+        let mut claims = serde_json::json!({
+            "iss": issuer,
+            "sub": grant.user.sub,
+            "aud": grant.client_id,
+            "exp": now + ID_TOKEN_TTL_SECS,
+            "iat": now,
+            "auth_time": grant.auth_time,
+            "at_hash": at_hash(access_token),
+        });
+        if let Some(nonce) = &grant.nonce {
+            claims["nonce"] = serde_json::json!(nonce);
+        }
+        claims
+    }
+
+    /// `header.claims.signature`, RS256 with this key whatever the header says.
+    pub fn sign_rs256(&self, header: &serde_json::Value, claims: &serde_json::Value) -> String {
+        let input = format!("{}.{}", b64_json(header), b64_json(claims));
+        let signer = rsa::pkcs1v15::SigningKey::<Sha256>::new(self.raw.clone());
+        let signature = signer.sign(input.as_bytes()).to_vec();
+        format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature))
+    }
+
+    /// The ID token a test mode asks for: genuine, or broken in one precise way.
+    pub fn id_token_as(
+        &self,
+        mode: IdTokenMode,
+        issuer: &str,
+        grant: &CodeGrant,
+        access_token: &str,
+        now: u64,
+    ) -> Result<String, String> {
+        let mut claims = Self::claims(issuer, grant, access_token, now);
+        let header = |alg: &str| serde_json::json!({"alg": alg, "typ": "JWT", "kid": self.kid});
+        let token = match mode {
+            IdTokenMode::Normal => self.id_token(issuer, grant, access_token, now).map_err(|e| e.to_string())?,
+            IdTokenMode::AlgNone => format!("{}.{}.", b64_json(&header("none")), b64_json(&claims)),
+            IdTokenMode::Hs256Confusion => {
+                // The classic confusion: the RSA public key, as the PEM text a naive verifier
+                // would load, used as an HMAC secret.
+                let pem = self.key_pair.public_key().to_pem().map_err(|e| e.to_string())?;
+                let input = format!("{}.{}", b64_json(&header("HS256")), b64_json(&claims));
+                let tag = hmac_sha256(pem.as_bytes(), input.as_bytes());
+                format!("{input}.{}", URL_SAFE_NO_PAD.encode(tag))
+            }
+            IdTokenMode::UnknownKid => {
+                let kid = random_hex(16).map_err(|e| e.to_string())?;
+                self.sign_rs256(&serde_json::json!({"alg": "RS256", "typ": "JWT", "kid": kid}), &claims)
+            }
+            IdTokenMode::Crit => {
+                let mut h = header("RS256");
+                h["crit"] = serde_json::json!(["exp_policy"]);
+                h["exp_policy"] = serde_json::json!("strict");
+                self.sign_rs256(&h, &claims)
+            }
+            IdTokenMode::Huge => {
+                claims["padding"] = serde_json::json!("A".repeat(100 * 1024));
+                self.sign_rs256(&header("RS256"), &claims)
+            }
+            IdTokenMode::TypAtJwt => {
+                let mut h = header("RS256");
+                h["typ"] = serde_json::json!("at+jwt");
+                self.sign_rs256(&h, &claims)
+            }
+            IdTokenMode::WrongNonce => {
+                claims["nonce"] = serde_json::json!(random_hex(16).map_err(|e| e.to_string())?);
+                self.sign_rs256(&header("RS256"), &claims)
+            }
+            IdTokenMode::WrongIssuer => {
+                claims["iss"] = serde_json::json!("https://accounts.claveunica.gob.cl.evil.example/openid");
+                self.sign_rs256(&header("RS256"), &claims)
+            }
+            IdTokenMode::WrongAudience => {
+                claims["aud"] = serde_json::json!("another-client");
+                self.sign_rs256(&header("RS256"), &claims)
+            }
+            IdTokenMode::Expired => {
+                claims["iat"] = serde_json::json!(now.saturating_sub(3 * ID_TOKEN_TTL_SECS));
+                claims["exp"] = serde_json::json!(now.saturating_sub(2 * ID_TOKEN_TTL_SECS));
+                self.sign_rs256(&header("RS256"), &claims)
+            }
+        };
+        Ok(token)
     }
 
     /// Signs the ID token for a redeemed code, with `iat = now`.

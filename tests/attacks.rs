@@ -1,0 +1,739 @@
+#![cfg(not(target_arch = "wasm32"))]
+//! An attacker's suite: one table whose rows are attacks on the gate in a real Envoy, and one
+//! loop that checks every row the same way. A row passes when
+//!
+//! - the answer is the clear refusal the row states (a redirect to ClaveÚnica, the gate's
+//!   400/502 page, Envoy's own 400/431), or, for rows made *with a verified session*, the
+//!   app's echo with exactly the verified identity and nothing forged;
+//! - the legacy app received nothing, except the verified requests of such rows (Envoy's
+//!   upstream counter);
+//! - Envoy's log shows no panic and no wasm trap;
+//! - the proxy still serves: a request with the verified session reaches the app afterwards.
+//!
+//! One stack serves every row (the emulator's test modes switch the provider's behaviour per
+//! row); a full login at the end shows the gate came through it all.
+//!
+//! Run with:
+//! ```text
+//! cargo build --release --target wasm32-wasip1 && \
+//! cargo build --release -p claveunica-emulator -p legacy-app && \
+//! cargo test --test attacks
+//! ```
+
+mod support;
+
+use std::io::{Read as _, Write as _};
+use std::net::TcpStream;
+use std::process::Command;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use claveunica_gate::config::SessionKey;
+use claveunica_gate::run::Run;
+use claveunica_gate::seal::{KeyRing, NONCE_LEN};
+use claveunica_gate::session::{Identity, Session};
+use serde_json::json;
+use support::{Authorize, Browser, Response, Stack, CALLBACK_PATH, FLOW_PREFIX, PASSWORD, RUN, SESSION_COOKIE};
+
+const NOMBRES: &str = "Mar%C3%ADa%20Carmen";
+const APELLIDOS: &str = "De%20los%20R%C3%ADos%20N%C3%BA%C3%B1ez";
+
+/// Identity headers a client might forge, in every spelling the gate must strip.
+const SPOOFED: &[(&str, &str)] = &[
+    ("x-claveunica-run", "11111111-1"),
+    ("X-ClaveUnica-RUN", "22222222-2"),
+    ("X-CLAVEUNICA-RUN", "33333333-3"),
+    ("x-claveunica-numero", "11111111"),
+    ("X-Claveunica-Dv", "K"),
+    ("x-claveunica-nombres", "Mallory"),
+    ("X-CLAVEUNICA-APELLIDOS", "Impostora"),
+    ("x_claveunica_run", "11111111-1"),
+    ("X_ClaveUnica_Numero", "11111111"),
+    ("x-claveunica_dv", "K"),
+];
+
+/// What a row expects of every answer it got.
+#[derive(Debug, Clone, Copy)]
+enum Expect {
+    /// A 302 to the emulator's authorize endpoint: no session, log in first.
+    Login,
+    /// The gate's failure page with this status, a reference code, and no session.
+    Page(u16),
+    /// After a whole login, the 302 back lands on this same-origin path.
+    Lands(&'static str),
+    /// Refused by Envoy before the gate (one of these statuses).
+    Envoy(&'static [u16]),
+    /// With a verified session: the app's echo, exactly María's identity, nothing forged.
+    Verified,
+    /// Either Envoy refuses (one of these statuses) or the app gets exactly the verified
+    /// identity.
+    VerifiedOrEnvoy(&'static [u16]),
+}
+
+/// What a row's attack can use.
+struct Ctx<'a> {
+    stack: &'a Stack,
+    /// María's genuine session cookie value.
+    session: String,
+}
+
+impl Ctx<'_> {
+    /// A browser holding María's session.
+    fn with_session(&self) -> Browser {
+        let mut b = self.stack.browser();
+        b.jar.insert(SESSION_COOKIE.into(), self.session.clone());
+        b
+    }
+
+    /// A browser whose only cookie is a session cookie with `value`.
+    fn with_cookie(&self, value: &str) -> Browser {
+        let mut b = self.stack.browser();
+        b.jar.insert(SESSION_COOKIE.into(), value.to_string());
+        b
+    }
+
+    fn ring(&self) -> KeyRing {
+        KeyRing::new(&[SessionKey(self.stack.session_key())])
+    }
+}
+
+type Attack = fn(&Ctx) -> Vec<Response>;
+
+struct Row {
+    name: &'static str,
+    /// Emulator test modes for this row (`POST /__emulator/mode`); reset after the row.
+    modes: Option<serde_json::Value>,
+    attack: Attack,
+    expect: Expect,
+    /// For failure pages: what the log line with the page's reference must say (the reason).
+    logged: Option<&'static str>,
+}
+
+fn row(name: &'static str, attack: Attack, expect: Expect) -> Row {
+    Row { name, modes: None, attack, expect, logged: None }
+}
+
+/// A whole login while the emulator is in `modes`: the gate must refuse it with a 502 page
+/// whose log line says `logged`.
+fn provider_row(name: &'static str, modes: serde_json::Value, logged: &'static str) -> Row {
+    Row {
+        name,
+        modes: Some(modes),
+        attack: |ctx| vec![ctx.stack.browser().login("/tramites", RUN, PASSWORD)],
+        expect: Expect::Page(502),
+        logged: Some(logged),
+    }
+}
+
+fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).expect("the clock is after 1970").as_secs()
+}
+
+fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut b = [0u8; N];
+    std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut b)).expect("read /dev/urandom");
+    b
+}
+
+fn identity(run: &str) -> Identity {
+    Identity::new(Run::parse(run).expect("a valid RUN"), vec!["Mallory".into()], vec!["Impostora".into()], "1".into())
+        .expect("a valid identity")
+}
+
+/// A session for `run` sealed with `ring`, valid now.
+fn sealed(ring: &KeyRing, run: &str, issued_at: u64, expires_at: u64) -> String {
+    Session { identity: identity(run), issued_at, expires_at, last_seen: issued_at }
+        .seal(ring, random_bytes::<NONCE_LEN>())
+        .expect("sealing a session")
+}
+
+fn url_encode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// Sends raw bytes to Envoy's listener (for what an HTTP client refuses to send: CR, LF or NUL
+/// in a header value, a backslash in the path) and parses the answer.
+fn raw(stack: &Stack, request: &[u8]) -> Response {
+    let addr = stack.base().trim_start_matches("http://").to_string();
+    let mut s = TcpStream::connect(&addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    s.set_read_timeout(Some(Duration::from_secs(10))).expect("set a read timeout");
+    s.write_all(request).expect("send a raw request");
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    parse_http1(&format!("raw {}", String::from_utf8_lossy(request.get(..60).unwrap_or(request))), &out)
+}
+
+fn parse_http1(url: &str, bytes: &[u8]) -> Response {
+    let text = String::from_utf8_lossy(bytes).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut lines = head.lines();
+    let status_line = lines.next().unwrap_or_default();
+    let status = status_line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("{url}: no HTTP status in the answer {text:?}"));
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    Response { url: url.to_string(), status, headers, body: body.to_string() }
+}
+
+/// A GET over HTTP/1.1 by hand with the session cookie and `extra` header lines (raw bytes).
+fn raw_get(ctx: &Ctx, path: &str, extra: &[u8], with_session: bool) -> Response {
+    let mut req = format!("GET {path} HTTP/1.1\r\nHost: gate.test\r\nConnection: close\r\n").into_bytes();
+    if with_session {
+        req.extend_from_slice(format!("Cookie: {SESSION_COOKIE}={}\r\n", ctx.session).as_bytes());
+    }
+    req.extend_from_slice(extra);
+    req.extend_from_slice(b"\r\n");
+    raw(ctx.stack, &req)
+}
+
+/// A GET over HTTP/2 without TLS (prior knowledge), by curl: header names go lower-case.
+fn h2_get(ctx: &Ctx, path: &str, headers: &[(&str, &str)], with_session: bool) -> Response {
+    let url = ctx.stack.url(path);
+    let mut cmd = Command::new("curl");
+    cmd.args(["-s", "-i", "--http2-prior-knowledge", "--max-time", "10"]);
+    if with_session {
+        cmd.args(["-H", &format!("cookie: {SESSION_COOKIE}={}", ctx.session)]);
+    }
+    for (n, v) in headers {
+        cmd.args(["-H", &format!("{}: {v}", n.to_ascii_lowercase())]);
+    }
+    let out = cmd.arg(&url).output().unwrap_or_else(|e| panic!("cannot run curl: {e}"));
+    assert!(out.status.success(), "curl --http2-prior-knowledge {url} failed: {out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("HTTP/2 "), "curl did not speak HTTP/2 with Envoy: {text}");
+    parse_http1(&format!("h2 {url}"), &out.stdout)
+}
+
+/// Continues a login that started with `first` (the gate's 302 to the provider, obtained any
+/// way) in `browser`, which must hold the flow cookie; returns the gate's answer at the
+/// callback.
+fn finish_login(browser: &mut Browser, first: Response) -> Response {
+    let url = first.location().to_string();
+    let parsed = url::Url::parse(&url).unwrap_or_else(|e| panic!("authorize URL {url:?}: {e}"));
+    let params: Vec<(String, String)> = parsed.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
+    let get = |n: &str| params.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone()).unwrap_or_default();
+    let authorize = Authorize { url: url.clone(), state: get("state"), nonce: get("nonce"), params, response: first };
+    let callback = browser.provider_login(&authorize, RUN, PASSWORD);
+    browser.callback(&callback)
+}
+
+/// A raw request that starts a login: its flow cookie goes into a fresh browser, which then
+/// finishes the login.
+fn raw_login(ctx: &Ctx, path: &str) -> Response {
+    let first = raw_get(ctx, path, b"", false);
+    if first.status != 302 {
+        return first;
+    }
+    let mut browser = ctx.stack.browser();
+    for line in first.header_all("set-cookie") {
+        if let Some((n, v)) = line.split(';').next().and_then(|nv| nv.split_once('=')) {
+            browser.jar.insert(n.trim().to_string(), v.trim().to_string());
+        }
+    }
+    finish_login(&mut browser, first)
+}
+
+fn login_with_return_to(ctx: &Ctx, return_to: &str) -> Vec<Response> {
+    let mut b = ctx.stack.browser();
+    vec![b.login(&format!("/claveunica/login?return_to={}", url_encode(return_to)), RUN, PASSWORD)]
+}
+
+/// Replaces (or with `None` removes) one query parameter of a URL.
+fn with_param(url: &str, name: &str, value: Option<&str>) -> String {
+    let mut parsed = url::Url::parse(url).expect("callback URLs parse");
+    let pairs: Vec<(String, String)> =
+        parsed.query_pairs().filter(|(k, _)| k != name).map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
+    {
+        let mut q = parsed.query_pairs_mut();
+        q.clear();
+        for (k, v) in &pairs {
+            q.append_pair(k, v);
+        }
+        if let Some(v) = value {
+            q.append_pair(name, v);
+        }
+    }
+    parsed.to_string()
+}
+
+fn rows() -> Vec<Row> {
+    use Expect::*;
+    vec![
+        // --- Session cookies -------------------------------------------------------------
+        row(
+            "forged session cookie (random envelope-shaped bytes)",
+            |ctx| {
+                let forged = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes::<180>());
+                vec![ctx.with_cookie(&format!("v1.{forged}")).get("/tramites"), ctx.with_cookie(&forged).get("/")]
+            },
+            Login,
+        ),
+        row(
+            "truncated session cookie",
+            |ctx| {
+                let s = &ctx.session;
+                vec![ctx.with_cookie(&s[..s.len() - 10]).get("/tramites"), ctx.with_cookie(&s[..20]).get("/")]
+            },
+            Login,
+        ),
+        row(
+            "oversized (8 KB) session cookie",
+            |ctx| {
+                let big = format!("{}{}", ctx.session, "A".repeat(8 * 1024));
+                vec![ctx.with_cookie(&big).get("/tramites"), ctx.with_cookie(&"B".repeat(8 * 1024)).get("/")]
+            },
+            Login,
+        ),
+        row(
+            "duplicated session cookie, both forged",
+            |ctx| {
+                let b = ctx.stack.browser();
+                vec![b.clone().get_with_headers(
+                    "/tramites",
+                    &[("Cookie", &format!("{SESSION_COOKIE}=forged1; {SESSION_COOKIE}=forged2"))],
+                )]
+            },
+            Login,
+        ),
+        row(
+            "duplicated session cookie: a forged copy before the real one, and in a second Cookie header",
+            |ctx| {
+                let pair = format!("{SESSION_COOKIE}=forged; {SESSION_COOKIE}={}", ctx.session);
+                let mut b = ctx.stack.browser();
+                let one = b.get_with_headers("/?format=json", &[("Cookie", &pair)]);
+                let raw_two =
+                    raw_get(ctx, "/?format=json", format!("Cookie: {SESSION_COOKIE}=forged\r\n").as_bytes(), true);
+                vec![one, raw_two]
+            },
+            Verified,
+        ),
+        row(
+            "mixed-case session cookie name carrying a genuine session",
+            |ctx| {
+                let mut out = Vec::new();
+                for name in ["Claveunica_Session", "CLAVEUNICA_SESSION", "claveunica_Session"] {
+                    let mut b = ctx.stack.browser();
+                    b.jar.insert(name.into(), ctx.session.clone());
+                    out.push(b.get("/tramites"));
+                }
+                out
+            },
+            Login,
+        ),
+        row(
+            "session cookie sealed with a retired (unknown) key",
+            |ctx| {
+                let retired = KeyRing::new(&[SessionKey(random_bytes::<32>())]);
+                let t = now();
+                vec![ctx.with_cookie(&sealed(&retired, RUN, t, t + 3600)).get("/tramites")]
+            },
+            Login,
+        ),
+        row(
+            "session cookie sealed with the gate's key but expired",
+            |ctx| {
+                let t = now();
+                vec![ctx.with_cookie(&sealed(&ctx.ring(), RUN, t - 7200, t - 3600)).get("/tramites")]
+            },
+            Login,
+        ),
+        row(
+            "a flow cookie presented as the session cookie",
+            |ctx| {
+                let mut b = ctx.stack.browser();
+                let authorize = b.start_login("/x");
+                let flow = b.jar[&authorize.flow_cookie()].clone();
+                vec![ctx.with_cookie(&flow).get("/tramites")]
+            },
+            Login,
+        ),
+        // --- Flow cookies, state and the callback ---------------------------------------
+        row(
+            "callback with a flow cookie from another browser (victim's state, attacker's cookie)",
+            |ctx| {
+                let mut victim = ctx.stack.browser();
+                let authorize = victim.start_login("/victima");
+                let callback = victim.provider_login(&authorize, RUN, PASSWORD);
+                let mut attacker = ctx.stack.browser();
+                let own = attacker.start_login("/atacante");
+                // The attacker's own sealed flow, under the name the victim's state points to.
+                let value = attacker.jar.remove(&own.flow_cookie()).expect("the attacker's flow cookie");
+                attacker.jar.insert(authorize.flow_cookie(), value);
+                vec![attacker.callback(&callback)]
+            },
+            Page(400),
+        ),
+        row(
+            "callback without any flow cookie",
+            |ctx| {
+                let mut victim = ctx.stack.browser();
+                let authorize = victim.start_login("/victima");
+                let callback = victim.provider_login(&authorize, RUN, PASSWORD);
+                vec![ctx.stack.browser().callback(&callback)]
+            },
+            Page(400),
+        ),
+        row(
+            "state replay: the same callback again, with and without the spent flow cookie",
+            |ctx| {
+                let mut b = ctx.stack.browser();
+                let authorize = b.start_login("/tramites");
+                let callback = b.provider_login(&authorize, RUN, PASSWORD);
+                let mut before = b.clone();
+                let done = b.callback(&callback);
+                assert_eq!(done.status, 302, "the genuine callback failed: {done:?}");
+                b.jar.remove(SESSION_COOKIE);
+                vec![b.callback(&callback), before.callback(&callback)]
+            },
+            Page(400),
+        ),
+        row(
+            "callback with repeated code or state parameters",
+            |ctx| {
+                let mut out = Vec::new();
+                for dup in ["code", "state", "both"] {
+                    let mut b = ctx.stack.browser();
+                    let authorize = b.start_login("/tramites");
+                    let callback = b.provider_login(&authorize, RUN, PASSWORD);
+                    let url = match dup {
+                        "code" => format!("{callback}&code=00000000000000000000000000000000"),
+                        "state" => format!("{callback}&state={}", authorize.state),
+                        _ => format!("{callback}&code=x&state={}", authorize.state),
+                    };
+                    out.push(b.callback(&url));
+                }
+                out
+            },
+            Page(400),
+        ),
+        row(
+            "callback with no code, an empty code, or an 8 KB code",
+            |ctx| {
+                let mut out = Vec::new();
+                for code in [None, Some(String::new()), Some("c".repeat(8 * 1024))] {
+                    let mut b = ctx.stack.browser();
+                    let authorize = b.start_login("/tramites");
+                    let callback = b.provider_login(&authorize, RUN, PASSWORD);
+                    out.push(b.callback(&with_param(&callback, "code", code.as_deref())));
+                }
+                out
+            },
+            Page(400),
+        ),
+        row(
+            "callback with a forged state of every shape",
+            |ctx| {
+                let mut out = Vec::new();
+                for state in ["", "short", &"A".repeat(43), &"é".repeat(40), &"A".repeat(4096), "../../etc", "%00"] {
+                    let mut b = ctx.stack.browser();
+                    out.push(b.get(&format!("{CALLBACK_PATH}?code=abc&state={}", url_encode(state))));
+                }
+                out
+            },
+            Page(400),
+        ),
+        // --- Where the browser is sent after login --------------------------------------
+        row("return_to //evil", |ctx| login_with_return_to(ctx, "//evil.example/x"), Lands("/")),
+        row("return_to /\\evil", |ctx| login_with_return_to(ctx, "/\\evil.example/x"), Lands("/")),
+        row("return_to https://evil", |ctx| login_with_return_to(ctx, "https://evil.example/x"), Lands("/")),
+        row("return_to javascript:", |ctx| login_with_return_to(ctx, "javascript:alert(document.cookie)"), Lands("/")),
+        row(
+            "return_to %2F%2Fevil (encoded once more)",
+            |ctx| login_with_return_to(ctx, "%2F%2Fevil.example"),
+            Lands("/"),
+        ),
+        row("return_to /%5Cevil (encoded backslash)", |ctx| login_with_return_to(ctx, "/%5Cevil.example"), Lands("/")),
+        row("return_to /%2F/evil", |ctx| login_with_return_to(ctx, "/%2F/evil.example"), Lands("/")),
+        row(
+            "return_to with a tab, CR/LF or NUL",
+            |ctx| {
+                ["/\t/evil.example", "/\r\nLocation: https://evil.example", "/\0/evil.example", " //evil.example"]
+                    .iter()
+                    .flat_map(|r| login_with_return_to(ctx, r))
+                    .collect()
+            },
+            Lands("/"),
+        ),
+        row("return_to the gate's own callback", |ctx| login_with_return_to(ctx, CALLBACK_PATH), Lands("/")),
+        row(
+            "initial path //evil and ///evil",
+            |ctx| {
+                let mut a = ctx.stack.browser();
+                let mut b = ctx.stack.browser();
+                vec![a.login("//evil.example/x", RUN, PASSWORD), b.login("///evil.example/x", RUN, PASSWORD)]
+            },
+            Lands("/"),
+        ),
+        row(
+            "initial path /\\evil sent raw (a client would turn it into //)",
+            |ctx| vec![raw_login(ctx, "/\\evil.example/x"), raw_login(ctx, "/%5Cevil.example")],
+            Lands("/"),
+        ),
+        // --- Identity headers sent by the client ----------------------------------------
+        row(
+            "identity headers in every spelling, without a session",
+            |ctx| vec![ctx.stack.browser().get_with_headers("/?format=json", SPOOFED)],
+            Login,
+        ),
+        row(
+            "identity headers in every spelling and repeated, with a verified session",
+            |ctx| {
+                let mut b = ctx.with_session();
+                let mut twice: Vec<(&str, &str)> = SPOOFED.to_vec();
+                twice.extend_from_slice(SPOOFED);
+                vec![b.get_with_headers("/?format=json", &twice)]
+            },
+            Verified,
+        ),
+        row(
+            "identity headers over HTTP/2 (lower case), with a verified session",
+            |ctx| vec![h2_get(ctx, "/?format=json", SPOOFED, true)],
+            Verified,
+        ),
+        row(
+            "identity headers over HTTP/2, without a session",
+            |ctx| vec![h2_get(ctx, "/?format=json", SPOOFED, false)],
+            Login,
+        ),
+        row(
+            "identity header values with CR, LF or NUL (raw HTTP/1.1), with a session",
+            |ctx| {
+                [
+                    &b"X-Claveunica-Run: 11111111-1\rX-Injected: 1\r\n"[..],
+                    b"X-Claveunica-Run: 11111111-1\nX-Claveunica-Dv: K\r\n",
+                    b"X-Claveunica-Run: 11111111-1\0\r\n",
+                    b"X-Claveunica-Run: \0\r\n",
+                    b"X-Claveunica-Run: 1\r\n 11111111-1\r\n",
+                    b"X-Claveunica-Run : 11111111-1\r\n",
+                    b"X-Claveunica\0-Run: 11111111-1\r\n",
+                ]
+                .iter()
+                .map(|extra| raw_get(ctx, "/?format=json", extra, true))
+                .collect()
+            },
+            VerifiedOrEnvoy(&[400]),
+        ),
+        row(
+            "identity header values with CR, LF or NUL (raw HTTP/1.1), without a session",
+            |ctx| {
+                [&b"X-Claveunica-Run: 11111111-1\0\r\n"[..], b"X-Claveunica-Run: 1\nX-Claveunica-Dv: K\r\n"]
+                    .iter()
+                    .map(|extra| raw_get(ctx, "/?format=json", extra, false))
+                    .collect()
+            },
+            Envoy(&[302, 400]),
+        ),
+        // --- Size -----------------------------------------------------------------------
+        row(
+            "a 100 KB path",
+            |ctx| vec![ctx.with_session().get(&format!("/{}", "a".repeat(100 * 1024)))],
+            Envoy(&[414, 431]),
+        ),
+        row(
+            "a 100 KB query string",
+            |ctx| vec![ctx.stack.browser().get(&format!("/tramites?q={}", "b".repeat(100 * 1024)))],
+            Envoy(&[414, 431]),
+        ),
+        row(
+            "an 8 KB path and query, without a session (return_to too long to keep)",
+            |ctx| {
+                let mut b = ctx.stack.browser();
+                let long = format!("/{}?q={}", "a".repeat(4 * 1024), "b".repeat(4 * 1024));
+                let first = b.get(&long);
+                assert!(
+                    first.header_all("set-cookie").iter().all(|c| c.len() < 4096),
+                    "an oversized cookie: {first:?}"
+                );
+                vec![finish_login(&mut b, first)]
+            },
+            Lands("/"),
+        ),
+        row(
+            "an 8 KB path and 30 KB query, with a verified session",
+            |ctx| {
+                vec![ctx.with_session().get(&format!(
+                    "/{}?format=json&q={}",
+                    "a".repeat(8 * 1024),
+                    "b".repeat(30 * 1024)
+                ))]
+            },
+            Verified,
+        ),
+        // --- ID tokens the provider (or someone in its place) signs badly ---------------
+        provider_row("ID token with alg none", json!({"id_token": "alg_none"}), "detail=algorithm(\"none\")"),
+        provider_row(
+            "ID token HS256 keyed with the RSA public key",
+            json!({"id_token": "hs256_confusion"}),
+            "detail=algorithm(\"hs256\")",
+        ),
+        provider_row("ID token with a kid pointing nowhere", json!({"id_token": "unknown_kid"}), "detail=unknownkey"),
+        provider_row("ID token with a crit header", json!({"id_token": "crit"}), "reason=id_token_invalid"),
+        provider_row("ID token with a 100 KB claim", json!({"id_token": "huge"}), "detail=answer too large"),
+        provider_row("ID token with typ at+jwt", json!({"id_token": "typ_at_jwt"}), "reason=id_token_invalid"),
+        provider_row("ID token with another login's nonce", json!({"id_token": "wrong_nonce"}), "detail=noncemismatch"),
+        provider_row("ID token from another issuer", json!({"id_token": "wrong_issuer"}), "detail=issuer"),
+        provider_row("ID token for another client", json!({"id_token": "wrong_audience"}), "detail=audience"),
+        provider_row("ID token expired", json!({"id_token": "expired"}), "detail=expired"),
+        // --- Userinfo -------------------------------------------------------------------
+        provider_row("userinfo without numero", json!({"userinfo": "numero_missing"}), "no rolunico.numero"),
+        provider_row("userinfo with numero null", json!({"userinfo": "numero_null"}), "no rolunico.numero"),
+        provider_row("userinfo with a negative numero", json!({"userinfo": "numero_negative"}), "not a whole number"),
+        provider_row("userinfo with a non-numeric numero", json!({"userinfo": "numero_text"}), "not a whole number"),
+        provider_row("userinfo with a wrong DV", json!({"userinfo": "wrong_dv"}), "wrongcheckdigit"),
+        provider_row("userinfo with tipo DNI", json!({"userinfo": "tipo_dni"}), "detail=notarun"),
+        provider_row("userinfo with 100 KB of names", json!({"userinfo": "names_100k"}), "reason=userinfo_invalid"),
+        provider_row("userinfo with invalid UTF-8", json!({"userinfo": "invalid_utf8"}), "reason=userinfo_invalid"),
+    ]
+}
+
+/// The log line holding `needle`, waiting briefly: log lines may trail the answer.
+fn log_line_with(stack: &Stack, needle: &str) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Some(line) = stack.envoy_log().lines().find(|l| l.contains(needle)) {
+            return line.to_string();
+        }
+        if std::time::Instant::now() > deadline {
+            return String::new();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Lines in Envoy's log that mean the VM crashed or Envoy itself did.
+fn crash_lines(log: &str) -> Vec<&str> {
+    const MARKS: &[&str] =
+        &["panicked", "wasm trap", "Function: proxy_on_", "Wasm VM failed", "Caught Segmentation", "Backtrace"];
+    log.lines().filter(|l| MARKS.iter().any(|m| l.contains(m))).collect()
+}
+
+/// María's identity, exactly once each, and nothing forged.
+fn check_verified(r: &Response) -> Result<(), String> {
+    if r.status != 200 {
+        return Err(format!("expected the app's echo with the verified identity, got {} {:?}", r.status, r.body));
+    }
+    let echo = r.echo();
+    for (name, want) in [
+        ("x-claveunica-run", RUN),
+        ("x-claveunica-numero", "44444444"),
+        ("x-claveunica-dv", "4"),
+        ("x-claveunica-nombres", NOMBRES),
+        ("x-claveunica-apellidos", APELLIDOS),
+    ] {
+        if echo.all(name) != [want] {
+            return Err(format!("{name}: the app got {:?}, not exactly [{want:?}]: {echo:?}", echo.all(name)));
+        }
+    }
+    let underscores: Vec<_> =
+        echo.headers.iter().filter(|(n, _)| n.contains('_') && n.contains("claveunica")).collect();
+    if !underscores.is_empty() {
+        return Err(format!("forged underscore spellings reached the app: {underscores:?}"));
+    }
+    if echo.cookie_names().iter().any(|n| n == SESSION_COOKIE || n.starts_with(FLOW_PREFIX)) {
+        return Err(format!("the gate's cookies reached the app: {:?}", echo.all("cookie")));
+    }
+    Ok(())
+}
+
+/// Checks one answer; returns how many app requests it accounts for.
+fn check(stack: &Stack, expect: Expect, r: &Response) -> Result<u64, String> {
+    let authorize = format!("{}?", stack.authorize_endpoint());
+    let login = |r: &Response| r.status == 302 && r.header("location").is_some_and(|l| l.starts_with(&authorize));
+    let no_session =
+        |r: &Response| r.set_cookie(SESSION_COOKIE).is_none_or(|c| c.contains("Max-Age=0") || c.contains("max-age=0"));
+    match expect {
+        Expect::Login if login(r) && no_session(r) => Ok(0),
+        Expect::Login => Err(format!("expected a redirect to login, got {} {:?} {:?}", r.status, r.headers, r.body)),
+        Expect::Page(status) => {
+            if r.status != status || !r.body.contains("Código de referencia") || !no_session(r) {
+                return Err(format!(
+                    "expected the gate's {status} page, got {} {:?} {:?}",
+                    r.status, r.headers, r.body
+                ));
+            }
+            Ok(0)
+        }
+        Expect::Lands(path) => {
+            if r.status == 302 && r.header("location") == Some(path) {
+                Ok(0)
+            } else {
+                Err(format!("expected a 302 to {path:?} after the login, got {} {:?}", r.status, r.headers))
+            }
+        }
+        Expect::Envoy(statuses) if statuses.contains(&r.status) && (r.status != 302 || login(r)) => Ok(0),
+        Expect::Envoy(statuses) => Err(format!("expected one of {statuses:?}, got {} {:?}", r.status, r.body)),
+        Expect::Verified => check_verified(r).map(|()| 1),
+        Expect::VerifiedOrEnvoy(statuses) if statuses.contains(&r.status) => Ok(0),
+        Expect::VerifiedOrEnvoy(_) => check_verified(r).map(|()| 1),
+    }
+}
+
+#[test]
+fn every_attack_is_refused_and_the_proxy_keeps_serving() {
+    let stack = Stack::builder().start();
+    let mut maria = stack.browser();
+    let r = maria.login("/", RUN, PASSWORD);
+    assert_eq!(r.status, 302, "the first login failed: {r:?}");
+    let ctx = Ctx { stack: &stack, session: maria.jar[SESSION_COOKIE].clone() };
+
+    let mut failures = Vec::new();
+    let rows = rows();
+    for row in &rows {
+        if let Some(modes) = &row.modes {
+            stack.set_emulator_mode(modes);
+        }
+        let before = stack.app_requests();
+        let responses = (row.attack)(&ctx);
+        if row.modes.is_some() {
+            stack.set_emulator_mode(&json!({"id_token": "normal", "userinfo": "normal"}));
+        }
+        assert!(!responses.is_empty(), "row {:?} sent nothing", row.name);
+        let mut forwarded = 0;
+        for (i, r) in responses.iter().enumerate() {
+            match check(&stack, row.expect, r) {
+                Ok(n) => forwarded += n,
+                Err(why) => failures.push(format!("{} [answer {i}, {}]: {why}", row.name, r.url)),
+            }
+        }
+        if let Some(logged) = row.logged {
+            for r in responses.iter().filter(|r| r.body.contains("Código de referencia")) {
+                let needle = format!("ref={}", r.reference());
+                let line = log_line_with(&stack, &needle);
+                if !line.contains(logged) {
+                    failures.push(format!("{}: the log line for {needle} does not say {logged:?}: {line:?}", row.name));
+                }
+            }
+        }
+        let statuses: Vec<u16> = responses.iter().map(|r| r.status).collect();
+        eprintln!("{:<90} {statuses:?}", row.name);
+        let moved = stack.app_requests() - before;
+        if moved != forwarded {
+            failures
+                .push(format!("{}: the app received {moved} requests, {forwarded} with a verified session", row.name));
+        }
+        let log = stack.envoy_log();
+        let crashes = crash_lines(&log);
+        if !crashes.is_empty() {
+            failures.push(format!("{}: Envoy's log shows a crash: {crashes:?}", row.name));
+        }
+        // The proxy still serves the verified session.
+        if let Err(why) = check_verified(&ctx.with_session().get("/?format=json")) {
+            failures.push(format!("{}: afterwards the verified session no longer works: {why}", row.name));
+        }
+    }
+    assert!(failures.is_empty(), "{} of {} rows failed:\n{}", failures.len(), rows.len(), failures.join("\n"));
+
+    // The gate came through it all: a whole new login still works.
+    let mut browser = stack.browser();
+    let r = browser.login("/tramites?format=json", "55555555-5", PASSWORD);
+    assert_eq!(r.status, 302, "the final login failed: {r:?}");
+    assert_eq!(r.location(), "/tramites?format=json");
+    let echo = browser.get("/tramites?format=json").echo();
+    assert_eq!(echo.one("x-claveunica-run"), Some("55555555-5"));
+    assert!(crash_lines(&stack.envoy_log()).is_empty());
+}
