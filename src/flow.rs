@@ -88,7 +88,7 @@ impl Flow {
     #[must_use]
     pub fn seal(&self, ring: &KeyRing, nonce: [u8; NONCE_LEN]) -> Option<String> {
         let wire = Wire { s: self.state.clone(), n: self.nonce.clone(), r: self.return_to.clone(), t: self.created_at };
-        ring.seal(Purpose::Flow, &serde_json::to_vec(&wire).ok()?, nonce)
+        ring.seal(Purpose::Flow, &postcard::to_allocvec(&wire).ok()?, nonce)
     }
 
     /// Finds and checks the attempt a callback's `state` belongs to, among this browser's
@@ -104,7 +104,10 @@ impl Flow {
         let name = cookie_name_for(prefix, state).ok_or(FlowError::BadState)?;
         let value = lookup(&name).ok_or(FlowError::NoFlow)?;
         let opened = ring.open(Purpose::Flow, value).ok_or(FlowError::Tampered)?;
-        let wire: Wire = serde_json::from_slice(&opened.plaintext).map_err(|_| FlowError::Tampered)?;
+        let wire = match postcard::take_from_bytes::<Wire>(&opened.plaintext) {
+            Ok((wire, [])) => wire,
+            _ => return Err(FlowError::Tampered),
+        };
         if !ct_eq(wire.s.as_bytes(), state.as_bytes()) {
             return Err(FlowError::Tampered);
         }

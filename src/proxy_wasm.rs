@@ -443,19 +443,25 @@ impl HttpContext for Filter {
         // Values are bytes on the wire; invalid UTF-8 must not trap the VM.
         let headers: Vec<(String, String)> =
             raw.into_iter().map(|(n, v)| (n, String::from_utf8_lossy(&v).into_owned())).collect();
-        // Client copies of identity headers go first, on every path, whatever happens next.
-        let mut removed: Vec<&str> = Vec::new();
-        for (name, _) in &headers {
-            if shared.gate.is_identity_header(name) && !removed.contains(&name.as_str()) {
-                removed.push(name);
-                if hostcalls::set_map_value(MapType::HttpRequestHeaders, name, None).is_err() {
-                    return refuse("could not remove a client identity header; refusing the request");
-                }
-            }
-        }
         let find = |name: &str| headers.iter().find(|(n, _)| n == name).map_or("", |(_, v)| v.as_str());
         let request = Request { method: find(":method"), path: find(":path"), headers: &headers };
         let decision = shared.gate.on_request(&request, now(), &mut HostEntropy);
+        // Client copies of identity headers never go upstream. The core never reads them, so
+        // they are removed when a request is forwarded, and only where setting the verified
+        // header (which replaces every copy) does not already do it: on the common request
+        // with no forged header this costs no host call.
+        if let Decision::Forward(f) = &decision {
+            let mut removed: Vec<&str> = Vec::new();
+            for (name, _) in &headers {
+                let replaced = f.set.iter().any(|(n, _)| n == name);
+                if !replaced && shared.gate.is_identity_header(name) && !removed.contains(&name.as_str()) {
+                    removed.push(name);
+                    if hostcalls::set_map_value(MapType::HttpRequestHeaders, name, None).is_err() {
+                        return refuse("could not remove a client identity header; refusing the request");
+                    }
+                }
+            }
+        }
         self.apply(&shared, decision, false)
     }
 

@@ -93,7 +93,7 @@ pub struct Session {
     pub last_seen: u64,
 }
 
-/// The cookie's plaintext. Short field names keep the cookie small.
+/// The cookie's plaintext, in postcard's compact binary encoding (no JSON on the hot path).
 #[derive(Serialize, Deserialize)]
 struct Wire {
     r: String,
@@ -102,7 +102,6 @@ struct Wire {
     s: String,
     i: u64,
     e: u64,
-    #[serde(default)]
     l: u64,
 }
 
@@ -135,7 +134,7 @@ impl Session {
             e: self.expires_at,
             l: self.last_seen,
         };
-        let plaintext = serde_json::to_vec(&wire).ok()?;
+        let plaintext = postcard::to_allocvec(&wire).ok()?;
         ring.seal(Purpose::Session, &plaintext, nonce)
     }
 
@@ -144,7 +143,8 @@ impl Session {
     #[must_use]
     pub fn open(ring: &KeyRing, value: &str, now: u64, idle_timeout_s: Option<u64>) -> Opened {
         let Some(opened) = ring.open(Purpose::Session, value) else { return Opened::Invalid };
-        let Ok(wire) = serde_json::from_slice::<Wire>(&opened.plaintext) else { return Opened::Invalid };
+        // Trailing bytes mean this is not a cookie this gate wrote, even if it opened.
+        let Ok((wire, [])) = postcard::take_from_bytes::<Wire>(&opened.plaintext) else { return Opened::Invalid };
         let Ok(run) = Run::parse(&wire.r) else { return Opened::Invalid };
         let Ok(identity) = Identity::new(run, wire.n, wire.a, wire.s) else { return Opened::Invalid };
         let last_seen = wire.l.max(wire.i);

@@ -24,7 +24,8 @@
 //!   `{"kid": "..."}`. The JWKS then publishes only the new key, or with
 //!   `{"keep_old": true}` the old ones too.
 //!
-//! Each connection is served on its own thread, so a slow answer holds up no one else.
+//! HTTP is served by hyper on a single-threaded tokio runtime, each connection on its own task
+//! (see `src/server.rs`), so a slow answer holds up no one else.
 
 mod endpoints;
 mod http;
@@ -137,7 +138,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     stdout.flush()?;
     drop(stdout);
 
-    server::serve(&listener, &app, now_secs);
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_io().enable_time().build()?;
+    runtime.block_on(server::serve(listener, app, now_secs))?;
     Ok(())
 }
 

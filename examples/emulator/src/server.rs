@@ -1,353 +1,330 @@
-//! A small HTTP/1.1 server over `std::net`: one thread per connection, keep-alive,
-//! `Content-Length` and chunked request bodies, `Expect: 100-continue`.
+//! Serves [`endpoints::route`] over HTTP/1.1 with hyper on a tokio runtime: one task per
+//! connection, so a slow answer holds up no one else. hyper does the protocol (parsing,
+//! keep-alive, `Content-Length` and chunked request bodies, `Expect: 100-continue`, refusing
+//! malformed requests); this module only turns requests into [`Req`]s and [`Reply`]s into
+//! responses.
 //!
-//! The emulator owns its sockets so the test modes can do what a library server will not: close
-//! a connection without an answer, send fewer bytes than `Content-Length` announces, or answer
-//! late without holding up anyone else's request.
+//! The test faults of [`Transport`] go through hyper too:
+//!
+//! - `Close`: the service fails, and hyper closes an HTTP/1 connection without an answer.
+//! - `TruncateBody`: the response announces the whole body's `Content-Length`, and its body
+//!   stream yields half the bytes, then (once hyper has flushed them) an error, on which hyper
+//!   drops the connection short of the announced length.
+//! - A delay is a `tokio::time::sleep` in the request's own task.
 
-use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::convert::Infallible;
+use std::io;
 use std::sync::Arc;
 use std::time::Duration;
+
+use futures_util::stream::{self, StreamExt};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full, Limited, StreamBody};
+use hyper::body::{Bytes, Frame, Incoming};
+use hyper::header::{HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH};
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
 
 use crate::endpoints::{self, App};
 use crate::http::{Reply, Req, Transport, MAX_BODY};
 
-/// Longest request line or header line, and most header lines.
-const MAX_LINE: usize = 16 * 1024;
-const MAX_HEADERS: usize = 100;
-/// An idle keep-alive connection is dropped after this long.
+/// A keep-alive connection that sends no request for this long is dropped; so is a request
+/// whose body takes longer than this to arrive.
 const IDLE: Duration = Duration::from_secs(300);
+/// How long a truncated body waits, after its half, before failing: long enough for hyper to
+/// have flushed the half to the socket, which it does not do before acting on a body error.
+const TRUNCATE_PAUSE: Duration = Duration::from_millis(20);
 
-/// Accepts connections forever, each served on its own thread.
-pub fn serve(listener: &TcpListener, app: &Arc<App>, now: fn() -> u64) {
-    for stream in listener.incoming() {
-        match stream {
-            Ok(stream) => {
-                let app = Arc::clone(app);
-                std::thread::spawn(move || connection(stream, &app, now));
-            }
-            Err(e) => eprintln!("accept failed: {e}"),
-        }
-    }
-}
+type Body = UnsyncBoxBody<Bytes, io::Error>;
 
-/// Why a request could not be read.
-#[derive(Debug, PartialEq, Eq)]
-enum ReadError {
-    /// The peer closed (or went quiet) between requests.
-    Gone,
-    /// Not HTTP we serve: answer with this status and close.
-    Bad(u16),
-}
-
-impl From<io::Error> for ReadError {
-    fn from(_: io::Error) -> Self {
-        ReadError::Gone
-    }
-}
-
-fn connection(stream: TcpStream, app: &App, now: fn() -> u64) {
-    let _ = stream.set_nodelay(true);
-    let _ = stream.set_read_timeout(Some(IDLE));
-    let Ok(read_half) = stream.try_clone() else { return };
-    let mut reader = BufReader::new(read_half);
-    let mut writer = stream;
+/// Accepts connections forever, each served on its own task. Must run inside a tokio runtime
+/// with I/O and time enabled.
+pub async fn serve(listener: std::net::TcpListener, app: Arc<App>, now: fn() -> u64) -> io::Result<()> {
+    listener.set_nonblocking(true)?;
+    let listener = tokio::net::TcpListener::from_std(listener)?;
+    let mut http = hyper::server::conn::http1::Builder::new();
+    // Header names go out as endpoints spell them (`Content-Type`, `Cache-Control`), as before.
+    http.title_case_headers(true).timer(TokioTimer::new()).header_read_timeout(IDLE);
     loop {
-        let (req, keep_alive) = match read_request(&mut reader, &mut writer) {
-            Ok(r) => r,
-            Err(ReadError::Gone) => return,
-            Err(ReadError::Bad(status)) => {
-                let _ = write_reply(&mut writer, &Reply::text(status, "Bad Request\n"), false);
-                let _ = writer.shutdown(Shutdown::Both);
-                return;
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                eprintln!("accept failed: {e}");
+                // Out of file descriptors, say: give connections a moment to finish.
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
             }
         };
-        let reply = endpoints::route(app, &req, now());
+        let _ = stream.set_nodelay(true);
+        let app = Arc::clone(&app);
+        let service = service_fn(move |request| answer(request, Arc::clone(&app), now));
+        let connection = http.serve_connection(TokioIo::new(stream), service);
+        // Errors here are the peer going away, malformed requests hyper already answered, and
+        // the `Close` and `TruncateBody` faults: nothing to report.
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+    }
+}
+
+/// One request's answer; `Err` makes hyper close the connection without one.
+async fn answer(request: Request<Incoming>, app: Arc<App>, now: fn() -> u64) -> io::Result<Response<Body>> {
+    let req = match read_request(request).await {
+        Ok(req) => req,
+        Err(Refused::Status(status)) => return Ok(refusal(status)),
+        Err(Refused::Gone) => return Err(io::Error::other("request body not received")),
+    };
+    // `route` is quick but synchronous, and rotating the signing key makes an RSA key: keep it
+    // off the connections' thread.
+    let reply = tokio::task::spawn_blocking(move || {
+        let reply = endpoints::route(&app, &req, now());
         // Only method, path and status: queries and bodies carry codes and secrets.
         eprintln!("{} {} {}", req.method, req.path, reply.status);
-        if reply.delay_ms > 0 {
-            std::thread::sleep(Duration::from_millis(reply.delay_ms));
-        }
-        match reply.transport {
-            Transport::Whole => {
-                if write_reply(&mut writer, &reply, keep_alive).is_err() || !keep_alive {
-                    let _ = writer.shutdown(Shutdown::Both);
-                    return;
-                }
-            }
-            Transport::TruncateBody => {
-                let half = reply.body.len() / 2;
-                let _ = write_head(&mut writer, &reply, reply.body.len(), true)
-                    .and_then(|()| writer.write_all(reply.body.get(..half).unwrap_or_default()))
-                    .and_then(|()| writer.flush());
-                let _ = writer.shutdown(Shutdown::Both);
-                return;
-            }
-            Transport::Close => {
-                let _ = writer.shutdown(Shutdown::Both);
-                return;
-            }
-        }
+        reply
+    })
+    .await
+    .map_err(io::Error::other)?;
+    if reply.delay_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(reply.delay_ms)).await;
     }
+    respond(reply)
 }
 
-/// A line up to CRLF (or LF), without it. `Gone` at a clean end of stream.
-fn read_line(reader: &mut impl BufRead) -> Result<String, ReadError> {
-    let mut line = Vec::new();
-    let n = reader.by_ref().take(MAX_LINE as u64 + 2).read_until(b'\n', &mut line)?;
-    if n == 0 {
-        return Err(ReadError::Gone);
-    }
-    if line.last() != Some(&b'\n') {
-        return Err(if line.len() > MAX_LINE { ReadError::Bad(431) } else { ReadError::Gone });
-    }
-    line.pop();
-    if line.last() == Some(&b'\r') {
-        line.pop();
-    }
-    String::from_utf8(line).map_err(|_| ReadError::Bad(400))
+/// Why a request was not read.
+#[derive(Debug, PartialEq, Eq)]
+enum Refused {
+    /// Answer with this status and close.
+    Status(u16),
+    /// The body did not arrive (the peer went away or sent a broken one): close.
+    Gone,
 }
 
-/// Reads one request; also says whether the connection stays open after it.
-fn read_request<R: BufRead, W: Write>(reader: &mut R, writer: &mut W) -> Result<(Req, bool), ReadError> {
-    let mut request_line = read_line(reader)?;
-    // Tolerate the empty lines RFC 9112 allows before a request.
-    while request_line.is_empty() {
-        request_line = read_line(reader)?;
+async fn read_request(request: Request<Incoming>) -> Result<Req, Refused> {
+    let (parts, body) = request.into_parts();
+    let announced = parts.headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    // Refused before hyper sends any `100 Continue`, which it does on the first read of the body.
+    if announced.is_some_and(|length| length > MAX_BODY as u64) {
+        return Err(Refused::Status(413));
     }
-    let mut parts = request_line.split(' ');
-    let (Some(method), Some(target), Some(version), None) = (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(ReadError::Bad(400));
+    let mut headers = Vec::with_capacity(parts.headers.len());
+    for (name, value) in &parts.headers {
+        let value = std::str::from_utf8(value.as_bytes()).map_err(|_| Refused::Status(400))?;
+        headers.push((name.as_str().to_string(), value.to_string()));
+    }
+    let body = match tokio::time::timeout(IDLE, Limited::new(body, MAX_BODY).collect()).await {
+        Ok(Ok(collected)) => collected.to_bytes().to_vec(),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => return Err(Refused::Status(413)),
+        Ok(Err(_)) | Err(_) => return Err(Refused::Gone),
     };
-    if !matches!(version, "HTTP/1.1" | "HTTP/1.0") || method.is_empty() || !target.starts_with('/') {
-        return Err(ReadError::Bad(400));
-    }
-    let mut headers = Vec::new();
-    loop {
-        let line = read_line(reader).map_err(|e| if e == ReadError::Gone { ReadError::Bad(400) } else { e })?;
-        if line.is_empty() {
-            break;
-        }
-        if headers.len() == MAX_HEADERS {
-            return Err(ReadError::Bad(431));
-        }
-        let (name, value) = line.split_once(':').ok_or(ReadError::Bad(400))?;
-        headers.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
-    }
-    let header = |name: &str| headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str());
-    let connection = header("connection").unwrap_or_default().to_ascii_lowercase();
-    let keep_alive = if version == "HTTP/1.0" { connection == "keep-alive" } else { connection != "close" };
-    if header("expect").is_some_and(|e| e.eq_ignore_ascii_case("100-continue")) {
-        writer.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
-        writer.flush()?;
-    }
-    let body = if header("transfer-encoding").is_some_and(|te| te.to_ascii_lowercase().contains("chunked")) {
-        read_chunked(reader)?
-    } else if let Some(length) = header("content-length") {
-        let length: usize = length.parse().map_err(|_| ReadError::Bad(400))?;
-        if length > MAX_BODY {
-            return Err(ReadError::Bad(413));
-        }
-        let mut body = vec![0; length];
-        reader.read_exact(&mut body).map_err(|_| ReadError::Bad(400))?;
-        body
-    } else {
-        Vec::new()
-    };
-    let (path, query) = match target.split_once('?') {
-        Some((p, q)) => (p.to_string(), q.to_string()),
-        None => (target.to_string(), String::new()),
-    };
-    Ok((Req { method: method.to_ascii_uppercase(), path, query, headers, body }, keep_alive))
+    Ok(Req {
+        method: parts.method.as_str().to_ascii_uppercase(),
+        path: parts.uri.path().to_string(),
+        query: parts.uri.query().unwrap_or_default().to_string(),
+        headers,
+        body,
+    })
 }
 
-fn read_chunked(reader: &mut impl BufRead) -> Result<Vec<u8>, ReadError> {
-    let mut body = Vec::new();
-    loop {
-        let size_line = read_line(reader)?;
-        let size = size_line.split(';').next().unwrap_or_default().trim();
-        let size = usize::from_str_radix(size, 16).map_err(|_| ReadError::Bad(400))?;
-        if size == 0 {
-            // Trailers, up to the empty line.
-            while !read_line(reader)?.is_empty() {}
-            return Ok(body);
+/// A refused request's answer; the connection closes after it.
+fn refusal(status: u16) -> Response<Body> {
+    let mut response = whole(Reply::text(status, "Bad Request\n"));
+    response.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
+    response
+}
+
+fn respond(mut reply: Reply) -> io::Result<Response<Body>> {
+    match reply.transport {
+        Transport::Whole => Ok(whole(reply)),
+        Transport::TruncateBody => {
+            let announced = reply.body.len();
+            reply.body.truncate(announced / 2);
+            let half = stream::iter([Ok(Frame::data(Bytes::from(std::mem::take(&mut reply.body))))]);
+            let cut = stream::once(async {
+                tokio::time::sleep(TRUNCATE_PAUSE).await;
+                Err(io::Error::other("truncated on purpose"))
+            });
+            let mut response = head(&reply, StreamBody::new(half.chain(cut)).boxed_unsync());
+            response.headers_mut().insert(CONTENT_LENGTH, HeaderValue::from(announced));
+            Ok(response)
         }
-        if body.len() + size > MAX_BODY {
-            return Err(ReadError::Bad(413));
-        }
-        let start = body.len();
-        body.resize(start + size, 0);
-        reader.read_exact(&mut body[start..]).map_err(|_| ReadError::Bad(400))?;
-        if !read_line(reader)?.is_empty() {
-            return Err(ReadError::Bad(400));
-        }
+        Transport::Close => Err(io::Error::other("closed on purpose")),
     }
 }
 
-fn reason(status: u16) -> &'static str {
-    match status {
-        100 => "Continue",
-        200 => "OK",
-        204 => "No Content",
-        302 => "Found",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        413 => "Content Too Large",
-        431 => "Request Header Fields Too Large",
-        500 => "Internal Server Error",
-        _ => "",
-    }
+/// Status, headers and the whole body; hyper adds `Content-Length` (none on a 204).
+fn whole(mut reply: Reply) -> Response<Body> {
+    let body = Full::new(Bytes::from(std::mem::take(&mut reply.body)));
+    head(&reply, body.map_err(|never: Infallible| match never {}).boxed_unsync())
 }
 
-/// Status line and headers, announcing `length` bytes of body.
-fn write_head(writer: &mut impl Write, reply: &Reply, length: usize, close: bool) -> io::Result<()> {
-    let mut head = format!("HTTP/1.1 {} {}\r\n", reply.status, reason(reply.status));
+/// The reply's status and headers, with `body`.
+fn head(reply: &Reply, body: Body) -> Response<Body> {
+    let mut response = Response::new(body);
+    *response.status_mut() = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     for (name, value) in &reply.headers {
         // Endpoints only build printable ASCII values; anything else is dropped, not sent.
-        if value.bytes().all(|b| b == b' ' || b == b'\t' || b.is_ascii_graphic()) {
-            head.push_str(&format!("{name}: {value}\r\n"));
+        if let (Ok(name), Ok(value)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value)) {
+            response.headers_mut().append(name, value);
         }
     }
-    if reply.status != 204 && reply.status >= 200 {
-        head.push_str(&format!("Content-Length: {length}\r\n"));
-    }
-    if close {
-        head.push_str("Connection: close\r\n");
-    }
-    head.push_str("\r\n");
-    writer.write_all(head.as_bytes())
-}
-
-fn write_reply(writer: &mut impl Write, reply: &Reply, keep_alive: bool) -> io::Result<()> {
-    write_head(writer, reply, reply.body.len(), !keep_alive)?;
-    if reply.status != 204 {
-        writer.write_all(&reply.body)?;
-    }
-    writer.flush()
+    response
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn parse(raw: &[u8]) -> (Result<(Req, bool), ReadError>, Vec<u8>) {
-        let mut reader = BufReader::new(raw);
-        let mut written = Vec::new();
-        (read_request(&mut reader, &mut written), written)
-    }
-
-    #[test]
-    fn a_request_with_a_body_and_keep_alive() {
-        let (r, _) = parse(b"POST /openid/token/?a=1 HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello");
-        let (req, keep_alive) = r.unwrap();
-        assert_eq!((req.method.as_str(), req.path.as_str(), req.query.as_str()), ("POST", "/openid/token/", "a=1"));
-        assert_eq!(req.header("content-type"), Some("text/plain"));
-        assert_eq!(req.body, b"hello");
-        assert!(keep_alive);
-        let (r, _) = parse(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n");
-        assert!(!r.unwrap().1);
-        let (r, _) = parse(b"GET / HTTP/1.0\r\n\r\n");
-        assert!(!r.unwrap().1);
-    }
-
-    #[test]
-    fn chunked_bodies_and_expect_continue() {
-        let raw = b"POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\nExpect: 100-continue\r\n\r\n5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nTrailer: t\r\n\r\n";
-        let (r, written) = parse(raw);
-        assert_eq!(r.unwrap().0.body, b"hello world");
-        assert_eq!(written, b"HTTP/1.1 100 Continue\r\n\r\n");
-    }
-
-    #[test]
-    fn what_is_refused() {
-        let big = format!("POST / HTTP/1.1\r\nContent-Length: {}\r\n\r\n", MAX_BODY + 1);
-        assert_eq!(parse(big.as_bytes()).0.unwrap_err(), ReadError::Bad(413));
-        assert_eq!(parse(b"GET /\r\n\r\n").0.unwrap_err(), ReadError::Bad(400));
-        assert_eq!(parse(b"GET / HTTP/2\r\n\r\n").0.unwrap_err(), ReadError::Bad(400));
-        assert_eq!(parse(b"GET / HTTP/1.1\r\nno colon\r\n\r\n").0.unwrap_err(), ReadError::Bad(400));
-        assert_eq!(parse(b"POST / HTTP/1.1\r\nContent-Length: x\r\n\r\n").0.unwrap_err(), ReadError::Bad(400));
-        assert_eq!(parse(b"").0.unwrap_err(), ReadError::Gone);
-        let long = format!("GET /{} HTTP/1.1\r\n\r\n", "a".repeat(MAX_LINE + 10));
-        assert_eq!(parse(long.as_bytes()).0.unwrap_err(), ReadError::Bad(431));
-    }
-
-    #[test]
-    fn replies_carry_their_length_and_no_body_for_204() {
-        let mut out = Vec::new();
-        write_reply(&mut out, &Reply::text(200, "hi"), true).unwrap();
-        let text = String::from_utf8(out).unwrap();
-        assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
-        assert!(text.contains("Content-Length: 2\r\n") && text.ends_with("\r\n\r\nhi"), "{text}");
-        assert!(!text.contains("Connection: close"));
-        let mut out = Vec::new();
-        write_reply(&mut out, &Reply::empty(204), false).unwrap();
-        let text = String::from_utf8(out).unwrap();
-        assert!(!text.contains("Content-Length") && text.contains("Connection: close\r\n"), "{text}");
-    }
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::net::{SocketAddr, TcpListener, TcpStream};
 
     /// A live server on a loopback port, with the test app.
-    fn live() -> (std::net::SocketAddr, Arc<App>) {
+    fn live() -> SocketAddr {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let app = Arc::new(crate::endpoints::tests::app(None));
-        let served = Arc::clone(&app);
-        std::thread::spawn(move || serve(&listener, &served, || 1_700_000_000));
-        (addr, app)
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            runtime.block_on(serve(listener, app, || 1_700_000_000))
+        });
+        addr
+    }
+
+    fn connect(addr: SocketAddr) -> TcpStream {
+        let s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s
     }
 
     /// Sends raw bytes on a new connection and reads until the server closes.
-    fn exchange(addr: std::net::SocketAddr, raw: &str) -> Vec<u8> {
-        let mut s = TcpStream::connect(addr).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    fn exchange(addr: SocketAddr, raw: &str) -> Vec<u8> {
+        let mut s = connect(addr);
         s.write_all(raw.as_bytes()).unwrap();
         let mut out = Vec::new();
         let _ = s.read_to_end(&mut out);
         out
     }
 
-    fn set_mode(addr: std::net::SocketAddr, body: &str) {
+    fn exchange_text(addr: SocketAddr, raw: &str) -> String {
+        String::from_utf8(exchange(addr, raw)).unwrap()
+    }
+
+    fn set_mode(addr: SocketAddr, body: &str) {
         let raw = format!(
             "POST /__emulator/mode HTTP/1.1\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
             body.len()
         );
-        let out = String::from_utf8(exchange(addr, &raw)).unwrap();
+        let out = exchange_text(addr, &raw);
         assert!(out.starts_with("HTTP/1.1 200 "), "{out}");
+    }
+
+    /// Status line, header lines and body of one response on a kept-alive connection.
+    fn read_response(reader: &mut impl BufRead) -> (String, Vec<String>, Vec<u8>) {
+        let mut line = String::new();
+        let mut next_line = |reader: &mut dyn BufRead| {
+            line.clear();
+            reader.read_line(&mut line).unwrap();
+            line.trim_end_matches(['\r', '\n']).to_string()
+        };
+        let status = next_line(reader);
+        let mut head = Vec::new();
+        loop {
+            let l = next_line(reader);
+            if l.is_empty() {
+                break;
+            }
+            head.push(l);
+        }
+        let length = head.iter().find_map(|l| l.strip_prefix("Content-Length: ")).map_or(0, |v| v.parse().unwrap());
+        let mut body = vec![0; length];
+        reader.read_exact(&mut body).unwrap();
+        (status, head, body)
     }
 
     const JWKS: &str = "GET /openid/jwks HTTP/1.1\r\nHost: x\r\n\r\n";
 
     #[test]
     fn keep_alive_serves_several_requests_on_one_connection() {
-        let (addr, _) = live();
-        let mut s = TcpStream::connect(addr).unwrap();
+        let addr = live();
+        let mut s = connect(addr);
         let mut reader = BufReader::new(s.try_clone().unwrap());
         for _ in 0..3 {
             s.write_all(JWKS.as_bytes()).unwrap();
-            let status = read_line(&mut reader).unwrap();
+            let (status, head, body) = read_response(&mut reader);
             assert_eq!(status, "HTTP/1.1 200 OK");
-            let mut length = 0;
-            loop {
-                let line = read_line(&mut reader).unwrap();
-                if line.is_empty() {
-                    break;
-                }
-                if let Some(v) = line.strip_prefix("Content-Length: ") {
-                    length = v.parse().unwrap();
-                }
-            }
-            let mut body = vec![0; length];
-            reader.read_exact(&mut body).unwrap();
+            assert!(head.iter().any(|l| l.starts_with("Content-Type: application/json")), "{head:?}");
             assert!(serde_json::from_slice::<serde_json::Value>(&body).is_ok());
         }
     }
 
     #[test]
+    fn request_bodies_by_length_chunked_and_after_100_continue() {
+        let addr = live();
+        let body = r#"{"fault": {"endpoint": "jwks", "kind": "status_500"}}"#;
+        let raw = format!(
+            "POST /__emulator/mode HTTP/1.1\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n\
+             5\r\n{}\r\n{:x};ext=1\r\n{}\r\n0\r\nTrailer: t\r\n\r\n",
+            &body[..5],
+            body.len() - 5,
+            &body[5..]
+        );
+        let out = exchange_text(addr, &raw);
+        assert!(out.starts_with("HTTP/1.1 200 "), "{out}");
+        assert!(exchange_text(addr, &JWKS.replace("Host: x", "Connection: close")).starts_with("HTTP/1.1 500 "));
+
+        // The client waits for `100 Continue` before it sends the body.
+        let mut s = connect(addr);
+        let body = r#"{"fault": {"endpoint": "jwks", "kind": "none"}}"#;
+        let head =
+            format!("POST /__emulator/mode HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: {}\r\n\r\n", body.len());
+        s.write_all(head.as_bytes()).unwrap();
+        let mut reader = BufReader::new(s.try_clone().unwrap());
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        assert_eq!(line, "HTTP/1.1 100 Continue\r\n");
+        reader.read_line(&mut line).unwrap();
+        s.write_all(body.as_bytes()).unwrap();
+        let (status, _, _) = read_response(&mut reader);
+        assert_eq!(status, "HTTP/1.1 200 OK");
+        assert!(exchange_text(addr, &JWKS.replace("Host: x", "Connection: close")).starts_with("HTTP/1.1 200 "));
+    }
+
+    #[test]
+    fn what_is_refused() {
+        let addr = live();
+        let big = format!("POST /__emulator/mode HTTP/1.1\r\nContent-Length: {}\r\n\r\n", MAX_BODY + 1);
+        assert!(exchange_text(addr, &big).starts_with("HTTP/1.1 413 "));
+        // Too big only once it arrives, chunk by chunk.
+        let chunk = "a".repeat(MAX_BODY / 2 + 1);
+        let chunked = format!(
+            "POST /__emulator/mode HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n\
+             {n:x}\r\n{chunk}\r\n{n:x}\r\n{chunk}\r\n0\r\n\r\n",
+            n = chunk.len()
+        );
+        assert!(exchange_text(addr, &chunked).starts_with("HTTP/1.1 413 "));
+        for bad in
+            ["GET /\r\n\r\n", "GET / HTTP/1.1\r\nno colon\r\n\r\n", "POST / HTTP/1.1\r\nContent-Length: x\r\n\r\n"]
+        {
+            assert!(exchange_text(addr, bad).starts_with("HTTP/1.1 400 "), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn replies_carry_their_length_and_no_body_for_204() {
+        let addr = live();
+        let out = exchange_text(addr, "GET /openid/jwks HTTP/1.1\r\nConnection: close\r\n\r\n");
+        let (head, body) = out.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+        assert!(head.contains(&format!("\r\nContent-Length: {}\r\n", body.len())), "{head}");
+        let logout = format!("GET {} HTTP/1.1\r\nConnection: close\r\n\r\n", crate::endpoints::LOGOUT_PATH);
+        let out = exchange_text(addr, &logout);
+        assert!(out.starts_with("HTTP/1.1 204 No Content\r\n"), "{out}");
+        assert!(!out.contains("Content-Length") && out.ends_with("\r\n\r\n"), "{out}");
+    }
+
+    #[test]
     fn close_and_truncate_body_break_the_connection() {
-        let (addr, _) = live();
+        let addr = live();
         set_mode(addr, r#"{"fault": {"endpoint": "jwks", "kind": "close"}}"#);
         assert!(exchange(addr, JWKS).is_empty(), "a closed connection answered");
 
@@ -363,7 +340,7 @@ mod tests {
 
     #[test]
     fn a_slow_answer_holds_up_no_one_else() {
-        let (addr, _) = live();
+        let addr = live();
         set_mode(addr, r#"{"fault": {"endpoint": "jwks", "kind": "slow"}, "slow_ms": 1500}"#);
         let started = std::time::Instant::now();
         let slow = std::thread::spawn(move || exchange(addr, &JWKS.replace("Host: x", "Connection: close")));

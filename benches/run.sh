@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The benchmark (benches/README.md): builds the gate, the two floor filters, the emulator and the
+# helper, then runs benches/bench.py, which starts every variant on loopback and drives them with
+# wrk in alternation. `--smoke` runs each variant for 2 s once: it checks the harness works, not
+# how fast anything is (CI runs it). The full run writes target/bench/report.json and
+# benches/RESULTS.md (write_results.py).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+target=${CARGO_TARGET_DIR:-$root/target}
+
+for tool in envoy wrk python3; do
+  command -v "$tool" >/dev/null 2>&1 || { echo "benches/run.sh: $tool is missing (see benches/README.md)" >&2; exit 1; }
+done
+
+echo "== build"
+cargo build --release --target wasm32-wasip1
+cargo build --release -p claveunica-emulator -p claveunica-gate-bench
+CARGO_TARGET_DIR="$target/bench-filters" cargo build --release --target wasm32-wasip1 \
+  --manifest-path benches/filters/Cargo.toml
+
+echo "== core (native, no proxy)"
+"$target/release/gate-bench" core "$([[ "${1:-}" == --smoke ]] && echo 2000 || echo 200000)" | tee "$target/core.txt"
+
+echo "== proxy"
+python3 benches/bench.py "$@"
+if [[ "${1:-}" != --smoke ]]; then
+  python3 benches/write_results.py "$target/bench/report.json" "$target/core.txt" > benches/RESULTS.md
+  echo "wrote benches/RESULTS.md"
+fi

@@ -1,0 +1,259 @@
+//! The benchmark's helper, driven by `benches/run.sh`:
+//!
+//! - `cookie KEY_B64`: a session cookie sealed with the gate's own code and key, as a login
+//!   would set it (`name=value` on stdout);
+//! - `jwt DIR`: an RS256 JWT for Envoy's `jwt_authn` (stdout) and its JWKS (`DIR/jwks.json`);
+//! - `logins BASE N PARALLEL`: N complete logins through the gate and the emulator;
+//! - `core N`: the core's own CPU time per request, natively, for the authenticated and the
+//!   unauthenticated path (no proxy, no Wasm: what the gate's code costs by itself).
+
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine as _;
+use claveunica_gate::config::{Config, SessionKey};
+use claveunica_gate::gate::{Decision, Entropy, EntropyUnavailable, Gate, Request};
+use claveunica_gate::run::Run;
+use claveunica_gate::seal::KeyRing;
+use claveunica_gate::session::{Identity, Session};
+use rsa::pkcs1v15::SigningKey;
+use rsa::pkcs8::DecodePrivateKey;
+use rsa::signature::{SignatureEncoding, Signer};
+use rsa::traits::PublicKeyParts;
+use rsa::RsaPrivateKey;
+
+const PROVIDER_KEY: &str = include_str!("../../../src/testdata/provider_key.pem");
+/// The identity every benchmark request carries: María Carmen De los Ríos Núñez.
+const NUMERO: u32 = 44_444_444;
+const PASSWORD: &str = "testing";
+
+type Result<T> = std::result::Result<T, String>;
+
+fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+fn session(now: u64) -> Result<Session> {
+    let run = Run::new(NUMERO, '4').map_err(|e| format!("{e:?}"))?;
+    let identity = Identity::new(
+        run,
+        vec!["María".into(), "Carmen".into()],
+        vec!["De los Ríos".into(), "Núñez".into()],
+        "2594".into(),
+    )
+    .map_err(|e| format!("{e:?}"))?;
+    Ok(Session { identity, issued_at: now, expires_at: now + 8 * 3600, last_seen: now })
+}
+
+fn sealed_cookie(key_b64: &str, now: u64) -> Result<String> {
+    let bytes = STANDARD.decode(key_b64.trim()).map_err(|e| format!("key: {e}"))?;
+    let key: [u8; 32] = bytes.try_into().map_err(|_| "key: not 32 bytes".to_string())?;
+    let ring = KeyRing::new(&[SessionKey(key)]);
+    let mut nonce = [0u8; 24];
+    nonce[..8].copy_from_slice(&now.to_le_bytes());
+    session(now)?.seal(&ring, nonce).ok_or_else(|| "seal failed".into())
+}
+
+fn jwt(dir: &str) -> Result<String> {
+    let key = RsaPrivateKey::from_pkcs8_pem(PROVIDER_KEY).map_err(|e| format!("provider key: {e}"))?;
+    let b64 = |b: &[u8]| URL_SAFE_NO_PAD.encode(b);
+    let jwks = serde_json::json!({"keys": [{
+        "kty": "RSA", "alg": "RS256", "use": "sig", "kid": "bench",
+        "n": b64(&key.n().to_bytes_be()), "e": b64(&key.e().to_bytes_be()),
+    }]});
+    std::fs::write(format!("{dir}/jwks.json"), jwks.to_string()).map_err(|e| format!("jwks.json: {e}"))?;
+    let header = serde_json::json!({"alg": "RS256", "typ": "JWT", "kid": "bench"});
+    let t = now();
+    let claims = serde_json::json!({
+        "iss": "https://accounts.claveunica.gob.cl/openid", "aud": "demo-client", "sub": "2594",
+        "run": "44444444-4", "iat": t, "exp": t + 8 * 3600,
+    });
+    let input = format!("{}.{}", b64(header.to_string().as_bytes()), b64(claims.to_string().as_bytes()));
+    let signature = SigningKey::<rsa::sha2::Sha256>::new(key).sign(input.as_bytes());
+    Ok(format!("{input}.{}", b64(&signature.to_bytes())))
+}
+
+struct Counter(u8);
+
+impl Entropy for Counter {
+    fn fill(&mut self, buf: &mut [u8]) -> std::result::Result<(), EntropyUnavailable> {
+        self.0 = self.0.wrapping_add(1);
+        buf.fill(self.0);
+        Ok(())
+    }
+}
+
+/// Runs `f` `n` times and returns nanoseconds per run.
+fn time(n: u32, mut f: impl FnMut()) -> f64 {
+    for _ in 0..n / 10 {
+        f();
+    }
+    let start = Instant::now();
+    for _ in 0..n {
+        f();
+    }
+    start.elapsed().as_nanos() as f64 / f64::from(n)
+}
+
+fn core(n: u32) -> Result<()> {
+    let key = STANDARD.encode(core::array::from_fn::<u8, 32, _>(|i| i as u8 * 7 + 1));
+    let config = serde_json::json!({
+        "issuer": "https://accounts.claveunica.gob.cl/openid", "cluster": "claveunica",
+        "client_id": "demo-client", "client_secret": "demo-secret",
+        "redirect_uri": "http://127.0.0.1:8000/claveunica/callback", "session_keys": [key],
+    });
+    let config = Config::from_json(config.to_string().as_bytes(), &|_| None).map_err(|e| e.to_string())?;
+    let gate = Gate::new(config);
+    let t = now();
+    let cookie = format!("claveunica_session={}; JSESSIONID=abc123; theme=dark", sealed_cookie(&key, t)?);
+    let h = |n: &str, v: &str| (n.to_string(), v.to_string());
+    let base = vec![
+        h(":authority", "127.0.0.1:8000"),
+        h(":path", "/private"),
+        h(":method", "GET"),
+        h(":scheme", "http"),
+        h("user-agent", "wrk"),
+        h("accept", "text/html"),
+        h("x-claveunica-run", "11111111-1"),
+        h("X_CLAVEUNICA_NOMBRES", "forged"),
+    ];
+    let mut authed = base.clone();
+    authed.push(h("cookie", &cookie));
+    let mut rng = Counter(0);
+    let mut check = |headers: &[(String, String)], want_identity: bool| {
+        let d = gate.on_request(&Request { method: "GET", path: "/private", headers }, t, &mut rng);
+        match d {
+            Decision::Forward(f) if want_identity && f.set.len() == 5 => Ok(()),
+            Decision::Respond(r) if !want_identity && r.status == 302 => Ok(()),
+            other => Err(format!("unexpected decision: {other:?}")),
+        }
+    };
+    check(&authed, true)?;
+    check(&base, false)?;
+    let mut rng = Counter(0);
+    let strip = time(n, || {
+        for (name, _) in &authed {
+            std::hint::black_box(gate.is_identity_header(name));
+        }
+    });
+    let a = time(n, || {
+        let r = Request { method: "GET", path: "/private", headers: &authed };
+        let _ = std::hint::black_box(gate.on_request(&r, t, &mut rng));
+    });
+    let u = time(n, || {
+        let r = Request { method: "GET", path: "/private", headers: &base };
+        let _ = std::hint::black_box(gate.on_request(&r, t, &mut rng));
+    });
+    println!("core_strip_ns {strip:.0}");
+    println!("core_authenticated_ns {a:.0}");
+    println!("core_unauthenticated_ns {u:.0}");
+    Ok(())
+}
+
+fn agent() -> ureq::Agent {
+    ureq::AgentBuilder::new().redirects(0).timeout(Duration::from_secs(15)).build()
+}
+
+fn call(req: ureq::Request, form: Option<&[(&str, &str)]>) -> Result<ureq::Response> {
+    let r = match form {
+        Some(f) => req.send_form(f),
+        None => req.call(),
+    };
+    match r {
+        Ok(r) | Err(ureq::Error::Status(_, r)) => Ok(r),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+fn cookie_pair(set_cookie: &str) -> String {
+    set_cookie.split(';').next().unwrap_or("").to_string()
+}
+
+/// One login as a browser makes it: protected page, provider's form, form post, callback.
+fn login(agent: &ureq::Agent, base: &str) -> Result<()> {
+    let r = call(agent.get(&format!("{base}/private")), None)?;
+    if r.status() != 302 {
+        return Err(format!("GET /private: {}", r.status()));
+    }
+    let flow = r.all("set-cookie").into_iter().map(cookie_pair).collect::<Vec<_>>().join("; ");
+    let authorize = r.header("location").ok_or("no location")?.to_string();
+    let parsed = url::Url::parse(&authorize).map_err(|e| e.to_string())?;
+    let params: Vec<(String, String)> = parsed.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
+    let form_page = call(agent.get(&authorize), None)?;
+    if form_page.status() != 200 {
+        return Err(format!("authorize form: {}", form_page.status()));
+    }
+    let _ = form_page.into_string();
+    let mut fields: Vec<(&str, &str)> = params
+        .iter()
+        .filter(|(k, _)| ["client_id", "redirect_uri", "state", "nonce", "scope"].contains(&k.as_str()))
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    fields.extend([("run", "44.444.444-4"), ("password", PASSWORD), ("login", "1")]);
+    let submit = format!("{}://{}/openid/authorize/", parsed.scheme(), parsed.host_str().unwrap_or("127.0.0.1"));
+    let submit = match parsed.port() {
+        Some(p) => submit.replacen("/openid", &format!(":{p}/openid"), 1),
+        None => submit,
+    };
+    let r = call(agent.post(&submit), Some(&fields))?;
+    let callback = r.header("location").ok_or_else(|| format!("provider answered {}", r.status()))?.to_string();
+    let r = call(agent.get(&callback).set("cookie", &flow), None)?;
+    let sealed = r
+        .all("set-cookie")
+        .iter()
+        .any(|c| c.starts_with("claveunica_session=") && !c.starts_with("claveunica_session=;"));
+    if r.status() != 302 || !sealed {
+        return Err(format!("callback: {} without a session", r.status()));
+    }
+    Ok(())
+}
+
+fn logins(base: &str, n: usize, parallel: usize) -> Result<()> {
+    let next = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    let workers: Vec<_> = (0..parallel)
+        .map(|_| {
+            let (next, base) = (Arc::clone(&next), base.to_string());
+            std::thread::spawn(move || -> Result<()> {
+                let agent = agent();
+                while next.fetch_add(1, Ordering::Relaxed) < n {
+                    login(&agent, &base)?;
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().map_err(|_| "a login thread panicked".to_string())??;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    println!("logins {n} seconds {secs:.3} logins_per_s {:.1}", n as f64 / secs);
+    Ok(())
+}
+
+fn run(args: &[String]) -> Result<()> {
+    let arg = |i: usize| args.get(i).map(String::as_str).ok_or_else(|| format!("missing argument {i}"));
+    let num = |i: usize| arg(i)?.parse::<usize>().map_err(|e| format!("argument {i}: {e}"));
+    match arg(1)? {
+        "cookie" => println!("claveunica_session={}", sealed_cookie(arg(2)?, now())?),
+        "jwt" => println!("{}", jwt(arg(2)?)?),
+        "logins" => logins(arg(2)?, num(3)?, num(4)?)?,
+        "core" => core(u32::try_from(num(2)?).map_err(|e| e.to_string())?)?,
+        other => return Err(format!("unknown command {other}; see benches/README.md")),
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("gate-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
