@@ -81,8 +81,8 @@ pub enum CookieHeader {
     Remove,
 }
 
-/// Forward the request upstream. Client copies of identity headers are already gone: the
-/// adapter removes every name for which [`Gate::is_identity_header`] holds before asking.
+/// Forward the request upstream. The adapter removes every client header for which
+/// [`Gate::is_identity_header`] holds and that `set` does not replace.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Forward {
     /// Identity headers to set (replace, never append); empty for an anonymous request.
@@ -213,7 +213,7 @@ impl Gate {
         &self.config
     }
 
-    /// Whether a client-sent request header must be removed before anything else: it has the
+    /// Whether a client-sent request header must never reach the application: it has the
     /// name (in any spelling) of an identity header this gate sets.
     #[must_use]
     pub fn is_identity_header(&self, name: &str) -> bool {
