@@ -1,0 +1,71 @@
+#![no_main]
+//! Drives `Gate::on_request` with an arbitrary request on one of four fixed gates (enforce,
+//! parallel, canary, report-only with a pilot list): the first byte picks the gate, the first
+//! line of the rest is `METHOD PATH`, the other lines are `name: value` headers.
+//! Pass: no panic; identity headers go upstream only with a genuine sealed session cookie
+//! (the fuzzer cannot forge one, so a forwarded request without one carries none); the
+//! gate's cookies never reach the application; the gate's own paths (callback, login,
+//! logout) are answered, never forwarded; no answer sets a session cookie; no call is made
+//! outside the callback.
+
+use claveunica_gate::cookies;
+use claveunica_gate::gate::{CookieHeader, Decision, Request};
+use claveunica_gate_fuzz::{gates, is_genuine_session, Counter, NOW};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let Some((pick, rest)) = data.split_first() else { return };
+    let gate = &gates()[usize::from(*pick) % gates().len()];
+    let config = gate.config();
+    let text = String::from_utf8_lossy(rest);
+    let mut lines = text.split('\n');
+    let line = lines.next().unwrap_or("");
+    let (method, path) = line.split_once(' ').unwrap_or(("GET", line));
+    let headers: Vec<(String, String)> = lines
+        .map(|l| l.split_once(':').unwrap_or((l, "")))
+        .map(|(n, v)| (n.to_string(), v.trim_start().to_string()))
+        .filter(|(n, _)| !gate.is_identity_header(n))
+        .collect();
+    let req = Request { method, path, headers: &headers };
+
+    let session_name = &config.session.cookie_name;
+    let cookie_values = || headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case("cookie")).map(|(_, v)| v.as_str());
+    let canary = format!("{}claveunica_canary", if config.secure_cookies { "__Host-" } else { "" });
+    let is_ours = |n: &str| n == session_name || n.starts_with(&config.flow.cookie_prefix) || n == canary;
+    let bare_path = path.split_once('?').map_or(path, |(p, _)| p);
+    let own_path = [&config.callback_path, &config.login_path, &config.logout_path].contains(&&bare_path.to_string());
+
+    match gate.on_request(&req, NOW, &mut Counter(*pick)) {
+        Decision::Forward(f) => {
+            assert!(!own_path, "the gate's own path {bare_path:?} was forwarded");
+            if !f.set.is_empty() {
+                let genuine = cookies::pairs(cookie_values()).any(|(n, v)| n == session_name && is_genuine_session(v));
+                assert!(genuine, "identity forwarded without a genuine session: {:?}", f.set);
+            }
+            match &f.cookie {
+                CookieHeader::Replace(rest) => {
+                    assert!(!rest.is_empty());
+                    assert!(cookies::pairs([rest.as_str()]).all(|(n, _)| !is_ours(n)), "our cookie upstream: {rest}");
+                }
+                CookieHeader::Unchanged => {
+                    assert!(cookies::pairs(cookie_values()).all(|(n, _)| !is_ours(n)), "our cookie left upstream");
+                }
+                CookieHeader::Remove => {}
+            }
+            for set in &f.response_set_cookies {
+                if set.starts_with(&format!("{session_name}=")) && !set.starts_with(&format!("{session_name}=;")) {
+                    assert!(!f.set.is_empty(), "a session cookie set on an anonymous request: {set}");
+                }
+            }
+        }
+        Decision::Respond(r) => {
+            for (name, value) in &r.headers {
+                let made = value.strip_prefix(&format!("{session_name}=")).is_some_and(|v| !v.starts_with(';'));
+                assert!(!(name.eq_ignore_ascii_case("set-cookie") && made), "an answer sets a session: {value}");
+            }
+        }
+        Decision::Call(call) => {
+            assert_eq!(bare_path, config.callback_path, "a call outside the callback: {call:?}");
+        }
+    }
+});

@@ -1,0 +1,359 @@
+//! Fixtures shared by the fuzz targets and the seed generator (`examples/seeds.rs`): fixed
+//! session keys, gates built from fixed valid configurations, and the genuine artefacts a
+//! fuzzer cannot forge (sealed session and flow cookies, ID tokens signed with the test-only
+//! provider key). Targets compare what the gate accepts against these: anything accepted that
+//! is not one of them would be a forgery.
+//!
+//! Everything is deterministic (fixed keys, fixed nonces, a fixed clock), so the seeds
+//! written once by `examples/seeds.rs` are the very values the targets know as genuine.
+
+use std::sync::OnceLock;
+
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine as _;
+use claveunica_gate::config::{Config, SessionKey};
+use claveunica_gate::flow::Flow;
+use claveunica_gate::gate::{Entropy, EntropyUnavailable, Gate};
+use claveunica_gate::oidc::id_token::Expectations;
+use claveunica_gate::oidc::jwks::{self, KeyCache};
+use claveunica_gate::run::Run;
+use claveunica_gate::seal::KeyRing;
+use claveunica_gate::session::{Identity, Session};
+use rsa::pkcs1v15::SigningKey;
+use rsa::pkcs8::DecodePrivateKey;
+use rsa::signature::{SignatureEncoding, Signer};
+use rsa::traits::PublicKeyParts;
+use rsa::RsaPrivateKey;
+use serde_json::{json, Value};
+use sha2::Sha256;
+
+/// The fixed clock of every target (Unix seconds).
+pub const NOW: u64 = 1_800_000_000;
+/// The issuer of the fixed configurations and of the genuine ID tokens.
+pub const ISSUER: &str = "https://accounts.claveunica.gob.cl/openid";
+/// The client id of the fixed configurations.
+pub const CLIENT_ID: &str = "cid";
+/// The `kid` of the provider key in the fixed JWKS.
+pub const KID: &str = "0123456789abcdef0123456789abcdef";
+/// The newest session key (seals).
+pub const SESSION_KEY: &str = "q83vEjRWeJCrze8SNFZ4kKvN7xI0VniQq83vEjRWeJA=";
+/// An older session key (still opens: rotation).
+pub const OLD_SESSION_KEY: &str = "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=";
+/// The environment the `config` target's `*_env` keys can see.
+pub const ENV: [(&str, &str); 2] = [
+    ("CLAVEUNICA_CLIENT_SECRET", "s3cret"),
+    ("CLAVEUNICA_SESSION_KEYS", "q83vEjRWeJCrze8SNFZ4kKvN7xI0VniQq83vEjRWeJA="),
+];
+
+/// Looks a variable up in [`ENV`].
+pub fn env(name: &str) -> Option<String> {
+    ENV.iter().find(|(k, _)| *k == name).map(|(_, v)| (*v).to_string())
+}
+
+fn session_key(b64: &str) -> SessionKey {
+    let bytes: [u8; 32] = STANDARD.decode(b64).ok().and_then(|b| b.try_into().ok()).unwrap_or([0; 32]);
+    SessionKey(bytes)
+}
+
+/// The ring of the fixed configurations: newest key first, the old one second.
+pub fn ring() -> &'static KeyRing {
+    static RING: OnceLock<KeyRing> = OnceLock::new();
+    RING.get_or_init(|| KeyRing::new(&[session_key(SESSION_KEY), session_key(OLD_SESSION_KEY)]))
+}
+
+/// A ring holding only the old key, to seal cookies that open as stale.
+fn old_ring() -> KeyRing {
+    KeyRing::new(&[session_key(OLD_SESSION_KEY)])
+}
+
+/// Counts upwards: every draw differs, every run is the same, and it never fails.
+pub struct Counter(pub u8);
+
+impl Entropy for Counter {
+    fn fill(&mut self, buf: &mut [u8]) -> Result<(), EntropyUnavailable> {
+        for b in buf.iter_mut() {
+            self.0 = self.0.wrapping_add(1);
+            *b = self.0;
+        }
+        Ok(())
+    }
+}
+
+/// The base configuration: https (so `__Host-` cookies), both session keys, an idle timeout,
+/// and rules that open `/static/` and the API health check and make `/` optional.
+pub fn config_json() -> Value {
+    json!({
+        "issuer": ISSUER,
+        "cluster": "claveunica",
+        "client_id": CLIENT_ID,
+        "client_secret": "s3cret",
+        "redirect_uri": "https://portal.test/claveunica/callback",
+        "session_keys": [SESSION_KEY, OLD_SESSION_KEY],
+        "post_logout_redirect": "https://portal.test/",
+        "session": {"max_age_s": 28800, "idle_timeout_s": 1800},
+        "rules": [
+            {"prefix": "/static/", "action": "public"},
+            {"exact": "/", "action": "optional"},
+            {"regex": "/api/v[0-9]+/health", "methods": ["GET"], "action": "public"}
+        ]
+    })
+}
+
+/// The configurations the gate targets run against: 0 enforce (the base), 1 parallel,
+/// 2 canary at 50 %, 3 report-only over http with a pilot list that leaves the genuine
+/// identity out and custom identity headers.
+pub fn config_variants() -> Vec<Value> {
+    let base = config_json();
+    let with = |changes: Value| {
+        let mut v = base.clone();
+        if let (Some(m), Value::Object(c)) = (v.as_object_mut(), changes) {
+            m.extend(c);
+        }
+        v
+    };
+    vec![
+        base.clone(),
+        with(json!({"migration": {"mode": "parallel", "legacy_cookies": ["PHPSESSID"]}})),
+        with(json!({"migration": {"mode": "canary", "legacy_cookies": ["PHPSESSID"], "canary_percent": 50}})),
+        with(json!({
+            "redirect_uri": "http://portal.test/claveunica/callback",
+            "migration": {"mode": "report_only"},
+            "allowed_runs": ["55.555.555-5"],
+            "headers": {"x-rut": "{run_dotted}", "x-nombre": "{nombres} {apellidos}"}
+        })),
+    ]
+}
+
+/// The gates built from [`config_variants`].
+pub fn gates() -> &'static [Gate] {
+    static GATES: OnceLock<Vec<Gate>> = OnceLock::new();
+    GATES.get_or_init(|| {
+        config_variants()
+            .iter()
+            .filter_map(|v| Config::from_json(v.to_string().as_bytes(), &|_| None).ok())
+            .map(Gate::new)
+            .collect()
+    })
+}
+
+/// The identity inside every genuine session.
+pub fn identity() -> Option<Identity> {
+    let run = Run::new(44_444_444, '4').ok()?;
+    Identity::new(run, vec!["María".into(), "Carmen".into()], vec!["De los Ríos".into(), "Núñez".into()], "2594".into())
+        .ok()
+}
+
+/// Genuine session cookie values, each with a name for its seed file: a fresh one, one
+/// sealed with the old key (opens stale, resealed), one idle for longer than the reseal
+/// interval, one past its lifetime and one idle past the idle timeout.
+pub fn genuine_sessions() -> &'static [(&'static str, String)] {
+    static SESSIONS: OnceLock<Vec<(&'static str, String)>> = OnceLock::new();
+    SESSIONS.get_or_init(|| {
+        let Some(identity) = identity() else { return Vec::new() };
+        let at = |issued: u64, last: u64| Session {
+            identity: identity.clone(),
+            issued_at: issued,
+            expires_at: issued + 28_800,
+            last_seen: last,
+        };
+        let old = old_ring();
+        [
+            ("fresh", at(NOW - 30, NOW - 30), ring(), 1u8),
+            ("stale-key", at(NOW - 30, NOW - 30), &old, 2),
+            ("reseal", at(NOW - 600, NOW - 300), ring(), 3),
+            ("expired", at(NOW - 30_000, NOW - 30_000), ring(), 4),
+            ("idle", at(NOW - 7_200, NOW - 3_600), ring(), 5),
+        ]
+        .into_iter()
+        .filter_map(|(name, s, r, n)| s.seal(r, [n; 24]).map(|v| (name, v)))
+        .collect()
+    })
+}
+
+/// Whether `value` is one of the genuine session cookie values.
+pub fn is_genuine_session(value: &str) -> bool {
+    genuine_sessions().iter().any(|(_, v)| v == value)
+}
+
+/// A genuine login attempt and its cookie.
+pub struct GenuineFlow {
+    /// Its name for seed files.
+    pub name: &'static str,
+    /// The attempt.
+    pub flow: Flow,
+    /// The sealed cookie value.
+    pub value: String,
+}
+
+/// Genuine flow cookies: two fresh attempts (several tabs), one sealed with the old key and
+/// one older than the flow lifetime.
+pub fn genuine_flows() -> &'static [GenuineFlow] {
+    static FLOWS: OnceLock<Vec<GenuineFlow>> = OnceLock::new();
+    FLOWS.get_or_init(|| {
+        let old = old_ring();
+        [
+            ("fresh", 0x11u8, "/tramites?id=7", NOW - 20, ring()),
+            ("second-tab", 0x22, "/", NOW - 5, ring()),
+            ("stale-key", 0x33, "/perfil", NOW - 60, &old),
+            ("expired", 0x44, "/", NOW - 3_600, ring()),
+        ]
+        .into_iter()
+        .filter_map(|(name, seed, return_to, at, r)| {
+            let flow = Flow::new([seed; 32], [seed.wrapping_add(1); 24], return_to.into(), at);
+            let value = flow.seal(r, [seed.wrapping_add(2); 24])?;
+            Some(GenuineFlow { name, flow, value })
+        })
+        .collect()
+    })
+}
+
+/// Whether `value` is one of the genuine flow cookie values.
+pub fn is_genuine_flow(value: &str) -> bool {
+    genuine_flows().iter().any(|f| f.value == value)
+}
+
+/// The test-only provider key (never a production key).
+pub fn provider_key() -> Option<RsaPrivateKey> {
+    RsaPrivateKey::from_pkcs8_pem(include_str!("../../src/testdata/provider_key.pem")).ok()
+}
+
+/// A JWKS holding the provider key under [`KID`].
+pub fn jwks_json() -> String {
+    let Some(k) = provider_key() else { return String::new() };
+    json!({"keys": [{
+        "kty": "RSA", "alg": "RS256", "use": "sig", "kid": KID,
+        "n": URL_SAFE_NO_PAD.encode(k.n().to_bytes_be()),
+        "e": URL_SAFE_NO_PAD.encode(k.e().to_bytes_be()),
+    }]})
+    .to_string()
+}
+
+/// A key cache holding the provider key, as after a JWKS fetch at [`NOW`].
+pub fn key_cache() -> KeyCache {
+    let mut cache = KeyCache::default();
+    if let Ok(keys) = jwks::parse(jwks_json().as_bytes()) {
+        cache.replace(keys, NOW);
+    }
+    cache
+}
+
+/// The nonce the genuine ID tokens carry and [`expectations`] ask for.
+pub fn nonce() -> &'static str {
+    genuine_flows().first().map_or("", |f| f.flow.nonce())
+}
+
+/// What the jwt target verifies against.
+pub fn expectations() -> Expectations<'static> {
+    Expectations { issuer: ISSUER, client_id: CLIENT_ID, nonce: nonce(), now: NOW, leeway_s: 60 }
+}
+
+fn sign(header: &Value, claims: &Value) -> Option<String> {
+    let key = provider_key()?;
+    let input =
+        format!("{}.{}", URL_SAFE_NO_PAD.encode(header.to_string()), URL_SAFE_NO_PAD.encode(claims.to_string()));
+    let sig = SigningKey::<Sha256>::new(key).sign(input.as_bytes());
+    Some(format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig.to_bytes())))
+}
+
+/// ID tokens genuinely signed with the provider key: one that verifies, and ones refused
+/// for their claims (expired, another audience, another nonce, no `iat`).
+pub fn genuine_id_tokens() -> &'static [(&'static str, String)] {
+    static TOKENS: OnceLock<Vec<(&'static str, String)>> = OnceLock::new();
+    TOKENS.get_or_init(|| {
+        let header = json!({"alg": "RS256", "typ": "JWT", "kid": KID});
+        let claims = json!({
+            "iss": ISSUER, "sub": "2594", "aud": CLIENT_ID, "iat": NOW - 5, "exp": NOW + 595,
+            "auth_time": NOW - 5, "nonce": nonce(), "at_hash": "x",
+        });
+        let with = |k: &str, v: Value| {
+            let mut c = claims.clone();
+            if let Some(m) = c.as_object_mut() {
+                if v.is_null() {
+                    m.remove(k);
+                } else {
+                    m.insert(k.into(), v);
+                }
+            }
+            c
+        };
+        [
+            ("valid", claims.clone()),
+            ("expired", with("exp", json!(NOW - 3_600))),
+            ("other-audience", with("aud", json!(["other", "x"]))),
+            ("other-nonce", with("nonce", json!("AAAA"))),
+            ("no-iat", with("iat", Value::Null)),
+        ]
+        .into_iter()
+        .filter_map(|(name, c)| sign(&header, &c).map(|t| (name, t)))
+        .collect()
+    })
+}
+
+/// The signing input (`header.payload`) of a JWS, which its signature covers.
+pub fn signing_input(token: &str) -> Option<&str> {
+    token.rsplit_once('.').map(|(input, _)| input)
+}
+
+#[cfg(test)]
+mod tests {
+    //! The fixtures are what the targets take them for (`cargo test` in `fuzz/`, stable).
+
+    use claveunica_gate::flow::Flow;
+    use claveunica_gate::gate::{Decision, Request};
+    use claveunica_gate::oidc::id_token;
+    use claveunica_gate::session::{Opened, Session};
+
+    use super::*;
+
+    #[test]
+    fn genuine_sessions_open_as_named() {
+        let open = |name: &str, idle| {
+            let (_, v) = genuine_sessions().iter().find(|(n, _)| *n == name).unwrap();
+            Session::open(ring(), v, NOW, idle)
+        };
+        assert_eq!(genuine_sessions().len(), 5);
+        assert!(matches!(open("fresh", Some(1_800)), Opened::Valid { stale_key: false, .. }));
+        assert!(matches!(open("stale-key", None), Opened::Valid { stale_key: true, .. }));
+        assert!(matches!(open("reseal", Some(1_800)), Opened::Valid { .. }));
+        assert!(matches!(open("expired", None), Opened::Expired));
+        assert!(matches!(open("idle", Some(1_800)), Opened::Expired));
+    }
+
+    #[test]
+    fn genuine_flows_resume() {
+        let prefix = "__Host-claveunica_flow_";
+        for f in genuine_flows() {
+            let name = f.flow.cookie_name(prefix);
+            let lookup = |n: &str| (n == name).then_some(f.value.as_str());
+            let resumed = Flow::resume(ring(), prefix, f.flow.state(), lookup, NOW, 600);
+            assert_eq!(resumed.is_ok(), f.name != "expired", "{}", f.name);
+        }
+    }
+
+    #[test]
+    fn only_the_valid_token_verifies() {
+        let keys = key_cache();
+        assert_eq!(genuine_id_tokens().len(), 5);
+        for (name, token) in genuine_id_tokens() {
+            assert_eq!(id_token::verify(token, &keys, &expectations()).is_ok(), *name == "valid", "{name}");
+        }
+    }
+
+    #[test]
+    fn gates_and_the_callback() {
+        assert_eq!(gates().len(), config_variants().len());
+        let f = &genuine_flows()[0];
+        let cookie = format!("{}={}", f.flow.cookie_name("__Host-claveunica_flow_"), f.value);
+        let headers = vec![("cookie".to_string(), cookie)];
+        let path = format!("/claveunica/callback?code=abc&state={}", f.flow.state());
+        let req = Request { method: "GET", path: &path, headers: &headers };
+        assert!(matches!(gates()[0].on_request(&req, NOW, &mut Counter(0)), Decision::Call(_)));
+        let (_, session) = &genuine_sessions()[0];
+        let headers = vec![("cookie".to_string(), format!("__Host-claveunica_session={session}"))];
+        let req = Request { method: "GET", path: "/tramites", headers: &headers };
+        match gates()[0].on_request(&req, NOW, &mut Counter(0)) {
+            Decision::Forward(f) => assert!(!f.set.is_empty()),
+            other => panic!("{other:?}"),
+        }
+    }
+}
