@@ -33,7 +33,9 @@ use claveunica_gate::run::Run;
 use claveunica_gate::seal::{KeyRing, NONCE_LEN};
 use claveunica_gate::session::{Identity, Session};
 use serde_json::json;
-use support::{Authorize, Browser, Response, Stack, CALLBACK_PATH, FLOW_PREFIX, PASSWORD, RUN, SESSION_COOKIE};
+use support::{
+    with_param, Authorize, Browser, Response, Stack, CALLBACK_PATH, FLOW_PREFIX, PASSWORD, RUN, SESSION_COOKIE,
+};
 
 const NOMBRES: &str = "Mar%C3%ADa%20Carmen";
 const APELLIDOS: &str = "De%20los%20R%C3%ADos%20N%C3%BA%C3%B1ez";
@@ -241,24 +243,6 @@ fn raw_login(ctx: &Ctx, path: &str) -> Response {
 fn login_with_return_to(ctx: &Ctx, return_to: &str) -> Vec<Response> {
     let mut b = ctx.stack.browser();
     vec![b.login(&format!("/claveunica/login?return_to={}", url_encode(return_to)), RUN, PASSWORD)]
-}
-
-/// Replaces (or with `None` removes) one query parameter of a URL.
-fn with_param(url: &str, name: &str, value: Option<&str>) -> String {
-    let mut parsed = url::Url::parse(url).expect("callback URLs parse");
-    let pairs: Vec<(String, String)> =
-        parsed.query_pairs().filter(|(k, _)| k != name).map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
-    {
-        let mut q = parsed.query_pairs_mut();
-        q.clear();
-        for (k, v) in &pairs {
-            q.append_pair(k, v);
-        }
-        if let Some(v) = value {
-            q.append_pair(name, v);
-        }
-    }
-    parsed.to_string()
 }
 
 fn rows() -> Vec<Row> {

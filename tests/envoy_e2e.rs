@@ -16,7 +16,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use support::{
-    random_key, Browser, Response, Stack, CLIENT_ID, FLOW_PREFIX, LOGOUT_PATH, PASSWORD, RUN, SESSION_COOKIE,
+    random_key, with_param, Browser, Response, Stack, CLIENT_ID, FLOW_PREFIX, LOGOUT_PATH, PASSWORD, RUN,
+    SESSION_COOKIE,
 };
 
 /// Every identity header, in assorted letter cases, with forged values.
@@ -84,24 +85,6 @@ fn logged_in(stack: &Stack) -> Browser {
     assert_eq!(r.status, 302, "login failed: {r:?}");
     assert!(browser.jar.contains_key(SESSION_COOKIE), "no session after login: {r:?}");
     browser
-}
-
-/// Replaces (or with `None` removes) one query parameter of a URL.
-fn with_param(url: &str, name: &str, value: Option<&str>) -> String {
-    let mut parsed = url::Url::parse(url).expect("callback URLs parse");
-    let pairs: Vec<(String, String)> =
-        parsed.query_pairs().filter(|(k, _)| k != name).map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
-    {
-        let mut q = parsed.query_pairs_mut();
-        q.clear();
-        for (k, v) in &pairs {
-            q.append_pair(k, v);
-        }
-        if let Some(v) = value {
-            q.append_pair(name, v);
-        }
-    }
-    parsed.to_string()
 }
 
 fn param(url: &str, name: &str) -> Option<String> {

@@ -16,14 +16,14 @@ mod support;
 
 use std::io::Read as _;
 use std::thread;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use claveunica_gate::config::SessionKey;
 use claveunica_gate::run::Run;
 use claveunica_gate::seal::{KeyRing, NONCE_LEN};
 use claveunica_gate::session::{Identity, Opened, Session};
 use serde_json::json;
-use support::{Browser, Response, Stack, CALLBACK_PATH, LOGOUT_PATH, PASSWORD, RUN, SESSION_COOKIE};
+use support::{wait_until, Browser, Response, Stack, CALLBACK_PATH, LOGOUT_PATH, PASSWORD, RUN, SESSION_COOKIE};
 
 const CANARY_COOKIE: &str = "claveunica_canary";
 const LEGACY_COOKIE: &str = "PHPSESSID";
@@ -34,19 +34,6 @@ const APELLIDOS: &str = "De%20los%20R%C3%ADos%20N%C3%BA%C3%B1ez";
 /// Waits (briefly) for Envoy to write `needle` to its log: log lines may trail the answer.
 fn wait_for_log(stack: &Stack, needle: &str) -> bool {
     wait_until(Duration::from_secs(5), || stack.envoy_log().contains(needle))
-}
-
-fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    loop {
-        if done() {
-            return true;
-        }
-        if Instant::now() > deadline {
-            return false;
-        }
-        thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn now() -> u64 {

@@ -19,24 +19,11 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use support::{Browser, Response, Stack, PASSWORD, RUN, SESSION_COOKIE};
+use support::{wait_until, Browser, Response, Stack, PASSWORD, RUN, SESSION_COOKIE};
 
 /// The gate's `timeout_ms` in these stacks, and how long a slow provider takes.
 const TIMEOUT_MS: u64 = 1000;
 const SLOW_MS: u64 = 2500;
-
-fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    loop {
-        if done() {
-            return true;
-        }
-        if Instant::now() > deadline {
-            return false;
-        }
-        thread::sleep(Duration::from_millis(100));
-    }
-}
 
 /// The log line holding `needle` (log lines may trail the answer).
 fn log_line_with(stack: &Stack, needle: &str) -> String {

@@ -1040,3 +1040,35 @@ impl Browser {
         self.callback(&callback)
     }
 }
+
+/// Replaces (or with `None` removes) one query parameter of a URL.
+pub fn with_param(url: &str, name: &str, value: Option<&str>) -> String {
+    let mut parsed = url::Url::parse(url).expect("callback URLs parse");
+    let pairs: Vec<(String, String)> =
+        parsed.query_pairs().filter(|(k, _)| k != name).map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
+    {
+        let mut q = parsed.query_pairs_mut();
+        q.clear();
+        for (k, v) in &pairs {
+            q.append_pair(k, v);
+        }
+        if let Some(v) = value {
+            q.append_pair(name, v);
+        }
+    }
+    parsed.to_string()
+}
+
+/// Polls `done` every 50 ms until it holds or `limit` passes; whether it held.
+pub fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if done() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+}
