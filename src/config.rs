@@ -285,6 +285,21 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// An http(s) URL without a query, the base others are built on; a problem otherwise.
+    fn base_url(&mut self, key: &str, text: &str) -> Option<Url> {
+        match parse_http_url(text) {
+            Ok(u) if u.query().is_some() => {
+                self.problem(key, "must not have a query");
+                None
+            }
+            Ok(u) => Some(u),
+            Err(e) => {
+                self.problem(key, e);
+                None
+            }
+        }
+    }
+
     fn absorb(&mut self, other: Reader<'_>) {
         self.problems.extend(other.problems);
     }
@@ -401,17 +416,7 @@ impl Config {
         r.unknown_keys(KNOWN_KEYS);
 
         let issuer = r.required_string("issuer");
-        let issuer_url = issuer.as_deref().and_then(|s| match parse_http_url(s) {
-            Ok(u) if u.query().is_some() => {
-                r.problem("issuer", "must not have a query");
-                None
-            }
-            Ok(u) => Some(u),
-            Err(e) => {
-                r.problem("issuer", e);
-                None
-            }
-        });
+        let issuer_url = issuer.as_deref().and_then(|s| r.base_url("issuer", s));
         let cluster = r.required_string("cluster");
         let client_id = r.required_string("client_id");
 
@@ -519,17 +524,7 @@ impl Config {
             None => "x-claveunica-logout".to_string(),
         };
         let jwks_refresh_s = r.integer("jwks_refresh_s", 3600, 60, 86_400);
-        let upstream = r.string("upstream").and_then(|s| match parse_http_url(&s) {
-            Ok(u) if u.query().is_some() => {
-                r.problem("upstream", "must not have a query");
-                None
-            }
-            Ok(u) => Some(u),
-            Err(e) => {
-                r.problem("upstream", e);
-                None
-            }
-        });
+        let upstream = r.string("upstream").and_then(|s| r.base_url("upstream", &s));
 
         if !r.problems.is_empty() {
             return Err(ConfigError { problems: r.problems });
