@@ -142,17 +142,31 @@ impl Session {
     /// and the idle one when `idle_timeout_s` is set.
     #[must_use]
     pub fn open(ring: &KeyRing, value: &str, now: u64, idle_timeout_s: Option<u64>) -> Opened {
-        let Some(opened) = ring.open(Purpose::Session, value) else { return Opened::Invalid };
-        // Trailing bytes mean this is not a cookie this gate wrote, even if it opened.
-        let Ok((wire, [])) = postcard::take_from_bytes::<Wire>(&opened.plaintext) else { return Opened::Invalid };
-        let Ok(run) = Run::parse(&wire.r) else { return Opened::Invalid };
-        let Ok(identity) = Identity::new(run, wire.n, wire.a, wire.s) else { return Opened::Invalid };
-        let last_seen = wire.l.max(wire.i);
-        if now >= wire.e || idle_timeout_s.is_some_and(|idle| now.saturating_sub(last_seen) >= idle) {
-            return Opened::Expired;
+        match Self::unseal(ring, value) {
+            None => Opened::Invalid,
+            Some((session, _)) if session.is_over(now, idle_timeout_s) => Opened::Expired,
+            Some((session, stale_key)) => Opened::Valid { session, stale_key },
         }
-        let session = Session { identity, issued_at: wire.i, expires_at: wire.e, last_seen };
-        Opened::Valid { session, stale_key: opened.stale_key }
+    }
+
+    /// Opens a session cookie value without looking at the clock; the second value says it was
+    /// sealed with an older key. `None` for anything this gate did not seal.
+    #[must_use]
+    pub fn unseal(ring: &KeyRing, value: &str) -> Option<(Session, bool)> {
+        let opened = ring.open(Purpose::Session, value)?;
+        // Trailing bytes mean this is not a cookie this gate wrote, even if it opened.
+        let Ok((wire, [])) = postcard::take_from_bytes::<Wire>(&opened.plaintext) else { return None };
+        let run = Run::parse(&wire.r).ok()?;
+        let identity = Identity::new(run, wire.n, wire.a, wire.s).ok()?;
+        let session = Session { identity, issued_at: wire.i, expires_at: wire.e, last_seen: wire.l.max(wire.i) };
+        Some((session, opened.stale_key))
+    }
+
+    /// Whether the session's lifetime is over at `now`: the absolute one, or the idle one when
+    /// `idle_timeout_s` is set.
+    #[must_use]
+    pub fn is_over(&self, now: u64, idle_timeout_s: Option<u64>) -> bool {
+        now >= self.expires_at || idle_timeout_s.is_some_and(|idle| now.saturating_sub(self.last_seen) >= idle)
     }
 }
 

@@ -552,6 +552,8 @@ fn counters_move_and_are_summed_over_workers() {
         b.jar.insert(SESSION_COOKIE.into(), cookie.clone());
         assert_identified(&b.get("/?format=json"));
     }
+    // Accepted sessions are handed to Envoy once a tick (a second), not on every request.
+    wait_until(Duration::from_secs(5), || c("sessions_accepted") >= accepted + N);
     assert_eq!(c("sessions_accepted"), accepted + N, "counts lost between workers");
     let connections: Vec<u64> = per_worker().iter().zip(&connections_before).map(|(a, b)| a - b).collect();
     assert_eq!(connections.len(), 2, "per-worker listener stats: {:?}", per_worker());

@@ -176,7 +176,7 @@ mod tests {
 
     fn forward(cookie: CookieHeader, set: &[(&str, &str)]) -> Forward {
         Forward {
-            set: set.iter().map(|(n, v)| ((*n).to_string(), (*v).to_string())).collect(),
+            set: set.iter().map(|(n, v)| ((*n).to_string(), (*v).to_string())).collect::<Vec<_>>().into(),
             cookie,
             response_set_cookies: Vec::new(),
             events: Events::default(),

@@ -6,17 +6,21 @@
 //! the session; `events.rs` what gets counted.
 
 mod events;
+mod known;
 mod login;
 
 pub use events::{Event, Events, FailReason};
+pub use known::{Known, KnownSessions};
 pub use login::Pending;
+
+use std::sync::Arc;
 
 use crate::config::Config;
 use crate::cookies::{self, CookieAttrs};
 use crate::pages;
 use crate::policy::{self, MigrationMode, RuleAction};
 use crate::seal::{KeyRing, NONCE_LEN};
-use crate::session::{self, Session};
+use crate::session::Session;
 
 /// A source of random bytes: the host's WASI random source in production, a fixed sequence
 /// in tests.
@@ -86,7 +90,8 @@ pub enum CookieHeader {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Forward {
     /// Identity headers to set (replace, never append); empty for an anonymous request.
-    pub set: Vec<(String, String)>,
+    /// Shared with the gate's cache of opened sessions, so a repeat request copies nothing.
+    pub set: Arc<[(String, String)]>,
     /// The `Cookie` header change.
     pub cookie: CookieHeader,
     /// `Set-Cookie` values to add to the upstream's answer (a resealed session, a cleared
@@ -178,7 +183,7 @@ const RESEAL_INTERVAL_S: u64 = 60;
 
 /// What the request's cookies say about a ClaveÚnica session.
 enum SessionState {
-    Valid { session: Session, reseal: bool },
+    Valid { known: Arc<Known>, reseal: bool },
     Expired,
     Rejected,
     Absent,
@@ -191,6 +196,7 @@ pub struct Gate {
     ring: KeyRing,
     attrs: CookieAttrs,
     canary_cookie: String,
+    known: KnownSessions,
 }
 
 fn split_query(path: &str) -> (&str, &str) {
@@ -204,7 +210,7 @@ impl Gate {
         let ring = KeyRing::new(&config.session_keys);
         let attrs = CookieAttrs { secure: config.secure_cookies };
         let canary_cookie = format!("{}{CANARY_COOKIE}", if config.secure_cookies { "__Host-" } else { "" });
-        Self { config, ring, attrs, canary_cookie }
+        Self { config, ring, attrs, canary_cookie, known: KnownSessions::default() }
     }
 
     /// The configuration.
@@ -247,7 +253,7 @@ impl Gate {
             return self.forward_anonymous(req, Vec::new(), Events::default());
         }
         let (mut events, clear) = match self.session(req, now) {
-            SessionState::Valid { session, reseal } => return self.forward_identified(req, &session, reseal, now, rng),
+            SessionState::Valid { known, reseal } => return self.forward_identified(req, &known, reseal, now, rng),
             SessionState::Expired => (Events::one(Event::SessionExpired), true),
             SessionState::Rejected => (Events::one(Event::SessionRejected), true),
             SessionState::Absent => (Events::default(), false),
@@ -342,25 +348,39 @@ impl Gate {
     /// The request's ClaveÚnica session, as its cookies say.
     fn session(&self, req: &Request<'_>, now: u64) -> SessionState {
         let mut state = SessionState::Absent;
+        let idle_timeout_s = self.config.session.idle_timeout_s;
         for (name, value) in req.cookies() {
             if name != self.config.session.cookie_name {
                 continue;
             }
-            match Session::open(&self.ring, value, now, self.config.session.idle_timeout_s) {
-                session::Opened::Valid { session, stale_key } => {
-                    let idle_reseal = self.config.session.idle_timeout_s.is_some()
-                        && now.saturating_sub(session.last_seen) >= RESEAL_INTERVAL_S;
-                    return SessionState::Valid { session, reseal: stale_key || idle_reseal };
+            let Some(known) = self.known_session(value) else {
+                if !matches!(state, SessionState::Expired) {
+                    state = SessionState::Rejected;
                 }
-                session::Opened::Expired => state = SessionState::Expired,
-                session::Opened::Invalid => {
-                    if !matches!(state, SessionState::Expired) {
-                        state = SessionState::Rejected;
-                    }
-                }
+                continue;
+            };
+            if known.session.is_over(now, idle_timeout_s) {
+                state = SessionState::Expired;
+                continue;
             }
+            let idle_reseal =
+                idle_timeout_s.is_some() && now.saturating_sub(known.session.last_seen) >= RESEAL_INTERVAL_S;
+            let reseal = known.stale_key || idle_reseal;
+            return SessionState::Valid { known, reseal };
         }
         state
+    }
+
+    /// What a session cookie value opens to: from the cache when this gate opened it before.
+    fn known_session(&self, value: &str) -> Option<Arc<Known>> {
+        if let Some(known) = self.known.get(value) {
+            return Some(known);
+        }
+        let (session, stale_key) = Session::unseal(&self.ring, value)?;
+        let headers = Arc::from(self.config.headers.render(&session.identity));
+        let known = Arc::new(Known { session, stale_key, headers });
+        self.known.insert(value, Arc::clone(&known));
+        Some(known)
     }
 
     /// The `Cookie` header upstream, without the gate's cookies.
@@ -376,7 +396,7 @@ impl Gate {
 
     fn forward_anonymous(&self, req: &Request<'_>, response_set_cookies: Vec<String>, events: Events) -> Decision {
         Decision::Forward(Forward {
-            set: Vec::new(),
+            set: Arc::from(Vec::new()),
             cookie: self.cookie_header(req),
             response_set_cookies,
             events,
@@ -387,11 +407,12 @@ impl Gate {
     fn forward_identified(
         &self,
         req: &Request<'_>,
-        session: &Session,
+        known: &Known,
         reseal: bool,
         now: u64,
         rng: &mut dyn Entropy,
     ) -> Decision {
+        let session = &known.session;
         if let Some(allowed) = &self.config.allowed_runs {
             if !allowed.contains(&session.identity.run()) {
                 return self.forbidden(session, rng);
@@ -403,7 +424,7 @@ impl Gate {
             response_set_cookies.extend(self.seal_session(&fresh, rng));
         }
         Decision::Forward(Forward {
-            set: self.config.headers.render(&session.identity),
+            set: Arc::clone(&known.headers),
             cookie: self.cookie_header(req),
             response_set_cookies,
             events: Events::one(Event::SessionAccepted),
@@ -479,7 +500,7 @@ impl Gate {
 
     fn logout(&self, req: &Request<'_>, now: u64) -> Decision {
         let who = match self.session(req, now) {
-            SessionState::Valid { session, .. } => session.identity.run().masked(),
+            SessionState::Valid { known, .. } => known.session.identity.run().masked(),
             _ => "-".to_string(),
         };
         // Any login attempts in flight end too.

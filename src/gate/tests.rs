@@ -216,7 +216,7 @@ fn a_whole_login_then_requests_with_identity() {
                 ("x-claveunica-nombres", "Mar%C3%ADa%20Carmen"),
                 ("x-claveunica-apellidos", "De%20los%20R%C3%ADos%20N%C3%BA%C3%B1ez"),
             ];
-            assert_eq!(f.set, want.map(|(n, v)| (n.to_string(), v.to_string())));
+            assert_eq!(*f.set, want.map(|(n, v)| (n.to_string(), v.to_string())));
             assert_eq!(f.cookie, CookieHeader::Replace("theme=dark".into()));
             assert!(f.response_set_cookies.is_empty());
             assert_eq!(f.events, Events::one(Event::SessionAccepted));
@@ -671,7 +671,7 @@ fn custom_header_templates_replace_the_defaults() {
     let cookie = session_cookie(&h.login("/"));
     let f = forward(h.request("/", Some(&cookie)));
     assert_eq!(
-        f.set,
+        *f.set,
         vec![
             ("x-rut".to_string(), "44.444.444-4".to_string()),
             ("x-nombre".to_string(), "Mar%C3%ADa%20Carmen%20De%20los%20R%C3%ADos%20N%C3%BA%C3%B1ez".to_string()),
@@ -716,4 +716,29 @@ fn a_tampered_session_counts_as_rejected() {
     let mut h = harness();
     let r = respond(h.request("/", Some("__Host-claveunica_session=garbage")));
     assert!(r.events.contains(Event::SessionRejected) && r.events.contains(Event::LoginStarted));
+}
+
+#[test]
+fn a_session_seen_before_is_still_checked_on_every_request() {
+    let mut h = harness();
+    let cookie = session_cookie(&h.login("/"));
+    let (name, value) = cookie.split_once('=').unwrap();
+    // The first request opens the cookie, the next ones find it opened: same identity.
+    let first = forward(h.request("/private", Some(&cookie)));
+    let again = forward(h.request("/private", Some(&cookie)));
+    assert_eq!(first.set, again.set);
+    assert_eq!(h.gate.known.len(), 1);
+    // What did not open is never kept, whatever a client sends.
+    for bad in [format!("{name}={}", value.chars().rev().collect::<String>()), format!("{name}={value}x")] {
+        assert_eq!(respond(h.request("/private", Some(&bad))).status, 302);
+    }
+    assert_eq!(h.gate.known.len(), 1);
+    // A session the gate knows still ends on time.
+    h.now += 8 * 3600;
+    let r = respond(h.request("/private", Some(&cookie)));
+    assert_eq!(r.status, 302);
+    assert!(r.events.contains(Event::SessionExpired));
+    // And a new configuration starts with nothing known.
+    let h = harness();
+    assert!(h.gate.known.is_empty());
 }
