@@ -22,7 +22,7 @@ def sh(*cmd):
 
 
 model = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
-med = {label: {k: statistics.median(r[k] for r in runs) for k in ("rps", "p50", "p99")}
+med = {label: {k: statistics.median(r.get(k, 0) for r in runs) for k in ("rps", "p50", "p99", "cpu_us")}
        for label, runs in report["results"].items()}
 rps = lambda label: med[label]["rps"]
 gate, floor, jwt, noop = "3 gate authenticated", "2b floor", "5 jwt_authn", "2 noop"
@@ -38,9 +38,9 @@ if wasm_opt:
         if subprocess.run([wasm_opt, "-Oz", "--all-features", wasm, "-o", out], capture_output=True).returncode == 0:
             opt_size = os.path.getsize(out)
 mem = report["memory_kib"]
-gate_over_noop_mib = (mem["gate-1"] - mem["noop-1"]) / 1024
-per_worker_gate = (mem["gate-2"] - mem["gate-1"]) / 1024
-per_worker_noop = (mem["noop-2"] - mem["noop-1"]) / 1024
+workers = sorted({int(k.split("-")[1]) for k in mem})
+over = {n: (mem[f"gate-{n}"] - mem[f"noop-{n}"]) / 1024 for n in workers}
+gate_over_noop_mib = over[1]
 best = min(raw, opt_size or raw)
 
 
@@ -55,7 +55,8 @@ targets = [
      med[gate]["p99"] / med[floor]["p99"] <= 1.25),
     ("unauthenticated / no-op wasm (2)", f"{rps(unauth) / rps(noop):.2f}", ">= 0.75", rps(unauth) / rps(noop) >= 0.75),
     ("wasm size", f"{best / 1024:.0f} KiB", "<= 400 KB", best <= 400_000),
-    ("memory, gate over no-op, 1 worker", f"{gate_over_noop_mib:.1f} MiB", "<= 10 MB", gate_over_noop_mib <= 10),
+    ("memory, gate over no-op, 1 worker", f"{gate_over_noop_mib * 1.048576:.1f} MB", "<= 10 MB",
+     gate_over_noop_mib * 1.048576 <= 10),
 ]
 
 print("# Benchmark results\n")
@@ -66,32 +67,51 @@ print(f"- CPU: {model}, `nproc` = {os.cpu_count()}")
 print(f"- load average (1, 5, 15 min) before the run: {' '.join(report['load_before'])}; after:"
       f" {' '.join(report['load_after'])}" + (" (**busy machine**: other jobs ran meanwhile, so absolute"
                                                 " numbers are low and noisy)" if float(report['load_before'][0]) > 1.2 else ""))
-print(f"- {sh('envoy', '--version').split('version:')[-1].strip()}")
-print(f"- {sh('rustc', '--version')}; {sh('wrk', '--version').splitlines()[0] if sh('wrk', '--version') != 'n/a' else 'wrk'}")
-print(f"- wrk `-t1 -c{report['connections']} -d{report['duration']} --latency`, {report['rounds']} rounds, variants"
-      " alternating (order reversed every other round); medians over rounds\n")
+print(f"- envoy {sh('envoy', '--version').split('version:')[-1].strip()}")
+# wrk prints its version on stderr, with a non-zero exit status.
+wrk_version = subprocess.run(["wrk", "--version"], capture_output=True, text=True)
+wrk_version = (wrk_version.stdout + wrk_version.stderr).strip().splitlines()
+print(f"- {sh('rustc', '--version')}; {wrk_version[0] if wrk_version else 'wrk'}")
+print(f"- wrk `-t1 -c{report['connections']} -d{report['duration']} --latency` after a 1 s warm-up,"
+      f" {report['rounds']} rounds, every Envoy started afresh each round, variants alternating (order reversed"
+      " every other round); medians over rounds"
+      + ("; the Envoy under test pinned to CPU 1, wrk, the upstream and the emulator to CPU 0" if report.get("pinned")
+         else "") + "\n")
 print("## Requests per second and latency\n")
-print("| variant | req/s (median) | p50 ms | p99 ms | req/s per round |")
-print("|---|---:|---:|---:|---|")
+print("`CPU µs/req` is the CPU time (user + system) the Envoy under test spent per request: what the variant"
+      " costs, whatever else ran on the machine.\n")
+print("| variant | req/s (median) | p50 ms | p99 ms | CPU µs/req | req/s per round |")
+print("|---|---:|---:|---:|---:|---|")
 for label, runs in report["results"].items():
     m = med[label]
-    print(f"| {label} | {m['rps']:.0f} | {m['p50']:.2f} | {m['p99']:.2f} | {', '.join('%.0f' % r['rps'] for r in runs)} |")
+    print(f"| {label} | {m['rps']:.0f} | {m['p50']:.2f} | {m['p99']:.2f} | {m['cpu_us']:.1f} |"
+          f" {', '.join('%.0f' % r['rps'] for r in runs)} |")
 print("\n## Targets\n")
 print("| target | measured | wanted | |")
 print("|---|---:|---:|---|")
 for name, got, want, ok in targets:
     print(f"| {name} | {got} | {want} | {verdict(ok)} |")
+print("\n## Where the time goes\n")
+print("CPU the Envoy under test spent per request beyond Envoy with no filter (variant 1), medians:\n")
+none_cpu = med["1 none"]["cpu_us"]
+for label in report["results"]:
+    if label != "1 none":
+        print(f"- {label}: {med[label]['cpu_us'] - none_cpu:+.1f} µs")
+print(f"\nThe gate's authenticated request costs {med[gate]['cpu_us'] - med[floor]['cpu_us']:+.1f} µs of CPU over the"
+      " header floor's, which makes the same host calls minus the gate's own work.")
 print("\n## Other measurements\n")
 print(f"- Complete logins through the emulator (authorize, form post, callback with token exchange, RS256"
       f" verification, userinfo), 4 in parallel: `{report['logins']}`")
 print(f"- `claveunica_gate.wasm`: {raw} bytes ({raw / 1024:.0f} KiB) after `cargo build --release`"
       + (f"; {opt_size} bytes ({opt_size / 1024:.0f} KiB) after `wasm-opt -Oz` (binaryen), which saves"
          f" {(raw - opt_size) / 1024:.0f} KiB" if opt_size else "; wasm-opt not available"))
-print(f"- Envoy VmRSS after warm-up: no-op filter {mem['noop-1'] / 1024:.1f} MiB (1 worker),"
-      f" {mem['noop-2'] / 1024:.1f} MiB (2 workers); gate {mem['gate-1'] / 1024:.1f} MiB (1 worker),"
-      f" {mem['gate-2'] / 1024:.1f} MiB (2 workers). The gate costs {gate_over_noop_mib:.1f} MiB more than the"
-      f" no-op filter with one worker; a second worker adds {per_worker_gate:.1f} MiB with the gate and"
-      f" {per_worker_noop:.1f} MiB with the no-op filter.")
+print("- Envoy VmRSS after warm-up, by workers (`--concurrency`):\n")
+print("  | workers | no-op filter MiB | gate MiB | gate over no-op MiB | per worker MiB |")
+print("  |---:|---:|---:|---:|---:|")
+for n in workers:
+    print(f"  | {n} | {mem[f'noop-{n}'] / 1024:.1f} | {mem[f'gate-{n}'] / 1024:.1f} | {over[n]:.1f} |"
+          f" {over[n] / n:.1f} |")
+print()
 print(f"- The core alone, natively (no proxy, no Wasm; `gate-bench core`): authenticated request"
       f" {int(core['core_authenticated_ns']) / 1000:.1f} µs, unauthenticated (302 with a new flow cookie)"
       f" {int(core['core_unauthenticated_ns']) / 1000:.1f} µs, identity-header check over 10 headers"
