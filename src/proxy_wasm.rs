@@ -10,6 +10,7 @@
 //! and when a refresh is due one worker takes the lease (a compare-and-swap) and fetches, so
 //! N workers do not mean N fetches.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::{Duration, UNIX_EPOCH};
@@ -470,14 +471,10 @@ impl HttpContext for Filter {
         let Some(shared) = self.shared.clone() else { return self.unavailable() };
         let Ok(raw) = hostcalls::get_map_bytes(MapType::HttpRequestHeaders) else { return self.unavailable() };
         // Values are bytes on the wire; invalid UTF-8 must not trap the VM. Valid values (all
-        // of them, in practice) become strings in place, without a copy.
-        let headers: Vec<(String, String)> = raw
-            .into_iter()
-            .map(|(n, v)| {
-                (n, String::from_utf8(v).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
-            })
-            .collect();
-        let find = |name: &str| headers.iter().find(|(n, _)| n == name).map_or("", |(_, v)| v.as_str());
+        // of them, in practice) are used in place; the rest are copied, repaired.
+        let values: Vec<Cow<'_, str>> = raw.iter().map(|(_, v)| String::from_utf8_lossy(v)).collect();
+        let headers: Vec<(&str, &str)> = raw.iter().zip(&values).map(|((n, _), v)| (n.as_str(), v.as_ref())).collect();
+        let find = |name: &str| headers.iter().find(|(n, _)| *n == name).map_or("", |(_, v)| *v);
         let request = Request { method: find(":method"), path: find(":path"), headers: &headers };
         let decision = shared.gate.on_request(&request, now(), &mut HostEntropy);
         // Client copies of identity headers never go upstream. The core never reads them, so
@@ -488,7 +485,7 @@ impl HttpContext for Filter {
             let mut removed: Vec<&str> = Vec::new();
             for (name, _) in &headers {
                 let replaced = f.set.iter().any(|(n, _)| n == name);
-                if !replaced && shared.gate.is_identity_header(name) && !removed.contains(&name.as_str()) {
+                if !replaced && shared.gate.is_identity_header(name) && !removed.contains(name) {
                     removed.push(name);
                     if hostcalls::set_map_value(MapType::HttpRequestHeaders, name, None).is_err() {
                         return refuse("could not remove a client identity header; refusing the request");

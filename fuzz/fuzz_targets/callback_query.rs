@@ -19,7 +19,7 @@ fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
     let (request, token_answer) = text.split_once("\n--\n").unwrap_or((&text, ""));
     let (query, jar) = request.split_once('\n').unwrap_or((request, ""));
-    let headers: Vec<(String, String)> = jar.split('\n').map(|v| ("cookie".to_string(), v.to_string())).collect();
+    let headers: Vec<(&str, &str)> = jar.split('\n').map(|v| ("cookie", v)).collect();
     let path = format!("{}?{query}", config.callback_path);
     let req = Request { method: "GET", path: &path, headers: &headers };
     let mut rng = Counter(0);

@@ -27,7 +27,7 @@ fuzz_target!(|data: &[u8]| {
                 a.logout_path.clone(),
             ];
             let gate = Gate::new(a);
-            let headers = vec![("cookie".to_string(), "a=b".to_string())];
+            let headers = vec![("cookie", "a=b")];
             for path in ["/", "/static/app.css"].into_iter().map(String::from).chain(own.iter().cloned()) {
                 let req = Request { method: "GET", path: &path, headers: &headers };
                 let decision = gate.on_request(&req, NOW, &mut Counter(0));

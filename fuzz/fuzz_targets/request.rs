@@ -21,15 +21,15 @@ fuzz_target!(|data: &[u8]| {
     let mut lines = text.split('\n');
     let line = lines.next().unwrap_or("");
     let (method, path) = line.split_once(' ').unwrap_or(("GET", line));
-    let headers: Vec<(String, String)> = lines
+    let headers: Vec<(&str, &str)> = lines
         .map(|l| l.split_once(':').unwrap_or((l, "")))
-        .map(|(n, v)| (n.to_string(), v.trim_start().to_string()))
+        .map(|(n, v)| (n, v.trim_start()))
         .filter(|(n, _)| !gate.is_identity_header(n))
         .collect();
     let req = Request { method, path, headers: &headers };
 
     let session_name = &config.session.cookie_name;
-    let cookie_values = || headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case("cookie")).map(|(_, v)| v.as_str());
+    let cookie_values = || headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case("cookie")).map(|(_, v)| *v);
     let canary = format!("{}claveunica_canary", if config.secure_cookies { "__Host-" } else { "" });
     let is_ours = |n: &str| n == session_name || n.starts_with(&config.flow.cookie_prefix) || n == canary;
     let bare_path = path.split_once('?').map_or(path, |(p, _)| p);

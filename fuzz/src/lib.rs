@@ -344,12 +344,13 @@ mod tests {
         assert_eq!(gates().len(), config_variants().len());
         let f = &genuine_flows()[0];
         let cookie = format!("{}={}", f.flow.cookie_name("__Host-claveunica_flow_"), f.value);
-        let headers = vec![("cookie".to_string(), cookie)];
+        let headers = vec![("cookie", cookie.as_str())];
         let path = format!("/claveunica/callback?code=abc&state={}", f.flow.state());
         let req = Request { method: "GET", path: &path, headers: &headers };
         assert!(matches!(gates()[0].on_request(&req, NOW, &mut Counter(0)), Decision::Call(_)));
         let (_, session) = &genuine_sessions()[0];
-        let headers = vec![("cookie".to_string(), format!("__Host-claveunica_session={session}"))];
+        let cookie = format!("__Host-claveunica_session={session}");
+        let headers = vec![("cookie", cookie.as_str())];
         let req = Request { method: "GET", path: "/tramites", headers: &headers };
         match gates()[0].on_request(&req, NOW, &mut Counter(0)) {
             Decision::Forward(f) => assert!(!f.set.is_empty()),

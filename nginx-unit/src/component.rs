@@ -178,8 +178,9 @@ fn serve(request: IncomingRequest, out: ResponseOutparam) {
     let raw: Vec<(String, Vec<u8>)> =
         request.headers().entries().into_iter().filter(|(name, _)| !gate.is_identity_header(name)).collect();
     // Values are bytes on the wire; invalid UTF-8 must not fail the request.
-    let headers: Vec<(String, String)> =
-        raw.iter().map(|(n, v)| (n.clone(), String::from_utf8_lossy(v).into_owned())).collect();
+    let owned: Vec<(&str, std::borrow::Cow<'_, str>)> =
+        raw.iter().map(|(n, v)| (n.as_str(), String::from_utf8_lossy(v))).collect();
+    let headers: Vec<(&str, &str)> = owned.iter().map(|(n, v)| (*n, v.as_ref())).collect();
     let core_request = Request { method: method_str(&method), path: &path, headers: &headers };
     let mut decision = gate.on_request(&core_request, now(), &mut HostEntropy);
     loop {
@@ -187,9 +188,9 @@ fn serve(request: IncomingRequest, out: ResponseOutparam) {
             Decision::Call(call) => provider_call(gate, *call),
             Decision::Respond(r) => return respond(out, &r),
             Decision::Forward(f) => {
-                let host = request
-                    .authority()
-                    .or_else(|| headers.iter().find(|(n, _)| n.eq_ignore_ascii_case("host")).map(|(_, v)| v.clone()));
+                let host = request.authority().or_else(|| {
+                    headers.iter().find(|(n, _)| n.eq_ignore_ascii_case("host")).map(|(_, v)| (*v).to_string())
+                });
                 return proxy(&loaded, request, out, &method, &path, &raw, host.as_deref(), f);
             }
         };

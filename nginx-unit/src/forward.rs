@@ -306,7 +306,7 @@ mod tests {
         let location = login.headers.iter().find(|(n, _)| *n == "location").unwrap().1.clone();
         let cookie = login.headers.iter().find(|(n, _)| *n == "set-cookie").unwrap().1.clone();
         let state = Url::parse(&location).unwrap().query_pairs().find(|(k, _)| k == "state").unwrap().1.into_owned();
-        let headers = vec![("cookie".to_string(), cookie.split(';').next().unwrap().to_string())];
+        let headers = vec![("cookie", cookie.split(';').next().unwrap())];
         let path = format!("/cb?code=abc&state={state}");
         match gate.on_request(&Request { method: "GET", path: &path, headers: &headers }, 1_001, &mut rng) {
             Decision::Call(call) => call.pending,

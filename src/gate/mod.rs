@@ -41,12 +41,12 @@ pub struct Request<'a> {
     /// The path with its query, as on the request line.
     pub path: &'a str,
     /// Every request header, names in any letter case, in order, repeats included.
-    pub headers: &'a [(String, String)],
+    pub headers: &'a [(&'a str, &'a str)],
 }
 
 impl<'a> Request<'a> {
     fn header_values(&self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.headers.iter().filter(move |(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers.iter().filter(move |(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| *v)
     }
 
     fn cookies(&self) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
@@ -320,7 +320,7 @@ impl Gate {
         set_cookies: Vec<String>,
         mut events: Events,
     ) -> Decision {
-        let api = policy::is_api_request(req.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())));
+        let api = policy::is_api_request(req.headers.iter().copied());
         if !api {
             return self.start_login(req.path, now, rng, set_cookies, events);
         }

@@ -25,10 +25,10 @@ fn harness() -> Harness {
     Harness { gate: Gate::new(testkit::config()), keys: KeyCache::default(), rng: SeqEntropy(0), now: NOW }
 }
 
-fn get(path: &str, cookie: Option<&str>) -> Vec<(String, String)> {
-    let mut h = vec![(":method".to_string(), "GET".to_string()), (":path".to_string(), path.to_string())];
+fn get<'a>(path: &'a str, cookie: Option<&'a str>) -> Vec<(&'a str, &'a str)> {
+    let mut h = vec![(":method", "GET"), (":path", path)];
     if let Some(c) = cookie {
-        h.push(("cookie".to_string(), c.to_string()));
+        h.push(("cookie", c));
     }
     h
 }
@@ -536,8 +536,8 @@ fn forward(d: Decision) -> Forward {
 }
 
 fn request_with(h: &mut Harness, method: &str, path: &str, headers: &[(&str, &str)]) -> Decision {
-    let mut all = vec![(":method".to_string(), method.to_string()), (":path".to_string(), path.to_string())];
-    all.extend(headers.iter().map(|(n, v)| (n.to_string(), v.to_string())));
+    let mut all = vec![(":method", method), (":path", path)];
+    all.extend_from_slice(headers);
     let req = Request { method, path, headers: &all };
     h.gate.on_request(&req, h.now, &mut h.rng)
 }

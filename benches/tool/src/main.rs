@@ -109,21 +109,20 @@ fn core(n: u32) -> Result<()> {
     let gate = Gate::new(config);
     let t = now();
     let cookie = format!("claveunica_session={}; JSESSIONID=abc123; theme=dark", sealed_cookie(&key, t)?);
-    let h = |n: &str, v: &str| (n.to_string(), v.to_string());
     let base = vec![
-        h(":authority", "127.0.0.1:8000"),
-        h(":path", "/private"),
-        h(":method", "GET"),
-        h(":scheme", "http"),
-        h("user-agent", "wrk"),
-        h("accept", "text/html"),
-        h("x-claveunica-run", "11111111-1"),
-        h("X_CLAVEUNICA_NOMBRES", "forged"),
+        (":authority", "127.0.0.1:8000"),
+        (":path", "/private"),
+        (":method", "GET"),
+        (":scheme", "http"),
+        ("user-agent", "wrk"),
+        ("accept", "text/html"),
+        ("x-claveunica-run", "11111111-1"),
+        ("X_CLAVEUNICA_NOMBRES", "forged"),
     ];
     let mut authed = base.clone();
-    authed.push(h("cookie", &cookie));
+    authed.push(("cookie", &cookie));
     let mut rng = Counter(0);
-    let mut check = |headers: &[(String, String)], want_identity: bool| {
+    let mut check = |headers: &[(&str, &str)], want_identity: bool| {
         let d = gate.on_request(&Request { method: "GET", path: "/private", headers }, t, &mut rng);
         match d {
             Decision::Forward(f) if want_identity && f.set.len() == 5 => Ok(()),
