@@ -323,7 +323,10 @@ fn value_to_json(v: prost_types::Value) -> Value {
 }
 
 fn parse_http_url(text: &str) -> Result<Url, String> {
-    let url = Url::parse(text).map_err(|e| format!("is not a URL ({e})"))?;
+    let url = Url::parse(text).map_err(|e| match e {
+        url::ParseError::IdnaError => "names a host that is not ASCII; write it in its punycode form (xn--...)".into(),
+        e => format!("is not a URL ({e})"),
+    })?;
     if url.scheme() != "https" && url.scheme() != "http" {
         return Err("must be an http or https URL".into());
     }
@@ -939,6 +942,11 @@ mod tests {
         let cases = [
             ("issuer", json!("not a url"), "issuer"),
             ("issuer", json!("ftp://x/openid"), "issuer"),
+            // Internationalized host names are refused (IDNA is built without its Unicode tables,
+            // Cargo.lock pins idna_adapter 1.0); ClaveÚnica's and agencies' hosts are ASCII, and
+            // the punycode form still works.
+            ("issuer", json!("https://clavéunica.gob.cl/openid"), "issuer"),
+            ("redirect_uri", json!("https://trámites.example.cl/claveunica/callback"), "redirect_uri"),
             ("issuer", json!(42), "issuer"),
             ("redirect_uri", json!("https://x/cb#frag"), "redirect_uri"),
             ("redirect_uri", json!("https://x/claveunica/login"), "redirect_uri"),
