@@ -31,23 +31,13 @@
 #![warn(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+// The layers, from the bottom up; each only uses the ones before it.
 pub mod check;
 pub mod config;
-pub mod cookies;
-pub mod flow;
 pub mod gate;
-pub mod headers;
-pub mod oidc;
-pub mod pages;
 pub mod policy;
-pub mod redirect;
-pub mod run;
-pub mod seal;
-pub mod secret;
-pub mod session;
+pub mod primitives;
+pub mod protocol;
 #[cfg(test)]
 mod testkit;
-
-#[cfg(all(target_arch = "wasm32", target_os = "wasi", target_env = "p1"))]
-#[allow(unsafe_code)] // proxy_wasm::main! exports the `_initialize` symbol the host calls.
-mod proxy_wasm;
+pub mod web;

@@ -28,10 +28,10 @@ use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
-use claveunica_gate::config::SessionKey;
-use claveunica_gate::run::Run;
-use claveunica_gate::seal::{KeyRing, NONCE_LEN};
-use claveunica_gate::session::{Identity, Session};
+use claveunica_core::config::SessionKey;
+use claveunica_core::primitives::run::Run;
+use claveunica_core::primitives::seal::{KeyRing, NONCE_LEN};
+use claveunica_core::protocol::session::{Identity, Session};
 use serde_json::json;
 use support::{
     with_param, Authorize, Browser, Response, Stack, CALLBACK_PATH, FLOW_PREFIX, PASSWORD, RUN, SESSION_COOKIE,

@@ -12,7 +12,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use claveunica_gate::config::Config;
+use claveunica_core::config::Config;
 use serde_json::{json, Value};
 
 /// Where production.yaml expects the filter; the validate test points it at the built one.

@@ -7,7 +7,7 @@
 //!
 //! `check` validates a configuration with the code the filter itself runs at load time
 //! ([`Config::from_json`]), so "ok" here means the proxy will accept it, then reviews it
-//! against ClaveÚnica's certification checklist ([`claveunica_gate::check::review`]).
+//! against ClaveÚnica's certification checklist ([`claveunica_core::check::review`]).
 //! Exit status: 0 valid (warnings allowed unless `--strict`), 1 invalid or, with `--strict`,
 //! warned about, 2 usage error or unreadable file.
 
@@ -20,8 +20,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use base64::Engine as _;
-use claveunica_gate::check::{review, Finding, Severity};
-use claveunica_gate::config::Config;
+use claveunica_core::check::{review, Finding, Severity};
+use claveunica_core::config::Config;
 
 const USAGE: &str = "\
 usage: claveunica-gate check [--strict] <config.json>

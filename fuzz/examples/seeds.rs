@@ -9,7 +9,7 @@ use std::path::Path;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use claveunica_gate::oidc::jwks::SharedJwks;
+use claveunica_core::protocol::oidc::jwks::SharedJwks;
 use claveunica_gate_fuzz::{
     config_variants, genuine_flows, genuine_id_tokens, genuine_sessions, jwks_json, KID, NOW, OLD_SESSION_KEY,
 };

@@ -7,9 +7,9 @@
 //! no cookie (it only clears); the gate calls the token endpoint only when the query holds
 //! one `state` whose genuine flow cookie this browser sent; no session is ever made.
 
-use claveunica_gate::cookies;
-use claveunica_gate::flow::Flow;
-use claveunica_gate::gate::{CallOutcome, Decision, Request};
+use claveunica_core::gate::{CallOutcome, Decision, Request};
+use claveunica_core::protocol::flow::Flow;
+use claveunica_core::web::cookies;
 use claveunica_gate_fuzz::{gates, is_genuine_flow, key_cache, ring, Counter, NOW};
 use libfuzzer_sys::fuzz_target;
 
@@ -45,7 +45,7 @@ fuzz_target!(|data: &[u8]| {
             let lookup = |name: &str| jar.iter().find(|(n, _)| *n == name).map(|(_, v)| *v);
             let prefix = &config.flow.cookie_prefix;
             assert!(Flow::resume(ring(), prefix, &states[0], lookup, NOW, config.flow.max_age_s).is_ok());
-            let cookie = claveunica_gate::flow::cookie_name_for(prefix, &states[0]).and_then(|n| lookup(&n));
+            let cookie = claveunica_core::protocol::flow::cookie_name_for(prefix, &states[0]).and_then(|n| lookup(&n));
             assert!(cookie.is_some_and(is_genuine_flow), "a call on a forged flow cookie");
             assert_eq!((call.method, call.path.as_str()), ("POST", config.endpoints.token.path.as_str()));
 

@@ -7,8 +7,8 @@
 //! same error message twice); a refusal names at least one problem; the gate's own paths are
 //! answered, never forwarded.
 
-use claveunica_gate::config::Config;
-use claveunica_gate::gate::{Decision, Gate, Request};
+use claveunica_core::config::Config;
+use claveunica_core::gate::{Decision, Gate, Request};
 use claveunica_gate_fuzz::{env, Counter, NOW};
 use libfuzzer_sys::fuzz_target;
 

@@ -6,7 +6,8 @@
 //! and never one for which the predicate held; an accepted return path stays on this origin
 //! once a browser resolves it; a normal path has no empty segment or backslash.
 
-use claveunica_gate::{cookies, policy, redirect};
+use claveunica_core::policy;
+use claveunica_core::web::{cookies, redirect};
 use libfuzzer_sys::fuzz_target;
 
 fn is_ours(name: &str) -> bool {

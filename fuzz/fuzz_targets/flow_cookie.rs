@@ -5,8 +5,8 @@
 //! Pass: no panic; a state the gate never makes is refused as such (`BadState`), and an
 //! attempt resumes only from a genuine sealed flow cookie whose state is the one asked for.
 
-use claveunica_gate::cookies;
-use claveunica_gate::flow::{cookie_name_for, Flow, FlowError};
+use claveunica_core::protocol::flow::{cookie_name_for, Flow, FlowError};
+use claveunica_core::web::cookies;
 use claveunica_gate_fuzz::{is_genuine_flow, ring, NOW};
 use libfuzzer_sys::fuzz_target;
 

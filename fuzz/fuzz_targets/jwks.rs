@@ -5,7 +5,7 @@
 //! Pass: no panic; a parsed set holds 1 to 32 keys with sane `kid`s; shared state survives an
 //! encode/decode round trip; a fetch of this document succeeds exactly when it parses.
 
-use claveunica_gate::oidc::jwks::{self, KeyCache, SharedJwks};
+use claveunica_core::protocol::oidc::jwks::{self, KeyCache, SharedJwks};
 use claveunica_gate_fuzz::NOW;
 use libfuzzer_sys::fuzz_target;
 

@@ -7,8 +7,8 @@
 
 use std::sync::OnceLock;
 
-use claveunica_gate::oidc::id_token::{self, Expectations};
-use claveunica_gate::oidc::jwks::KeyCache;
+use claveunica_core::protocol::oidc::id_token::{self, Expectations};
+use claveunica_core::protocol::oidc::jwks::KeyCache;
 use claveunica_gate_fuzz::{expectations, genuine_id_tokens, key_cache, signing_input, NOW};
 use libfuzzer_sys::fuzz_target;
 

@@ -8,8 +8,8 @@
 //! logout) are answered, never forwarded; no answer sets a session cookie; no call is made
 //! outside the callback.
 
-use claveunica_gate::cookies;
-use claveunica_gate::gate::{CookieHeader, Decision, Request};
+use claveunica_core::gate::{CookieHeader, Decision, Request};
+use claveunica_core::web::cookies;
 use claveunica_gate_fuzz::{gates, is_genuine_session, Counter, NOW};
 use libfuzzer_sys::fuzz_target;
 

@@ -4,7 +4,7 @@
 //! Pass: no panic; only the genuine cookies sealed with the fixed keys open (valid or
 //! expired), a valid one reseals to the same session, and a flipped genuine cookie never opens.
 
-use claveunica_gate::session::{Opened, Session};
+use claveunica_core::protocol::session::{Opened, Session};
 use claveunica_gate_fuzz::{genuine_sessions, is_genuine_session, ring, NOW};
 use libfuzzer_sys::fuzz_target;
 

@@ -5,7 +5,7 @@
 //! Pass: no panic; only a 200 is accepted, with a non-empty printable access token; an error
 //! code passed on for the log is at most 64 printable ASCII characters.
 
-use claveunica_gate::oidc::{id_token, token};
+use claveunica_core::protocol::oidc::{id_token, token};
 use libfuzzer_sys::fuzz_target;
 
 const STATUSES: [u16; 16] = [200, 400, 401, 403, 500, 502, 503, 201, 204, 302, 404, 429, 504, 0, 299, 999];

@@ -4,9 +4,9 @@
 //! recomputed by `run::check_digit`), that round-trips through `Run::parse` in every format
 //! it prints, and names and `sub` within the session's limits.
 
-use claveunica_gate::oidc::userinfo;
-use claveunica_gate::run::{check_digit, Run};
-use claveunica_gate::session::{MAX_NAMES, MAX_NAME_LEN, MAX_SUB_LEN};
+use claveunica_core::primitives::run::{check_digit, Run};
+use claveunica_core::protocol::oidc::userinfo;
+use claveunica_core::protocol::session::{MAX_NAMES, MAX_NAME_LEN, MAX_SUB_LEN};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

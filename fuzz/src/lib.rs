@@ -11,14 +11,14 @@ use std::sync::OnceLock;
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
-use claveunica_gate::config::{Config, SessionKey};
-use claveunica_gate::flow::Flow;
-use claveunica_gate::gate::{Entropy, EntropyUnavailable, Gate};
-use claveunica_gate::oidc::id_token::Expectations;
-use claveunica_gate::oidc::jwks::{self, KeyCache};
-use claveunica_gate::run::Run;
-use claveunica_gate::seal::KeyRing;
-use claveunica_gate::session::{Identity, Session};
+use claveunica_core::config::{Config, SessionKey};
+use claveunica_core::gate::{Entropy, EntropyUnavailable, Gate};
+use claveunica_core::primitives::run::Run;
+use claveunica_core::primitives::seal::KeyRing;
+use claveunica_core::protocol::flow::Flow;
+use claveunica_core::protocol::oidc::id_token::Expectations;
+use claveunica_core::protocol::oidc::jwks::{self, KeyCache};
+use claveunica_core::protocol::session::{Identity, Session};
 use rsa::pkcs1v15::SigningKey;
 use rsa::pkcs8::DecodePrivateKey;
 use rsa::signature::{SignatureEncoding, Signer};
@@ -298,10 +298,10 @@ pub fn signing_input(token: &str) -> Option<&str> {
 mod tests {
     //! The fixtures are what the targets take them for (`cargo test` in `fuzz/`, stable).
 
-    use claveunica_gate::flow::Flow;
-    use claveunica_gate::gate::{Decision, Request};
-    use claveunica_gate::oidc::id_token;
-    use claveunica_gate::session::{Opened, Session};
+    use claveunica_core::gate::{Decision, Request};
+    use claveunica_core::protocol::flow::Flow;
+    use claveunica_core::protocol::oidc::id_token;
+    use claveunica_core::protocol::session::{Opened, Session};
 
     use super::*;
 

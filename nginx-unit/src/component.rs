@@ -15,13 +15,13 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use claveunica_gate::config::Config;
-use claveunica_gate::gate::{
+use claveunica_core::config::Config;
+use claveunica_core::gate::{
     Call, CallOutcome, Decision, Entropy, EntropyUnavailable, Forward, Gate, Level, LogLine, Request, Response,
 };
-use claveunica_gate::oidc::jwks::KeyCache;
-use claveunica_gate::oidc::MAX_BODY_LEN;
-use claveunica_gate::pages;
+use claveunica_core::protocol::oidc::jwks::KeyCache;
+use claveunica_core::protocol::oidc::MAX_BODY_LEN;
+use claveunica_core::web::pages;
 use url::Url;
 use wasi::http::outgoing_handler;
 use wasi::http::types::{

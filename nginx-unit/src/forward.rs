@@ -5,8 +5,8 @@
 //! Envoy filter (hop-by-hop headers, `Host`, `X-Forwarded-*`) is done here, on top of what the
 //! core decides (identity headers, the gate's cookies).
 
-use claveunica_gate::config::Config;
-use claveunica_gate::gate::{Call, CookieHeader, Forward};
+use claveunica_core::config::Config;
+use claveunica_core::gate::{Call, CookieHeader, Forward};
 use url::Url;
 
 /// Headers that belong to one connection, never forwarded (RFC 9110, section 7.6.1), plus the
@@ -160,7 +160,7 @@ pub fn is_bodyless(method: &str, status: u16) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use claveunica_gate::gate::Events;
+    use claveunica_core::gate::Events;
 
     fn h(pairs: &[(&str, &str)]) -> Vec<(String, Vec<u8>)> {
         pairs.iter().map(|(n, v)| ((*n).to_string(), v.as_bytes().to_vec())).collect()
@@ -264,8 +264,8 @@ mod tests {
             "session_keys": ["AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA="],
             "jwks_uri": "http://keys.internal:8080/jwks"}"#;
         let config = Config::from_json(doc, &|_| None).unwrap();
-        let gate = claveunica_gate::gate::Gate::new(config.clone());
-        let call = |endpoint: &claveunica_gate::config::Endpoint| Call {
+        let gate = claveunica_core::gate::Gate::new(config.clone());
+        let call = |endpoint: &claveunica_core::config::Endpoint| Call {
             cluster: "c".into(),
             method: "GET",
             authority: endpoint.authority.clone(),
@@ -285,8 +285,8 @@ mod tests {
     }
 
     /// A real continuation: a callback through the gate yields the token call.
-    fn pending(gate: &claveunica_gate::gate::Gate) -> claveunica_gate::gate::Pending {
-        use claveunica_gate::gate::{Decision, Entropy, EntropyUnavailable, Request};
+    fn pending(gate: &claveunica_core::gate::Gate) -> claveunica_core::gate::Pending {
+        use claveunica_core::gate::{Decision, Entropy, EntropyUnavailable, Request};
         struct Counter(u8);
         impl Entropy for Counter {
             fn fill(&mut self, buf: &mut [u8]) -> Result<(), EntropyUnavailable> {

@@ -16,7 +16,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use crate::session::Session;
+use crate::protocol::session::Session;
 
 /// Entries per generation; two generations at most. An entry is about 700 bytes (the cookie
 /// value, the session and its rendered headers), so the cache stays under 400 KB.
@@ -92,8 +92,8 @@ mod tests {
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
     use super::*;
-    use crate::run::Run;
-    use crate::session::Identity;
+    use crate::primitives::run::Run;
+    use crate::protocol::session::Identity;
 
     fn known(n: u64) -> Arc<Known> {
         let identity = Identity::new(Run::new(44_444_444, '4').unwrap(), vec![], vec![], "1".into()).unwrap();

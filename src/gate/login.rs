@@ -7,17 +7,17 @@ use super::{
     Response,
 };
 use crate::config::Endpoint;
-use crate::flow::{self, Flow, FlowError, NONCE_BYTES, STATE_BYTES};
-use crate::oidc::id_token::{self, Expectations, IdTokenError, VerifiedIdToken};
-use crate::oidc::jwks::{self, KeyCache};
-use crate::oidc::token::{self, TokenError, TokenResponse};
-use crate::oidc::userinfo;
-use crate::oidc::{authorize, MAX_BODY_LEN};
-use crate::pages;
-use crate::redirect;
-use crate::seal::NONCE_LEN;
-use crate::secret::SecretString;
-use crate::session::Session;
+use crate::primitives::seal::NONCE_LEN;
+use crate::primitives::secret::SecretString;
+use crate::protocol::flow::{self, Flow, FlowError, NONCE_BYTES, STATE_BYTES};
+use crate::protocol::oidc::id_token::{self, Expectations, IdTokenError, VerifiedIdToken};
+use crate::protocol::oidc::jwks::{self, KeyCache};
+use crate::protocol::oidc::token::{self, TokenError, TokenResponse};
+use crate::protocol::oidc::userinfo;
+use crate::protocol::oidc::{authorize, MAX_BODY_LEN};
+use crate::protocol::session::Session;
+use crate::web::pages;
+use crate::web::redirect;
 
 /// A login waiting for a call's answer. Opaque: only the gate makes one, so an adapter cannot
 /// skip a step.

@@ -16,11 +16,11 @@ pub use login::Pending;
 use std::sync::Arc;
 
 use crate::config::Config;
-use crate::cookies::{self, CookieAttrs};
-use crate::pages;
 use crate::policy::{self, MigrationMode, RuleAction};
-use crate::seal::{KeyRing, NONCE_LEN};
-use crate::session::Session;
+use crate::primitives::seal::{KeyRing, NONCE_LEN};
+use crate::protocol::session::Session;
+use crate::web::cookies::{self, CookieAttrs};
+use crate::web::pages;
 
 /// A source of random bytes: the host's WASI random source in production, a fixed sequence
 /// in tests.

@@ -7,8 +7,8 @@ use wasm_bindgen_test::wasm_bindgen_test as test;
 use serde_json::{json, Value};
 
 use super::*;
-use crate::oidc::jwks::{self, KeyCache};
-use crate::oidc::MAX_BODY_LEN;
+use crate::protocol::oidc::jwks::{self, KeyCache};
+use crate::protocol::oidc::MAX_BODY_LEN;
 use crate::testkit::{self, claims, id_token, SeqEntropy, KID, NOW};
 
 const USERINFO: &str = r#"{"sub":"2594","RolUnico":{"DV":"4","numero":44444444,"tipo":"RUN"},

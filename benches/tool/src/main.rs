@@ -14,11 +14,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
-use claveunica_gate::config::{Config, SessionKey};
-use claveunica_gate::gate::{Decision, Entropy, EntropyUnavailable, Gate, Request};
-use claveunica_gate::run::Run;
-use claveunica_gate::seal::KeyRing;
-use claveunica_gate::session::{Identity, Session};
+use claveunica_core::config::{Config, SessionKey};
+use claveunica_core::gate::{Decision, Entropy, EntropyUnavailable, Gate, Request};
+use claveunica_core::primitives::run::Run;
+use claveunica_core::primitives::seal::KeyRing;
+use claveunica_core::protocol::session::{Identity, Session};
 use rsa::pkcs1v15::SigningKey;
 use rsa::pkcs8::DecodePrivateKey;
 use rsa::signature::{SignatureEncoding, Signer};

@@ -8,8 +8,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
-use crate::seal::{KeyRing, Purpose, NONCE_LEN};
-use crate::secret::ct_eq;
+use crate::primitives::seal::{KeyRing, Purpose, NONCE_LEN};
+use crate::primitives::secret::ct_eq;
 
 /// Random bytes in a state: 256 bits, 43 characters once encoded (ClaveÚnica asks for 30).
 pub const STATE_BYTES: usize = 32;

@@ -3,8 +3,8 @@
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::run::{Run, RunError};
-use crate::session::{Identity, IdentityError};
+use crate::primitives::run::{Run, RunError};
+use crate::protocol::session::{Identity, IdentityError};
 
 /// Why a userinfo answer is refused.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -19,13 +19,13 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType, Status};
 
-use crate::config::Config;
-use crate::gate::{
+use claveunica_core::config::Config;
+use claveunica_core::gate::{
     CallOutcome, CookieHeader, Decision, Entropy, EntropyUnavailable, Event, Events, Gate, Level, LogLine, Pending,
     Request, Response,
 };
-use crate::oidc::jwks::{KeyCache, SharedJwks};
-use crate::oidc::MAX_BODY_LEN;
+use claveunica_core::protocol::oidc::jwks::{KeyCache, SharedJwks};
+use claveunica_core::protocol::oidc::MAX_BODY_LEN;
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);

@@ -140,7 +140,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::oidc::jwks;
+    use crate::protocol::oidc::jwks;
     use crate::testkit::{self, claims, id_token, CLIENT_ID, ISSUER, KID, NOW};
 
     const NONCE: &str = "n-0S6_WzA2Mj";

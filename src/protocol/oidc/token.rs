@@ -3,7 +3,7 @@
 use serde::Deserialize;
 
 use crate::config::Config;
-use crate::secret::SecretString;
+use crate::primitives::secret::SecretString;
 
 /// The form body of the token request.
 #[must_use]

@@ -7,8 +7,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::run::Run;
-use crate::seal::{KeyRing, Purpose, NONCE_LEN};
+use crate::primitives::run::Run;
+use crate::primitives::seal::{KeyRing, Purpose, NONCE_LEN};
 
 /// At most this many given names or surnames.
 pub const MAX_NAMES: usize = 8;

@@ -4,7 +4,7 @@
 
 use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
 
-use crate::session::Identity;
+use crate::protocol::session::Identity;
 
 /// Control characters, space, `%` and everything beyond ASCII are encoded; other printable
 /// ASCII stays as it is, so `{run_dotted}` stays `12.345.678-5` and `RUN={run}` stays readable.
@@ -213,7 +213,7 @@ mod tests {
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
     use super::*;
-    use crate::run::Run;
+    use crate::primitives::run::Run;
 
     fn identity() -> Identity {
         Identity::new(

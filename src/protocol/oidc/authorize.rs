@@ -3,7 +3,7 @@
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
 use crate::config::Config;
-use crate::flow::Flow;
+use crate::protocol::flow::Flow;
 
 /// Query values are encoded with `%20` for spaces, the way ClaveÚnica's manual writes the
 /// scope, rather than the `+` of HTML forms.

@@ -8,10 +8,10 @@ use base64::Engine as _;
 use serde_json::{Map, Value};
 use url::Url;
 
-use crate::headers::{HeaderTemplate, IdentityHeaders};
 use crate::policy::{self, Migration, MigrationMode, PathMatch, Rule, RuleAction};
-use crate::run::Run;
-use crate::secret::SecretString;
+use crate::primitives::run::Run;
+use crate::primitives::secret::SecretString;
+use crate::web::headers::{HeaderTemplate, IdentityHeaders};
 
 /// Keys this version understands. Anything else is refused: a misspelt optional key would
 /// otherwise silently fall back to a default, which for a security gate is the wrong way to

@@ -1,0 +1,17 @@
+//! ClaveÚnica Gate for Envoy and Istio: the proxy-wasm adapter over `claveunica_core`.
+//!
+//! Glue only. Facts go in (headers, the host clock, WASI random bytes, call answers, shared
+//! data), the core's decisions come out and are carried out with host calls; events become
+//! counters. Whatever the gate decides is decided in the core, once for Envoy and NGINX Unit.
+//!
+//! Build: `cargo build --release --target wasm32-wasip1` at the repository root, giving
+//! `target/wasm32-wasip1/release/claveunica_gate.wasm`. On any other target this crate is
+//! empty.
+
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+#[cfg(all(target_arch = "wasm32", target_os = "wasi", target_env = "p1"))]
+#[allow(unsafe_code)] // proxy_wasm::main! exports the `_initialize` symbol the host calls.
+mod filter;
