@@ -15,3 +15,5 @@
 #[cfg(all(target_arch = "wasm32", target_os = "wasi", target_env = "p1"))]
 #[allow(unsafe_code)] // proxy_wasm::main! exports the `_initialize` symbol the host calls.
 mod filter;
+#[cfg(all(target_arch = "wasm32", target_os = "wasi", target_env = "p1"))]
+mod host;

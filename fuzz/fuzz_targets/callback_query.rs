@@ -47,7 +47,7 @@ fuzz_target!(|data: &[u8]| {
             assert!(Flow::resume(ring(), prefix, &states[0], lookup, NOW, config.flow.max_age_s).is_ok());
             let cookie = claveunica_core::protocol::flow::cookie_name_for(prefix, &states[0]).and_then(|n| lookup(&n));
             assert!(cookie.is_some_and(is_genuine_flow), "a call on a forged flow cookie");
-            assert_eq!((call.method, call.path.as_str()), ("POST", config.endpoints.token.path.as_str()));
+            assert_eq!((call.request.method, call.request.path.as_str()), ("POST", config.endpoints.token.path.as_str()));
 
             // Go on with the fuzzed token answer; JWKS and userinfo calls then fail.
             let mut keys = key_cache();

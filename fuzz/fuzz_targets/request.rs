@@ -2,8 +2,11 @@
 //! Drives `Gate::on_request` with an arbitrary request on one of four fixed gates (enforce,
 //! parallel, canary, report-only with a pilot list): the first byte picks the gate, the first
 //! line of the rest is `METHOD PATH`, the other lines are `name: value` headers.
+//! The request goes in whole, forged identity headers included: their removal is part of the
+//! decision under test.
 //! Pass: no panic; identity headers go upstream only with a genuine sealed session cookie
-//! (the fuzzer cannot forge one, so a forwarded request without one carries none); the
+//! (the fuzzer cannot forge one, so a forwarded request without one carries none); every
+//! client header with an identity name is removed or replaced by the verified one; the
 //! gate's cookies never reach the application; the gate's own paths (callback, login,
 //! logout) are answered, never forwarded; no answer sets a session cookie; no call is made
 //! outside the callback.
@@ -21,11 +24,8 @@ fuzz_target!(|data: &[u8]| {
     let mut lines = text.split('\n');
     let line = lines.next().unwrap_or("");
     let (method, path) = line.split_once(' ').unwrap_or(("GET", line));
-    let headers: Vec<(&str, &str)> = lines
-        .map(|l| l.split_once(':').unwrap_or((l, "")))
-        .map(|(n, v)| (n, v.trim_start()))
-        .filter(|(n, _)| !gate.is_identity_header(n))
-        .collect();
+    let headers: Vec<(&str, &str)> =
+        lines.map(|l| l.split_once(':').unwrap_or((l, ""))).map(|(n, v)| (n, v.trim_start())).collect();
     let req = Request { method, path, headers: &headers };
 
     let session_name = &config.session.cookie_name;
@@ -42,6 +42,16 @@ fuzz_target!(|data: &[u8]| {
                 let genuine = cookies::pairs(cookie_values()).any(|(n, v)| n == session_name && is_genuine_session(v));
                 assert!(genuine, "identity forwarded without a genuine session: {:?}", f.set);
             }
+            for (name, _) in &headers {
+                if gate.is_identity_header(name) {
+                    let removed = f.remove.iter().any(|r| r.eq_ignore_ascii_case(name));
+                    let replaced = f.set.iter().any(|(n, _)| n.eq_ignore_ascii_case(name));
+                    assert!(removed || replaced, "forged {name:?} would reach the application: {f:?}");
+                }
+            }
+            for name in &f.remove {
+                assert!(gate.is_identity_header(name), "{name:?} removed though it is not an identity name");
+            }
             match &f.cookie {
                 CookieHeader::Replace(rest) => {
                     assert!(!rest.is_empty());
@@ -52,7 +62,7 @@ fuzz_target!(|data: &[u8]| {
                 }
                 CookieHeader::Remove => {}
             }
-            for set in &f.response_set_cookies {
+            for set in f.upstream.set_cookies() {
                 if set.starts_with(&format!("{session_name}=")) && !set.starts_with(&format!("{session_name}=;")) {
                     assert!(!f.set.is_empty(), "a session cookie set on an anonymous request: {set}");
                 }

@@ -7,21 +7,21 @@
 //! forwarded request go out through `wasi:http/outgoing-handler`, and bodies are copied in
 //! chunks of [`CHUNK`] bytes in both directions, never held whole.
 //!
-//! Fail closed: a configuration that does not load gives a 503, a failed identity header a
-//! 500, an unreachable application a 502 page; no path forwards a request the core did not
-//! decide to forward. A panic would abort the instance (the release profile aborts), and the
-//! host would answer 500; nothing here unwraps outside input.
+//! Fail closed: whatever the host fails at (no configuration, a header it refuses, an
+//! unreachable application) gets the core's answer for it; no path forwards a request the core
+//! did not decide to forward. A panic would abort the instance (the release profile aborts),
+//! and the host would answer 500; nothing here unwraps outside input.
 
 use std::cell::RefCell;
 use std::rc::Rc;
 
 use claveunica_core::config::Config;
 use claveunica_core::gate::{
-    Call, CallOutcome, Decision, Entropy, EntropyUnavailable, Forward, Gate, Level, LogLine, Request, Response,
+    fail_closed, AnswerChange, Call, CallOutcome, Decision, Entropy, EntropyUnavailable, Forward, Gate, HostFailure,
+    Level, LogLine, Outbound, Request, Response, UpstreamAnswer,
 };
 use claveunica_core::protocol::oidc::jwks::KeyCache;
 use claveunica_core::protocol::oidc::MAX_BODY_LEN;
-use claveunica_core::web::pages;
 use url::Url;
 use wasi::http::outgoing_handler;
 use wasi::http::types::{
@@ -30,7 +30,7 @@ use wasi::http::types::{
 };
 use wasi::io::streams::{InputStream, OutputStream, StreamError};
 
-use crate::forward::{self, Origin, Target};
+use crate::forward::{self, Changes, Origin, Target};
 
 /// The environment variable naming the configuration file.
 pub const CONFIG_ENV: &str = "CLAVEUNICA_GATE_CONFIG";
@@ -153,12 +153,9 @@ fn scheme_of(name: &str) -> Scheme {
     }
 }
 
-fn reference() -> String {
-    let mut bytes = [0u8; 4];
-    match HostEntropy.fill(&mut bytes) {
-        Ok(()) => bytes.iter().map(|b| format!("{b:02x}")).collect(),
-        Err(_) => "sin-ref".into(),
-    }
+/// Fails closed with the core's answer for what the host failed at.
+fn fail(out: ResponseOutparam, failure: HostFailure, detail: &str) {
+    respond(out, &fail_closed(failure, detail, &mut HostEntropy));
 }
 
 /// Everything for one request.
@@ -167,16 +164,14 @@ fn serve(request: IncomingRequest, out: ResponseOutparam) {
         Ok(loaded) => loaded,
         Err(message) => {
             // No gate, no forwarding: the application stays closed until the file is fixed.
-            log(Level::Error, &format!("{message}; refusing the request"));
-            return send_plain(out, 503, "Servicio no disponible\n");
+            log(Level::Error, &message);
+            return fail(out, HostFailure::NotConfigured, "no configuration loaded");
         }
     };
     let gate = &loaded.gate;
     let method = request.method();
     let path = request.path_with_query().unwrap_or_else(|| "/".into());
-    // Client copies of identity headers go first, whatever happens next.
-    let raw: Vec<(String, Vec<u8>)> =
-        request.headers().entries().into_iter().filter(|(name, _)| !gate.is_identity_header(name)).collect();
+    let raw: Vec<(String, Vec<u8>)> = request.headers().entries();
     // Values are bytes on the wire; invalid UTF-8 must not fail the request.
     let owned: Vec<(&str, std::borrow::Cow<'_, str>)> =
         raw.iter().map(|(n, v)| (n.as_str(), String::from_utf8_lossy(v))).collect();
@@ -199,15 +194,12 @@ fn serve(request: IncomingRequest, out: ResponseOutparam) {
 
 /// Makes the call the core asked for and hands it the answer.
 fn provider_call(gate: &Gate, call: Call) -> Decision {
-    let target = forward::call_target(gate.config(), &call);
-    let answer = fetch(&call, &target);
+    let answer = fetch(&call.request);
     let outcome = match &answer {
         Ok((status, body)) => CallOutcome::Answered { status: *status, body },
         Err(why) => {
-            log(
-                Level::Warn,
-                &format!("call to {}://{}{} failed: {why}", target.scheme, target.authority, target.path_with_query),
-            );
+            let r = &call.request;
+            log(Level::Warn, &format!("call to {}://{}{} failed: {why}", r.scheme, r.authority, r.path));
             CallOutcome::Failed
         }
     };
@@ -220,7 +212,7 @@ fn provider_call(gate: &Gate, call: Call) -> Decision {
 
 /// One call to the provider: a small request, an answer read up to one byte more than the
 /// core accepts (so it can tell "too large" from "just fits").
-fn fetch(call: &Call, target: &Target) -> Result<(u16, Vec<u8>), String> {
+fn fetch(call: &Outbound) -> Result<(u16, Vec<u8>), String> {
     let headers = Fields::new();
     for (name, value) in &call.headers {
         headers.append(name, value.as_bytes()).map_err(|e| format!("header {name}: {e:?}"))?;
@@ -232,9 +224,9 @@ fn fetch(call: &Call, target: &Target) -> Result<(u16, Vec<u8>), String> {
     let request = OutgoingRequest::new(headers);
     let method = if call.method == "POST" { Method::Post } else { Method::Get };
     request.set_method(&method).map_err(|()| "method refused".to_string())?;
-    request.set_scheme(Some(&scheme_of(&target.scheme))).map_err(|()| "scheme refused".to_string())?;
-    request.set_authority(Some(&target.authority)).map_err(|()| "authority refused".to_string())?;
-    request.set_path_with_query(Some(&target.path_with_query)).map_err(|()| "path refused".to_string())?;
+    request.set_scheme(Some(&scheme_of(call.scheme))).map_err(|()| "scheme refused".to_string())?;
+    request.set_authority(Some(&call.authority)).map_err(|()| "authority refused".to_string())?;
+    request.set_path_with_query(Some(&call.path)).map_err(|()| "path refused".to_string())?;
     let body = match &call.body {
         Some(_) => Some(request.body().map_err(|()| "no request body".to_string())?),
         None => None,
@@ -365,15 +357,15 @@ fn proxy(
     }
     let target = forward::upstream_target(&loaded.upstream, path);
     let proto = if gate.config().secure_cookies { "https" } else { "http" };
-    let headers = forward::upstream_headers(raw, &f, &|n| gate.is_identity_header(n), Origin { proto, host });
+    let changes = Changes { remove: &f.remove, set: &f.set, cookie: &f.cookie };
+    let headers = forward::upstream_headers(raw, changes, Origin { proto, host });
     let fields = Fields::new();
     for (name, value) in &headers {
         if let Err(e) = fields.append(name, value) {
             if f.set.iter().any(|(n, _)| n.eq_ignore_ascii_case(name)) {
                 // Forwarding without the identity would hand the app an anonymous request it
                 // believes identified; refuse instead.
-                log(Level::Error, &format!("could not set identity header {name} ({e:?}); refusing the request"));
-                return send_plain(out, 500, "Error interno\n");
+                return fail(out, HostFailure::HeaderRewrite, &format!("setting {name}: {e:?}"));
             }
             // The host refuses some names (forbidden in wasi:http); the request goes without.
             log(Level::Warn, &format!("request header {name} not forwarded ({e:?})"));
@@ -386,35 +378,30 @@ fn proxy(
         .and_then(|()| upstream.set_authority(Some(&target.authority)))
         .and_then(|()| upstream.set_path_with_query(Some(&target.path_with_query)));
     if addressed.is_err() {
-        log(Level::Error, &format!("could not address the upstream request to {}", target.authority));
-        return send_plain(out, 500, "Error interno\n");
+        return fail(
+            out,
+            HostFailure::Internal,
+            &format!("could not address the upstream request to {}", target.authority),
+        );
     }
     // Whether a body follows is known only by reading it (an HTTP/2 body may come without a
     // length). The first piece is read before the upstream request is made, so that an empty
     // body (a GET) goes upstream as no body at all rather than as an empty chunked one.
     let Ok(down) = request.consume() else {
-        log(Level::Error, "could not take the request body");
-        return send_plain(out, 500, "Error interno\n");
+        return fail(out, HostFailure::Internal, "could not take the request body");
     };
     let Ok(from) = down.stream() else {
-        log(Level::Error, "could not open the request body");
-        return send_plain(out, 500, "Error interno\n");
+        return fail(out, HostFailure::Internal, "could not open the request body");
     };
     let first = match from.blocking_read(CHUNK) {
         Ok(chunk) => Some(chunk),
         Err(StreamError::Closed) => None,
-        Err(e) => {
-            log(Level::Warn, &format!("request body unreadable: {}", stream_error("read", e)));
-            return send_plain(out, 400, "Solicitud incompleta\n");
-        }
+        Err(e) => return fail(out, HostFailure::RequestBody, &stream_error("read", e)),
     };
     let up = match &first {
         Some(_) => match upstream.body() {
             Ok(up) => Some(up),
-            Err(()) => {
-                log(Level::Error, "could not open the upstream request body");
-                return send_plain(out, 500, "Error interno\n");
-            }
+            Err(()) => return fail(out, HostFailure::Internal, "could not open the upstream request body"),
         },
         None => None,
     };
@@ -434,26 +421,31 @@ fn proxy(
             drop(future);
             return app_unavailable(out, &target, &why);
         }
-        if let Err(e) = OutgoingBody::finish(up, None) {
+        // The stream is the body's child: it goes first. Then the client's trailers, less
+        // those the core names (identity never comes from a trailer).
+        drop(from);
+        let trailers = request_trailers(gate, down);
+        if let Err(e) = OutgoingBody::finish(up, trailers) {
             return app_unavailable(out, &target, &error_code(&e));
         }
+    } else {
+        drop(from);
+        drop(IncomingBody::finish(down));
     }
-    // The stream is the body's child: it goes first.
-    drop(from);
-    drop(IncomingBody::finish(down));
     let answer = match wait(&future) {
         Ok(answer) => answer,
         Err(why) => return app_unavailable(out, &target, &why),
     };
     let status = answer.status();
     let answer_headers = answer.headers().entries();
-    if f.identified() {
-        let asked = gate.logout_response_header();
-        if answer_headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(asked)) {
-            // The application's answer is replaced; its body is never read.
-            return respond(out, &gate.on_app_logout());
-        }
-    }
+    let text: Vec<std::borrow::Cow<'_, str>> = answer_headers.iter().map(|(_, v)| String::from_utf8_lossy(v)).collect();
+    let seen: Vec<(&str, &str)> =
+        answer_headers.iter().zip(&text).map(|((n, _), v)| (n.as_str(), v.as_ref())).collect();
+    let add = match gate.on_upstream_response(f.upstream, &UpstreamAnswer { status, headers: &seen }) {
+        AnswerChange::Pass { add } => add,
+        // The application's answer is replaced; its body is never read.
+        AnswerChange::Replace(r) => return respond(out, &r),
+    };
     let fields = Fields::new();
     for (name, value) in forward::downstream_headers(&answer_headers, forward::is_bodyless(method_str(method), status))
     {
@@ -461,9 +453,9 @@ fn proxy(
             log(Level::Warn, &format!("response header {name} not passed on ({e:?})"));
         }
     }
-    for cookie in &f.response_set_cookies {
-        if let Err(e) = fields.append("set-cookie", cookie.as_bytes()) {
-            log(Level::Error, &format!("could not add the gate's set-cookie ({e:?})"));
+    for (name, value) in &add {
+        if let Err(e) = fields.append(name, value.as_bytes()) {
+            log(Level::Error, &format!("could not add the gate's {name} ({e:?})"));
         }
     }
     let response = OutgoingResponse::new(fields);
@@ -506,23 +498,29 @@ fn download(up: &IncomingBody, down: &OutgoingBody) -> Result<(), String> {
     })
 }
 
-/// The application did not answer: a 502 page, like Envoy's for an unreachable cluster, with
-/// a reference that is in the log too.
+/// The application did not answer: the core's 502 page, with a reference that is in the log.
 fn app_unavailable(out: ResponseOutparam, target: &Target, why: &str) {
-    let reference = reference();
-    log(
-        Level::Error,
-        &format!("upstream failed: status=502 upstream={} ref={reference} detail={why}", target.authority),
-    );
-    let body = pages::error(
-        "La aplicación no está disponible",
-        "No fue posible comunicarse con la aplicación. Intente nuevamente en unos minutos.",
-        &reference,
-        None,
-    );
-    let headers =
-        vec![("content-type", "text/html; charset=utf-8".to_string()), ("cache-control", "no-store".to_string())];
-    write_response(out, 502, &headers, body.as_bytes());
+    fail(out, HostFailure::AppUnreachable, &format!("upstream={} {why}", target.authority));
+}
+
+/// The client's trailers, once the body is read, less those the core names for removal.
+fn request_trailers(gate: &Gate, body: IncomingBody) -> Option<Fields> {
+    let future = IncomingBody::finish(body);
+    future.subscribe().block();
+    let trailers = match future.get() {
+        Some(Ok(Ok(Some(trailers)))) => trailers.entries(),
+        _ => return None,
+    };
+    let text: Vec<std::borrow::Cow<'_, str>> = trailers.iter().map(|(_, v)| String::from_utf8_lossy(v)).collect();
+    let pairs: Vec<(&str, &str)> = trailers.iter().zip(&text).map(|((n, _), v)| (n.as_str(), v.as_ref())).collect();
+    let remove = gate.on_request_trailers(&pairs);
+    let out = Fields::new();
+    for (name, value) in &trailers {
+        if !remove.iter().any(|r| r.eq_ignore_ascii_case(name)) && out.append(name, value).is_err() {
+            log(Level::Warn, &format!("request trailer {name} not forwarded"));
+        }
+    }
+    Some(out)
 }
 
 /// Carries out a `Respond` decision.
@@ -531,10 +529,6 @@ fn respond(out: ResponseOutparam, r: &Response) {
         log_line(line);
     }
     write_response(out, r.status, &r.headers, r.body.as_bytes());
-}
-
-fn send_plain(out: ResponseOutparam, status: u16, body: &str) {
-    write_response(out, status, &[("content-type", "text/plain; charset=utf-8".to_string())], body.as_bytes());
 }
 
 /// A whole (small) response the component makes itself.

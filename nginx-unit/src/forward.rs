@@ -1,12 +1,10 @@
-//! What the component sends to the legacy application and to the provider, decided without a
-//! WASI type in sight, so that it is tested natively like the core.
-//!
-//! The component is itself the reverse proxy on Unit: the header hygiene Envoy does for the
-//! Envoy filter (hop-by-hop headers, `Host`, `X-Forwarded-*`) is done here, on top of what the
-//! core decides (identity headers, the gate's cookies).
+//! The reverse proxy's own header hygiene, without a WASI type in sight so it is tested
+//! natively: what Envoy does for the Envoy filter (hop-by-hop headers, `Host`,
+//! `X-Forwarded-Proto`/`-Host`, the upstream URL) the component must do itself on Unit. What the
+//! gate decides (identity headers removed and set, the gate's cookies) is the core's
+//! [`Forward`](claveunica_core::gate::Forward), applied here verbatim.
 
-use claveunica_core::config::Config;
-use claveunica_core::gate::{Call, CookieHeader, Forward};
+use claveunica_core::gate::CookieHeader;
 use url::Url;
 
 /// Headers that belong to one connection, never forwarded (RFC 9110, section 7.6.1), plus the
@@ -75,20 +73,6 @@ pub fn upstream_target(upstream: &Url, path_with_query: &str) -> Target {
     }
 }
 
-/// Where a call the core asked for goes. The core names authority and path (what Envoy's
-/// callout wants); the scheme comes from the configured endpoint the call was made for.
-#[must_use]
-pub fn call_target(config: &Config, call: &Call) -> Target {
-    let endpoints = [&config.endpoints.token, &config.endpoints.userinfo, &config.endpoints.jwks];
-    let scheme = endpoints
-        .iter()
-        .find(|e| e.authority == call.authority && e.path == call.path)
-        .and_then(|e| Url::parse(&e.url).ok())
-        .or_else(|| Url::parse(&config.issuer).ok())
-        .map_or_else(|| "https".to_string(), |u| u.scheme().to_string());
-    Target { scheme, authority: call.authority.clone(), path_with_query: call.path.clone() }
-}
-
 /// How the request was addressed on the public side, for the `X-Forwarded-*` headers.
 #[derive(Debug, Clone, Copy)]
 pub struct Origin<'a> {
@@ -99,19 +83,30 @@ pub struct Origin<'a> {
     pub host: Option<&'a str>,
 }
 
-/// The headers to send upstream: the client's, without hop-by-hop ones, `Host`, any identity
-/// header (`is_identity`) and the gate's cookies; then the identity the core vouches for and
+/// What the core decided for the forwarded request's headers: the parts of a
+/// [`Forward`](claveunica_core::gate::Forward).
+#[derive(Debug, Clone, Copy)]
+pub struct Changes<'a> {
+    /// Headers to remove, every copy.
+    pub remove: &'a [String],
+    /// Headers to set, replacing every copy.
+    pub set: &'a [(String, String)],
+    /// The `Cookie` header change.
+    pub cookie: &'a CookieHeader,
+}
+
+/// The headers to send upstream: the client's, with the core's changes applied (removals,
+/// identity set, the gate's cookies out), without hop-by-hop ones and `Host`, then
 /// `X-Forwarded-Proto`/`-Host`. `X-Forwarded-For` passes through as received: wasi:http 0.2
 /// does not tell a component the peer's address, so it cannot append it (see the README).
 #[must_use]
 pub fn upstream_headers(
     incoming: &[(String, Vec<u8>)],
-    forward: &Forward,
-    is_identity: &dyn Fn(&str) -> bool,
+    changes: Changes<'_>,
     origin: Origin<'_>,
 ) -> Vec<(String, Vec<u8>)> {
     let listed = connection_tokens(incoming);
-    let mut out: Vec<(String, Vec<u8>)> = Vec::with_capacity(incoming.len() + forward.set.len() + 3);
+    let mut out: Vec<(String, Vec<u8>)> = Vec::with_capacity(incoming.len() + changes.set.len() + 3);
     for (name, value) in incoming {
         let lower = name.to_ascii_lowercase();
         let dropped = is_hop_by_hop(&lower)
@@ -119,16 +114,17 @@ pub fn upstream_headers(
             || lower == "host"
             || lower == "x-forwarded-proto"
             || lower == "x-forwarded-host"
-            || is_identity(&lower)
-            || (lower == "cookie" && forward.cookie != CookieHeader::Unchanged);
+            || changes.remove.iter().any(|r| r.eq_ignore_ascii_case(&lower))
+            || changes.set.iter().any(|(n, _)| n.eq_ignore_ascii_case(&lower))
+            || (lower == "cookie" && *changes.cookie != CookieHeader::Unchanged);
         if !dropped {
             out.push((lower, value.clone()));
         }
     }
-    if let CookieHeader::Replace(cookie) = &forward.cookie {
+    if let CookieHeader::Replace(cookie) = changes.cookie {
         out.push(("cookie".into(), cookie.clone().into_bytes()));
     }
-    out.extend(forward.set.iter().map(|(n, v)| (n.to_ascii_lowercase(), v.clone().into_bytes())));
+    out.extend(changes.set.iter().map(|(n, v)| (n.to_ascii_lowercase(), v.clone().into_bytes())));
     out.push(("x-forwarded-proto".into(), origin.proto.as_bytes().to_vec()));
     if let Some(host) = origin.host {
         out.push(("x-forwarded-host".into(), host.as_bytes().to_vec()));
@@ -160,7 +156,6 @@ pub fn is_bodyless(method: &str, status: u16) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use claveunica_core::gate::Events;
 
     fn h(pairs: &[(&str, &str)]) -> Vec<(String, Vec<u8>)> {
         pairs.iter().map(|(n, v)| ((*n).to_string(), v.as_bytes().to_vec())).collect()
@@ -174,14 +169,8 @@ mod tests {
         headers.iter().filter(|(n, _)| n == name).map(|(_, v)| std::str::from_utf8(v).unwrap()).collect()
     }
 
-    fn forward(cookie: CookieHeader, set: &[(&str, &str)]) -> Forward {
-        Forward {
-            set: set.iter().map(|(n, v)| ((*n).to_string(), (*v).to_string())).collect::<Vec<_>>().into(),
-            cookie,
-            response_set_cookies: Vec::new(),
-            events: Events::default(),
-            log: None,
-        }
+    fn set(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(n, v)| ((*n).to_string(), (*v).to_string())).collect()
     }
 
     #[test]
@@ -222,9 +211,10 @@ mod tests {
             ("Accept", "text/html"),
             ("Content-Length", "3"),
         ]);
-        let is_identity = |n: &str| n.replace('_', "-").starts_with("x-claveunica-");
-        let f = forward(CookieHeader::Unchanged, &[("x-claveunica-run", "44444444-4")]);
-        let out = upstream_headers(&incoming, &f, &is_identity, Origin { proto: "http", host: Some("portal.gob.cl") });
+        let remove = ["x_claveunica_run".to_string()];
+        let set = set(&[("x-claveunica-run", "44444444-4")]);
+        let changes = Changes { remove: &remove, set: &set, cookie: &CookieHeader::Unchanged };
+        let out = upstream_headers(&incoming, changes, Origin { proto: "http", host: Some("portal.gob.cl") });
         assert_eq!(
             names(&out),
             [
@@ -245,73 +235,16 @@ mod tests {
     #[test]
     fn cookies_follow_the_core() {
         let incoming = h(&[("cookie", "a=1; claveunica_session=x"), ("cookie", "b=2")]);
-        let none = |_: &str| false;
         let origin = Origin { proto: "https", host: None };
-        let kept = upstream_headers(&incoming, &forward(CookieHeader::Unchanged, &[]), &none, origin);
+        let with =
+            |cookie: &CookieHeader| upstream_headers(&incoming, Changes { remove: &[], set: &[], cookie }, origin);
+        let kept = with(&CookieHeader::Unchanged);
         assert_eq!(value(&kept, "cookie"), ["a=1; claveunica_session=x", "b=2"]);
-        let replaced =
-            upstream_headers(&incoming, &forward(CookieHeader::Replace("a=1; b=2".into()), &[]), &none, origin);
+        let replaced = with(&CookieHeader::Replace("a=1; b=2".into()));
         assert_eq!(value(&replaced, "cookie"), ["a=1; b=2"]);
-        let removed = upstream_headers(&incoming, &forward(CookieHeader::Remove, &[]), &none, origin);
+        let removed = with(&CookieHeader::Remove);
         assert!(value(&removed, "cookie").is_empty());
         assert!(value(&removed, "x-forwarded-host").is_empty());
-    }
-
-    #[test]
-    fn calls_take_the_scheme_of_their_endpoint() {
-        let doc = br#"{"issuer": "https://accounts.claveunica.gob.cl/openid", "cluster": "c", "client_id": "x",
-            "client_secret": "s", "redirect_uri": "https://a.gob.cl/cb",
-            "session_keys": ["AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA="],
-            "jwks_uri": "http://keys.internal:8080/jwks"}"#;
-        let config = Config::from_json(doc, &|_| None).unwrap();
-        let gate = claveunica_core::gate::Gate::new(config.clone());
-        let call = |endpoint: &claveunica_core::config::Endpoint| Call {
-            cluster: "c".into(),
-            method: "GET",
-            authority: endpoint.authority.clone(),
-            path: endpoint.path.clone(),
-            headers: Vec::new(),
-            body: None,
-            timeout_ms: 1,
-            pending: pending(&gate),
-        };
-        let token = call_target(&config, &call(&config.endpoints.token));
-        assert_eq!(
-            (token.scheme.as_str(), token.authority.as_str(), token.path_with_query.as_str()),
-            ("https", "accounts.claveunica.gob.cl", "/openid/token/")
-        );
-        let jwks = call_target(&config, &call(&config.endpoints.jwks));
-        assert_eq!((jwks.scheme.as_str(), jwks.authority.as_str()), ("http", "keys.internal:8080"));
-    }
-
-    /// A real continuation: a callback through the gate yields the token call.
-    fn pending(gate: &claveunica_core::gate::Gate) -> claveunica_core::gate::Pending {
-        use claveunica_core::gate::{Decision, Entropy, EntropyUnavailable, Request};
-        struct Counter(u8);
-        impl Entropy for Counter {
-            fn fill(&mut self, buf: &mut [u8]) -> Result<(), EntropyUnavailable> {
-                for b in buf {
-                    self.0 = self.0.wrapping_add(1);
-                    *b = self.0;
-                }
-                Ok(())
-            }
-        }
-        let mut rng = Counter(0);
-        let Decision::Respond(login) =
-            gate.on_request(&Request { method: "GET", path: "/x", headers: &[] }, 1_000, &mut rng)
-        else {
-            panic!("no login")
-        };
-        let location = login.headers.iter().find(|(n, _)| *n == "location").unwrap().1.clone();
-        let cookie = login.headers.iter().find(|(n, _)| *n == "set-cookie").unwrap().1.clone();
-        let state = Url::parse(&location).unwrap().query_pairs().find(|(k, _)| k == "state").unwrap().1.into_owned();
-        let headers = vec![("cookie", cookie.split(';').next().unwrap())];
-        let path = format!("/cb?code=abc&state={state}");
-        match gate.on_request(&Request { method: "GET", path: &path, headers: &headers }, 1_001, &mut rng) {
-            Decision::Call(call) => call.pending,
-            other => panic!("the callback did not call the token endpoint: {other:?}"),
-        }
     }
 
     #[test]

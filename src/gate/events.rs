@@ -3,70 +3,124 @@
 
 use crate::policy::MigrationMode;
 
-/// Why a login failed. Stable names, one counter each.
+/// The kinds of failure a person can meet, each with its status and page: every
+/// [`FailReason`] belongs to exactly one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[allow(missing_docs)]
-pub enum FailReason {
-    NoState,
-    BadState,
-    RepeatedParameter,
-    NoFlowCookie,
-    StateMismatch,
-    FlowExpired,
-    ProviderError,
-    NoCode,
-    TokenUnreachable,
-    TokenUnavailable,
-    TokenInvalidGrant,
-    TokenRejected,
-    TokenMalformed,
-    IdTokenInvalid,
-    JwksUnreachable,
-    JwksUnavailable,
-    JwksInvalid,
-    UserinfoUnreachable,
-    UserinfoUnavailable,
-    UserinfoRejected,
-    UserinfoInvalid,
-    EntropyUnavailable,
-    SealFailed,
+pub enum FailGroup {
+    /// The login attempt itself is bad or stale (400): a forged, replayed or expired `state`.
+    BadAttempt,
+    /// The person cancelled at ClaveÚnica, or ClaveÚnica said no (401).
+    Cancelled,
+    /// ClaveÚnica answered, but wrongly (502).
+    ProviderWrong,
+    /// ClaveÚnica did not answer, or answered that it is down (503).
+    ProviderDown,
+    /// The gate could not do its part (500): no randomness, a seal that failed.
+    Internal,
 }
 
-impl FailReason {
-    /// The name in logs.
+impl FailGroup {
+    /// The HTTP status a person gets.
     #[must_use]
-    pub fn as_str(self) -> &'static str {
-        self.names().0
-    }
-
-    fn names(self) -> (&'static str, &'static str) {
-        use FailReason::*;
+    pub fn status(self) -> u16 {
         match self {
-            NoState => ("no_state", "claveunica_gate.login_failures.no_state"),
-            BadState => ("bad_state", "claveunica_gate.login_failures.bad_state"),
-            RepeatedParameter => ("repeated_parameter", "claveunica_gate.login_failures.repeated_parameter"),
-            NoFlowCookie => ("no_flow_cookie", "claveunica_gate.login_failures.no_flow_cookie"),
-            StateMismatch => ("state_mismatch", "claveunica_gate.login_failures.state_mismatch"),
-            FlowExpired => ("flow_expired", "claveunica_gate.login_failures.flow_expired"),
-            ProviderError => ("provider_error", "claveunica_gate.login_failures.provider_error"),
-            NoCode => ("no_code", "claveunica_gate.login_failures.no_code"),
-            TokenUnreachable => ("token_unreachable", "claveunica_gate.login_failures.token_unreachable"),
-            TokenUnavailable => ("token_unavailable", "claveunica_gate.login_failures.token_unavailable"),
-            TokenInvalidGrant => ("token_invalid_grant", "claveunica_gate.login_failures.token_invalid_grant"),
-            TokenRejected => ("token_rejected", "claveunica_gate.login_failures.token_rejected"),
-            TokenMalformed => ("token_malformed", "claveunica_gate.login_failures.token_malformed"),
-            IdTokenInvalid => ("id_token_invalid", "claveunica_gate.login_failures.id_token_invalid"),
-            JwksUnreachable => ("jwks_unreachable", "claveunica_gate.login_failures.jwks_unreachable"),
-            JwksUnavailable => ("jwks_unavailable", "claveunica_gate.login_failures.jwks_unavailable"),
-            JwksInvalid => ("jwks_invalid", "claveunica_gate.login_failures.jwks_invalid"),
-            UserinfoUnreachable => ("userinfo_unreachable", "claveunica_gate.login_failures.userinfo_unreachable"),
-            UserinfoUnavailable => ("userinfo_unavailable", "claveunica_gate.login_failures.userinfo_unavailable"),
-            UserinfoRejected => ("userinfo_rejected", "claveunica_gate.login_failures.userinfo_rejected"),
-            UserinfoInvalid => ("userinfo_invalid", "claveunica_gate.login_failures.userinfo_invalid"),
-            EntropyUnavailable => ("entropy_unavailable", "claveunica_gate.login_failures.entropy_unavailable"),
-            SealFailed => ("seal_failed", "claveunica_gate.login_failures.seal_failed"),
+            FailGroup::BadAttempt => 400,
+            FailGroup::Cancelled => 401,
+            FailGroup::ProviderWrong => 502,
+            FailGroup::ProviderDown => 503,
+            FailGroup::Internal => 500,
         }
     }
+}
+
+/// Declares the failure reasons once: each with its group and its stable name, from which
+/// the log name and the counter name are both made.
+macro_rules! fail_reasons {
+    ($($(#[$doc:meta])* $variant:ident => $group:ident, $name:literal;)*) => {
+        /// Why a login failed. Stable names, one counter each.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum FailReason {
+            $($(#[$doc])* $variant,)*
+        }
+
+        impl FailReason {
+            /// The name in logs.
+            #[must_use]
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(FailReason::$variant => $name,)*
+                }
+            }
+
+            /// The counter this reason increments.
+            #[must_use]
+            pub fn metric(self) -> &'static str {
+                match self {
+                    $(FailReason::$variant => concat!("claveunica_gate.login_failures.", $name),)*
+                }
+            }
+
+            /// The kind of failure, which sets the status and the page.
+            #[must_use]
+            pub fn group(self) -> FailGroup {
+                match self {
+                    $(FailReason::$variant => FailGroup::$group,)*
+                }
+            }
+
+            /// Every reason, for tables and tests.
+            pub const ALL: &'static [FailReason] = &[$(FailReason::$variant,)*];
+        }
+    };
+}
+
+fail_reasons! {
+    /// The callback had no `state`.
+    NoState => BadAttempt, "no_state";
+    /// `state` is not one the gate could have drawn.
+    BadState => BadAttempt, "bad_state";
+    /// `code`, `state` or `error` came more than once.
+    RepeatedParameter => BadAttempt, "repeated_parameter";
+    /// No flow cookie for this `state`: another browser, or a replay after the cookie went.
+    NoFlowCookie => BadAttempt, "no_flow_cookie";
+    /// The flow cookie does not open, or holds another `state`.
+    StateMismatch => BadAttempt, "state_mismatch";
+    /// The login attempt is older than the flow lifetime.
+    FlowExpired => BadAttempt, "flow_expired";
+    /// ClaveÚnica sent `error` (the person cancelled, or consent was refused).
+    ProviderError => Cancelled, "provider_error";
+    /// The callback had no usable `code`.
+    NoCode => BadAttempt, "no_code";
+    /// The token endpoint did not answer.
+    TokenUnreachable => ProviderDown, "token_unreachable";
+    /// The token endpoint answered 502, 503 or 504.
+    TokenUnavailable => ProviderDown, "token_unavailable";
+    /// The code was refused (`invalid_grant`): used already, or expired.
+    TokenInvalidGrant => BadAttempt, "token_invalid_grant";
+    /// The token endpoint refused the request for another reason.
+    TokenRejected => ProviderWrong, "token_rejected";
+    /// The token answer is not one the gate can read.
+    TokenMalformed => ProviderWrong, "token_malformed";
+    /// The ID token failed verification.
+    IdTokenInvalid => ProviderWrong, "id_token_invalid";
+    /// The JWKS endpoint did not answer.
+    JwksUnreachable => ProviderDown, "jwks_unreachable";
+    /// The JWKS endpoint answered 502, 503 or 504.
+    JwksUnavailable => ProviderDown, "jwks_unavailable";
+    /// The JWKS answer is not a key set the gate can use.
+    JwksInvalid => ProviderWrong, "jwks_invalid";
+    /// The userinfo endpoint did not answer.
+    UserinfoUnreachable => ProviderDown, "userinfo_unreachable";
+    /// The userinfo endpoint answered 502, 503 or 504.
+    UserinfoUnavailable => ProviderDown, "userinfo_unavailable";
+    /// The userinfo endpoint answered with another error status.
+    UserinfoRejected => ProviderWrong, "userinfo_rejected";
+    /// The userinfo answer holds no valid RUN or identity.
+    UserinfoInvalid => ProviderWrong, "userinfo_invalid";
+    /// The host gave no random bytes.
+    EntropyUnavailable => Internal, "entropy_unavailable";
+    /// A cookie could not be sealed.
+    SealFailed => Internal, "seal_failed";
 }
 
 /// Something worth counting.
@@ -113,7 +167,7 @@ impl Event {
         match self {
             Event::LoginStarted => "claveunica_gate.logins_started",
             Event::LoginCompleted => "claveunica_gate.logins_completed",
-            Event::LoginFailed(reason) => reason.names().1,
+            Event::LoginFailed(reason) => reason.metric(),
             Event::SessionAccepted => "claveunica_gate.sessions_accepted",
             Event::SessionRejected => "claveunica_gate.sessions_rejected",
             Event::SessionExpired => "claveunica_gate.sessions_expired",

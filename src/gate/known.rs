@@ -97,7 +97,7 @@ mod tests {
 
     fn known(n: u64) -> Arc<Known> {
         let identity = Identity::new(Run::new(44_444_444, '4').unwrap(), vec![], vec![], "1".into()).unwrap();
-        let session = Session { identity, issued_at: n, expires_at: n + 10, last_seen: n };
+        let session = Session::insecure_from_parts(identity, n, n + 10, n);
         Arc::new(Known { session, stale_key: false, headers: Arc::from(Vec::new()) })
     }
 
@@ -114,7 +114,7 @@ mod tests {
         // Old, unused entries are gone.
         assert!(cache.get("v0").is_none());
         assert_eq!(
-            cache.get(&format!("v{}", GENERATION * 5 - 1)).unwrap().session.issued_at,
+            cache.get(&format!("v{}", GENERATION * 5 - 1)).unwrap().session.issued_at(),
             GENERATION as u64 * 5 - 1
         );
     }

@@ -2,9 +2,10 @@
 //! callback, and the token, JWKS and userinfo calls, each a step that only the previous one
 //! can produce.
 
+use super::failsafe::reference;
+use super::request::split_query;
 use super::{
-    split_query, Call, CallOutcome, Decision, Entropy, Event, Events, FailReason, Gate, Level, LogLine, Request,
-    Response,
+    Call, CallOutcome, Decision, Entropy, Event, Events, FailGroup, FailReason, Gate, Level, LogLine, Request, Response,
 };
 use crate::config::Endpoint;
 use crate::primitives::seal::NONCE_LEN;
@@ -35,47 +36,29 @@ enum Step {
 struct Login {
     flow: Flow,
     flow_cookie: String,
+    /// This login fetched the provider's keys (its ID token named an unknown `kid`): counted
+    /// with the login's outcome.
+    fetched_keys: bool,
 }
 
-/// The kinds of failure a person can meet, each with its status and page.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Failure {
-    BadAttempt,
-    Cancelled,
-    ProviderWrong,
-    ProviderDown,
-    Internal,
-}
-
-impl Failure {
-    fn status(self) -> u16 {
-        match self {
-            Failure::BadAttempt => 400,
-            Failure::Cancelled => 401,
-            Failure::ProviderWrong => 502,
-            Failure::ProviderDown => 503,
-            Failure::Internal => 500,
-        }
-    }
-
-    fn text(self) -> (&'static str, &'static str) {
-        match self {
-            Failure::BadAttempt => (
-                "Intento de ingreso no válido o vencido",
-                "Este intento de ingreso con ClaveÚnica no es válido o ya expiró. Vuelva a ingresar.",
-            ),
-            Failure::Cancelled => ("Ingreso cancelado", "El ingreso con ClaveÚnica fue cancelado o no se completó."),
-            Failure::ProviderWrong => (
-                "ClaveÚnica respondió con un error",
-                "No fue posible completar el ingreso porque ClaveÚnica entregó una respuesta inesperada. \
+/// The title and message of a failure's page.
+fn page_text(group: FailGroup) -> (&'static str, &'static str) {
+    match group {
+        FailGroup::BadAttempt => (
+            "Intento de ingreso no válido o vencido",
+            "Este intento de ingreso con ClaveÚnica no es válido o ya expiró. Vuelva a ingresar.",
+        ),
+        FailGroup::Cancelled => ("Ingreso cancelado", "El ingreso con ClaveÚnica fue cancelado o no se completó."),
+        FailGroup::ProviderWrong => (
+            "ClaveÚnica respondió con un error",
+            "No fue posible completar el ingreso porque ClaveÚnica entregó una respuesta inesperada. \
 Intente nuevamente en unos minutos.",
-            ),
-            Failure::ProviderDown => (
-                "ClaveÚnica no está disponible",
-                "No fue posible comunicarse con ClaveÚnica. Intente nuevamente en unos minutos.",
-            ),
-            Failure::Internal => ("Error interno", "Ocurrió un error al procesar el ingreso. Intente nuevamente."),
-        }
+        ),
+        FailGroup::ProviderDown => (
+            "ClaveÚnica no está disponible",
+            "No fue posible comunicarse con ClaveÚnica. Intente nuevamente en unos minutos.",
+        ),
+        FailGroup::Internal => ("Error interno", "Ocurrió un error al procesar el ingreso. Intente nuevamente."),
     }
 }
 
@@ -105,32 +88,58 @@ impl Called {
     }
 }
 
-/// A failure: its kind, its reason, and a detail for the log only.
-type Failed = (Failure, FailReason, String);
+/// A failure: its reason (which knows its group), and a detail for the log only.
+#[derive(Debug)]
+struct Failed {
+    reason: FailReason,
+    detail: String,
+}
+
+impl Failed {
+    fn new(reason: FailReason) -> Self {
+        Self { reason, detail: String::new() }
+    }
+
+    fn with(reason: FailReason, detail: impl Into<String>) -> Self {
+        Self { reason, detail: detail.into() }
+    }
+}
+
+impl Login {
+    /// The events of the login's outcome.
+    fn events(&self, outcome: Event) -> Events {
+        let mut events = Events::one(outcome);
+        if self.fetched_keys {
+            events.push(Event::JwksRefreshed);
+        }
+        events
+    }
+}
 
 impl Gate {
     /// A failure page, its log line, and any cookies to clear.
     fn fail(&self, failed: Failed, rng: &mut dyn Entropy, clear: &[&str], retry: Option<&str>) -> Decision {
-        let (failure, reason, detail) = failed;
-        let reference = Self::reference(rng);
-        let (title, message) = failure.text();
+        let Failed { reason, detail } = failed;
+        let group = reason.group();
+        let reference = reference(rng);
+        let (title, message) = page_text(group);
         let mut headers =
             vec![("content-type", "text/html; charset=utf-8".to_string()), ("cache-control", "no-store".to_string())];
         headers.extend(clear.iter().map(|name| ("set-cookie", self.attrs.delete(name))));
-        let level = match failure {
-            Failure::BadAttempt | Failure::Cancelled => Level::Warn,
+        let level = match group {
+            FailGroup::BadAttempt | FailGroup::Cancelled => Level::Warn,
             _ => Level::Error,
         };
         let detail = if detail.is_empty() { String::new() } else { format!(" detail={detail}") };
         Decision::Respond(Response {
-            status: failure.status(),
+            status: group.status(),
             headers,
             body: pages::error(title, message, &reference, retry),
             log: Some(LogLine {
                 level,
                 message: format!(
                     "login failed: status={} reason={} ref={reference}{detail}",
-                    failure.status(),
+                    group.status(),
                     reason.as_str()
                 ),
             }),
@@ -154,11 +163,11 @@ impl Gate {
         let mut seal_nonce = [0u8; NONCE_LEN];
         let drawn = rng.fill(&mut state).and(rng.fill(&mut nonce)).and(rng.fill(&mut seal_nonce));
         if drawn.is_err() {
-            return self.fail((Failure::Internal, FailReason::EntropyUnavailable, String::new()), rng, &[], None);
+            return self.fail(Failed::new(FailReason::EntropyUnavailable), rng, &[], None);
         }
         let flow = Flow::new(state, nonce, return_to.to_string(), now);
         let Some(sealed) = flow.seal(&self.ring, seal_nonce) else {
-            return self.fail((Failure::Internal, FailReason::SealFailed, String::new()), rng, &[], None);
+            return self.fail(Failed::new(FailReason::SealFailed), rng, &[], None);
         };
         let mut headers = vec![
             ("location", authorize::authorize_url(&self.config, &flow)),
@@ -190,7 +199,7 @@ impl Gate {
     }
 
     pub(super) fn callback(&self, req: &Request<'_>, query: &str, now: u64, rng: &mut dyn Entropy) -> Decision {
-        let bad = |reason: FailReason| (Failure::BadAttempt, reason, String::new());
+        let bad = Failed::new;
         let (mut code, mut state, mut error) = (Vec::new(), Vec::new(), Vec::new());
         for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
             match k.as_ref() {
@@ -226,12 +235,7 @@ impl Gate {
         let retry = flow.return_to().to_string();
         if let Some(error) = error.first() {
             let detail: String = error.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_').take(40).collect();
-            return self.fail(
-                (Failure::Cancelled, FailReason::ProviderError, detail),
-                rng,
-                &[&flow_cookie],
-                Some(&retry),
-            );
+            return self.fail(Failed::with(FailReason::ProviderError, detail), rng, &[&flow_cookie], Some(&retry));
         }
         let Some(code) = code.first().filter(|c| !c.is_empty() && c.len() <= 512) else {
             return self.fail(bad(FailReason::NoCode), rng, &[&flow_cookie], Some(&retry));
@@ -242,11 +246,11 @@ impl Gate {
             &self.config.endpoints.token,
             vec![("content-type", "application/x-www-form-urlencoded".into()), ("accept", "application/json".into())],
             Some(body.into_bytes()),
-            Step::Token(Box::new(Login { flow, flow_cookie })),
+            Step::Token(Box::new(Login { flow, flow_cookie, fetched_keys: false })),
         )
     }
 
-    /// A call to one of the provider's endpoints through the configured cluster.
+    /// A call to one of the provider's endpoints.
     fn call(
         &self,
         method: &'static str,
@@ -256,13 +260,7 @@ impl Gate {
         step: Step,
     ) -> Decision {
         Decision::Call(Box::new(Call {
-            cluster: self.config.cluster.clone(),
-            method,
-            authority: endpoint.authority.clone(),
-            path: endpoint.path.clone(),
-            headers,
-            body,
-            timeout_ms: self.config.timeout_ms,
+            request: self.outbound(method, endpoint, headers, body),
             pending: Pending(step),
         }))
     }
@@ -280,19 +278,19 @@ impl Gate {
         match pending.0 {
             Step::Token(login) => self.after_token(login, outcome, now, rng, keys),
             Step::Jwks(login, tokens) => self.after_jwks(login, tokens, outcome, now, rng, keys),
-            Step::Userinfo(login, _id_token, _access_token) => self.after_userinfo(login, outcome, now, rng),
+            Step::Userinfo(login, id_token, _access_token) => self.after_userinfo(login, &id_token, outcome, now, rng),
         }
     }
 
     /// Sorts a call's answer: the body when the status is `ok_status`, else the failure.
     fn answered<'a>(called: Called, outcome: CallOutcome<'a>, wrong: FailReason) -> Result<&'a [u8], Failed> {
         match outcome {
-            CallOutcome::Failed => Err((Failure::ProviderDown, called.unreachable(), String::new())),
+            CallOutcome::Failed => Err(Failed::new(called.unreachable())),
             CallOutcome::Answered { status: status @ 502..=504, .. } => {
-                Err((Failure::ProviderDown, called.unavailable(), format!("status={status}")))
+                Err(Failed::with(called.unavailable(), format!("status={status}")))
             }
             CallOutcome::Answered { body, .. } if body.len() > MAX_BODY_LEN => {
-                Err((Failure::ProviderWrong, wrong, "answer too large".into()))
+                Err(Failed::with(wrong, "answer too large"))
             }
             CallOutcome::Answered { body, .. } => Ok(body),
         }
@@ -316,17 +314,11 @@ impl Gate {
         };
         match token::parse(status, body) {
             Ok(tokens) => self.verify_or_fetch(login, tokens, now, rng, keys, true),
-            Err(TokenError::InvalidGrant) => {
-                self.fail_login(&login, (Failure::BadAttempt, FailReason::TokenInvalidGrant, String::new()), rng)
+            Err(TokenError::InvalidGrant) => self.fail_login(&login, Failed::new(FailReason::TokenInvalidGrant), rng),
+            Err(TokenError::Rejected(e)) => self.fail_login(&login, Failed::with(FailReason::TokenRejected, e), rng),
+            Err(TokenError::Malformed(m)) => {
+                self.fail_login(&login, Failed::with(FailReason::TokenMalformed, format!("status={status} {m}")), rng)
             }
-            Err(TokenError::Rejected(e)) => {
-                self.fail_login(&login, (Failure::ProviderWrong, FailReason::TokenRejected, e), rng)
-            }
-            Err(TokenError::Malformed(m)) => self.fail_login(
-                &login,
-                (Failure::ProviderWrong, FailReason::TokenMalformed, format!("status={status} {m}")),
-                rng,
-            ),
         }
     }
 
@@ -363,19 +355,14 @@ impl Gate {
             Err(IdTokenError::UnknownKey)
                 if may_fetch && keys.may_fetch(now) && id_token::key_id(&tokens.id_token).is_ok() =>
             {
-                self.call(
-                    "GET",
-                    &self.config.endpoints.jwks,
-                    vec![("accept", "application/json".into())],
-                    None,
-                    Step::Jwks(login, tokens),
-                )
+                Decision::Call(Box::new(Call {
+                    request: self.jwks_request(),
+                    pending: Pending(Step::Jwks(login, tokens)),
+                }))
             }
-            Err(e) => self.fail_login(
-                &login,
-                (Failure::ProviderWrong, FailReason::IdTokenInvalid, format!("{e:?}").to_lowercase()),
-                rng,
-            ),
+            Err(e) => {
+                self.fail_login(&login, Failed::with(FailReason::IdTokenInvalid, format!("{e:?}").to_lowercase()), rng)
+            }
         }
     }
 
@@ -392,13 +379,14 @@ impl Gate {
         let parsed = match Self::answered(Called::Jwks, outcome, FailReason::JwksInvalid) {
             Ok(body) if ok => jwks::parse(body)
                 .map(|set| (set, body))
-                .map_err(|e| (Failure::ProviderWrong, FailReason::JwksInvalid, format!("{e:?}").to_lowercase())),
-            Ok(_) => Err((Failure::ProviderWrong, FailReason::JwksInvalid, "status".into())),
+                .map_err(|e| Failed::with(FailReason::JwksInvalid, format!("{e:?}").to_lowercase())),
+            Ok(_) => Err(Failed::with(FailReason::JwksInvalid, "status")),
             Err(failed) => Err(failed),
         };
         match parsed {
             Ok((set, body)) => {
                 keys.replace_with_source(set, body, now);
+                let login = Box::new(Login { fetched_keys: true, ..*login });
                 self.verify_or_fetch(login, tokens, now, rng, keys, false)
             }
             Err(failed) => {
@@ -413,7 +401,14 @@ impl Gate {
         }
     }
 
-    fn after_userinfo(&self, login: Box<Login>, outcome: CallOutcome<'_>, now: u64, rng: &mut dyn Entropy) -> Decision {
+    fn after_userinfo(
+        &self,
+        login: Box<Login>,
+        id_token: &VerifiedIdToken,
+        outcome: CallOutcome<'_>,
+        now: u64,
+        rng: &mut dyn Entropy,
+    ) -> Decision {
         let ok = matches!(outcome, CallOutcome::Answered { status: 200, .. });
         let body = match Self::answered(Called::Userinfo, outcome, FailReason::UserinfoInvalid) {
             Ok(body) if ok => body,
@@ -422,7 +417,7 @@ impl Gate {
                     CallOutcome::Answered { status, .. } => status,
                     CallOutcome::Failed => 0,
                 };
-                let failed = (Failure::ProviderWrong, FailReason::UserinfoRejected, format!("status={status}"));
+                let failed = Failed::with(FailReason::UserinfoRejected, format!("status={status}"));
                 return self.fail_login(&login, failed, rng);
             }
             Err(failed) => return self.fail_login(&login, failed, rng),
@@ -430,21 +425,16 @@ impl Gate {
         let identity = match userinfo::parse(body) {
             Ok(identity) => identity,
             Err(e) => {
-                let failed = (Failure::ProviderWrong, FailReason::UserinfoInvalid, format!("{e:?}").to_lowercase());
+                let failed = Failed::with(FailReason::UserinfoInvalid, format!("{e:?}").to_lowercase());
                 return self.fail_login(&login, failed, rng);
             }
         };
         let run = identity.run().masked();
-        let session = Session {
-            identity,
-            issued_at: now,
-            expires_at: now.saturating_add(self.config.session.max_age_s),
-            last_seen: now,
-        };
+        let session = Session::start(id_token, identity, now, self.config.session.max_age_s);
         let Some(cookie) = self.seal_session(&session, rng) else {
-            return self.fail_login(&login, (Failure::Internal, FailReason::SealFailed, String::new()), rng);
+            return self.fail_login(&login, Failed::new(FailReason::SealFailed), rng);
         };
-        let reference = Self::reference(rng);
+        let reference = reference(rng);
         let location = self.return_path(login.flow.return_to()).to_string();
         Decision::Respond(Response {
             status: 302,
@@ -456,11 +446,15 @@ impl Gate {
             ],
             body: String::new(),
             log: Some(LogLine { level: Level::Info, message: format!("login completed: run={run} ref={reference}") }),
-            events: Events::one(Event::LoginCompleted),
+            events: login.events(Event::LoginCompleted),
         })
     }
 
     fn fail_login(&self, login: &Login, failed: Failed, rng: &mut dyn Entropy) -> Decision {
-        self.fail(failed, rng, &[&login.flow_cookie], Some(login.flow.return_to()))
+        let mut d = self.fail(failed, rng, &[&login.flow_cookie], Some(login.flow.return_to()));
+        if let (Decision::Respond(r), true) = (&mut d, login.fetched_keys) {
+            r.events.push(Event::JwksRefreshed);
+        }
+        d
     }
 }

@@ -1,178 +1,43 @@
-//! The decision engine: for each request, and for each answer of a call it asked for, one
-//! [`Decision`]. This is where configuration, rules, sessions, login flows and OpenID Connect
-//! meet; the host adapters only carry out what it decides.
+//! The decision engine: for each request, each answer of a call it asked for, and each
+//! answer of the application, one decision. This is where configuration, rules, sessions,
+//! login flows and OpenID Connect meet; the host adapters only carry out what it decides.
 //!
-//! `mod.rs` holds the types and the request path; `login.rs` the login from the redirect to
-//! the session; `events.rs` what gets counted.
+//! `mod.rs` holds the gate and the request path; `decision` the values it returns;
+//! `request` what it is told of a request; `login` the login from the redirect to the
+//! session; `upstream` the forwarded request's way there and back; `keys` keeping the
+//! provider's keys fresh; `failsafe` the answers when the host fails; `events` what gets
+//! counted; `known` the cache of opened session cookies.
 
+mod decision;
 mod events;
+mod failsafe;
+mod keys;
 mod known;
 mod login;
+mod request;
+mod upstream;
 
-pub use events::{Event, Events, FailReason};
+pub use decision::{
+    AnswerChange, Call, CallOutcome, CookieHeader, Decision, Forward, Level, LogLine, Outbound, Response, Upstream,
+    UpstreamAnswer,
+};
+pub use events::{Event, Events, FailGroup, FailReason};
+pub use failsafe::{fail_closed, HostFailure};
+pub use keys::{KeyPoll, KeyStore, StoreError};
 pub use known::{Known, KnownSessions};
 pub use login::Pending;
+pub use request::{Entropy, EntropyUnavailable, Request};
 
 use std::sync::Arc;
 
-use crate::config::Config;
+use crate::config::{Config, Endpoint};
 use crate::policy::{self, MigrationMode, RuleAction};
 use crate::primitives::seal::{KeyRing, NONCE_LEN};
 use crate::protocol::session::Session;
 use crate::web::cookies::{self, CookieAttrs};
 use crate::web::pages;
-
-/// A source of random bytes: the host's WASI random source in production, a fixed sequence
-/// in tests.
-pub trait Entropy {
-    /// Fills `buf` with random bytes, or fails; the gate never proceeds on weak randomness.
-    fn fill(&mut self, buf: &mut [u8]) -> Result<(), EntropyUnavailable>;
-}
-
-/// The host could not provide random bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct EntropyUnavailable;
-
-/// What the gate needs to know of an incoming request.
-#[derive(Debug, Clone, Copy)]
-pub struct Request<'a> {
-    /// `GET`, `POST`, ...
-    pub method: &'a str,
-    /// The path with its query, as on the request line.
-    pub path: &'a str,
-    /// Every request header, names in any letter case, in order, repeats included.
-    pub headers: &'a [(&'a str, &'a str)],
-}
-
-impl<'a> Request<'a> {
-    fn header_values(&self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.headers.iter().filter(move |(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| *v)
-    }
-
-    fn cookies(&self) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
-        cookies::pairs(self.header_values("cookie"))
-    }
-}
-
-/// How important a log line is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Level {
-    /// Routine.
-    Info,
-    /// A login failed in a way a person may report.
-    Warn,
-    /// The gate cannot work as configured, or the provider misbehaves.
-    Error,
-}
-
-/// A line for the proxy's log. Never holds a token, a secret or a full RUN.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LogLine {
-    /// Level.
-    pub level: Level,
-    /// The line.
-    pub message: String,
-}
-
-/// What happens to the `Cookie` header sent upstream.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CookieHeader {
-    /// No cookie of the gate's was there: leave it.
-    Unchanged,
-    /// Replace every `Cookie` header with this one (the application's cookies only).
-    Replace(String),
-    /// Remove every `Cookie` header: only the gate's cookies were there.
-    Remove,
-}
-
-/// Forward the request upstream. The adapter removes every client header for which
-/// [`Gate::is_identity_header`] holds and that `set` does not replace.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Forward {
-    /// Identity headers to set (replace, never append); empty for an anonymous request.
-    /// Shared with the gate's cache of opened sessions, so a repeat request copies nothing.
-    pub set: Arc<[(String, String)]>,
-    /// The `Cookie` header change.
-    pub cookie: CookieHeader,
-    /// `Set-Cookie` values to add to the upstream's answer (a resealed session, a cleared
-    /// one, the canary choice).
-    pub response_set_cookies: Vec<String>,
-    /// What this decision stands for.
-    pub events: Events,
-    /// A line to log, if any (report-only mode says what it would have done).
-    pub log: Option<LogLine>,
-}
-
-impl Forward {
-    /// Whether identity headers go with the request; only then can the application's answer
-    /// ask for a logout.
-    #[must_use]
-    pub fn identified(&self) -> bool {
-        !self.set.is_empty()
-    }
-}
-
-/// Answer the request directly.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Response {
-    /// HTTP status.
-    pub status: u16,
-    /// Headers, `Set-Cookie` repeated as needed.
-    pub headers: Vec<(&'static str, String)>,
-    /// Body (HTML or JSON).
-    pub body: String,
-    /// The line to log for this answer, if any.
-    pub log: Option<LogLine>,
-    /// What this decision stands for.
-    pub events: Events,
-}
-
-/// Make an HTTP call to the provider, through the proxy, and resume with its answer.
-#[derive(Debug)]
-pub struct Call {
-    /// The proxy's upstream name.
-    pub cluster: String,
-    /// `GET` or `POST`.
-    pub method: &'static str,
-    /// `:authority`.
-    pub authority: String,
-    /// `:path`.
-    pub path: String,
-    /// Other headers.
-    pub headers: Vec<(&'static str, String)>,
-    /// Body, for POST.
-    pub body: Option<Vec<u8>>,
-    /// Timeout in milliseconds.
-    pub timeout_ms: u64,
-    /// Hand this back to [`Gate::on_call_response`] with the answer.
-    pub pending: Pending,
-}
-
-/// What to do with a request or a call's answer.
-#[must_use]
-#[derive(Debug)]
-pub enum Decision {
-    /// Let the request through, with these changes.
-    Forward(Forward),
-    /// Answer it.
-    Respond(Response),
-    /// Make a call, then come back.
-    Call(Box<Call>),
-}
-
-/// How a call went.
-#[derive(Debug, Clone, Copy)]
-pub enum CallOutcome<'a> {
-    /// The provider answered (any status).
-    Answered {
-        /// HTTP status.
-        status: u16,
-        /// Body.
-        body: &'a [u8],
-    },
-    /// No answer: connection refused, reset, or timed out.
-    Failed,
-}
+use failsafe::reference;
+use request::split_query;
 
 /// The canary cookie: the sticky per-browser choice in canary mode.
 const CANARY_COOKIE: &str = "claveunica_canary";
@@ -199,10 +64,6 @@ pub struct Gate {
     known: KnownSessions,
 }
 
-fn split_query(path: &str) -> (&str, &str) {
-    path.split_once('?').unwrap_or((path, ""))
-}
-
 impl Gate {
     /// Prepares a gate for a validated configuration.
     #[must_use]
@@ -217,13 +78,6 @@ impl Gate {
     #[must_use]
     pub fn config(&self) -> &Config {
         &self.config
-    }
-
-    /// Whether a client-sent request header must never reach the application: it has the
-    /// name (in any spelling) of an identity header this gate sets.
-    #[must_use]
-    pub fn is_identity_header(&self, name: &str) -> bool {
-        self.config.headers.is_identity_name(name)
     }
 
     fn is_gate_cookie(&self, name: &str) -> bool {
@@ -364,7 +218,7 @@ impl Gate {
                 continue;
             }
             let idle_reseal =
-                idle_timeout_s.is_some() && now.saturating_sub(known.session.last_seen) >= RESEAL_INTERVAL_S;
+                idle_timeout_s.is_some() && now.saturating_sub(known.session.last_seen()) >= RESEAL_INTERVAL_S;
             let reseal = known.stale_key || idle_reseal;
             return SessionState::Valid { known, reseal };
         }
@@ -377,7 +231,7 @@ impl Gate {
             return Some(known);
         }
         let (session, stale_key) = Session::unseal(&self.ring, value)?;
-        let headers = Arc::from(self.config.headers.render(&session.identity));
+        let headers = Arc::from(self.config.headers.render(session.identity()));
         let known = Arc::new(Known { session, stale_key, headers });
         self.known.insert(value, Arc::clone(&known));
         Some(known)
@@ -394,11 +248,12 @@ impl Gate {
         }
     }
 
-    fn forward_anonymous(&self, req: &Request<'_>, response_set_cookies: Vec<String>, events: Events) -> Decision {
+    fn forward_anonymous(&self, req: &Request<'_>, set_cookies: Vec<String>, events: Events) -> Decision {
         Decision::Forward(Forward {
+            remove: self.removals(req, &[]),
             set: Arc::from(Vec::new()),
             cookie: self.cookie_header(req),
-            response_set_cookies,
+            upstream: Upstream { identified: false, set_cookies },
             events,
             log: None,
         })
@@ -414,19 +269,19 @@ impl Gate {
     ) -> Decision {
         let session = &known.session;
         if let Some(allowed) = &self.config.allowed_runs {
-            if !allowed.contains(&session.identity.run()) {
+            if !allowed.contains(&session.identity().run()) {
                 return self.forbidden(session, rng);
             }
         }
-        let mut response_set_cookies = Vec::new();
+        let mut set_cookies = Vec::new();
         if reseal {
-            let fresh = Session { last_seen: now, ..session.clone() };
-            response_set_cookies.extend(self.seal_session(&fresh, rng));
+            set_cookies.extend(self.seal_session(&session.touched(now), rng));
         }
         Decision::Forward(Forward {
+            remove: self.removals(req, &known.headers),
             set: Arc::clone(&known.headers),
             cookie: self.cookie_header(req),
-            response_set_cookies,
+            upstream: Upstream { identified: true, set_cookies },
             events: Events::one(Event::SessionAccepted),
             log: None,
         })
@@ -434,7 +289,7 @@ impl Gate {
 
     /// A RUN outside the pilot list: a page that offers logout, nothing forwarded.
     fn forbidden(&self, session: &Session, rng: &mut dyn Entropy) -> Decision {
-        let reference = Self::reference(rng);
+        let reference = reference(rng);
         let body = pages::forbidden(&self.config.logout_path, &reference);
         Decision::Respond(Response {
             status: 403,
@@ -447,7 +302,7 @@ impl Gate {
                 level: Level::Warn,
                 message: format!(
                     "forbidden: run={} is not in allowed_runs ref={reference}",
-                    session.identity.run().masked()
+                    session.identity().run().masked()
                 ),
             }),
             events: Events::one(Event::Forbidden),
@@ -458,16 +313,8 @@ impl Gate {
         let mut nonce = [0u8; NONCE_LEN];
         rng.fill(&mut nonce).ok()?;
         let value = session.seal(&self.ring, nonce)?;
-        let max_age = session.expires_at.saturating_sub(session.last_seen.max(session.issued_at));
+        let max_age = session.expires_at().saturating_sub(session.last_seen().max(session.issued_at()));
         Some(self.attrs.set(&self.config.session.cookie_name, &value, max_age))
-    }
-
-    fn reference(rng: &mut dyn Entropy) -> String {
-        let mut bytes = [0u8; 4];
-        match rng.fill(&mut bytes) {
-            Ok(()) => bytes.iter().map(|b| format!("{b:02x}")).collect(),
-            Err(_) => "sin-ref".into(),
-        }
     }
 
     /// The URL of ClaveÚnica's logout, with `redirect` when configured.
@@ -481,7 +328,7 @@ impl Gate {
         provider
     }
 
-    fn logout_response(&self, status: u16, extra_cookies: Vec<String>, log: LogLine, event: Event) -> Response {
+    fn logout_response(&self, status: u16, extra_cookies: Vec<String>, log: LogLine, events: Events) -> Response {
         let fallback = self.config.post_logout_redirect.as_deref().unwrap_or("/");
         let mut headers = vec![
             ("content-type", "text/html; charset=utf-8".to_string()),
@@ -489,18 +336,12 @@ impl Gate {
             ("set-cookie", self.attrs.delete(&self.config.session.cookie_name)),
         ];
         headers.extend(extra_cookies.into_iter().map(|c| ("set-cookie", c)));
-        Response {
-            status,
-            headers,
-            body: pages::logout(&self.provider_logout_url(), fallback),
-            log: Some(log),
-            events: Events::one(event),
-        }
+        Response { status, headers, body: pages::logout(&self.provider_logout_url(), fallback), log: Some(log), events }
     }
 
     fn logout(&self, req: &Request<'_>, now: u64) -> Decision {
         let who = match self.session(req, now) {
-            SessionState::Valid { known, .. } => known.session.identity.run().masked(),
+            SessionState::Valid { known, .. } => known.session.identity().run().masked(),
             _ => "-".to_string(),
         };
         // Any login attempts in flight end too.
@@ -510,22 +351,27 @@ impl Gate {
             .map(|(name, _)| self.attrs.delete(name))
             .collect();
         let log = LogLine { level: Level::Info, message: format!("logout run={who}") };
-        Decision::Respond(self.logout_response(200, flows, log, Event::Logout))
+        Decision::Respond(self.logout_response(200, flows, log, Events::one(Event::Logout)))
     }
 
-    /// The name of the response header by which the application asks for a logout.
-    #[must_use]
-    pub fn logout_response_header(&self) -> &str {
-        &self.config.logout_response_header
-    }
-
-    /// The application answered an identified request with the logout response header (for
-    /// instance because it does not know the RUN): the session ends and the logout page
-    /// replaces the application's answer.
-    #[must_use]
-    pub fn on_app_logout(&self) -> Response {
-        let log = LogLine { level: Level::Info, message: "logout requested by the application".into() };
-        self.logout_response(200, Vec::new(), log, Event::AppLogout)
+    /// A request to one of the provider's endpoints.
+    fn outbound(
+        &self,
+        method: &'static str,
+        endpoint: &Endpoint,
+        headers: Vec<(&'static str, String)>,
+        body: Option<Vec<u8>>,
+    ) -> Outbound {
+        let scheme = if endpoint.url.starts_with("http:") { "http" } else { "https" };
+        Outbound {
+            method,
+            scheme,
+            authority: endpoint.authority.clone(),
+            path: endpoint.path.clone(),
+            headers,
+            body,
+            timeout_ms: self.config.timeout_ms,
+        }
     }
 }
 

@@ -121,7 +121,7 @@ impl Harness {
         let body = self.token_body(&s);
         let mut next = self.answer(token_call.pending, 200, &body);
         if let Decision::Call(c) = next {
-            if c.method == "GET" {
+            if c.request.method == "GET" {
                 let set = testkit::jwks(&[(KID, &testkit::provider_key())]);
                 next = self.answer(c.pending, 200, &set);
             } else {
@@ -171,10 +171,13 @@ fn a_whole_login_then_requests_with_identity() {
     let mut h = harness();
     let s = h.start("/tramites/certificado?id=7");
     let token_call = call(h.callback(&s));
-    assert_eq!((token_call.method, token_call.cluster.as_str()), ("POST", "claveunica"));
-    assert_eq!((token_call.authority.as_str(), token_call.path.as_str()), ("idp.test", "/openid/token/"));
+    assert_eq!((token_call.request.method, token_call.request.scheme), ("POST", "https"));
+    assert_eq!(
+        (token_call.request.authority.as_str(), token_call.request.path.as_str()),
+        ("idp.test", "/openid/token/")
+    );
     let form: Vec<(String, String)> =
-        url::form_urlencoded::parse(token_call.body.as_deref().unwrap()).into_owned().collect();
+        url::form_urlencoded::parse(token_call.request.body.as_deref().unwrap()).into_owned().collect();
     let field = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
     assert_eq!(field("grant_type"), Some("authorization_code"));
     assert_eq!(field("code"), Some("c0de"));
@@ -186,12 +189,13 @@ fn a_whole_login_then_requests_with_identity() {
     // No keys yet: the gate fetches the JWKS, then calls userinfo with the bearer token.
     let body = h.token_body(&s);
     let jwks_call = call(h.answer(token_call.pending, 200, &body));
-    assert_eq!((jwks_call.method, jwks_call.path.as_str()), ("GET", "/openid/jwks"));
+    assert_eq!((jwks_call.request.method, jwks_call.request.path.as_str()), ("GET", "/openid/jwks"));
     let userinfo_call = call(h.answer(jwks_call.pending, 200, &testkit::jwks(&[(KID, &testkit::provider_key())])));
-    assert_eq!((userinfo_call.method, userinfo_call.path.as_str()), ("POST", "/openid/userinfo/"));
-    assert!(userinfo_call.headers.contains(&("authorization", "Bearer at-1".to_string())));
+    assert_eq!((userinfo_call.request.method, userinfo_call.request.path.as_str()), ("POST", "/openid/userinfo/"));
+    assert!(userinfo_call.request.headers.contains(&("authorization", "Bearer at-1".to_string())));
 
     let done = respond(h.answer(userinfo_call.pending, 200, USERINFO));
+    assert_eq!(done.events.iter().collect::<Vec<_>>(), [Event::LoginCompleted, Event::JwksRefreshed]);
     assert_eq!(done.status, 302);
     assert_eq!(header(&done, "location"), ["/tramites/certificado?id=7"]);
     let set = header(&done, "set-cookie");
@@ -218,7 +222,7 @@ fn a_whole_login_then_requests_with_identity() {
             ];
             assert_eq!(*f.set, want.map(|(n, v)| (n.to_string(), v.to_string())));
             assert_eq!(f.cookie, CookieHeader::Replace("theme=dark".into()));
-            assert!(f.response_set_cookies.is_empty());
+            assert!(f.upstream.set_cookies().is_empty());
             assert_eq!(f.events, Events::one(Event::SessionAccepted));
         }
         other => panic!("{other:?}"),
@@ -228,7 +232,9 @@ fn a_whole_login_then_requests_with_identity() {
     let token_call = call(h.callback(&s2));
     let body = h.token_body(&s2);
     let next = call(h.answer(token_call.pending, 200, &body));
-    assert_eq!(next.path, "/openid/userinfo/");
+    assert_eq!(next.request.path, "/openid/userinfo/");
+    let done = respond(h.answer(next.pending, 200, USERINFO));
+    assert_eq!(done.events, Events::one(Event::LoginCompleted), "no fetch, nothing counted for keys");
 }
 
 #[test]
@@ -244,7 +250,7 @@ fn parallel_logins_each_land_on_their_own_page() {
         let body = h.token_body(s);
         let mut next = h.answer(token_call.pending, 200, &body);
         if let Decision::Call(c) = &next {
-            if c.method == "GET" {
+            if c.request.method == "GET" {
                 let Decision::Call(c) = next else { unreachable!() };
                 next = h.answer(c.pending, 200, &testkit::jwks(&[(KID, &testkit::provider_key())]));
             }
@@ -377,11 +383,11 @@ fn an_unknown_kid_is_fetched_once_then_refused() {
     let c = call(h.callback(&s));
     let body = h.token_body_with_kid(&s, "rotated");
     let jwks_call = call(h.answer(c.pending, 200, &body));
-    assert_eq!(jwks_call.method, "GET");
+    assert_eq!(jwks_call.request.method, "GET");
     // The provider rotated: the new set holds the new key, and the login goes on.
     let set = testkit::jwks(&[("rotated", &testkit::other_key())]);
     let next = call(h.answer(jwks_call.pending, 200, &set));
-    assert_eq!(next.path, "/openid/userinfo/");
+    assert_eq!(next.request.path, "/openid/userinfo/");
 
     // A kid nobody knows, right after a fetch: refused without another fetch.
     let s = h.start("/b");
@@ -460,7 +466,7 @@ fn a_rotated_key_still_opens_and_reseals() {
     v["session_keys"] = json!([testkit::OLD_SESSION_KEY, testkit::SESSION_KEY]);
     let mut h = Harness { gate: Gate::new(testkit::config_from(&v)), ..harness() };
     match h.request("/private", Some(&cookie)) {
-        Decision::Forward(f) => assert!(f.response_set_cookies[0].starts_with("__Host-claveunica_session=")),
+        Decision::Forward(f) => assert!(f.upstream.set_cookies()[0].starts_with("__Host-claveunica_session=")),
         other => panic!("{other:?}"),
     }
     // Once the old key is retired, its cookies no longer open.
@@ -623,7 +629,7 @@ fn canary_mode_sends_a_sticky_share_to_claveunica() {
     let mut h = canary(0);
     let f = forward(h.request("/tramites", None));
     assert!(f.set.is_empty());
-    assert!(f.response_set_cookies[0].starts_with("__Host-claveunica_canary=0;"), "{:?}", f.response_set_cookies);
+    assert!(f.upstream.set_cookies()[0].starts_with("__Host-claveunica_canary=0;"), "{:?}", f.upstream.set_cookies());
     // 100 %: everybody new is sent to ClaveÚnica, remembered too.
     let mut h = canary(100);
     let r = respond(h.request("/tramites", None));
@@ -632,7 +638,7 @@ fn canary_mode_sends_a_sticky_share_to_claveunica() {
     // The sticky choice wins over the percentage, and the legacy session over both.
     assert_eq!(respond(h.request("/tramites", Some("__Host-claveunica_canary=1"))).status, 302);
     let f = forward(h.request("/tramites", Some("__Host-claveunica_canary=0")));
-    assert!(f.response_set_cookies.is_empty() && f.set.is_empty());
+    assert!(f.upstream.set_cookies().is_empty() && f.set.is_empty());
     assert_eq!(f.cookie, CookieHeader::Remove, "the canary cookie is the gate's, not the app's");
     assert!(forward(h.request("/tramites", Some("PHPSESSID=old"))).set.is_empty());
     // Around 30 % of new browsers at 30 %.
@@ -687,11 +693,11 @@ fn idle_sessions_end_and_active_ones_are_resealed_once_a_minute() {
     let cookie = session_cookie(&h.login("/"));
     // Within the minute: no reseal.
     h.now += 30;
-    assert!(forward(h.request("/", Some(&cookie))).response_set_cookies.is_empty());
+    assert!(forward(h.request("/", Some(&cookie))).upstream.set_cookies().is_empty());
     // After a minute of use: resealed with a new last-seen time.
     h.now += 270;
     let f = forward(h.request("/", Some(&cookie)));
-    let fresh = cookie_pair(&f.response_set_cookies[0]);
+    let fresh = cookie_pair(&f.upstream.set_cookies()[0]);
     // The fresh cookie keeps the session alive past the old one's idle limit.
     h.now += 500;
     assert!(forward(h.request("/", Some(&fresh))).set.len() == 5);
@@ -702,13 +708,78 @@ fn idle_sessions_end_and_active_ones_are_resealed_once_a_minute() {
 
 #[test]
 fn the_application_can_end_the_session() {
-    let h = harness();
-    assert_eq!(h.gate.logout_response_header(), "x-claveunica-logout");
-    let r = h.gate.on_app_logout();
+    let mut h = harness();
+    let cookie = session_cookie(&h.login("/"));
+    let asked = [(":status", "200"), ("X-ClaveUnica-Logout", "1"), ("content-type", "text/html")];
+    let answer = UpstreamAnswer { status: 200, headers: &asked };
+    let f = forward(h.request("/", Some(&cookie)));
+    assert!(f.upstream.reads_answer(), "an identified request's answer is looked at");
+    let r = match h.gate.on_upstream_response(f.upstream, &answer) {
+        AnswerChange::Replace(r) => r,
+        other => panic!("{other:?}"),
+    };
     assert_eq!(r.status, 200);
     assert!(header(&r, "set-cookie").iter().any(|c| c.starts_with("__Host-claveunica_session=;")));
     assert!(r.body.contains("/api/v1/accounts/app/logout"));
     assert!(r.events.contains(Event::AppLogout));
+    // Without the header, the answer passes untouched.
+    let f = forward(h.request("/", Some(&cookie)));
+    let plain = UpstreamAnswer { status: 200, headers: &asked[2..] };
+    assert_eq!(h.gate.on_upstream_response(f.upstream, &plain), AnswerChange::Pass { add: vec![] });
+}
+
+#[test]
+fn an_anonymous_answer_cannot_log_anyone_out_and_carries_the_gates_cookies() {
+    let mut h = harness_with(|v| v["rules"] = json!([{"exact": "/public", "action": "optional"}]));
+    let f = forward(h.request("/public", Some("__Host-claveunica_session=garbage")));
+    assert!(!f.upstream.reads_answer());
+    let asked = [("x-claveunica-logout", "1")];
+    let change = h.gate.on_upstream_response(f.upstream, &UpstreamAnswer { status: 200, headers: &asked });
+    match change {
+        AnswerChange::Pass { add } => {
+            assert_eq!(add.len(), 1, "{add:?}");
+            assert_eq!(add[0].0, "set-cookie");
+            assert!(add[0].1.starts_with("__Host-claveunica_session=;"), "{add:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn forged_identity_headers_are_named_for_removal_on_every_forward() {
+    let mut h = harness_with(|v| v["rules"] = json!([{"exact": "/public", "action": "public"}]));
+    let cookie = session_cookie(&h.login("/"));
+    let forged = |path: &'static str, cookie: Option<&'static str>| {
+        let mut headers = vec![
+            (":path", path),
+            ("X-ClaveUnica-RUN", "11111111-1"),
+            ("x_claveunica_run", "11111111-1"),
+            ("X-CLAVEUNICA-NOMBRES", "Mallory"),
+            ("x-claveunica-nombres", "Mallory"),
+            ("x-other", "kept"),
+        ];
+        headers.extend(cookie.map(|c| ("cookie", c)));
+        headers
+    };
+    // Anonymous: every identity spelling goes, each once.
+    let headers = forged("/public", None);
+    let f =
+        forward(h.gate.on_request(&Request { method: "GET", path: "/public", headers: &headers }, h.now, &mut h.rng));
+    assert_eq!(f.remove, ["x-claveunica-run", "x_claveunica_run", "x-claveunica-nombres"]);
+    // Identified: the verified headers replace the exact names, the other spellings go.
+    let cookie: &'static str = Box::leak(cookie.into_boxed_str());
+    let headers = forged("/", Some(cookie));
+    let f = forward(h.gate.on_request(&Request { method: "GET", path: "/", headers: &headers }, h.now, &mut h.rng));
+    assert_eq!(f.remove, ["x_claveunica_run"]);
+    assert!(f.set.iter().any(|(n, v)| n == "x-claveunica-run" && v == "44444444-4"));
+    // A request without forged headers allocates no removal list.
+    let f = forward(h.request("/", Some(cookie)));
+    assert!(f.remove.is_empty() && f.remove.capacity() == 0);
+    // Trailers: identity names never reach the application from there either.
+    assert_eq!(
+        h.gate.on_request_trailers(&[("x-claveunica-run", "1-9"), ("X-ClaveUnica-Dv", "9"), ("grpc-status", "0")]),
+        ["x-claveunica-run", "x-claveunica-dv"]
+    );
 }
 
 #[test]

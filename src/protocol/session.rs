@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::primitives::run::Run;
 use crate::primitives::seal::{KeyRing, Purpose, NONCE_LEN};
+use crate::protocol::oidc::id_token::VerifiedIdToken;
 
 /// At most this many given names or surnames.
 pub const MAX_NAMES: usize = 8;
@@ -79,18 +80,14 @@ impl Identity {
     }
 }
 
-/// A session: who, since when, until when.
+/// A session: who, since when, until when. Made only by [`Session::start`], which takes the
+/// verified ID token as proof, or opened from a cookie this gate sealed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Session {
-    /// The person.
-    pub identity: Identity,
-    /// When the login completed (Unix seconds).
-    pub issued_at: u64,
-    /// When the session ends regardless of activity (Unix seconds).
-    pub expires_at: u64,
-    /// When the cookie was last sealed, for the idle timeout (Unix seconds). Resealed at most
-    /// once a minute, so it lags real activity by up to that.
-    pub last_seen: u64,
+    identity: Identity,
+    issued_at: u64,
+    expires_at: u64,
+    last_seen: u64,
 }
 
 /// The cookie's plaintext, in postcard's compact binary encoding (no JSON on the hot path).
@@ -122,6 +119,52 @@ pub enum Opened {
 }
 
 impl Session {
+    /// The session a completed login starts: the identity userinfo gave, which is only asked
+    /// for with a verified ID token in hand, and that token as proof.
+    #[must_use]
+    pub fn start(_verified: &VerifiedIdToken, identity: Identity, now: u64, max_age_s: u64) -> Self {
+        Self { identity, issued_at: now, expires_at: now.saturating_add(max_age_s), last_seen: now }
+    }
+
+    /// The same session, seen at `now` (for the idle timeout).
+    #[must_use]
+    pub fn touched(&self, now: u64) -> Self {
+        Self { last_seen: now.max(self.last_seen), ..self.clone() }
+    }
+
+    /// A session from arbitrary parts, without a login: for tests, fuzzing and benchmarks
+    /// only, which need cookies with chosen lifetimes. Not compiled into the gate.
+    #[cfg(any(test, feature = "testkit"))]
+    #[must_use]
+    pub fn insecure_from_parts(identity: Identity, issued_at: u64, expires_at: u64, last_seen: u64) -> Self {
+        Self { identity, issued_at, expires_at, last_seen }
+    }
+
+    /// The person.
+    #[must_use]
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
+    /// When the login completed (Unix seconds).
+    #[must_use]
+    pub fn issued_at(&self) -> u64 {
+        self.issued_at
+    }
+
+    /// When the session ends regardless of activity (Unix seconds).
+    #[must_use]
+    pub fn expires_at(&self) -> u64 {
+        self.expires_at
+    }
+
+    /// When the cookie was last sealed, for the idle timeout (Unix seconds). Resealed at most
+    /// once a minute, so it lags real activity by up to that.
+    #[must_use]
+    pub fn last_seen(&self) -> u64 {
+        self.last_seen
+    }
+
     /// Seals the session into a cookie value.
     #[must_use]
     pub fn seal(&self, ring: &KeyRing, nonce: [u8; NONCE_LEN]) -> Option<String> {
@@ -193,7 +236,7 @@ mod tests {
     }
 
     fn session() -> Session {
-        Session { identity: identity(), issued_at: 1_000, expires_at: 1_000 + 3_600, last_seen: 1_000 }
+        Session::insecure_from_parts(identity(), 1_000, 1_000 + 3_600, 1_000)
     }
 
     #[test]
@@ -233,7 +276,7 @@ mod tests {
         let v = session().seal(&r, [1; NONCE_LEN]).unwrap();
         assert!(matches!(Session::open(&r, &v, 1_000 + 299, Some(300)), Opened::Valid { .. }));
         assert!(matches!(Session::open(&r, &v, 1_000 + 300, Some(300)), Opened::Expired));
-        let later = Session { last_seen: 1_250, ..session() }.seal(&r, [2; NONCE_LEN]).unwrap();
+        let later = session().touched(1_250).seal(&r, [2; NONCE_LEN]).unwrap();
         assert!(matches!(Session::open(&r, &later, 1_000 + 500, Some(300)), Opened::Valid { .. }));
     }
 

@@ -82,6 +82,8 @@ pub struct KeyCache {
     source: Option<Vec<u8>>,
     /// The last fetch attempt, successful or not, for rate limiting.
     fetched_at: Option<u64>,
+    /// A login of this worker fetched the keys held, and they were not shared yet.
+    unshared: bool,
 }
 
 impl core::fmt::Debug for KeyCache {
@@ -144,6 +146,15 @@ impl KeyCache {
     pub fn replace_with_source(&mut self, keys: Vec<(String, RS256PublicKey)>, source: &[u8], now: u64) {
         self.replace(keys, now);
         self.source = Some(source.to_vec());
+        self.unshared = true;
+    }
+
+    /// The document of keys fetched here and not shared yet, once.
+    pub fn take_unshared(&mut self) -> Option<Vec<u8>> {
+        if !std::mem::take(&mut self.unshared) {
+            return None;
+        }
+        self.source.clone()
     }
 
     /// Takes the keys another worker published, when they are newer than the ones held.
