@@ -37,7 +37,7 @@ mod tests {
 
     use serde_json::json;
 
-    use super::super::testing::{assert_refused, base, kind_of, load, with};
+    use super::super::testing::{assert_kinds, assert_refused, base, load, with};
     use super::super::ProblemKind;
     use crate::web::headers::TemplateError;
 
@@ -82,10 +82,7 @@ mod tests {
                 ProblemKind::MustBe("a template string such as \"{run}\""),
             ),
         ];
-        for (key, value, named, kind) in cases {
-            let err = load(&with(key, value.clone())).unwrap_err();
-            assert_eq!(kind_of(&err, named), Some(kind), "{key}={value}: {err}");
-        }
+        assert_kinds(&cases);
         let err = load(&with("headers", json!({"x-rut": "{rut}"}))).unwrap_err();
         assert!(err.to_string().ends_with("headers.x-rut: names an unknown value {rut}; known: {run} {run_dotted} {numero} {dv} {nombres} {apellidos} {sub}"), "{err}");
     }

@@ -172,7 +172,7 @@ mod tests {
 
     use serde_json::json;
 
-    use super::super::testing::{assert_refused, base, kind_of, load, with};
+    use super::super::testing::{assert_kinds, assert_refused, base, load, with};
     use super::super::{ProblemKind, UrlProblem};
 
     #[test]
@@ -249,10 +249,7 @@ mod tests {
                 ProblemKind::NotBoth("client_secret", "client_secret_env"),
             ),
         ];
-        for (key, value, named, kind) in cases {
-            let err = load(&with(key, value.clone())).unwrap_err();
-            assert_eq!(kind_of(&err, named), Some(kind), "{key}={value}: {err}");
-        }
+        assert_kinds(&cases);
     }
 
     #[test]

@@ -142,7 +142,7 @@ mod tests {
 
     use serde_json::json;
 
-    use super::super::testing::{assert_refused, base, kind_of, load, with};
+    use super::super::testing::{assert_kinds, assert_refused, base, kind_of, load, with};
     use super::super::ProblemKind;
     use super::*;
     use crate::primitives::run::RunError;
@@ -216,10 +216,7 @@ mod tests {
             ("allowed_runs", json!(["44444444-5"]), "allowed_runs[0]", ProblemKind::BadRun(RunError::WrongCheckDigit)),
             ("allowed_runs", json!([44]), "allowed_runs[0]", ProblemKind::MustBe("a RUN such as 12345678-5")),
         ];
-        for (key, value, named, kind) in cases {
-            let err = load(&with(key, value.clone())).unwrap_err();
-            assert_eq!(kind_of(&err, named), Some(kind), "{key}={value}: {err}");
-        }
+        assert_kinds(&cases);
         let err = load(&with("rules", json!([{"regex": "(", "action": "public"}]))).unwrap_err();
         assert!(matches!(kind_of(&err, "rules[0].regex"), Some(ProblemKind::BadRegex(_))), "{err}");
         assert!(err.to_string().contains("rules[0].regex: is not a valid regular expression ("), "{err}");

@@ -172,7 +172,7 @@ mod tests {
 
     use serde_json::json;
 
-    use super::super::testing::{assert_refused, base, kind_of, load, with, KEY};
+    use super::super::testing::{assert_kinds, assert_refused, base, load, with, KEY};
     use super::super::ProblemKind;
 
     #[test]
@@ -219,10 +219,7 @@ mod tests {
             ("session", json!({"colour": 1}), "session.colour", ProblemKind::UnknownKey),
             ("session", json!(1), "session", ProblemKind::MustBe("an object")),
         ];
-        for (key, value, named, kind) in cases {
-            let err = load(&with(key, value.clone())).unwrap_err();
-            assert_eq!(kind_of(&err, named), Some(kind), "{key}={value}: {err}");
-        }
+        assert_kinds(&cases);
     }
 
     #[test]

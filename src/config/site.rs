@@ -78,7 +78,7 @@ mod tests {
 
     use url::Url;
 
-    use super::super::testing::{assert_refused, base, kind_of, load, with};
+    use super::super::testing::{assert_kinds, assert_refused, base, load, with};
     use super::super::ProblemKind;
 
     #[test]
@@ -107,10 +107,7 @@ mod tests {
                 ProblemKind::MustBe("a path starting with / without query, backslash or spaces"),
             ),
         ];
-        for (key, value, named, kind) in cases {
-            let err = load(&with(key, value.clone())).unwrap_err();
-            assert_eq!(kind_of(&err, named), Some(kind), "{key}={value}: {err}");
-        }
+        assert_kinds(&cases);
     }
 
     #[test]

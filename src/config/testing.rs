@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 use super::{Config, ConfigError, ProblemKind};
 
 /// A valid session key (32 random-looking bytes, base64).
-pub(super) const KEY: &str = "q83vEjRWeJCrze8SNFZ4kKvN7xI0VniQq83vEjRWeJA=";
+pub(super) use crate::testkit::SESSION_KEY as KEY;
 
 /// The smallest valid document.
 pub(super) fn base() -> Value {
@@ -46,6 +46,15 @@ pub(super) fn assert_refused(cases: &[(&str, Value, &str)]) {
     for (key, value, named) in cases {
         let err = load(&with(key, value.clone())).unwrap_err();
         assert!(err.names(named), "{key}={value}: {err}");
+    }
+}
+
+/// For each `(key, value, named, kind)`: [`base`] with `key` set to `value` is refused, and
+/// the first problem naming `named` says `kind`.
+pub(super) fn assert_kinds(cases: &[(&str, Value, &str, ProblemKind)]) {
+    for (key, value, named, kind) in cases {
+        let err = load(&with(key, value.clone())).unwrap_err();
+        assert_eq!(kind_of(&err, named).as_ref(), Some(kind), "{key}={value}: {err}");
     }
 }
 
