@@ -96,8 +96,8 @@ pub fn is_normal_path(path: &str) -> bool {
 }
 
 /// Compiles a rule's regex so that it must match the whole path, as Envoy's `safe_regex` does.
-pub fn compile_regex(pattern: &str) -> Result<Regex, String> {
-    Regex::new(&format!("^(?:{pattern})$")).map_err(|e| format!("is not a valid regular expression ({e})"))
+pub fn compile_regex(pattern: &str) -> Result<Regex, regex_lite::Error> {
+    Regex::new(&format!("^(?:{pattern})$"))
 }
 
 /// How ClaveÚnica and the old login coexist during a migration.

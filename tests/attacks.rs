@@ -28,9 +28,8 @@ use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
-use claveunica_core::config::SessionKey;
 use claveunica_core::primitives::run::Run;
-use claveunica_core::primitives::seal::{KeyRing, NONCE_LEN};
+use claveunica_core::primitives::seal::{KeyRing, SessionKey, NONCE_LEN};
 use claveunica_core::protocol::session::{Identity, Session};
 use serde_json::json;
 use support::{

@@ -18,9 +18,8 @@ use std::io::Read as _;
 use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use claveunica_core::config::SessionKey;
 use claveunica_core::primitives::run::Run;
-use claveunica_core::primitives::seal::{KeyRing, NONCE_LEN};
+use claveunica_core::primitives::seal::{KeyRing, SessionKey, NONCE_LEN};
 use claveunica_core::protocol::session::{Identity, Opened, Session};
 use serde_json::json;
 use support::{wait_until, Browser, Response, Stack, CALLBACK_PATH, LOGOUT_PATH, PASSWORD, RUN, SESSION_COOKIE};

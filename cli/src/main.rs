@@ -157,7 +157,7 @@ fn check(text: &[u8], name: &str, strict: bool, env: &dyn Fn(&str) -> Option<Str
     let config = match result {
         Ok(config) => config,
         Err(e) => {
-            lines.extend(e.problems.iter().map(|p| format!("error: {}: {}", p.key, p.message)));
+            lines.extend(e.problems.iter().map(|p| format!("error: {p}")));
             lines.extend(env_notes.iter().map(line));
             return Report { lines, status: 1 };
         }

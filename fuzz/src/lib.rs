@@ -11,10 +11,10 @@ use std::sync::OnceLock;
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
-use claveunica_core::config::{Config, SessionKey};
+use claveunica_core::config::Config;
 use claveunica_core::gate::{Entropy, EntropyUnavailable, Gate};
 use claveunica_core::primitives::run::Run;
-use claveunica_core::primitives::seal::KeyRing;
+use claveunica_core::primitives::seal::{KeyRing, SessionKey};
 use claveunica_core::protocol::flow::Flow;
 use claveunica_core::protocol::oidc::id_token::Expectations;
 use claveunica_core::protocol::oidc::jwks::{self, KeyCache};

@@ -16,8 +16,6 @@ use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
-use crate::config::SessionKey;
-
 const VERSION: u8 = 1;
 const KEY_ID_LEN: usize = 4;
 /// Length of the random nonce each seal needs.
@@ -27,6 +25,16 @@ const TAG_LEN: usize = 16;
 /// Envelopes longer than this are refused before any decoding: browsers cap a cookie near
 /// 4 KB, so anything longer was not made by this gate.
 pub const MAX_ENVELOPE_LEN: usize = 4096;
+
+/// A 32-byte master key for sealing cookies, as configured. `Debug` is redacted.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SessionKey(pub [u8; 32]);
+
+impl core::fmt::Debug for SessionKey {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("SessionKey([redacted])")
+    }
+}
 
 /// What an envelope protects; each purpose has its own subkey.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -132,7 +132,7 @@ mod tests {
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
     use super::*;
-    use crate::config::SessionKey;
+    use crate::primitives::seal::SessionKey;
 
     const P: &str = "claveunica_flow_";
 

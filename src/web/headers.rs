@@ -2,6 +2,8 @@
 //! templates such as `{run_dotted}`), and the encoding that lets names with accents ("Núñez")
 //! travel in an HTTP header: UTF-8, percent-encoded, space as `%20`.
 
+use core::fmt;
+
 use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
 
 use crate::protocol::session::Identity;
@@ -89,22 +91,61 @@ const RESERVED: &[&str] = &[
     "x-request-id",
 ];
 
+/// Why a header name or template is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TemplateError {
+    /// The name is not an HTTP token of letters, digits, `-` and `_`.
+    BadName,
+    /// The name is one the proxy or the application needs for something else.
+    Reserved,
+    /// The template is longer than 256 bytes or holds control characters.
+    TooLongOrControl,
+    /// A `{` without its `}`.
+    UnclosedBrace,
+    /// A `}` without its `{`.
+    UnopenedBrace,
+    /// `{name}` names no value the gate knows.
+    UnknownValue(String),
+    /// No `{value}` at all: a constant is not an identity.
+    NoValue,
+}
+
+impl fmt::Display for TemplateError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TemplateError::BadName => f.write_str("is not a valid header name (letters, digits, - and _)"),
+            TemplateError::Reserved => f.write_str("is a header the proxy or the application needs for something else"),
+            TemplateError::TooLongOrControl => {
+                f.write_str("template must be at most 256 characters without control characters")
+            }
+            TemplateError::UnclosedBrace => f.write_str("has a { without its }"),
+            TemplateError::UnopenedBrace => f.write_str("has a } without its {"),
+            TemplateError::UnknownValue(name) => write!(
+                f,
+                "names an unknown value {{{name}}}; known: {{run}} {{run_dotted}} {{numero}} {{dv}} {{nombres}} {{apellidos}} {{sub}}"
+            ),
+            TemplateError::NoValue => f.write_str("names no value; a constant is not an identity"),
+        }
+    }
+}
+
 impl HeaderTemplate {
     /// Parses `name: template`, where the template mixes text with `{run}`, `{run_dotted}`,
     /// `{numero}`, `{dv}`, `{nombres}`, `{apellidos}` and `{sub}`.
-    pub fn parse(name: &str, template: &str) -> Result<Self, String> {
+    pub fn parse(name: &str, template: &str) -> Result<Self, TemplateError> {
         let lower = name.to_ascii_lowercase();
         let token = !lower.is_empty()
             && lower.len() <= 64
             && lower.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
         if !token || lower.starts_with(':') {
-            return Err("is not a valid header name (letters, digits, - and _)".into());
+            return Err(TemplateError::BadName);
         }
         if RESERVED.contains(&lower.as_str()) || lower.starts_with("x-envoy-") {
-            return Err("is a header the proxy or the application needs for something else".into());
+            return Err(TemplateError::Reserved);
         }
         if template.len() > 256 || template.chars().any(char::is_control) {
-            return Err("template must be at most 256 characters without control characters".into());
+            return Err(TemplateError::TooLongOrControl);
         }
         let mut parts = Vec::new();
         let mut rest = template;
@@ -113,24 +154,19 @@ impl HeaderTemplate {
                 parts.push(Part::Text(rest[..open].to_string()));
             }
             let after = &rest[open + 1..];
-            let close = after.find('}').ok_or("has a { without its }")?;
-            let var = Var::parse(&after[..close]).ok_or_else(|| {
-                format!(
-                    "names an unknown value {{{}}}; known: {{run}} {{run_dotted}} {{numero}} {{dv}} {{nombres}} {{apellidos}} {{sub}}",
-                    &after[..close]
-                )
-            })?;
+            let close = after.find('}').ok_or(TemplateError::UnclosedBrace)?;
+            let var = Var::parse(&after[..close]).ok_or_else(|| TemplateError::UnknownValue(after[..close].into()))?;
             parts.push(Part::Var(var));
             rest = &after[close + 1..];
         }
         if rest.contains('}') {
-            return Err("has a } without its {".into());
+            return Err(TemplateError::UnopenedBrace);
         }
         if !rest.is_empty() {
             parts.push(Part::Text(rest.to_string()));
         }
         if !parts.iter().any(|p| matches!(p, Part::Var(_))) {
-            return Err("names no value; a constant is not an identity".into());
+            return Err(TemplateError::NoValue);
         }
         Ok(Self { name: lower, parts })
     }

@@ -14,10 +14,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
-use claveunica_core::config::{Config, SessionKey};
+use claveunica_core::config::Config;
 use claveunica_core::gate::{Decision, Entropy, EntropyUnavailable, Gate, Request};
 use claveunica_core::primitives::run::Run;
-use claveunica_core::primitives::seal::KeyRing;
+use claveunica_core::primitives::seal::{KeyRing, SessionKey};
 use claveunica_core::protocol::session::{Identity, Session};
 use rsa::pkcs1v15::SigningKey;
 use rsa::pkcs8::DecodePrivateKey;

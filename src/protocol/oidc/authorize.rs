@@ -2,8 +2,8 @@
 
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
-use crate::config::Config;
 use crate::protocol::flow::Flow;
+use crate::protocol::oidc::Registration;
 
 /// Query values are encoded with `%20` for spaces, the way ClaveÚnica's manual writes the
 /// scope, rather than the `+` of HTML forms.
@@ -11,16 +11,16 @@ const QUERY_SET: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(
 
 /// The authorize URL for a login attempt.
 #[must_use]
-pub fn authorize_url(config: &Config, flow: &Flow) -> String {
-    let base = &config.endpoints.authorization;
+pub fn authorize_url(client: &impl Registration, flow: &Flow) -> String {
+    let base = client.authorization_endpoint();
     let mut url = String::with_capacity(base.len() + 256);
     url.push_str(base);
     let mut sep = if base.contains('?') { '&' } else { '?' };
     for (k, v) in [
-        ("client_id", config.client_id.as_str()),
+        ("client_id", client.client_id()),
         ("response_type", "code"),
-        ("scope", config.scope.as_str()),
-        ("redirect_uri", config.redirect_uri.as_str()),
+        ("scope", client.scope()),
+        ("redirect_uri", client.redirect_uri()),
         ("state", flow.state()),
         ("nonce", flow.nonce()),
     ] {

@@ -2,16 +2,16 @@
 
 use serde::Deserialize;
 
-use crate::config::Config;
 use crate::primitives::secret::SecretString;
+use crate::protocol::oidc::Registration;
 
 /// The form body of the token request.
 #[must_use]
-pub fn request_body(config: &Config, code: &str, state: &str) -> String {
+pub fn request_body(client: &impl Registration, code: &str, state: &str) -> String {
     url::form_urlencoded::Serializer::new(String::new())
-        .append_pair("client_id", &config.client_id)
-        .append_pair("client_secret", config.client_secret.expose())
-        .append_pair("redirect_uri", &config.redirect_uri)
+        .append_pair("client_id", client.client_id())
+        .append_pair("client_secret", client.client_secret().expose())
+        .append_pair("redirect_uri", client.redirect_uri())
         .append_pair("grant_type", "authorization_code")
         .append_pair("code", code)
         .append_pair("state", state)
