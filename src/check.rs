@@ -33,7 +33,7 @@ pub struct Finding {
     pub message: String,
 }
 
-/// Reviews a configuration against ClaveÚnica's certification checklist (`CLAVEUNICA.md`).
+/// Reviews a configuration against ClaveÚnica's certification checklist (`docs/claveunica.md`).
 /// Findings come in the order of the keys they concern; a production-ready configuration
 /// yields none.
 #[must_use]

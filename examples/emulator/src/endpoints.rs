@@ -1,7 +1,7 @@
 //! The emulated ClaveÚnica endpoints, as plain functions from [`Req`] to [`Reply`].
 //!
 //! Paths, trailing slashes, error codes and quirks follow the real service (see
-//! /work/shared/CLAVEUNICA.md); where the emulator is stricter than needed it is so
+//! `docs/claveunica.md`); where the emulator is stricter than needed it is so
 //! that relying-party bugs show up here rather than at certification.
 
 use std::sync::atomic::{AtomicU64, Ordering};
