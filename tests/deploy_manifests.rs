@@ -172,11 +172,11 @@ fn production_gate_configuration_keeps_secrets_out_and_is_accepted() {
     assert_eq!(doc["client_secret_env"], SECRET_VAR);
     assert_eq!(doc["session_keys_env"], KEYS_VAR);
 
-    let config = Config::from_json(text.as_bytes(), &test_env).unwrap_or_else(|e| panic!("{e}"));
+    let (config, envoy) = Config::for_envoy(text.as_bytes(), &test_env).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(config.issuer, "https://accounts.claveunica.gob.cl/openid");
     assert!(config.secure_cookies, "the production redirect_uri is https");
     // The cluster the gate calls is defined in the same file.
-    cluster(&bootstrap, &config.cluster);
+    cluster(&bootstrap, &envoy.cluster);
 }
 
 #[test]
@@ -261,8 +261,9 @@ fn istio_plugin_config_is_accepted_as_istio_delivers_it() {
 
     let delivered = as_protobuf_struct(config).to_string();
     assert!(delivered.contains("\"timeout_ms\":5000.0"), "{delivered}");
-    let parsed = Config::from_json(delivered.as_bytes(), &test_env).unwrap_or_else(|e| panic!("{e}\n{delivered}"));
-    assert_eq!(parsed.cluster, ISTIO_CLUSTER);
+    let (parsed, envoy) =
+        Config::for_envoy(delivered.as_bytes(), &test_env).unwrap_or_else(|e| panic!("{e}\n{delivered}"));
+    assert_eq!(envoy.cluster, ISTIO_CLUSTER);
     assert_eq!(parsed.issuer, "https://accounts.claveunica.gob.cl/openid");
     assert!(parsed.secure_cookies, "the redirect_uri is the public https URL");
     assert_eq!(parsed.session.max_age_s, 28800);

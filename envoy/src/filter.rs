@@ -10,7 +10,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
 
-use claveunica_core::config::Config;
+use claveunica_core::config::{Config, EnvoySettings};
 use claveunica_core::gate::{
     fail_closed, AnswerChange, CallOutcome, CookieHeader, Decision, Event, Gate, HostFailure, Level, Outbound, Pending,
     Request, Response, Upstream, UpstreamAnswer,
@@ -119,9 +119,8 @@ impl RootContext for Root {
                 return false;
             }
         };
-        match Config::from_host_bytes(&bytes, &|name| std::env::var(name).ok()) {
-            Ok(config) => {
-                let cluster = config.cluster.clone();
+        match Config::for_envoy(&bytes, &|name| std::env::var(name).ok()) {
+            Ok((config, EnvoySettings { cluster })) => {
                 host::log(
                     Level::Info,
                     &format!(

@@ -15,7 +15,7 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use claveunica_core::config::Config;
+use claveunica_core::config::{Config, UnitSettings};
 use claveunica_core::gate::{
     fail_closed, AnswerChange, Call, CallOutcome, Decision, Entropy, EntropyUnavailable, Forward, Gate, HostFailure,
     Level, LogLine, Outbound, Request, Response, UpstreamAnswer,
@@ -112,10 +112,8 @@ fn load() -> Result<Rc<Loaded>, String> {
     let bytes = std::fs::read(&path).map_err(|e| {
         format!("invalid configuration: cannot read {path} ({e}); set {CONFIG_ENV} and give the component access to it")
     })?;
-    let config = Config::from_json(&bytes, &|name| std::env::var(name).ok()).map_err(|e| e.to_string())?;
-    let Some(upstream) = config.upstream.clone() else {
-        return Err("invalid configuration: upstream: is required by the NGINX Unit component".into());
-    };
+    let (config, UnitSettings { upstream }) =
+        Config::for_unit(&bytes, &|name| std::env::var(name).ok()).map_err(|e| e.to_string())?;
     log(
         Level::Info,
         &format!(

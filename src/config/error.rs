@@ -78,6 +78,8 @@ pub enum ProblemKind {
     BadRun(RunError),
     /// An empty `headers` object.
     NoHeaders,
+    /// A key only the other host reads.
+    OtherHost(&'static str),
     /// Two identity headers with the same name.
     RepeatedHeader,
     /// An identity header's name or template that is refused.
@@ -158,6 +160,7 @@ impl fmt::Display for ProblemKind {
             ProblemKind::CallbackClash => f.write_str("its path must differ from login_path and logout_path"),
             ProblemKind::SameAs(other) => write!(f, "must differ from {other}"),
             ProblemKind::NoOpenid => f.write_str("must include openid"),
+            ProblemKind::OtherHost(host) => write!(f, "is read by {host} only; remove it"),
             ProblemKind::NotShorterThan(other) => write!(f, "must be shorter than {other}"),
             ProblemKind::RulePathMissing => f.write_str("needs one of prefix, exact or regex"),
             ProblemKind::RulePathTwice => f.write_str("give only one of prefix, exact or regex"),
@@ -204,7 +207,12 @@ pub struct ConfigError {
 impl ConfigError {
     /// A refusal of the document as a whole.
     pub(super) fn document(kind: ProblemKind) -> Self {
-        Self { problems: vec![Problem { key: "(document)".into(), kind }] }
+        Self::one("(document)", kind)
+    }
+
+    /// A refusal for one key.
+    pub(super) fn one(key: &str, kind: ProblemKind) -> Self {
+        Self { problems: vec![Problem { key: key.into(), kind }] }
     }
 
     /// Whether one of the problems concerns `key`.

@@ -9,7 +9,6 @@
 //! what a refusal says. [`Config::from_json`] composes the sections.
 
 use serde_json::{Map, Value};
-use url::Url;
 
 use crate::policy::{Migration, Rule};
 use crate::primitives::run::Run;
@@ -19,6 +18,7 @@ use crate::protocol::oidc::Registration;
 use crate::web::headers::IdentityHeaders;
 
 mod error;
+mod host;
 mod identity;
 mod provider;
 mod reader;
@@ -29,18 +29,39 @@ mod site;
 mod testing;
 
 pub use error::{ConfigError, Problem, ProblemKind, UrlProblem};
+pub use host::{EnvoySettings, UnitSettings};
 pub use provider::{Endpoint, Endpoints, CLAVEUNICA_SCOPE};
 pub use session::{FlowSettings, SessionSettings};
 
+use host::{Host, HostKeys};
 use reader::Reader;
+
+/// The document as a JSON object.
+fn json_map(text: &[u8]) -> Result<Map<String, Value>, ConfigError> {
+    let root: Value =
+        serde_json::from_slice(text).map_err(|e| ConfigError::document(ProblemKind::NotJson(e.to_string())))?;
+    match root {
+        Value::Object(map) => Ok(map),
+        _ => Err(ConfigError::document(ProblemKind::MustBe("a JSON object"))),
+    }
+}
+
+/// The document from JSON or protobuf `Struct` bytes.
+fn host_map(bytes: &[u8]) -> Result<Map<String, Value>, ConfigError> {
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    if first == Some(&b'{') {
+        return json_map(bytes);
+    }
+    let decoded = <prost_types::Struct as prost::Message>::decode(bytes)
+        .map_err(|e| ConfigError::document(ProblemKind::NotJsonOrStruct(e)))?;
+    Ok(reader::struct_to_json(decoded))
+}
 
 /// A validated configuration. Only [`Config::from_json`] builds one.
 #[derive(Debug, Clone)]
 pub struct Config {
     /// The expected `iss` of ID tokens, exactly as configured.
     pub issuer: String,
-    /// The proxy's upstream name for calls to the provider.
-    pub cluster: String,
     /// The client id registered with ClaveÚnica.
     pub client_id: String,
     /// The client secret.
@@ -86,50 +107,56 @@ pub struct Config {
     pub logout_response_header: String,
     /// How often the provider's keys are refreshed in the background, in seconds.
     pub jwks_refresh_s: u64,
-    /// Where a gate that is itself the reverse proxy (the NGINX Unit component) forwards
-    /// requests: the legacy application's base URL. Envoy routes by its own configuration
-    /// and ignores it.
-    pub upstream: Option<Url>,
 }
 
 impl Config {
-    /// Parses and validates a configuration document. `env` looks up the environment
-    /// variables the host exposes (for `client_secret_env` and `session_keys_env`); the core
-    /// never reads the environment itself.
+    /// Parses and validates a configuration document for either host: `cluster` and
+    /// `upstream` are optional and checked when given (the `check` command, tests). `env` looks
+    /// up the environment variables the host exposes (for `client_secret_env` and
+    /// `session_keys_env`); the core never reads the environment itself.
     pub fn from_json(text: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let root: Value =
-            serde_json::from_slice(text).map_err(|e| ConfigError::document(ProblemKind::NotJson(e.to_string())))?;
-        let Value::Object(map) = root else {
-            return Err(ConfigError::document(ProblemKind::MustBe("a JSON object")));
-        };
-        Self::from_map(&map, env)
+        Self::read(&json_map(text)?, env, Host::Any).map(|(config, _)| config)
     }
 
-    /// Parses the configuration as a host hands it over: a JSON document (Envoy's
-    /// `StringValue`, Istio's `pluginConfig`, a file), or the binary encoding of a
-    /// `google.protobuf.Struct`, which is what Envoy passes when the configuration's type is
-    /// `Struct`. Numbers in a Struct are doubles; whole ones read as integers.
+    /// Like [`Config::from_json`], from the bytes a host hands over: a JSON document, or the
+    /// binary encoding of a `google.protobuf.Struct` (what Envoy passes when the
+    /// configuration's type is `Struct`; numbers are doubles there, whole ones read as
+    /// integers).
     pub fn from_host_bytes(bytes: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
-        if first == Some(&b'{') {
-            return Self::from_json(bytes, env);
-        }
-        let decoded = <prost_types::Struct as prost::Message>::decode(bytes)
-            .map_err(|e| ConfigError::document(ProblemKind::NotJsonOrStruct(e)))?;
-        Self::from_map(&reader::struct_to_json(decoded), env)
+        Self::read(&host_map(bytes)?, env, Host::Any).map(|(config, _)| config)
     }
 
-    fn from_map(map: &Map<String, Value>, env: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+    /// The configuration as the Envoy adapter reads it (Envoy's `configuration`, Istio's
+    /// `pluginConfig`): `cluster` is required and `upstream` refused.
+    pub fn for_envoy(bytes: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<(Self, EnvoySettings), ConfigError> {
+        let (config, keys) = Self::read(&host_map(bytes)?, env, Host::Envoy)?;
+        let cluster = keys.cluster.ok_or_else(|| ConfigError::one("cluster", ProblemKind::Missing))?;
+        Ok((config, EnvoySettings { cluster }))
+    }
+
+    /// The configuration as the NGINX Unit component reads it (a JSON file): `upstream` is
+    /// required and `cluster` refused.
+    pub fn for_unit(text: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<(Self, UnitSettings), ConfigError> {
+        let (config, keys) = Self::read(&json_map(text)?, env, Host::Unit)?;
+        let upstream = keys.upstream.ok_or_else(|| ConfigError::one("upstream", ProblemKind::Missing))?;
+        Ok((config, UnitSettings { upstream }))
+    }
+
+    fn read(
+        map: &Map<String, Value>,
+        env: &dyn Fn(&str) -> Option<String>,
+        host: Host,
+    ) -> Result<(Self, HostKeys), ConfigError> {
         let mut r = Reader::new(map);
-        r.unknown_keys(&[provider::KEYS, site::KEYS, session::KEYS, rules::KEYS, identity::KEYS]);
+        r.unknown_keys(&[provider::KEYS, site::KEYS, session::KEYS, rules::KEYS, identity::KEYS, host::KEYS]);
         let provider = provider::read(&mut r, env);
         let site = site::read(&mut r);
         let sessions = session::read(&mut r, env, site.as_ref().is_some_and(|s| s.secure_cookies));
         let access = rules::read(&mut r);
         let headers = identity::read(&mut r);
+        let host_keys = host::read(&mut r, host);
         let config = provider.zip(site).zip(sessions).map(|((provider, site), sessions)| Config {
             issuer: provider.issuer,
-            cluster: provider.cluster,
             client_id: provider.client_id,
             client_secret: provider.client_secret,
             client_secret_env: provider.client_secret_env,
@@ -152,9 +179,8 @@ impl Config {
             headers,
             logout_response_header: sessions.logout_response_header,
             jwks_refresh_s: provider.jwks_refresh_s,
-            upstream: site.upstream,
         });
-        r.finish(config)
+        r.finish(config.map(|config| (config, host_keys)))
     }
 }
 
@@ -192,7 +218,7 @@ mod tests {
 
     #[test]
     fn each_required_key_missing_is_named() {
-        for key in ["issuer", "cluster", "client_id", "client_secret", "redirect_uri", "session_keys"] {
+        for key in ["issuer", "client_id", "client_secret", "redirect_uri", "session_keys"] {
             let err = load(&without(key)).unwrap_err();
             assert!(err.names(key), "{key}: {err}");
             assert!(err.to_string().contains(key), "{err}");

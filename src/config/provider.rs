@@ -11,7 +11,6 @@ use crate::primitives::secret::SecretString;
 /// The top-level keys this section reads.
 pub(super) const KEYS: &[&str] = &[
     "issuer",
-    "cluster",
     "client_id",
     "client_secret",
     "client_secret_env",
@@ -75,7 +74,6 @@ pub struct Endpoints {
 /// The provider section, read; its fields become [`super::Config`]'s.
 pub(super) struct Provider {
     pub(super) issuer: String,
-    pub(super) cluster: String,
     pub(super) client_id: String,
     pub(super) client_secret: SecretString,
     pub(super) client_secret_env: Option<String>,
@@ -90,7 +88,6 @@ pub(super) struct Provider {
 pub(super) fn read(r: &mut Reader<'_>, env: &dyn Fn(&str) -> Option<String>) -> Option<Provider> {
     let issuer = r.required_string("issuer");
     let issuer_url = issuer.as_deref().and_then(|s| r.base_url("issuer", s));
-    let cluster = r.required_string("cluster");
     let client_id = r.required_string("client_id");
     let client_secret_env = r.string("client_secret_env");
     let client_secret = client_secret(r, client_secret_env.as_deref(), env);
@@ -104,7 +101,6 @@ pub(super) fn read(r: &mut Reader<'_>, env: &dyn Fn(&str) -> Option<String>) -> 
     let jwks_refresh_s = r.integer("jwks_refresh_s", 3600, 60, 86_400);
     Some(Provider {
         issuer: issuer?,
-        cluster: cluster?,
         client_id: client_id?,
         client_secret: client_secret?,
         client_secret_env,

@@ -1,15 +1,12 @@
 //! The site section: the gate's own places on the site it guards. The callback (the path of
 //! `redirect_uri`, whose scheme also decides whether cookies are `Secure`), the login and
-//! logout paths, where the provider sends the browser after logout, and, for a gate that is
-//! itself the reverse proxy, the application's base URL.
-
-use url::Url;
+//! logout paths, and where the provider sends the browser after logout.
 
 use super::error::ProblemKind;
 use super::reader::Reader;
 
 /// The top-level keys this section reads.
-pub(super) const KEYS: &[&str] = &["redirect_uri", "login_path", "logout_path", "post_logout_redirect", "upstream"];
+pub(super) const KEYS: &[&str] = &["redirect_uri", "login_path", "logout_path", "post_logout_redirect"];
 
 /// The site section, read; its fields become [`super::Config`]'s.
 pub(super) struct Site {
@@ -19,7 +16,6 @@ pub(super) struct Site {
     pub(super) login_path: String,
     pub(super) logout_path: String,
     pub(super) post_logout_redirect: Option<String>,
-    pub(super) upstream: Option<Url>,
 }
 
 /// Reads the section; `None` when `redirect_uri` is missing or wrong (a problem says which).
@@ -38,7 +34,6 @@ pub(super) fn read(r: &mut Reader<'_>) -> Option<Site> {
         r.problem("logout_path", ProblemKind::SameAs("login_path"));
     }
     let post_logout_redirect = r.string("post_logout_redirect").filter(|s| r.url("post_logout_redirect", s).is_some());
-    let upstream = r.string("upstream").and_then(|s| r.base_url("upstream", &s));
     Some(Site {
         redirect_uri: redirect_uri?,
         callback_path: callback_path?,
@@ -46,7 +41,6 @@ pub(super) fn read(r: &mut Reader<'_>) -> Option<Site> {
         login_path,
         logout_path,
         post_logout_redirect,
-        upstream,
     })
 }
 
@@ -76,8 +70,6 @@ mod tests {
 
     use serde_json::json;
 
-    use url::Url;
-
     use super::super::testing::{assert_kinds, assert_refused, base, load, with};
     use super::super::ProblemKind;
 
@@ -90,8 +82,6 @@ mod tests {
             ("login_path", json!("claveunica/login"), "login_path"),
             ("logout_path", json!("//evil"), "logout_path"),
             ("post_logout_redirect", json!("javascript:alert(1)"), "post_logout_redirect"),
-            ("upstream", json!("ftp://app"), "upstream"),
-            ("upstream", json!("http://app/?x=1"), "upstream"),
         ]);
     }
 
@@ -111,13 +101,9 @@ mod tests {
     }
 
     #[test]
-    fn the_upstream_and_where_logout_lands() {
-        let mut v = with("upstream", json!("http://127.0.0.1:8080/portal"));
-        v["post_logout_redirect"] = json!("https://portal.example.gob.cl/bye");
-        let c = load(&v).unwrap();
-        assert_eq!(c.upstream.as_ref().map(Url::as_str), Some("http://127.0.0.1:8080/portal"));
+    fn where_logout_lands() {
+        let c = load(&with("post_logout_redirect", json!("https://portal.example.gob.cl/bye"))).unwrap();
         assert_eq!(c.post_logout_redirect.as_deref(), Some("https://portal.example.gob.cl/bye"));
-        let d = load(&base()).unwrap();
-        assert!(d.upstream.is_none() && d.post_logout_redirect.is_none());
+        assert!(load(&base()).unwrap().post_logout_redirect.is_none());
     }
 }

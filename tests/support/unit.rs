@@ -129,8 +129,6 @@ impl UnitStack {
 
         let config = serde_json::json!({
             "issuer": format!("{provider}/openid"),
-            // Envoy's cluster name; the component calls the endpoints' URLs directly.
-            "cluster": "claveunica",
             "client_id": CLIENT_ID,
             "client_secret_env": "CLAVEUNICA_CLIENT_SECRET",
             "redirect_uri": redirect_uri,
