@@ -10,7 +10,7 @@
 use claveunica_core::gate::{CallOutcome, Decision, Request};
 use claveunica_core::protocol::flow::Flow;
 use claveunica_core::web::cookies;
-use claveunica_gate_fuzz::{gates, is_genuine_flow, key_cache, ring, Counter, NOW};
+use claveunica_gate_fuzz::{gates, is_genuine_flow, key_cache, ring, SeqEntropy, NOW};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -22,7 +22,7 @@ fuzz_target!(|data: &[u8]| {
     let headers: Vec<(&str, &str)> = jar.split('\n').map(|v| ("cookie", v)).collect();
     let path = format!("{}?{query}", config.callback_path);
     let req = Request { method: "GET", path: &path, headers: &headers };
-    let mut rng = Counter(0);
+    let mut rng = SeqEntropy(0);
 
     match gate.on_request(&req, NOW, &mut rng) {
         Decision::Forward(f) => panic!("the callback was forwarded: {f:?}"),
