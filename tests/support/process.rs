@@ -153,6 +153,18 @@ pub fn spawn_listening(name: &'static str, mut cmd: Command, dir: &Path, childre
     }
 }
 
+/// Ends a stack: kills its processes, then removes its scratch `dir`, or, when the test
+/// failed, keeps it and prints where it is and the tail of the `log` the `host` wrote.
+pub fn tear_down(children: &mut Children, dir: &Path, stack: &str, host: &str, log: &Path) {
+    children.kill_all();
+    if thread::panicking() {
+        eprintln!("{stack} files kept in {}", dir.display());
+        eprintln!("{host} log tail:\n{}", tail(&fs::read_to_string(log).unwrap_or_default(), 30));
+    } else {
+        let _ = fs::remove_dir_all(dir);
+    }
+}
+
 /// Polls `done` every 50 ms until it holds or `limit` passes; whether it held.
 pub fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + limit;

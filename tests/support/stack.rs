@@ -14,7 +14,7 @@ use claveunica_core::testkit;
 
 use super::client::{agent, url_encode, Browser};
 use super::envoy::{envoy_bin, Bootstrap, Reload};
-use super::process::{built, free_port, random_key, spawn_listening, tail, unique_dir, Children};
+use super::process::{built, free_port, random_key, spawn_listening, tail, tear_down, unique_dir, Children};
 use super::{BUILD_HINT, CALLBACK_PATH, CLIENT_ID, CLIENT_SECRET, LOGIN_PATH};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
@@ -470,12 +470,6 @@ impl Stack {
 
 impl Drop for Stack {
     fn drop(&mut self) {
-        self.children.kill_all();
-        if thread::panicking() {
-            eprintln!("end-to-end stack files kept in {}", self.dir.display());
-            eprintln!("Envoy log tail:\n{}", tail(&self.envoy_log(), 30));
-        } else {
-            let _ = fs::remove_dir_all(&self.dir);
-        }
+        tear_down(&mut self.children, &self.dir, "end-to-end stack", "Envoy", &self.log_path);
     }
 }

@@ -16,7 +16,7 @@ use std::thread;
 use std::time::Duration;
 
 use super::client::Browser;
-use super::process::{built, random_key, spawn_listening, tail, unique_dir, Children};
+use super::process::{built, random_key, spawn_listening, tail, tear_down, unique_dir, Children};
 use super::{CALLBACK_PATH, CLIENT_ID, CLIENT_SECRET};
 
 /// How to build what this harness runs.
@@ -201,13 +201,7 @@ impl UnitStack {
 
 impl Drop for UnitStack {
     fn drop(&mut self) {
-        self.children.kill_all();
-        if thread::panicking() {
-            eprintln!("unit stack files kept in {}", self.dir.display());
-            eprintln!("wasmtime log tail:\n{}", read_tail(&self.log_path));
-        } else {
-            let _ = fs::remove_dir_all(&self.dir);
-        }
+        tear_down(&mut self.children, &self.dir, "unit stack", "wasmtime", &self.log_path);
     }
 }
 
