@@ -63,6 +63,6 @@ pub mod gate;
 pub mod policy;
 pub mod primitives;
 pub mod protocol;
-#[cfg(test)]
-mod testkit;
+#[cfg(any(test, feature = "testkit"))]
+pub mod testkit;
 pub mod web;

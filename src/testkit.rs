@@ -1,23 +1,41 @@
-//! Fixtures for the core's unit tests: a provider with test-only RSA keys that mints ID
-//! tokens with any header and claims, a repeatable entropy source, and a configuration.
+//! Test fixtures, kept once for every crate that tests the gate: the core's unit tests
+//! (`cfg(test)`), and through the `testkit` feature the integration tests in `tests/`, the
+//! fuzz targets and the benchmark helper. A provider with test-only RSA keys
+//! (`src/testdata/`, never production keys) that mints ID tokens with any header and claims
+//! and publishes them as a JWKS, repeatable entropy, fixed session keys, the sandbox user and
+//! a minimal valid configuration.
+//!
+//! Test-only code: it panics on anything unexpected instead of returning errors. The adapters
+//! never enable the feature, so no release build carries it (or `rsa`).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use rsa::pkcs1v15::SigningKey;
 use rsa::pkcs8::{DecodePrivateKey, EncodePublicKey};
 use rsa::signature::{SignatureEncoding, Signer};
 use rsa::traits::PublicKeyParts;
-use rsa::RsaPrivateKey;
+pub use rsa::RsaPrivateKey;
 use serde_json::{json, Value};
 use sha2::Sha256;
 
 use crate::config::Config;
 use crate::gate::{Entropy, EntropyUnavailable};
+use crate::primitives::run::Run;
+use crate::primitives::seal::KeyRing;
+use crate::primitives::seal::SessionKey;
+use crate::protocol::session::Identity;
 
+/// The issuer of [`config_json`] and of [`claims`].
 pub const ISSUER: &str = "https://idp.test/openid";
+/// The client id of [`config_json`], the audience of [`claims`].
 pub const CLIENT_ID: &str = "cid";
+/// The client secret of [`config_json`].
+pub const CLIENT_SECRET: &str = "s3cret";
+/// The `kid` the provider key is published under, and [`id_token`] names.
 pub const KID: &str = "0123456789abcdef0123456789abcdef";
+/// A fixed clock (Unix seconds), so tokens and cookies made for it are the same every run.
 pub const NOW: u64 = 1_800_000_000;
 
 /// Counts upwards, so every draw differs and every run is the same.
@@ -42,15 +60,17 @@ impl Entropy for NoEntropy {
     }
 }
 
+/// The provider's test-only signing key.
 pub fn provider_key() -> RsaPrivateKey {
     RsaPrivateKey::from_pkcs8_pem(include_str!("testdata/provider_key.pem")).unwrap()
 }
 
+/// A second test-only key the provider does not publish: forgeries, rotation.
 pub fn other_key() -> RsaPrivateKey {
     RsaPrivateKey::from_pkcs8_pem(include_str!("testdata/other_key.pem")).unwrap()
 }
 
-/// A JWKS holding `key` under `kid`.
+/// A JWKS holding each `(kid, key)`'s public half.
 pub fn jwks(keys: &[(&str, &RsaPrivateKey)]) -> String {
     let keys: Vec<Value> = keys
         .iter()
@@ -73,7 +93,8 @@ pub fn claims(nonce: &str) -> Value {
     })
 }
 
-fn b64json(v: &Value) -> String {
+/// `v` serialised and base64url-encoded without padding: one part of a JWS.
+pub fn b64json(v: &Value) -> String {
     URL_SAFE_NO_PAD.encode(v.to_string())
 }
 
@@ -105,26 +126,68 @@ pub fn unsigned(claims: &Value) -> String {
     format!("{}.{}.", b64json(&json!({"alg": "none", "typ": "JWT", "kid": KID})), b64json(claims))
 }
 
+/// A session key (base64 of 32 bytes), the one [`config_json`] seals with.
 pub const SESSION_KEY: &str = "q83vEjRWeJCrze8SNFZ4kKvN7xI0VniQq83vEjRWeJA=";
 /// A second key, for rotation.
 pub const OLD_SESSION_KEY: &str = "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=";
 
+/// A session key from its base64 form, as the configuration writes it.
+pub fn session_key(b64: &str) -> SessionKey {
+    let bytes: [u8; 32] = STANDARD.decode(b64).unwrap().try_into().unwrap();
+    SessionKey(bytes)
+}
+
+/// A key ring of base64 session keys, newest (sealing) first.
+pub fn key_ring(keys: &[&str]) -> KeyRing {
+    KeyRing::new(&keys.iter().map(|k| session_key(k)).collect::<Vec<_>>())
+}
+
+/// The sandbox user of the emulator, María Carmen De los Ríos Núñez, RUN 44.444.444-4.
+pub fn maria() -> Identity {
+    Identity::new(
+        Run::new(44_444_444, '4').unwrap(),
+        vec!["María".into(), "Carmen".into()],
+        vec!["De los Ríos".into(), "Núñez".into()],
+        "2594".into(),
+    )
+    .unwrap()
+}
+
+/// `base` with `changes`' top-level members set, a `null` removing the member instead.
+pub fn merged(base: &Value, changes: &Value) -> Value {
+    let mut v = base.clone();
+    if let (Some(m), Some(c)) = (v.as_object_mut(), changes.as_object()) {
+        for (k, x) in c {
+            if x.is_null() {
+                m.remove(k);
+            } else {
+                m.insert(k.clone(), x.clone());
+            }
+        }
+    }
+    v
+}
+
+/// A minimal valid configuration document: https (so `__Host-` cookies), one session key,
+/// no rules (every path enforced).
 pub fn config_json() -> Value {
     json!({
         "issuer": ISSUER,
         "cluster": "claveunica",
         "client_id": CLIENT_ID,
-        "client_secret": "s3cret",
+        "client_secret": CLIENT_SECRET,
         "redirect_uri": "https://portal.test/claveunica/callback",
         "session_keys": [SESSION_KEY],
         "post_logout_redirect": "https://portal.test/",
     })
 }
 
+/// The configuration `v` describes.
 pub fn config_from(v: &Value) -> Config {
     Config::from_json(v.to_string().as_bytes(), &|_| None).unwrap()
 }
 
+/// The configuration of [`config_json`].
 pub fn config() -> Config {
     config_from(&config_json())
 }

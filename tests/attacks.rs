@@ -25,19 +25,17 @@ mod support;
 use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
 use std::process::Command;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use base64::Engine as _;
 use claveunica_core::primitives::run::Run;
-use claveunica_core::primitives::seal::{KeyRing, SessionKey, NONCE_LEN};
-use claveunica_core::protocol::session::{Identity, Session};
+use claveunica_core::primitives::seal::{KeyRing, SessionKey};
+use claveunica_core::protocol::session::Identity;
 use serde_json::json;
 use support::{
-    with_param, Authorize, Browser, Response, Stack, CALLBACK_PATH, FLOW_PREFIX, PASSWORD, RUN, SESSION_COOKIE,
+    log_line_with, now, parse_http1, random_bytes, seal_session, url_encode, with_param, Authorize, Browser, Response,
+    Stack, APELLIDOS, CALLBACK_PATH, FLOW_PREFIX, NOMBRES, PASSWORD, RUN, SESSION_COOKIE,
 };
-
-const NOMBRES: &str = "Mar%C3%ADa%20Carmen";
-const APELLIDOS: &str = "De%20los%20R%C3%ADos%20N%C3%BA%C3%B1ez";
 
 /// Identity headers a client might forge, in every spelling the gate must strip.
 const SPOOFED: &[(&str, &str)] = &[
@@ -92,10 +90,6 @@ impl Ctx<'_> {
         b.jar.insert(SESSION_COOKIE.into(), value.to_string());
         b
     }
-
-    fn ring(&self) -> KeyRing {
-        KeyRing::new(&[SessionKey(self.stack.session_key())])
-    }
 }
 
 type Attack = fn(&Ctx) -> Vec<Response>;
@@ -126,30 +120,14 @@ fn provider_row(name: &'static str, modes: serde_json::Value, logged: &'static s
     }
 }
 
-fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).expect("the clock is after 1970").as_secs()
-}
-
-fn random_bytes<const N: usize>() -> [u8; N] {
-    let mut b = [0u8; N];
-    std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut b)).expect("read /dev/urandom");
-    b
-}
-
 fn identity(run: &str) -> Identity {
     Identity::new(Run::parse(run).expect("a valid RUN"), vec!["Mallory".into()], vec!["Impostora".into()], "1".into())
         .expect("a valid identity")
 }
 
-/// A session for `run` sealed with `ring`, valid now.
+/// A session for `run` sealed with `ring`.
 fn sealed(ring: &KeyRing, run: &str, issued_at: u64, expires_at: u64) -> String {
-    Session::insecure_from_parts(identity(run), issued_at, expires_at, issued_at)
-        .seal(ring, random_bytes::<NONCE_LEN>())
-        .expect("sealing a session")
-}
-
-fn url_encode(s: &str) -> String {
-    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+    seal_session(ring, identity(run), issued_at, expires_at, issued_at)
 }
 
 /// Sends raw bytes to Envoy's listener (for what an HTTP client refuses to send: CR, LF or NUL
@@ -162,23 +140,6 @@ fn raw(stack: &Stack, request: &[u8]) -> Response {
     let mut out = Vec::new();
     let _ = s.read_to_end(&mut out);
     parse_http1(&format!("raw {}", String::from_utf8_lossy(request.get(..60).unwrap_or(request))), &out)
-}
-
-fn parse_http1(url: &str, bytes: &[u8]) -> Response {
-    let text = String::from_utf8_lossy(bytes).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let mut lines = head.lines();
-    let status_line = lines.next().unwrap_or_default();
-    let status = status_line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("{url}: no HTTP status in the answer {text:?}"));
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    Response { url: url.to_string(), status, headers, body: body.to_string() }
 }
 
 /// A GET over HTTP/1.1 by hand with the session cookie and `extra` header lines (raw bytes).
@@ -214,11 +175,7 @@ fn h2_get(ctx: &Ctx, path: &str, headers: &[(&str, &str)], with_session: bool) -
 /// way) in `browser`, which must hold the flow cookie; returns the gate's answer at the
 /// callback.
 fn finish_login(browser: &mut Browser, first: Response) -> Response {
-    let url = first.location().to_string();
-    let parsed = url::Url::parse(&url).unwrap_or_else(|e| panic!("authorize URL {url:?}: {e}"));
-    let params: Vec<(String, String)> = parsed.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
-    let get = |n: &str| params.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone()).unwrap_or_default();
-    let authorize = Authorize { url: url.clone(), state: get("state"), nonce: get("nonce"), params, response: first };
+    let authorize = Authorize::from_redirect(first);
     let callback = browser.provider_login(&authorize, RUN, PASSWORD);
     browser.callback(&callback)
 }
@@ -321,7 +278,7 @@ fn rows() -> Vec<Row> {
             "session cookie sealed with the gate's key but expired",
             |ctx| {
                 let t = now();
-                vec![ctx.with_cookie(&sealed(&ctx.ring(), RUN, t - 7200, t - 3600)).get("/tramites")]
+                vec![ctx.with_cookie(&sealed(&ctx.stack.ring(), RUN, t - 7200, t - 3600)).get("/tramites")]
             },
             Login,
         ),
@@ -572,20 +529,6 @@ fn rows() -> Vec<Row> {
         provider_row("userinfo with 100 KB of names", json!({"userinfo": "names_100k"}), "reason=userinfo_invalid"),
         provider_row("userinfo with invalid UTF-8", json!({"userinfo": "invalid_utf8"}), "reason=userinfo_invalid"),
     ]
-}
-
-/// The log line holding `needle`, waiting briefly: log lines may trail the answer.
-fn log_line_with(stack: &Stack, needle: &str) -> String {
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        if let Some(line) = stack.envoy_log().lines().find(|l| l.contains(needle)) {
-            return line.to_string();
-        }
-        if std::time::Instant::now() > deadline {
-            return String::new();
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// Lines in Envoy's log that mean the VM crashed or Envoy itself did.

@@ -13,14 +13,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use claveunica_core::config::Config;
+// A valid session key (base64 of 32 bytes), for validation only.
+use claveunica_core::testkit::SESSION_KEY;
 use serde_json::{json, Value};
 
 /// Where production.yaml expects the filter; the validate test points it at the built one.
 const WASM_PLACEHOLDER: &str = "/etc/envoy/wasm/claveunica_gate.wasm";
 const SECRET_VAR: &str = "CLAVEUNICA_CLIENT_SECRET";
 const KEYS_VAR: &str = "CLAVEUNICA_SESSION_KEYS";
-/// A valid session key (base64 of 32 bytes), for validation only.
-const TEST_KEY: &str = "q83vEjRWeJCrze8SNFZ4kKvN7xI0VniQq83vEjRWeJA=";
 const PROVIDER_HOST: &str = "accounts.claveunica.gob.cl";
 const ISTIO_CLUSTER: &str = "outbound|443||accounts.claveunica.gob.cl";
 
@@ -46,7 +46,7 @@ fn yaml(relative: &str) -> Value {
 fn test_env(name: &str) -> Option<String> {
     match name {
         SECRET_VAR => Some("x".into()),
-        KEYS_VAR => Some(TEST_KEY.into()),
+        KEYS_VAR => Some(SESSION_KEY.into()),
         _ => None,
     }
 }
@@ -125,7 +125,7 @@ fn envoy_validate(copy_name: &str, secrets: bool) -> Output {
     let mut cmd = Command::new(&envoy);
     cmd.arg("--mode").arg("validate").arg("-c").arg(&copy).env_remove(SECRET_VAR).env_remove(KEYS_VAR);
     if secrets {
-        cmd.env(SECRET_VAR, "x").env(KEYS_VAR, TEST_KEY);
+        cmd.env(SECRET_VAR, "x").env(KEYS_VAR, SESSION_KEY);
     }
     cmd.output().unwrap_or_else(|e| {
         panic!(

@@ -12,12 +12,9 @@
 
 mod support;
 
-use std::thread;
-use std::time::{Duration, Instant};
-
 use support::{
-    random_key, with_param, Browser, Response, Stack, CLIENT_ID, FLOW_PREFIX, LOGOUT_PATH, PASSWORD, RUN,
-    SESSION_COOKIE,
+    logged_in, param, random_key, wait_for_log, with_param, Response, Stack, CLIENT_ID, FLOW_PREFIX, LOGOUT_PATH,
+    PASSWORD, RUN, SESSION_COOKIE,
 };
 
 /// Every identity header, in assorted letter cases, with forged values.
@@ -34,20 +31,6 @@ const SPOOFED: &[(&str, &str)] = &[
     ("x_claveunica_run", "11111111-1"),
     ("X_ClaveUnica_Dv", "K"),
 ];
-
-/// Waits (briefly) for Envoy to write `needle` to its log: log lines may trail the answer.
-fn wait_for_log(stack: &Stack, needle: &str) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        if stack.envoy_log().contains(needle) {
-            return true;
-        }
-        if Instant::now() > deadline {
-            return false;
-        }
-        thread::sleep(Duration::from_millis(50));
-    }
-}
 
 /// A failure page as people see it: the status, a Spanish page with a reference code that
 /// is also in Envoy's log, and no session handed out.
@@ -71,24 +54,10 @@ fn assert_failure_page(stack: &Stack, r: &Response, status: u16) -> String {
     reference
 }
 
+/// Sent to ClaveÚnica, and none of the app's page came along.
 fn assert_sent_to_login(stack: &Stack, r: &Response) {
-    assert_eq!(r.status, 302, "expected a redirect to login for {}, got {r:?}", r.url);
-    let authorize = format!("{}?", stack.authorize_endpoint());
-    assert!(r.location().starts_with(&authorize), "{} redirected to {}, not to {authorize}", r.url, r.location());
+    support::assert_sent_to_login(stack, r);
     assert!(!r.body.contains("Portal Legado"), "the app's page came through: {r:?}");
-}
-
-/// A browser that went through a whole login for `/` and holds a session.
-fn logged_in(stack: &Stack) -> Browser {
-    let mut browser = stack.browser();
-    let r = browser.login("/", RUN, PASSWORD);
-    assert_eq!(r.status, 302, "login failed: {r:?}");
-    assert!(browser.jar.contains_key(SESSION_COOKIE), "no session after login: {r:?}");
-    browser
-}
-
-fn param(url: &str, name: &str) -> Option<String> {
-    url::Url::parse(url).ok()?.query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
 }
 
 #[test]
@@ -170,7 +139,7 @@ fn spoofed_identity_headers_never_reach_the_app() {
     assert_eq!(stack.app_requests(), before, "a request with forged identity headers reached the app");
 
     // With a session the app sees the verified identity only, once each.
-    let mut browser = logged_in(&stack);
+    let mut browser = logged_in(&stack, "/");
     browser.jar.insert("app_session".into(), "abc".into());
     browser.jar.insert(format!("{FLOW_PREFIX}abcdefabcdef"), "leftover".into());
     let echo = browser.get_with_headers("/cuenta?format=json", SPOOFED).echo();
@@ -194,7 +163,7 @@ fn spoofed_identity_headers_never_reach_the_app() {
 #[test]
 fn a_tampered_session_cookie_sends_the_browser_to_login() {
     let stack = Stack::start();
-    let good = logged_in(&stack).jar[SESSION_COOKIE].clone();
+    let good = logged_in(&stack, "/").jar[SESSION_COOKIE].clone();
 
     // Sanity: the untouched cookie opens.
     let mut ok = stack.browser();
@@ -235,7 +204,7 @@ fn session_cookies_sealed_with_another_key() {
     let (old_key, new_key) = (random_key(), random_key());
     let old = Stack::builder().session_keys(&[&old_key]).start();
     let rotated = Stack::builder().session_keys(&[&new_key, &old_key]).start();
-    let old_cookie = logged_in(&old).jar[SESSION_COOKIE].clone();
+    let old_cookie = logged_in(&old, "/").jar[SESSION_COOKIE].clone();
 
     // Rotation: the old key still opens, and the session is resealed with the newest key.
     let mut browser = rotated.browser();

@@ -14,36 +14,19 @@
 
 mod support;
 
-use std::io::Read as _;
 use std::thread;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use claveunica_core::primitives::run::Run;
-use claveunica_core::primitives::seal::{KeyRing, SessionKey, NONCE_LEN};
-use claveunica_core::protocol::session::{Identity, Opened, Session};
+use claveunica_core::protocol::session::{Opened, Session};
+use claveunica_core::testkit::maria;
 use serde_json::json;
-use support::{wait_until, Browser, Response, Stack, CALLBACK_PATH, LOGOUT_PATH, PASSWORD, RUN, SESSION_COOKIE};
+use support::{
+    assert_sent_to_login, logged_in, now, seal_session, url_encode, wait_for_log, wait_until, Browser, Response, Stack,
+    APELLIDOS, CALLBACK_PATH, LOGOUT_PATH, NOMBRES, PASSWORD, RUN, SESSION_COOKIE,
+};
 
 const CANARY_COOKIE: &str = "claveunica_canary";
 const LEGACY_COOKIE: &str = "PHPSESSID";
-/// María Carmen De los Ríos Núñez's names, as the default headers carry them.
-const NOMBRES: &str = "Mar%C3%ADa%20Carmen";
-const APELLIDOS: &str = "De%20los%20R%C3%ADos%20N%C3%BA%C3%B1ez";
-
-/// Waits (briefly) for Envoy to write `needle` to its log: log lines may trail the answer.
-fn wait_for_log(stack: &Stack, needle: &str) -> bool {
-    wait_until(Duration::from_secs(5), || stack.envoy_log().contains(needle))
-}
-
-fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).expect("the clock is after 1970").as_secs()
-}
-
-fn assert_sent_to_login(stack: &Stack, r: &Response) {
-    assert_eq!(r.status, 302, "expected a redirect to login for {}, got {r:?}", r.url);
-    let authorize = format!("{}?", stack.authorize_endpoint());
-    assert!(r.location().starts_with(&authorize), "{} redirected to {}, not to {authorize}", r.url, r.location());
-}
 
 /// The app's echo carries no identity header of any kind.
 fn assert_anonymous(r: &Response) -> support::Echo {
@@ -63,10 +46,7 @@ fn assert_identified(r: &Response) -> support::Echo {
 
 /// A whole login through the login path, landing on `return_to`.
 fn login_via_login_path(browser: &mut Browser, login_path: &str, return_to: &str) -> Response {
-    let path = format!(
-        "{login_path}?return_to={}",
-        url::form_urlencoded::byte_serialize(return_to.as_bytes()).collect::<String>()
-    );
+    let path = format!("{login_path}?return_to={}", url_encode(return_to));
     let authorize = browser.start_login(&path);
     let callback = browser.provider_login(&authorize, RUN, PASSWORD);
     let landed = browser.callback(&callback);
@@ -75,40 +55,9 @@ fn login_via_login_path(browser: &mut Browser, login_path: &str, return_to: &str
     landed
 }
 
-/// A browser that logged in (through `/tramites`, enforced in every configuration here).
-fn logged_in(stack: &Stack) -> Browser {
-    let mut browser = stack.browser();
-    let r = browser.login("/tramites", RUN, PASSWORD);
-    assert_eq!(r.status, 302, "login failed: {r:?}");
-    assert!(browser.jar.contains_key(SESSION_COOKIE), "no session after login: {r:?}");
-    browser
-}
-
-fn random_nonce() -> [u8; NONCE_LEN] {
-    let mut nonce = [0u8; NONCE_LEN];
-    std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut nonce)).expect("read /dev/urandom");
-    nonce
-}
-
-fn maria() -> Identity {
-    Identity::new(
-        Run::parse(RUN).expect("the sandbox RUN is valid"),
-        vec!["María".into(), "Carmen".into()],
-        vec!["De los Ríos".into(), "Núñez".into()],
-        "2594".into(),
-    )
-    .expect("a valid identity")
-}
-
-fn ring(stack: &Stack) -> KeyRing {
-    KeyRing::new(&[SessionKey(stack.session_key())])
-}
-
-/// A session cookie value sealed with the stack's key, as the gate would seal it.
+/// María's session cookie value sealed with the stack's key, as the gate would seal it.
 fn sealed_session(stack: &Stack, issued_at: u64, expires_at: u64, last_seen: u64) -> String {
-    Session::insecure_from_parts(maria(), issued_at, expires_at, last_seen)
-        .seal(&ring(stack), random_nonce())
-        .expect("sealing a session")
+    seal_session(&stack.ring(), maria(), issued_at, expires_at, last_seen)
 }
 
 /// Forged identity headers in the spellings the gate must strip for `x-rut`.
@@ -156,7 +105,7 @@ fn rules_first_match_wins_public_never_identifies_optional_identifies_when_it_ca
 
     // Logged in: optional and enforced paths carry identity, public ones never do, and the
     // gate's cookie stays with the gate on every path.
-    let mut browser = logged_in(&stack);
+    let mut browser = logged_in(&stack, "/tramites");
     browser.jar.insert("app_pref".into(), "1".into());
     let echo = assert_identified(&browser.get_with_headers("/?format=json", spoofed));
     assert_eq!(echo.cookie_names(), ["app_pref"]);
@@ -367,7 +316,7 @@ fn header_templates_replace_the_default_identity_headers() {
             c["rules"] = json!([{"prefix": "/publico/", "action": "public"}]);
         })
         .start();
-    let mut browser = logged_in(&stack);
+    let mut browser = logged_in(&stack, "/tramites");
     let mut forged = FORGED_RUT.to_vec();
     // The default names stay stripped when custom ones replace them.
     forged.push(("X-ClaveUnica-RUN", "11111111-1"));
@@ -418,7 +367,7 @@ fn idle_sessions_expire_and_active_ones_are_resealed() {
     assert_identified(&r);
     let line = r.set_cookie(SESSION_COOKIE).unwrap_or_else(|| panic!("an active idle session was not resealed: {r:?}"));
     assert!(line.contains("HttpOnly") && !line.contains("Max-Age=0"), "{line}");
-    match Session::open(&ring(&stack), &browser.jar[SESSION_COOKIE], now(), Some(600)) {
+    match Session::open(&stack.ring(), &browser.jar[SESSION_COOKIE], now(), Some(600)) {
         Opened::Valid { session, .. } => {
             assert!(session.last_seen() + 5 >= t, "last_seen not moved: {} vs {t}", session.last_seen());
             assert_eq!((session.issued_at(), session.expires_at()), (t - 1000, t + 2600), "the lifetime changed");
@@ -444,7 +393,7 @@ fn the_app_can_end_the_session_with_a_response_header() {
     assert!(r.body.contains("RUN desconocido"), "{r:?}");
     assert_eq!(r.header("x-claveunica-logout"), Some("1"), "{r:?}");
 
-    let mut browser = logged_in(&stack);
+    let mut browser = logged_in(&stack, "/tramites");
     // Logged in on a public path: not identified, so not watched either; the session stays.
     let r = browser.get("/publico/x?app_logout=1");
     assert!(r.body.contains("RUN desconocido"), "{r:?}");
@@ -512,7 +461,7 @@ fn counters_move_and_are_summed_over_workers() {
     let stack = Stack::start();
     let c = |name: &str| stack.gate_counter(&format!("claveunica_gate.{name}"));
 
-    let mut browser = logged_in(&stack);
+    let mut browser = logged_in(&stack, "/tramites");
     assert!(c("logins_started") >= 1 && c("logins_completed") >= 1, "{:?}", stack.stats_matching("claveunica"));
     assert!(c("jwks_refreshes") >= 1, "{:?}", stack.stats_matching("claveunica"));
 

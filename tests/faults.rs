@@ -19,21 +19,11 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use support::{wait_until, Browser, Response, Stack, PASSWORD, RUN, SESSION_COOKIE};
+use support::{log_line_with, wait_until, Browser, Response, Stack, PASSWORD, RUN, SESSION_COOKIE};
 
 /// The gate's `timeout_ms` in these stacks, and how long a slow provider takes.
 const TIMEOUT_MS: u64 = 1000;
 const SLOW_MS: u64 = 2500;
-
-/// The log line holding `needle` (log lines may trail the answer).
-fn log_line_with(stack: &Stack, needle: &str) -> String {
-    let mut found = String::new();
-    wait_until(Duration::from_secs(5), || {
-        found = stack.envoy_log().lines().find(|l| l.contains(needle)).unwrap_or_default().to_string();
-        !found.is_empty()
-    });
-    found
-}
 
 fn set_fault(stack: &Stack, endpoint: &str, kind: &str) {
     stack.set_emulator_mode(&json!({"fault": {"endpoint": endpoint, "kind": kind}, "slow_ms": SLOW_MS}));

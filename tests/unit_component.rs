@@ -14,11 +14,10 @@
 
 mod support;
 
-use std::thread;
 use std::time::{Duration, Instant};
 
 use support::unit::{fnv1a, Pattern, UnitStack};
-use support::{Browser, Response, FLOW_PREFIX, LOGOUT_PATH, PASSWORD, RUN, SESSION_COOKIE};
+use support::{assert_sent_to_login, logged_in, wait_for_log, FLOW_PREFIX, LOGOUT_PATH, PASSWORD, RUN, SESSION_COOKIE};
 
 /// Identity headers in assorted spellings, with forged values.
 const SPOOFED: &[(&str, &str)] = &[
@@ -33,32 +32,6 @@ const SPOOFED: &[(&str, &str)] = &[
 
 /// 50 MB: an upload or download that must pass without being held whole.
 const LARGE: u64 = 50 * 1024 * 1024;
-
-fn wait_for_log(stack: &UnitStack, needle: &str) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline {
-        if stack.log().contains(needle) {
-            return true;
-        }
-        thread::sleep(Duration::from_millis(50));
-    }
-    false
-}
-
-fn assert_sent_to_login(stack: &UnitStack, r: &Response) {
-    assert_eq!(r.status, 302, "expected a redirect to login for {}, got {r:?}", r.url);
-    let authorize = format!("{}?", stack.authorize_endpoint());
-    assert!(r.location().starts_with(&authorize), "{} redirected to {}, not to {authorize}", r.url, r.location());
-}
-
-/// A browser that logged in through the whole flow.
-fn logged_in(stack: &UnitStack) -> Browser {
-    let mut browser = stack.browser();
-    let r = browser.login("/", RUN, PASSWORD);
-    assert_eq!(r.status, 302, "the callback did not complete the login: {r:?}\n{}", stack.log());
-    assert!(browser.jar.contains_key(SESSION_COOKIE), "no session after login: {r:?}");
-    browser
-}
 
 #[test]
 fn a_full_login_lands_on_the_page_asked_for_with_identity() {
@@ -104,7 +77,7 @@ fn spoofed_identity_headers_never_reach_the_app() {
     assert_eq!(stack.app_requests(), before, "a protected request without session reached the app");
 
     // With a session: exactly the gate's values.
-    let mut browser = logged_in(&stack);
+    let mut browser = logged_in(&stack, "/");
     let echo = browser.get_with_headers("/private?format=json", SPOOFED).echo();
     assert_eq!(echo.one("x-claveunica-run"), Some(RUN));
     assert_eq!(echo.one("x-claveunica-dv"), Some("4"));
@@ -115,7 +88,7 @@ fn spoofed_identity_headers_never_reach_the_app() {
 #[test]
 fn gate_cookies_stay_with_the_gate_and_app_cookies_pass() {
     let stack = UnitStack::start();
-    let mut browser = logged_in(&stack);
+    let mut browser = logged_in(&stack, "/");
     browser.jar.insert("PHPSESSID".into(), "legacy123".into());
     browser.jar.insert("tema".into(), "oscuro".into());
     browser.jar.insert(format!("{FLOW_PREFIX}abcdef012345"), "stale".into());
@@ -137,7 +110,7 @@ fn gate_cookies_stay_with_the_gate_and_app_cookies_pass() {
 #[test]
 fn a_tampered_session_cookie_is_refused() {
     let stack = UnitStack::start();
-    let mut browser = logged_in(&stack);
+    let mut browser = logged_in(&stack, "/");
     let Some(session) = browser.jar.get_mut(SESSION_COOKIE) else { panic!("no session cookie") };
     // Flip one character in the middle of the sealed value.
     let mid = session.len() / 2;
@@ -172,7 +145,7 @@ fn provider_down_gives_the_503_page_with_a_reference() {
 #[test]
 fn logout_ends_the_session_and_the_app_can_ask_for_it() {
     let stack = UnitStack::start();
-    let mut browser = logged_in(&stack);
+    let mut browser = logged_in(&stack, "/");
     let r = browser.get(LOGOUT_PATH);
     assert_eq!(r.status, 200, "{r:?}");
     assert!(r.set_cookie(SESSION_COOKIE).is_some_and(|c| c.contains("Max-Age=0")), "{r:?}");
@@ -180,7 +153,7 @@ fn logout_ends_the_session_and_the_app_can_ask_for_it() {
     assert_sent_to_login(&stack, &browser.get("/private"));
 
     // The application answers an identified request with x-claveunica-logout.
-    let mut browser = logged_in(&stack);
+    let mut browser = logged_in(&stack, "/");
     let r = browser.get("/private?app_logout=1");
     assert_eq!(r.status, 200, "{r:?}");
     assert!(!r.body.contains("RUN desconocido"), "the app's answer came through: {}", r.body);
@@ -219,7 +192,7 @@ fn big_agent() -> ureq::Agent {
 #[test]
 fn large_bodies_stream_both_ways() {
     let mut stack = UnitStack::start();
-    let browser = logged_in(&stack);
+    let browser = logged_in(&stack, "/");
     let cookie = browser.cookie_header().unwrap_or_default();
     let agent = big_agent();
     let url = format!("{}/__bulk", stack.base());

@@ -5,10 +5,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+use claveunica_core::testkit::{OLD_SESSION_KEY as OTHER_KEY, SESSION_KEY as KEY};
 use serde_json::{json, Value};
-
-const KEY: &str = "q83vEjRWeJCrze8SNFZ4kKvN7xI0VniQq83vEjRWeJA=";
-const OTHER_KEY: &str = "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=";
 
 /// Variables the test documents name; removed from the child's environment unless a test
 /// sets them, so the outcome does not depend on the shell the tests run in.

@@ -10,6 +10,7 @@ use std::path::Path;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use claveunica_core::protocol::oidc::jwks::SharedJwks;
+use claveunica_core::testkit::b64json;
 use claveunica_gate_fuzz::{
     config_variants, genuine_flows, genuine_id_tokens, genuine_sessions, jwks_json, KID, NOW, OLD_SESSION_KEY,
 };
@@ -20,10 +21,6 @@ type Target = (&'static str, fn() -> Seeds);
 
 fn seed(name: &str, body: impl AsRef<[u8]>) -> (String, Vec<u8>) {
     (name.to_string(), body.as_ref().to_vec())
-}
-
-fn b64json(v: &Value) -> String {
-    URL_SAFE_NO_PAD.encode(v.to_string())
 }
 
 /// A token shaped like the provider's but not signed by it.

@@ -10,7 +10,7 @@
 use claveunica_core::gate::{CallOutcome, Decision, Request};
 use claveunica_core::protocol::flow::Flow;
 use claveunica_core::web::cookies;
-use claveunica_gate_fuzz::{gates, is_genuine_flow, key_cache, ring, Counter, NOW};
+use claveunica_gate_fuzz::{gates, is_genuine_flow, key_cache, ring, SeqEntropy, NOW};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -22,7 +22,7 @@ fuzz_target!(|data: &[u8]| {
     let headers: Vec<(&str, &str)> = jar.split('\n').map(|v| ("cookie", v)).collect();
     let path = format!("{}?{query}", config.callback_path);
     let req = Request { method: "GET", path: &path, headers: &headers };
-    let mut rng = Counter(0);
+    let mut rng = SeqEntropy(0);
 
     match gate.on_request(&req, NOW, &mut rng) {
         Decision::Forward(f) => panic!("the callback was forwarded: {f:?}"),
@@ -47,7 +47,10 @@ fuzz_target!(|data: &[u8]| {
             assert!(Flow::resume(ring(), prefix, &states[0], lookup, NOW, config.flow.max_age_s).is_ok());
             let cookie = claveunica_core::protocol::flow::cookie_name_for(prefix, &states[0]).and_then(|n| lookup(&n));
             assert!(cookie.is_some_and(is_genuine_flow), "a call on a forged flow cookie");
-            assert_eq!((call.request.method, call.request.path.as_str()), ("POST", config.endpoints.token.path.as_str()));
+            assert_eq!(
+                (call.request.method, call.request.path.as_str()),
+                ("POST", config.endpoints.token.path.as_str())
+            );
 
             // Go on with the fuzzed token answer; JWKS and userinfo calls then fail.
             let mut keys = key_cache();

@@ -9,7 +9,7 @@
 
 use claveunica_core::config::Config;
 use claveunica_core::gate::{Decision, Gate, Request};
-use claveunica_gate_fuzz::{env, Counter, NOW};
+use claveunica_gate_fuzz::{env, SeqEntropy, NOW};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -30,7 +30,7 @@ fuzz_target!(|data: &[u8]| {
             let headers = vec![("cookie", "a=b")];
             for path in ["/", "/static/app.css"].into_iter().map(String::from).chain(own.iter().cloned()) {
                 let req = Request { method: "GET", path: &path, headers: &headers };
-                let decision = gate.on_request(&req, NOW, &mut Counter(0));
+                let decision = gate.on_request(&req, NOW, &mut SeqEntropy(0));
                 if own.contains(&path) {
                     assert!(!matches!(decision, Decision::Forward(_)), "{path} was forwarded");
                 }

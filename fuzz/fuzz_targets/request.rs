@@ -13,7 +13,7 @@
 
 use claveunica_core::gate::{CookieHeader, Decision, Request};
 use claveunica_core::web::cookies;
-use claveunica_gate_fuzz::{gates, is_genuine_session, Counter, NOW};
+use claveunica_gate_fuzz::{gates, is_genuine_session, SeqEntropy, NOW};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -35,7 +35,7 @@ fuzz_target!(|data: &[u8]| {
     let bare_path = path.split_once('?').map_or(path, |(p, _)| p);
     let own_path = [&config.callback_path, &config.login_path, &config.logout_path].contains(&&bare_path.to_string());
 
-    match gate.on_request(&req, NOW, &mut Counter(*pick)) {
+    match gate.on_request(&req, NOW, &mut SeqEntropy(*pick)) {
         Decision::Forward(f) => {
             assert!(!own_path, "the gate's own path {bare_path:?} was forwarded");
             if !f.set.is_empty() {

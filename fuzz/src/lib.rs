@@ -4,99 +4,64 @@
 //! provider key). Targets compare what the gate accepts against these: anything accepted that
 //! is not one of them would be a forgery.
 //!
+//! The generic fixtures (keys, token signing, the entropy source, the sandbox user) are
+//! `claveunica_core::testkit`'s; what is here is what only the fuzz targets need.
+//!
 //! Everything is deterministic (fixed keys, fixed nonces, a fixed clock), so the seeds
 //! written once by `examples/seeds.rs` are the very values the targets know as genuine.
 
 use std::sync::OnceLock;
 
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use base64::Engine as _;
 use claveunica_core::config::Config;
-use claveunica_core::gate::{Entropy, EntropyUnavailable, Gate};
-use claveunica_core::primitives::run::Run;
-use claveunica_core::primitives::seal::{KeyRing, SessionKey};
+use claveunica_core::gate::Gate;
+use claveunica_core::primitives::seal::KeyRing;
 use claveunica_core::protocol::flow::Flow;
 use claveunica_core::protocol::oidc::id_token::Expectations;
 use claveunica_core::protocol::oidc::jwks::{self, KeyCache};
-use claveunica_core::protocol::session::{Identity, Session};
-use rsa::pkcs1v15::SigningKey;
-use rsa::pkcs8::DecodePrivateKey;
-use rsa::signature::{SignatureEncoding, Signer};
-use rsa::traits::PublicKeyParts;
-use rsa::RsaPrivateKey;
+use claveunica_core::protocol::session::Session;
+use claveunica_core::testkit::{self, key_ring, merged, provider_key, sign_rs256};
+pub use claveunica_core::testkit::{SeqEntropy, CLIENT_ID, CLIENT_SECRET, KID, NOW, OLD_SESSION_KEY, SESSION_KEY};
 use serde_json::{json, Value};
-use sha2::Sha256;
 
-/// The fixed clock of every target (Unix seconds).
-pub const NOW: u64 = 1_800_000_000;
-/// The issuer of the fixed configurations and of the genuine ID tokens.
+/// The issuer of the fixed configurations and of the genuine ID tokens: the real provider's,
+/// unlike the testkit's, because the committed seeds (`corpus/`) carry it.
 pub const ISSUER: &str = "https://accounts.claveunica.gob.cl/openid";
-/// The client id of the fixed configurations.
-pub const CLIENT_ID: &str = "cid";
-/// The `kid` of the provider key in the fixed JWKS.
-pub const KID: &str = "0123456789abcdef0123456789abcdef";
-/// The newest session key (seals).
-pub const SESSION_KEY: &str = "q83vEjRWeJCrze8SNFZ4kKvN7xI0VniQq83vEjRWeJA=";
-/// An older session key (still opens: rotation).
-pub const OLD_SESSION_KEY: &str = "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=";
 /// The environment the `config` target's `*_env` keys can see.
-pub const ENV: [(&str, &str); 2] = [
-    ("CLAVEUNICA_CLIENT_SECRET", "s3cret"),
-    ("CLAVEUNICA_SESSION_KEYS", "q83vEjRWeJCrze8SNFZ4kKvN7xI0VniQq83vEjRWeJA="),
-];
+pub const ENV: [(&str, &str); 2] =
+    [("CLAVEUNICA_CLIENT_SECRET", CLIENT_SECRET), ("CLAVEUNICA_SESSION_KEYS", SESSION_KEY)];
 
 /// Looks a variable up in [`ENV`].
 pub fn env(name: &str) -> Option<String> {
     ENV.iter().find(|(k, _)| *k == name).map(|(_, v)| (*v).to_string())
 }
 
-fn session_key(b64: &str) -> SessionKey {
-    let bytes: [u8; 32] = STANDARD.decode(b64).ok().and_then(|b| b.try_into().ok()).unwrap_or([0; 32]);
-    SessionKey(bytes)
-}
-
 /// The ring of the fixed configurations: newest key first, the old one second.
 pub fn ring() -> &'static KeyRing {
     static RING: OnceLock<KeyRing> = OnceLock::new();
-    RING.get_or_init(|| KeyRing::new(&[session_key(SESSION_KEY), session_key(OLD_SESSION_KEY)]))
+    RING.get_or_init(|| key_ring(&[SESSION_KEY, OLD_SESSION_KEY]))
 }
 
 /// A ring holding only the old key, to seal cookies that open as stale.
 fn old_ring() -> KeyRing {
-    KeyRing::new(&[session_key(OLD_SESSION_KEY)])
-}
-
-/// Counts upwards: every draw differs, every run is the same, and it never fails.
-pub struct Counter(pub u8);
-
-impl Entropy for Counter {
-    fn fill(&mut self, buf: &mut [u8]) -> Result<(), EntropyUnavailable> {
-        for b in buf.iter_mut() {
-            self.0 = self.0.wrapping_add(1);
-            *b = self.0;
-        }
-        Ok(())
-    }
+    key_ring(&[OLD_SESSION_KEY])
 }
 
 /// The base configuration: https (so `__Host-` cookies), both session keys, an idle timeout,
 /// and rules that open `/static/` and the API health check and make `/` optional.
 pub fn config_json() -> Value {
-    json!({
-        "issuer": ISSUER,
-        "cluster": "claveunica",
-        "client_id": CLIENT_ID,
-        "client_secret": "s3cret",
-        "redirect_uri": "https://portal.test/claveunica/callback",
-        "session_keys": [SESSION_KEY, OLD_SESSION_KEY],
-        "post_logout_redirect": "https://portal.test/",
-        "session": {"max_age_s": 28800, "idle_timeout_s": 1800},
-        "rules": [
-            {"prefix": "/static/", "action": "public"},
-            {"exact": "/", "action": "optional"},
-            {"regex": "/api/v[0-9]+/health", "methods": ["GET"], "action": "public"}
-        ]
-    })
+    merged(
+        &testkit::config_json(),
+        &json!({
+            "issuer": ISSUER,
+            "session_keys": [SESSION_KEY, OLD_SESSION_KEY],
+            "session": {"max_age_s": 28800, "idle_timeout_s": 1800},
+            "rules": [
+                {"prefix": "/static/", "action": "public"},
+                {"exact": "/", "action": "optional"},
+                {"regex": "/api/v[0-9]+/health", "methods": ["GET"], "action": "public"}
+            ]
+        }),
+    )
 }
 
 /// The configurations the gate targets run against: 0 enforce (the base), 1 parallel,
@@ -104,13 +69,7 @@ pub fn config_json() -> Value {
 /// identity out and custom identity headers.
 pub fn config_variants() -> Vec<Value> {
     let base = config_json();
-    let with = |changes: Value| {
-        let mut v = base.clone();
-        if let (Some(m), Value::Object(c)) = (v.as_object_mut(), changes) {
-            m.extend(c);
-        }
-        v
-    };
+    let with = |changes: Value| merged(&base, &changes);
     vec![
         base.clone(),
         with(json!({"migration": {"mode": "parallel", "legacy_cookies": ["PHPSESSID"]}})),
@@ -136,20 +95,13 @@ pub fn gates() -> &'static [Gate] {
     })
 }
 
-/// The identity inside every genuine session.
-pub fn identity() -> Option<Identity> {
-    let run = Run::new(44_444_444, '4').ok()?;
-    Identity::new(run, vec!["María".into(), "Carmen".into()], vec!["De los Ríos".into(), "Núñez".into()], "2594".into())
-        .ok()
-}
-
 /// Genuine session cookie values, each with a name for its seed file: a fresh one, one
 /// sealed with the old key (opens stale, resealed), one idle for longer than the reseal
 /// interval, one past its lifetime and one idle past the idle timeout.
 pub fn genuine_sessions() -> &'static [(&'static str, String)] {
     static SESSIONS: OnceLock<Vec<(&'static str, String)>> = OnceLock::new();
     SESSIONS.get_or_init(|| {
-        let Some(identity) = identity() else { return Vec::new() };
+        let identity = testkit::maria();
         let at = |issued: u64, last: u64| Session::insecure_from_parts(identity.clone(), issued, issued + 28_800, last);
         let old = old_ring();
         [
@@ -207,20 +159,9 @@ pub fn is_genuine_flow(value: &str) -> bool {
     genuine_flows().iter().any(|f| f.value == value)
 }
 
-/// The test-only provider key (never a production key).
-pub fn provider_key() -> Option<RsaPrivateKey> {
-    RsaPrivateKey::from_pkcs8_pem(include_str!("../../src/testdata/provider_key.pem")).ok()
-}
-
 /// A JWKS holding the provider key under [`KID`].
 pub fn jwks_json() -> String {
-    let Some(k) = provider_key() else { return String::new() };
-    json!({"keys": [{
-        "kty": "RSA", "alg": "RS256", "use": "sig", "kid": KID,
-        "n": URL_SAFE_NO_PAD.encode(k.n().to_bytes_be()),
-        "e": URL_SAFE_NO_PAD.encode(k.e().to_bytes_be()),
-    }]})
-    .to_string()
+    testkit::jwks(&[(KID, &provider_key())])
 }
 
 /// A key cache holding the provider key, as after a JWKS fetch at [`NOW`].
@@ -242,44 +183,24 @@ pub fn expectations() -> Expectations<'static> {
     Expectations { issuer: ISSUER, client_id: CLIENT_ID, nonce: nonce(), now: NOW, leeway_s: 60 }
 }
 
-fn sign(header: &Value, claims: &Value) -> Option<String> {
-    let key = provider_key()?;
-    let input =
-        format!("{}.{}", URL_SAFE_NO_PAD.encode(header.to_string()), URL_SAFE_NO_PAD.encode(claims.to_string()));
-    let sig = SigningKey::<Sha256>::new(key).sign(input.as_bytes());
-    Some(format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig.to_bytes())))
-}
-
 /// ID tokens genuinely signed with the provider key: one that verifies, and ones refused
 /// for their claims (expired, another audience, another nonce, no `iat`).
 pub fn genuine_id_tokens() -> &'static [(&'static str, String)] {
     static TOKENS: OnceLock<Vec<(&'static str, String)>> = OnceLock::new();
     TOKENS.get_or_init(|| {
         let header = json!({"alg": "RS256", "typ": "JWT", "kid": KID});
-        let claims = json!({
-            "iss": ISSUER, "sub": "2594", "aud": CLIENT_ID, "iat": NOW - 5, "exp": NOW + 595,
-            "auth_time": NOW - 5, "nonce": nonce(), "at_hash": "x",
-        });
-        let with = |k: &str, v: Value| {
-            let mut c = claims.clone();
-            if let Some(m) = c.as_object_mut() {
-                if v.is_null() {
-                    m.remove(k);
-                } else {
-                    m.insert(k.into(), v);
-                }
-            }
-            c
-        };
+        let claims = merged(&testkit::claims(nonce()), &json!({"iss": ISSUER}));
+        let with = |changes: Value| merged(&claims, &changes);
+        let key = provider_key();
         [
             ("valid", claims.clone()),
-            ("expired", with("exp", json!(NOW - 3_600))),
-            ("other-audience", with("aud", json!(["other", "x"]))),
-            ("other-nonce", with("nonce", json!("AAAA"))),
-            ("no-iat", with("iat", Value::Null)),
+            ("expired", with(json!({"exp": NOW - 3_600}))),
+            ("other-audience", with(json!({"aud": ["other", "x"]}))),
+            ("other-nonce", with(json!({"nonce": "AAAA"}))),
+            ("no-iat", with(json!({"iat": null}))),
         ]
         .into_iter()
-        .filter_map(|(name, c)| sign(&header, &c).map(|t| (name, t)))
+        .map(|(name, c)| (name, sign_rs256(&header, &c, &key)))
         .collect()
     })
 }
@@ -342,12 +263,12 @@ mod tests {
         let headers = vec![("cookie", cookie.as_str())];
         let path = format!("/claveunica/callback?code=abc&state={}", f.flow.state());
         let req = Request { method: "GET", path: &path, headers: &headers };
-        assert!(matches!(gates()[0].on_request(&req, NOW, &mut Counter(0)), Decision::Call(_)));
+        assert!(matches!(gates()[0].on_request(&req, NOW, &mut SeqEntropy(0)), Decision::Call(_)));
         let (_, session) = &genuine_sessions()[0];
         let cookie = format!("__Host-claveunica_session={session}");
         let headers = vec![("cookie", cookie.as_str())];
         let req = Request { method: "GET", path: "/tramites", headers: &headers };
-        match gates()[0].on_request(&req, NOW, &mut Counter(0)) {
+        match gates()[0].on_request(&req, NOW, &mut SeqEntropy(0)) {
             Decision::Forward(f) => assert!(!f.set.is_empty()),
             other => panic!("{other:?}"),
         }

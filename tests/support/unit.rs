@@ -15,10 +15,9 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
-use super::{
-    agent, random_key, spawn_listening, tail, target_dir, unique_dir, Browser, Children, CALLBACK_PATH, CLIENT_ID,
-    CLIENT_SECRET,
-};
+use super::client::Browser;
+use super::process::{built, random_key, spawn_listening, tail, tear_down, unique_dir, Children};
+use super::{CALLBACK_PATH, CLIENT_ID, CLIENT_SECRET};
 
 /// How to build what this harness runs.
 pub const UNIT_BUILD_HINT: &str = "cargo build --release --target wasm32-wasip2 -p claveunica-gate-unit && \
@@ -28,12 +27,6 @@ const GUEST_DIR: &str = "/etc/claveunica-gate";
 /// What `wasmtime serve` prints once it listens.
 const SERVING: &str = "Serving HTTP on ";
 const SERVE_TIMEOUT: Duration = Duration::from_secs(60);
-
-fn built(relative: &str) -> PathBuf {
-    let path = target_dir().join(relative);
-    assert!(path.is_file(), "{} is missing; build it first:\n    {UNIT_BUILD_HINT}", path.display());
-    path
-}
 
 fn wasmtime_bin() -> PathBuf {
     std::env::var_os("WASMTIME_BIN").map_or_else(|| PathBuf::from("wasmtime"), PathBuf::from)
@@ -87,9 +80,9 @@ pub struct UnitStack {
 impl UnitStack {
     /// Starts everything with the default configuration: every path enforced but `/public/`.
     pub fn start() -> UnitStack {
-        let emulator_bin = built("release/claveunica-emulator");
-        let app_bin = built("release/legacy-app");
-        let wasm = built("wasm32-wasip2/release/claveunica_gate_unit.wasm");
+        let emulator_bin = built("release/claveunica-emulator", UNIT_BUILD_HINT);
+        let app_bin = built("release/legacy-app", UNIT_BUILD_HINT);
+        let wasm = built("wasm32-wasip2/release/claveunica_gate_unit.wasm", UNIT_BUILD_HINT);
         let dir = unique_dir();
         let config_dir = dir.join("etc");
         fs::create_dir_all(&config_dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", config_dir.display()));
@@ -114,7 +107,7 @@ impl UnitStack {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start wasmtime ({cmd:?}; set WASMTIME_BIN or put it on PATH): {e}"));
         let stderr = child.stderr.take();
-        children.0.push(("wasmtime", child));
+        children.push("wasmtime", child);
         let log_path = dir.join("wasmtime.log");
         let Some(stderr) = stderr else { panic!("wasmtime: no stderr pipe") };
         let base = wait_serving(stderr, &log_path);
@@ -200,26 +193,13 @@ impl UnitStack {
 
     /// A browser with an empty cookie jar.
     pub fn browser(&self) -> Browser {
-        Browser {
-            agent: agent(),
-            base: self.base.clone(),
-            provider: self.provider.clone(),
-            authorize_endpoint: self.authorize_endpoint(),
-            redirect_uri: format!("{}{CALLBACK_PATH}", self.base),
-            jar: Default::default(),
-        }
+        Browser::new(&self.base, &self.provider)
     }
 }
 
 impl Drop for UnitStack {
     fn drop(&mut self) {
-        self.children.kill_all();
-        if thread::panicking() {
-            eprintln!("unit stack files kept in {}", self.dir.display());
-            eprintln!("wasmtime log tail:\n{}", read_tail(&self.log_path));
-        } else {
-            let _ = fs::remove_dir_all(&self.dir);
-        }
+        tear_down(&mut self.children, &self.dir, "unit stack", "wasmtime", &self.log_path);
     }
 }
 

@@ -12,22 +12,16 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use claveunica_core::config::Config;
-use claveunica_core::gate::{Decision, Entropy, EntropyUnavailable, Gate, Request};
-use claveunica_core::primitives::run::Run;
-use claveunica_core::primitives::seal::{KeyRing, SessionKey};
-use claveunica_core::protocol::session::{Identity, Session};
-use rsa::pkcs1v15::SigningKey;
-use rsa::pkcs8::DecodePrivateKey;
-use rsa::signature::{SignatureEncoding, Signer};
-use rsa::traits::PublicKeyParts;
-use rsa::RsaPrivateKey;
+use claveunica_core::gate::{Decision, Gate, Request};
+use claveunica_core::primitives::seal::KeyRing;
+use claveunica_core::primitives::seal::SessionKey;
+use claveunica_core::protocol::session::Session;
+use claveunica_core::testkit::{self, SeqEntropy};
 
-const PROVIDER_KEY: &str = include_str!("../../../src/testdata/provider_key.pem");
-/// The identity every benchmark request carries: María Carmen De los Ríos Núñez.
-const NUMERO: u32 = 44_444_444;
+/// The emulator's sandbox password for [`testkit::maria`].
 const PASSWORD: &str = "testing";
 
 type Result<T> = std::result::Result<T, String>;
@@ -36,16 +30,9 @@ fn now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
-fn session(now: u64) -> Result<Session> {
-    let run = Run::new(NUMERO, '4').map_err(|e| format!("{e:?}"))?;
-    let identity = Identity::new(
-        run,
-        vec!["María".into(), "Carmen".into()],
-        vec!["De los Ríos".into(), "Núñez".into()],
-        "2594".into(),
-    )
-    .map_err(|e| format!("{e:?}"))?;
-    Ok(Session::insecure_from_parts(identity, now, now + 8 * 3600, now))
+/// The session every benchmark request carries: the sandbox user's.
+fn session(now: u64) -> Session {
+    Session::insecure_from_parts(testkit::maria(), now, now + 8 * 3600, now)
 }
 
 fn sealed_cookie(key_b64: &str, now: u64) -> Result<String> {
@@ -54,36 +41,20 @@ fn sealed_cookie(key_b64: &str, now: u64) -> Result<String> {
     let ring = KeyRing::new(&[SessionKey(key)]);
     let mut nonce = [0u8; 24];
     nonce[..8].copy_from_slice(&now.to_le_bytes());
-    session(now)?.seal(&ring, nonce).ok_or_else(|| "seal failed".into())
+    session(now).seal(&ring, nonce).ok_or_else(|| "seal failed".into())
 }
 
 fn jwt(dir: &str) -> Result<String> {
-    let key = RsaPrivateKey::from_pkcs8_pem(PROVIDER_KEY).map_err(|e| format!("provider key: {e}"))?;
-    let b64 = |b: &[u8]| URL_SAFE_NO_PAD.encode(b);
-    let jwks = serde_json::json!({"keys": [{
-        "kty": "RSA", "alg": "RS256", "use": "sig", "kid": "bench",
-        "n": b64(&key.n().to_bytes_be()), "e": b64(&key.e().to_bytes_be()),
-    }]});
-    std::fs::write(format!("{dir}/jwks.json"), jwks.to_string()).map_err(|e| format!("jwks.json: {e}"))?;
+    let key = testkit::provider_key();
+    let jwks = testkit::jwks(&[("bench", &key)]);
+    std::fs::write(format!("{dir}/jwks.json"), jwks).map_err(|e| format!("jwks.json: {e}"))?;
     let header = serde_json::json!({"alg": "RS256", "typ": "JWT", "kid": "bench"});
     let t = now();
     let claims = serde_json::json!({
         "iss": "https://accounts.claveunica.gob.cl/openid", "aud": "demo-client", "sub": "2594",
         "run": "44444444-4", "iat": t, "exp": t + 8 * 3600,
     });
-    let input = format!("{}.{}", b64(header.to_string().as_bytes()), b64(claims.to_string().as_bytes()));
-    let signature = SigningKey::<rsa::sha2::Sha256>::new(key).sign(input.as_bytes());
-    Ok(format!("{input}.{}", b64(&signature.to_bytes())))
-}
-
-struct Counter(u8);
-
-impl Entropy for Counter {
-    fn fill(&mut self, buf: &mut [u8]) -> std::result::Result<(), EntropyUnavailable> {
-        self.0 = self.0.wrapping_add(1);
-        buf.fill(self.0);
-        Ok(())
-    }
+    Ok(testkit::sign_rs256(&header, &claims, &key))
 }
 
 /// Runs `f` `n` times and returns nanoseconds per run.
@@ -121,7 +92,7 @@ fn core(n: u32) -> Result<()> {
     ];
     let mut authed = base.clone();
     authed.push(("cookie", &cookie));
-    let mut rng = Counter(0);
+    let mut rng = SeqEntropy(0);
     let mut check = |headers: &[(&str, &str)], want_identity: bool| {
         let d = gate.on_request(&Request { method: "GET", path: "/private", headers }, t, &mut rng);
         match d {
@@ -132,7 +103,7 @@ fn core(n: u32) -> Result<()> {
     };
     check(&authed, true)?;
     check(&base, false)?;
-    let mut rng = Counter(0);
+    let mut rng = SeqEntropy(0);
     let strip = time(n, || {
         for (name, _) in &authed {
             std::hint::black_box(gate.is_identity_header(name));

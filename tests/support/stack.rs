@@ -1,0 +1,475 @@
+//! The Envoy stack: the ClaveÚnica emulator, the legacy echo app and Envoy running the built
+//! gate, on fresh loopback ports, torn down on drop; and what tests ask of it (Envoy's log
+//! and counters, the emulator's test modes, reloading the gate's configuration, the session
+//! key to seal cookies with).
+
+use std::fs::{self, File};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use claveunica_core::primitives::seal::KeyRing;
+use claveunica_core::testkit;
+
+use super::client::{agent, url_encode, Browser};
+use super::envoy::{envoy_bin, Bootstrap, Reload};
+use super::process::{built, free_port, random_key, spawn_listening, tail, tear_down, unique_dir, Children};
+use super::{BUILD_HINT, CALLBACK_PATH, CLIENT_ID, CLIENT_SECRET, LOGIN_PATH};
+
+const READY_TIMEOUT: Duration = Duration::from_secs(20);
+const START_ATTEMPTS: u32 = 3;
+
+/// Options for a [`Stack`].
+#[derive(Debug, Clone)]
+pub struct StackBuilder {
+    session_keys: Vec<String>,
+    client_secret: String,
+    numero_as_string: bool,
+    edit_config: Option<fn(&mut serde_json::Value)>,
+    concurrency: u32,
+    struct_config: bool,
+    reloadable: bool,
+}
+
+impl Default for StackBuilder {
+    fn default() -> Self {
+        Self {
+            session_keys: vec![random_key()],
+            client_secret: CLIENT_SECRET.into(),
+            numero_as_string: false,
+            edit_config: None,
+            concurrency: 2,
+            struct_config: false,
+            reloadable: false,
+        }
+    }
+}
+
+impl StackBuilder {
+    /// The gate's `session_keys` (base64, newest first). Default: one fresh random key.
+    #[must_use]
+    pub fn session_keys(mut self, keys: &[&str]) -> Self {
+        self.session_keys = keys.iter().map(|k| (*k).to_string()).collect();
+        self
+    }
+
+    /// The client secret the gate sends (the emulator always expects `demo-secret`).
+    #[must_use]
+    pub fn client_secret(mut self, secret: &str) -> Self {
+        self.client_secret = secret.into();
+        self
+    }
+
+    /// The emulator sends `RolUnico.numero` as a string.
+    #[must_use]
+    pub fn numero_as_string(mut self) -> Self {
+        self.numero_as_string = true;
+        self
+    }
+
+    /// Changes the gate's JSON configuration before Envoy gets it.
+    #[must_use]
+    pub fn edit_config(mut self, edit: fn(&mut serde_json::Value)) -> Self {
+        self.edit_config = Some(edit);
+        self
+    }
+
+    /// Envoy's worker threads (`--concurrency`), each with its own wasm VM. Default: 2.
+    #[must_use]
+    pub fn concurrency(mut self, workers: u32) -> Self {
+        self.concurrency = workers;
+        self
+    }
+
+    /// Hands Envoy the gate's configuration as a `google.protobuf.Struct` (the JSON object
+    /// inline in the YAML, numbers becoming doubles) instead of a `StringValue` holding JSON.
+    #[must_use]
+    pub fn struct_config(mut self) -> Self {
+        self.struct_config = true;
+        self
+    }
+
+    /// Envoy gets its listener, with the gate's configuration, from a file it watches
+    /// (`envoy/gate-reload.yaml.tmpl`), so [`Stack::reload_gate_config`] can change the
+    /// configuration while Envoy runs.
+    #[must_use]
+    pub fn reloadable(mut self) -> Self {
+        self.reloadable = true;
+        self
+    }
+
+    /// Starts everything with a configuration the gate must refuse, and returns Envoy's log
+    /// once Envoy has exited. Panics if Envoy gets ready instead.
+    pub fn start_refused(self) -> String {
+        let mut stack = self.launch();
+        let deadline = Instant::now() + READY_TIMEOUT;
+        while Instant::now() < deadline {
+            if stack.envoy_exit().is_some() {
+                return stack.envoy_log();
+            }
+            if let Ok(r) = stack.agent.get(&format!("{}/ready", stack.admin)).call() {
+                if r.into_string().is_ok_and(|b| b.trim() == "LIVE") {
+                    let probe = stack.browser().get("/private");
+                    panic!("Envoy started with a configuration the gate should refuse; /private got {probe:?}");
+                }
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        panic!("Envoy neither exited nor got ready; log tail:\n{}", tail(&stack.envoy_log(), 40));
+    }
+
+    /// Starts emulator, app and Envoy; retries when Envoy loses a port race.
+    pub fn start(self) -> Stack {
+        let mut last = String::new();
+        for _ in 0..START_ATTEMPTS {
+            match self.try_start() {
+                Ok(stack) => return stack,
+                Err(why) => last = why,
+            }
+        }
+        panic!("the stack did not start in {START_ATTEMPTS} attempts; last failure:\n{last}");
+    }
+
+    /// One attempt. `Err` only for an Envoy that exited early (most likely a port taken
+    /// between [`free_port`] and Envoy's bind); anything else panics at once.
+    fn try_start(&self) -> Result<Stack, String> {
+        let mut stack = self.launch();
+        stack.wait_ready()?;
+        Ok(stack)
+    }
+
+    /// Spawns the processes without waiting for Envoy.
+    fn launch(&self) -> Stack {
+        let emulator_bin = built("release/claveunica-emulator", BUILD_HINT);
+        let app_bin = built("release/legacy-app", BUILD_HINT);
+        let wasm = built("wasm32-wasip1/release/claveunica_gate.wasm", BUILD_HINT);
+
+        let dir = unique_dir();
+        let mut children = Children::default();
+        let (listen_port, admin_port) = (free_port(), free_port());
+        let base = format!("http://127.0.0.1:{listen_port}");
+        let redirect_uri = format!("{base}{CALLBACK_PATH}");
+
+        let mut cmd = Command::new(&emulator_bin);
+        cmd.args(["--listen", "127.0.0.1:0", "--redirect-uri", &redirect_uri]);
+        if self.numero_as_string {
+            cmd.arg("--numero-as-string");
+        }
+        let provider = spawn_listening("claveunica-emulator", cmd, &dir, &mut children);
+        let provider_port = port_of(&provider);
+
+        let mut cmd = Command::new(&app_bin);
+        cmd.args(["--listen", "127.0.0.1:0"]);
+        let app = spawn_listening("legacy-app", cmd, &dir, &mut children);
+        let app_port = port_of(&app);
+
+        let mut gate_config = serde_json::json!({
+            "issuer": format!("{provider}/openid"),
+            "cluster": "claveunica",
+            "client_id": CLIENT_ID,
+            "client_secret_env": "CLAVEUNICA_CLIENT_SECRET",
+            "redirect_uri": redirect_uri,
+            "session_keys": self.session_keys,
+        });
+        if let Some(edit) = self.edit_config {
+            edit(&mut gate_config);
+        }
+        let login_path = gate_config.get("login_path").and_then(|p| p.as_str()).unwrap_or(LOGIN_PATH).to_string();
+        let (yaml_path, reload) = Bootstrap {
+            reloadable: self.reloadable,
+            struct_config: self.struct_config,
+            values: vec![
+                ("ADMIN_PORT", admin_port.to_string()),
+                ("LISTEN_PORT", listen_port.to_string()),
+                ("APP_PORT", app_port.to_string()),
+                ("PROVIDER_PORT", provider_port.to_string()),
+                ("WASM_PATH", wasm.display().to_string()),
+            ],
+            gate_config: &gate_config,
+        }
+        .write(&dir);
+
+        let log_path = dir.join("envoy.log");
+        let log = File::create(&log_path).unwrap_or_else(|e| panic!("cannot create {}: {e}", log_path.display()));
+        let mut cmd = Command::new(envoy_bin());
+        cmd.arg("-c")
+            .arg(&yaml_path)
+            .args(["--concurrency", &self.concurrency.to_string()])
+            .args(["--log-level", "warn", "--component-log-level", "wasm:info"])
+            // No hot restart, so no shared memory to clash between concurrent Envoys.
+            .arg("--disable-hot-restart")
+            .env("CLAVEUNICA_CLIENT_SECRET", &self.client_secret)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log);
+        let child = cmd.spawn().unwrap_or_else(|e| {
+            panic!("cannot start Envoy ({:?}; set ENVOY_BIN or put envoy on PATH): {e}", cmd.get_program())
+        });
+        children.push("envoy", child);
+
+        Stack {
+            children,
+            dir,
+            base,
+            provider,
+            app,
+            admin: format!("http://127.0.0.1:{admin_port}"),
+            log_path,
+            agent: agent(),
+            session_keys: self.session_keys.clone(),
+            login_path,
+            reload,
+        }
+    }
+}
+
+fn port_of(url: &str) -> u16 {
+    url.rsplit(':')
+        .next()
+        .and_then(|p| p.trim_end_matches('/').parse().ok())
+        .unwrap_or_else(|| panic!("no port in {url:?}"))
+}
+
+/// Emulator, legacy app and Envoy with the gate, on loopback. Everything stops on drop; the
+/// working directory (Envoy's config and log) stays when the test failed.
+pub struct Stack {
+    children: Children,
+    dir: PathBuf,
+    base: String,
+    provider: String,
+    app: String,
+    admin: String,
+    log_path: PathBuf,
+    agent: ureq::Agent,
+    session_keys: Vec<String>,
+    login_path: String,
+    reload: Option<Reload>,
+}
+
+/// How many requests each emulator endpoint has received (`GET /__emulator/stats`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EmulatorStats {
+    /// `/openid/jwks`.
+    pub jwks: u64,
+    /// `/openid/token/`.
+    pub token: u64,
+    /// `/openid/userinfo/`.
+    pub userinfo: u64,
+    /// `/openid/authorize/` (form and submit).
+    pub authorize: u64,
+}
+
+impl Stack {
+    /// A stack with default options.
+    pub fn start() -> Stack {
+        StackBuilder::default().start()
+    }
+
+    /// Options.
+    pub fn builder() -> StackBuilder {
+        StackBuilder::default()
+    }
+
+    fn wait_ready(&mut self) -> Result<(), String> {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            if let Some(status) = self.envoy_exit() {
+                return Err(format!("Envoy exited ({status}); log tail:\n{}", tail(&self.envoy_log(), 40)));
+            }
+            if let Ok(r) = self.agent.get(&format!("{}/ready", self.admin)).call() {
+                if r.into_string().is_ok_and(|b| b.trim() == "LIVE") {
+                    break;
+                }
+            }
+            if Instant::now() > deadline {
+                panic!("Envoy was not ready within {READY_TIMEOUT:?}; log tail:\n{}", tail(&self.envoy_log(), 40));
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        // LIVE says the listener is up; a request says the gate is loaded and configured. The
+        // login path is always answered by the gate with a redirect to the provider, whatever
+        // the rules and the migration mode.
+        let path = format!("{}?return_to=%2F__harness_probe", self.login_path);
+        let probe = self.browser().get(&path);
+        assert!(
+            probe.status == 302 && probe.header("location").is_some_and(|l| l.starts_with(&self.authorize_endpoint())),
+            "the gate does not answer {path} with a login redirect (configuration refused?); \
+             got {probe:?}\nEnvoy log tail:\n{}",
+            tail(&self.envoy_log(), 40)
+        );
+        Ok(())
+    }
+
+    fn envoy_exit(&mut self) -> Option<std::process::ExitStatus> {
+        self.children.get("envoy").and_then(|c| c.try_wait().ok().flatten())
+    }
+
+    /// `http://127.0.0.1:PORT` + `path`, through Envoy.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Envoy's origin, `http://127.0.0.1:PORT`.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// The emulator's origin.
+    pub fn provider(&self) -> &str {
+        &self.provider
+    }
+
+    /// The emulator's authorize endpoint, as the gate derives it from `issuer`.
+    pub fn authorize_endpoint(&self) -> String {
+        format!("{}/openid/authorize/", self.provider)
+    }
+
+    /// The registered callback URL.
+    pub fn redirect_uri(&self) -> String {
+        self.url(CALLBACK_PATH)
+    }
+
+    /// The legacy app's origin (for reaching it directly, bypassing the gate).
+    pub fn app(&self) -> &str {
+        &self.app
+    }
+
+    /// Everything Envoy has logged so far (wasm log lines included).
+    pub fn envoy_log(&self) -> String {
+        fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// Kills the emulator: the provider becomes unreachable.
+    pub fn stop_provider(&mut self) {
+        self.children.kill("claveunica-emulator");
+    }
+
+    /// Whether the emulator still runs.
+    pub fn provider_running(&mut self) -> bool {
+        self.children.get("claveunica-emulator").is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// A counter from Envoy's admin stats, e.g. `cluster.legacy_app.upstream_rq_total`.
+    pub fn counter(&self, name: &str) -> u64 {
+        let url = format!("{}/stats?filter={}", self.admin, name.replace('.', "%5C."));
+        let body = match self.agent.get(&url).call() {
+            Ok(r) => r.into_string().unwrap_or_else(|e| panic!("reading {url}: {e}")),
+            Err(e) => panic!("GET {url}: {e}"),
+        };
+        body.lines()
+            .filter_map(|l| l.split_once(": "))
+            .find(|(n, _)| *n == name)
+            .map_or(0, |(_, v)| v.trim().parse().unwrap_or_else(|_| panic!("counter {name} is not a number: {v:?}")))
+    }
+
+    /// A counter the gate defines (e.g. `claveunica_gate.logins_started`), as Envoy's admin
+    /// shows it: custom wasm metrics get the `wasmcustom.` prefix, and Envoy sums each name
+    /// over the workers' VMs. 0 while the gate has not defined it yet.
+    pub fn gate_counter(&self, name: &str) -> u64 {
+        self.counter(&format!("wasmcustom.{name}"))
+    }
+
+    /// Envoy's admin `/stats/prometheus` text.
+    pub fn prometheus(&self) -> String {
+        let url = format!("{}/stats/prometheus", self.admin);
+        match self.agent.get(&url).call() {
+            Ok(r) => r.into_string().unwrap_or_else(|e| panic!("reading {url}: {e}")),
+            Err(e) => panic!("GET {url}: {e}"),
+        }
+    }
+
+    /// Envoy's admin `/stats` lines whose name matches `regex` (Envoy's `filter`).
+    pub fn stats_matching(&self, regex: &str) -> Vec<(String, String)> {
+        let url = format!("{}/stats?filter={}", self.admin, url_encode(regex));
+        let body = match self.agent.get(&url).call() {
+            Ok(r) => r.into_string().unwrap_or_else(|e| panic!("reading {url}: {e}")),
+            Err(e) => panic!("GET {url}: {e}"),
+        };
+        body.lines().filter_map(|l| l.split_once(": ")).map(|(n, v)| (n.to_string(), v.trim().to_string())).collect()
+    }
+
+    /// How many requests each emulator endpoint has received.
+    pub fn emulator_stats(&self) -> EmulatorStats {
+        let url = format!("{}/__emulator/stats", self.provider);
+        let body = match self.agent.get(&url).call() {
+            Ok(r) => r.into_string().unwrap_or_else(|e| panic!("reading {url}: {e}")),
+            Err(e) => panic!("GET {url}: {e}"),
+        };
+        let v: serde_json::Value =
+            serde_json::from_str(&body).unwrap_or_else(|e| panic!("{url} is not JSON ({e}): {body}"));
+        let n =
+            |k: &str| v.get(k).and_then(serde_json::Value::as_u64).unwrap_or_else(|| panic!("{url}: no {k}: {body}"));
+        EmulatorStats { jwks: n("jwks"), token: n("token"), userinfo: n("userinfo"), authorize: n("authorize") }
+    }
+
+    /// Switches the emulator's test modes (`POST /__emulator/mode`, see the emulator's
+    /// `src/modes.rs`); returns the settings now in force.
+    pub fn set_emulator_mode(&self, modes: &serde_json::Value) -> serde_json::Value {
+        let url = format!("{}/__emulator/mode", self.provider);
+        let body = match self.agent.post(&url).set("content-type", "application/json").send_string(&modes.to_string()) {
+            Ok(r) => r.into_string().unwrap_or_else(|e| panic!("reading {url}: {e}")),
+            Err(e) => panic!("POST {url} {modes}: {e}"),
+        };
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{url} is not JSON ({e}): {body}"))
+    }
+
+    /// Makes the emulator sign with a new key under a new kid (`POST /__emulator/rotate-key`);
+    /// its JWKS then publishes the new key only, or with `keep_old` the older ones too.
+    /// Returns the new kid.
+    pub fn rotate_provider_key(&self, keep_old: bool) -> String {
+        let url = format!("{}/__emulator/rotate-key", self.provider);
+        let body = serde_json::json!({ "keep_old": keep_old }).to_string();
+        let answer = match self.agent.post(&url).set("content-type", "application/json").send_string(&body) {
+            Ok(r) => r.into_string().unwrap_or_else(|e| panic!("reading {url}: {e}")),
+            Err(e) => panic!("POST {url}: {e}"),
+        };
+        let v: serde_json::Value =
+            serde_json::from_str(&answer).unwrap_or_else(|e| panic!("{url} is not JSON ({e}): {answer}"));
+        v["kid"].as_str().unwrap_or_else(|| panic!("{url}: no kid in {answer}")).to_string()
+    }
+
+    /// The gate's JSON configuration as Envoy has it now (reloadable stacks only).
+    pub fn gate_config(&self) -> &serde_json::Value {
+        &self.reload.as_ref().expect("gate_config: start the stack with .reloadable()").gate_config
+    }
+
+    /// Changes the gate's configuration while Envoy runs: rewrites the watched LDS file with
+    /// the edited configuration (reloadable stacks only). Envoy picks it up asynchronously;
+    /// wait on a counter to know when.
+    pub fn reload_gate_config(&mut self, edit: impl FnOnce(&mut serde_json::Value)) {
+        let dir = self.dir.clone();
+        let reload = self.reload.as_mut().expect("reload_gate_config: start the stack with .reloadable()");
+        edit(&mut reload.gate_config);
+        reload.version += 1;
+        reload.write_lds(&dir);
+    }
+
+    /// A ring of the first (sealing) session key the gate was configured with, to seal and
+    /// open cookies in tests.
+    pub fn ring(&self) -> KeyRing {
+        let key = self.session_keys.first().expect("the stack has a session key");
+        testkit::key_ring(&[key])
+    }
+
+    /// How many requests Envoy has sent to the legacy app so far.
+    pub fn app_requests(&self) -> u64 {
+        self.counter("cluster.legacy_app.upstream_rq_total")
+    }
+
+    /// How many calls the gate has made to the provider so far.
+    pub fn provider_calls(&self) -> u64 {
+        self.counter("cluster.claveunica.upstream_rq_total")
+    }
+
+    /// A browser with an empty cookie jar.
+    pub fn browser(&self) -> Browser {
+        Browser::new(&self.base, &self.provider)
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        tear_down(&mut self.children, &self.dir, "end-to-end stack", "Envoy", &self.log_path);
+    }
+}
