@@ -1,9 +1,9 @@
 #![cfg(not(target_arch = "wasm32"))]
 //! End to end for the NGINX Unit flavour: the component under `wasmtime serve` (the reference
 //! host of the `wasi:http/proxy` world Unit runs), in front of the legacy echo app, logging in
-//! at the ClaveÚnica emulator. The core's own tests run natively and under wasm already; these
-//! check what the adapter adds: the reverse proxying, the header and cookie hygiene, the
-//! failure pages through a real host, and bodies streamed both ways.
+//! at the ClaveÚnica emulator. What both hosts do alike is in `tests/scenarios.rs`, run on both;
+//! these check what only the Unit component has: its configuration file (a broken one closes
+//! the door), Unit's own `config.json`, and bodies streamed both ways.
 //!
 //! Run with:
 //! ```text
@@ -17,148 +17,10 @@ mod support;
 use std::time::{Duration, Instant};
 
 use support::unit::{fnv1a, Pattern, UnitStack};
-use support::{assert_sent_to_login, logged_in, wait_for_log, FLOW_PREFIX, LOGOUT_PATH, PASSWORD, RUN, SESSION_COOKIE};
-
-/// Identity headers in assorted spellings, with forged values.
-const SPOOFED: &[(&str, &str)] = &[
-    ("x-claveunica-run", "11111111-1"),
-    ("X-ClaveUnica-RUN", "22222222-2"),
-    ("X-Claveunica-Dv", "K"),
-    ("x-claveunica-nombres", "Mallory"),
-    ("X-CLAVEUNICA-APELLIDOS", "Impostora"),
-    ("x-claveunica-numero", "11111111"),
-    ("x_claveunica_run", "11111111-1"),
-];
+use support::{logged_in, wait_for_log};
 
 /// 50 MB: an upload or download that must pass without being held whole.
 const LARGE: u64 = 50 * 1024 * 1024;
-
-#[test]
-fn a_full_login_lands_on_the_page_asked_for_with_identity() {
-    let stack = UnitStack::start();
-    let mut browser = stack.browser();
-    let wanted = "/tramites/certificado?id=7&format=json";
-    let authorize = browser.start_login(wanted);
-    assert!(authorize.response.set_cookie(&authorize.flow_cookie()).is_some(), "no flow cookie: {authorize:?}");
-    let callback = browser.provider_login(&authorize, RUN, PASSWORD);
-    let landed = browser.callback(&callback);
-    assert_eq!(landed.status, 302, "callback: {landed:?}\n{}", stack.log());
-    assert_eq!(landed.location(), wanted);
-    assert!(landed.set_cookie(SESSION_COOKIE).is_some_and(|c| c.contains("HttpOnly")), "{landed:?}");
-    assert!(!browser.jar.keys().any(|k| k.starts_with(FLOW_PREFIX)), "the flow cookie outlived the login");
-
-    let echo = browser.get(wanted).echo();
-    assert_eq!(echo.path, "/tramites/certificado");
-    assert_eq!(echo.query, "id=7&format=json");
-    assert_eq!(echo.one("x-claveunica-run"), Some(RUN));
-    assert_eq!(echo.one("x-claveunica-numero"), Some("44444444"));
-    assert_eq!(echo.one("x-claveunica-dv"), Some("4"));
-    assert_eq!(echo.one("x-claveunica-nombres"), Some("Mar%C3%ADa%20Carmen"));
-    assert_eq!(echo.one("x-claveunica-apellidos"), Some("De%20los%20R%C3%ADos%20N%C3%BA%C3%B1ez"));
-    let gate_host = stack.base().trim_start_matches("http://");
-    assert_eq!(echo.one("x-forwarded-host"), Some(gate_host));
-    assert_eq!(echo.one("x-forwarded-proto"), Some("http"));
-    let app_host = stack.app().trim_start_matches("http://");
-    assert_eq!(echo.one("host"), Some(app_host), "the app should see its own authority");
-}
-
-#[test]
-fn spoofed_identity_headers_never_reach_the_app() {
-    let stack = UnitStack::start();
-    // Without a session, on a public path: the request passes, its forged identity does not.
-    let mut anonymous = stack.browser();
-    let echo = anonymous.get_with_headers("/public/info?format=json", SPOOFED).echo();
-    let forged: Vec<_> =
-        echo.headers.iter().filter(|(n, _)| n.replace('_', "-").starts_with("x-claveunica-")).collect();
-    assert!(forged.is_empty(), "forged identity reached the app without a session: {forged:?}");
-    // Without a session, on a protected path: a login, and nothing reaches the app.
-    let before = stack.app_requests();
-    assert_sent_to_login(&stack, &anonymous.get_with_headers("/private?format=json", SPOOFED));
-    assert_eq!(stack.app_requests(), before, "a protected request without session reached the app");
-
-    // With a session: exactly the gate's values.
-    let mut browser = logged_in(&stack, "/");
-    let echo = browser.get_with_headers("/private?format=json", SPOOFED).echo();
-    assert_eq!(echo.one("x-claveunica-run"), Some(RUN));
-    assert_eq!(echo.one("x-claveunica-dv"), Some("4"));
-    assert_eq!(echo.one("x-claveunica-nombres"), Some("Mar%C3%ADa%20Carmen"));
-    assert!(echo.all("x_claveunica_run").is_empty(), "the underscore spelling got through: {echo:?}");
-}
-
-#[test]
-fn gate_cookies_stay_with_the_gate_and_app_cookies_pass() {
-    let stack = UnitStack::start();
-    let mut browser = logged_in(&stack, "/");
-    browser.jar.insert("PHPSESSID".into(), "legacy123".into());
-    browser.jar.insert("tema".into(), "oscuro".into());
-    browser.jar.insert(format!("{FLOW_PREFIX}abcdef012345"), "stale".into());
-    let echo = browser.get("/?format=json").echo();
-    let names = echo.cookie_names();
-    assert!(names.contains(&"PHPSESSID".to_string()) && names.contains(&"tema".to_string()), "{names:?}");
-    assert!(
-        !names.iter().any(|n| n == SESSION_COOKIE || n.starts_with(FLOW_PREFIX)),
-        "a gate cookie reached the app: {names:?}"
-    );
-    assert_eq!(echo.one("x-claveunica-run"), Some(RUN));
-
-    // Only gate cookies: no Cookie header at all upstream.
-    browser.jar.retain(|n, _| n == SESSION_COOKIE);
-    let echo = browser.get("/?format=json").echo();
-    assert!(echo.all("cookie").is_empty(), "{:?}", echo.all("cookie"));
-}
-
-#[test]
-fn a_tampered_session_cookie_is_refused() {
-    let stack = UnitStack::start();
-    let mut browser = logged_in(&stack, "/");
-    let Some(session) = browser.jar.get_mut(SESSION_COOKIE) else { panic!("no session cookie") };
-    // Flip one character in the middle of the sealed value.
-    let mid = session.len() / 2;
-    let flipped = if session.as_bytes()[mid] == b'A' { "B" } else { "A" };
-    session.replace_range(mid..=mid, flipped);
-    let before = stack.app_requests();
-    let r = browser.get("/private?format=json");
-    assert_sent_to_login(&stack, &r);
-    assert!(r.set_cookie(SESSION_COOKIE).is_some_and(|c| c.contains("Max-Age=0")), "not cleared: {r:?}");
-    assert_eq!(stack.app_requests(), before, "a tampered session reached the app");
-}
-
-#[test]
-fn provider_down_gives_the_503_page_with_a_reference() {
-    let mut stack = UnitStack::start();
-    let mut browser = stack.browser();
-    let authorize = browser.start_login("/private");
-    let callback = browser.provider_login(&authorize, RUN, PASSWORD);
-    stack.stop_provider();
-    let before = stack.app_requests();
-    let r = browser.callback(&callback);
-    assert_eq!(r.status, 503, "{r:?}");
-    assert!(r.header("content-type").is_some_and(|c| c.starts_with("text/html")), "{r:?}");
-    assert!(r.body.contains("ClaveÚnica no está disponible"), "{}", r.body);
-    let reference = r.reference();
-    assert!(wait_for_log(&stack, &format!("ref={reference}")), "reference {reference} not logged:\n{}", stack.log());
-    assert!(stack.log().contains("reason=token_unreachable"), "{}", stack.log());
-    assert!(!browser.jar.contains_key(SESSION_COOKIE));
-    assert_eq!(stack.app_requests(), before);
-}
-
-#[test]
-fn logout_ends_the_session_and_the_app_can_ask_for_it() {
-    let stack = UnitStack::start();
-    let mut browser = logged_in(&stack, "/");
-    let r = browser.get(LOGOUT_PATH);
-    assert_eq!(r.status, 200, "{r:?}");
-    assert!(r.set_cookie(SESSION_COOKIE).is_some_and(|c| c.contains("Max-Age=0")), "{r:?}");
-    assert!(r.body.contains("/api/v1/accounts/app/logout"), "no provider logout in the page: {}", r.body);
-    assert_sent_to_login(&stack, &browser.get("/private"));
-
-    // The application answers an identified request with x-claveunica-logout.
-    let mut browser = logged_in(&stack, "/");
-    let r = browser.get("/private?app_logout=1");
-    assert_eq!(r.status, 200, "{r:?}");
-    assert!(!r.body.contains("RUN desconocido"), "the app's answer came through: {}", r.body);
-    assert!(r.set_cookie(SESSION_COOKIE).is_some_and(|c| c.contains("Max-Age=0")), "{r:?}");
-}
 
 #[test]
 fn a_configuration_that_does_not_load_closes_the_door() {
@@ -171,6 +33,10 @@ fn a_configuration_that_does_not_load_closes_the_door() {
     for path in ["/public/x?format=json", "/private"] {
         let r = browser.get(path);
         assert_eq!(r.status, 503, "{path}: {r:?}");
+        // The core's page for a host without configuration, its reference in the log.
+        assert!(r.body.contains("Servicio no disponible"), "{path}: {}", r.body);
+        let reference = r.reference();
+        assert!(wait_for_log(&stack, &format!("ref={reference}")), "{reference} not logged:\n{}", stack.log());
     }
     assert!(wait_for_log(&stack, "session_keys[0]"), "{}", stack.log());
     let mut no_upstream = stack.config().clone();

@@ -17,17 +17,39 @@ use super::{PASSWORD, RUN, SESSION_COOKIE};
 /// How long a log line may trail the answer it belongs to.
 const LOG_WAIT: Duration = Duration::from_secs(5);
 
+/// The two hosts the gate runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Host {
+    /// The proxy-wasm filter in a real Envoy.
+    Envoy,
+    /// The `wasi:http` component under `wasmtime serve`, as NGINX Unit runs it.
+    Unit,
+}
+
 /// A running gate, whichever host runs it.
 pub trait GateUnderTest {
+    /// Which host this is, for the few expectations that differ by host.
+    fn host(&self) -> Host;
     /// A browser with an empty cookie jar.
     fn browser(&self) -> Browser;
     /// The emulator's authorize endpoint, as the gate derives it from `issuer`.
     fn authorize_endpoint(&self) -> String;
     /// Everything the gate's host has logged so far.
     fn log(&self) -> String;
+    /// How many requests reached the legacy application so far (Envoy: its upstream counter;
+    /// Unit: the application's own request log).
+    fn app_requests(&self) -> u64;
+    /// Switches the emulator's test modes.
+    fn set_emulator_mode(&self, modes: &serde_json::Value) -> serde_json::Value;
+    /// Kills the emulator: the provider becomes unreachable.
+    fn stop_provider(&mut self);
 }
 
 impl GateUnderTest for Stack {
+    fn host(&self) -> Host {
+        Host::Envoy
+    }
+
     fn browser(&self) -> Browser {
         Stack::browser(self)
     }
@@ -39,9 +61,25 @@ impl GateUnderTest for Stack {
     fn log(&self) -> String {
         self.envoy_log()
     }
+
+    fn app_requests(&self) -> u64 {
+        Stack::app_requests(self)
+    }
+
+    fn set_emulator_mode(&self, modes: &serde_json::Value) -> serde_json::Value {
+        Stack::set_emulator_mode(self, modes)
+    }
+
+    fn stop_provider(&mut self) {
+        Stack::stop_provider(self);
+    }
 }
 
 impl GateUnderTest for UnitStack {
+    fn host(&self) -> Host {
+        Host::Unit
+    }
+
     fn browser(&self) -> Browser {
         UnitStack::browser(self)
     }
@@ -53,15 +91,47 @@ impl GateUnderTest for UnitStack {
     fn log(&self) -> String {
         UnitStack::log(self)
     }
+
+    fn app_requests(&self) -> u64 {
+        UnitStack::app_requests(self) as u64
+    }
+
+    fn set_emulator_mode(&self, modes: &serde_json::Value) -> serde_json::Value {
+        UnitStack::set_emulator_mode(self, modes)
+    }
+
+    fn stop_provider(&mut self) {
+        UnitStack::stop_provider(self);
+    }
+}
+
+/// Starts the gate on `host` with the stacks' defaults changed by each of `edits`, in order.
+pub fn start_gate(host: Host, edits: &[fn(&mut serde_json::Value)]) -> Box<dyn GateUnderTest> {
+    match host {
+        Host::Envoy => {
+            let builder = edits.iter().fold(Stack::builder(), |b, edit| b.edit_config(*edit));
+            Box::new(builder.start())
+        }
+        Host::Unit => {
+            // One edit slot: the Unit stack writes its file once, after all of them.
+            let stack = UnitStack::start();
+            let mut config = stack.config().clone();
+            for edit in edits {
+                edit(&mut config);
+            }
+            stack.write_config(&config.to_string());
+            Box::new(stack)
+        }
+    }
 }
 
 /// Waits (briefly) for the gate to log `needle`: log lines may trail the answer.
-pub fn wait_for_log(gate: &impl GateUnderTest, needle: &str) -> bool {
+pub fn wait_for_log(gate: &(impl GateUnderTest + ?Sized), needle: &str) -> bool {
     wait_until(LOG_WAIT, || gate.log().contains(needle))
 }
 
 /// The log line holding `needle`, waiting briefly; empty when there is none.
-pub fn log_line_with(gate: &impl GateUnderTest, needle: &str) -> String {
+pub fn log_line_with(gate: &(impl GateUnderTest + ?Sized), needle: &str) -> String {
     let mut found = String::new();
     wait_until(LOG_WAIT, || {
         found = gate.log().lines().find(|l| l.contains(needle)).unwrap_or_default().to_string();
@@ -71,7 +141,7 @@ pub fn log_line_with(gate: &impl GateUnderTest, needle: &str) -> String {
 }
 
 /// A browser that went through a whole login, asking for `path` first, and holds a session.
-pub fn logged_in(gate: &impl GateUnderTest, path: &str) -> Browser {
+pub fn logged_in(gate: &(impl GateUnderTest + ?Sized), path: &str) -> Browser {
     let mut browser = gate.browser();
     let r = browser.login(path, RUN, PASSWORD);
     assert_eq!(r.status, 302, "the login for {path} failed: {r:?}\n{}", gate.log());
@@ -80,7 +150,7 @@ pub fn logged_in(gate: &impl GateUnderTest, path: &str) -> Browser {
 }
 
 /// `r` is the gate's redirect to the provider's authorize endpoint.
-pub fn assert_sent_to_login(gate: &impl GateUnderTest, r: &Response) {
+pub fn assert_sent_to_login(gate: &(impl GateUnderTest + ?Sized), r: &Response) {
     assert_eq!(r.status, 302, "expected a redirect to login for {}, got {r:?}", r.url);
     let authorize = format!("{}?", gate.authorize_endpoint());
     assert!(r.location().starts_with(&authorize), "{} redirected to {}, not to {authorize}", r.url, r.location());

@@ -26,7 +26,7 @@ pub struct StackBuilder {
     session_keys: Vec<String>,
     client_secret: String,
     numero_as_string: bool,
-    edit_config: Option<fn(&mut serde_json::Value)>,
+    edit_config: Vec<fn(&mut serde_json::Value)>,
     concurrency: u32,
     struct_config: bool,
     reloadable: bool,
@@ -38,7 +38,7 @@ impl Default for StackBuilder {
             session_keys: vec![random_key()],
             client_secret: CLIENT_SECRET.into(),
             numero_as_string: false,
-            edit_config: None,
+            edit_config: Vec::new(),
             concurrency: 2,
             struct_config: false,
             reloadable: false,
@@ -68,10 +68,10 @@ impl StackBuilder {
         self
     }
 
-    /// Changes the gate's JSON configuration before Envoy gets it.
+    /// Changes the gate's JSON configuration before Envoy gets it; edits apply in order.
     #[must_use]
     pub fn edit_config(mut self, edit: fn(&mut serde_json::Value)) -> Self {
-        self.edit_config = Some(edit);
+        self.edit_config.push(edit);
         self
     }
 
@@ -172,7 +172,7 @@ impl StackBuilder {
             "redirect_uri": redirect_uri,
             "session_keys": self.session_keys,
         });
-        if let Some(edit) = self.edit_config {
+        for edit in &self.edit_config {
             edit(&mut gate_config);
         }
         let login_path = gate_config.get("login_path").and_then(|p| p.as_str()).unwrap_or(LOGIN_PATH).to_string();
@@ -406,12 +406,7 @@ impl Stack {
     /// Switches the emulator's test modes (`POST /__emulator/mode`, see the emulator's
     /// `src/modes.rs`); returns the settings now in force.
     pub fn set_emulator_mode(&self, modes: &serde_json::Value) -> serde_json::Value {
-        let url = format!("{}/__emulator/mode", self.provider);
-        let body = match self.agent.post(&url).set("content-type", "application/json").send_string(&modes.to_string()) {
-            Ok(r) => r.into_string().unwrap_or_else(|e| panic!("reading {url}: {e}")),
-            Err(e) => panic!("POST {url} {modes}: {e}"),
-        };
-        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{url} is not JSON ({e}): {body}"))
+        emulator_mode(&self.provider, modes)
     }
 
     /// Makes the emulator sign with a new key under a new kid (`POST /__emulator/rotate-key`);
@@ -472,4 +467,14 @@ impl Drop for Stack {
     fn drop(&mut self) {
         tear_down(&mut self.children, &self.dir, "end-to-end stack", "Envoy", &self.log_path);
     }
+}
+
+/// Switches the test modes of the emulator at `provider` (`POST /__emulator/mode`).
+pub fn emulator_mode(provider: &str, modes: &serde_json::Value) -> serde_json::Value {
+    let url = format!("{provider}/__emulator/mode");
+    let body = match agent().post(&url).set("content-type", "application/json").send_string(&modes.to_string()) {
+        Ok(r) => r.into_string().unwrap_or_else(|e| panic!("reading {url}: {e}")),
+        Err(e) => panic!("POST {url} {modes}: {e}"),
+    };
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("{url} is not JSON ({e}): {body}"))
 }

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use super::client::Browser;
 use super::process::{built, random_key, spawn_listening, tail, tear_down, unique_dir, Children};
+use super::stack::emulator_mode;
 use super::{CALLBACK_PATH, CLIENT_ID, CLIENT_SECRET};
 
 /// How to build what this harness runs.
@@ -173,6 +174,11 @@ impl UnitStack {
     /// How many requests reached the legacy app so far.
     pub fn app_requests(&self) -> usize {
         self.app_log().lines().filter(|l| l.starts_with(char::is_uppercase)).count()
+    }
+
+    /// Switches the emulator's test modes (`POST /__emulator/mode`); returns what it says.
+    pub fn set_emulator_mode(&self, modes: &serde_json::Value) -> serde_json::Value {
+        emulator_mode(&self.provider, modes)
     }
 
     /// Kills the emulator: the provider becomes unreachable.

@@ -1,0 +1,338 @@
+#![cfg(not(target_arch = "wasm32"))]
+//! One table of end-to-end scenarios, run against both hosts: the gate in a real Envoy and the
+//! NGINX Unit component under `wasmtime serve`, each in front of the legacy echo app and
+//! logging in at the ClaveÚnica emulator. The core decides every one of these once; this shows
+//! both adapters carry its decisions out alike. Where a host really differs, the scenario says
+//! so with `gate.host()` and an expectation for each.
+//!
+//! Every scenario starts from the same configuration: the stacks' defaults with `/public/`
+//! public and everything else enforced, then the scenario's own edits.
+//!
+//! Run with:
+//! ```text
+//! cargo build --release --target wasm32-wasip1 && \
+//! cargo build --release --target wasm32-wasip2 -p claveunica-gate-unit && \
+//! cargo build --release -p claveunica-emulator -p legacy-app && \
+//! cargo test --test scenarios
+//! ```
+
+mod support;
+
+use serde_json::{json, Value};
+use support::checks::{start_gate, GateUnderTest, Host};
+use support::{
+    assert_sent_to_login, logged_in, wait_for_log, with_param, Response, APELLIDOS, FLOW_PREFIX, LOGOUT_PATH, NOMBRES,
+    PASSWORD, RUN, SESSION_COOKIE,
+};
+
+/// Identity headers in assorted spellings, with forged values.
+const SPOOFED: &[(&str, &str)] = &[
+    ("x-claveunica-run", "11111111-1"),
+    ("X-ClaveUnica-RUN", "22222222-2"),
+    ("X-Claveunica-Dv", "K"),
+    ("x-claveunica-nombres", "Mallory"),
+    ("X-CLAVEUNICA-APELLIDOS", "Impostora"),
+    ("x-claveunica-numero", "11111111"),
+    ("x_claveunica_run", "11111111-1"),
+];
+
+/// The table: each scenario, run once per host.
+macro_rules! scenarios {
+    ($($name:ident),* $(,)?) => {
+        mod on_envoy {
+            $(#[test] fn $name() { super::$name(super::Host::Envoy) })*
+        }
+        mod on_unit {
+            $(#[test] fn $name() { super::$name(super::Host::Unit) })*
+        }
+    };
+}
+
+scenarios! {
+    a_full_login_lands_on_the_page_asked_for_with_identity,
+    forged_identity_headers_never_reach_the_app,
+    gate_cookies_stay_with_the_gate_and_app_cookies_pass,
+    a_tampered_session_cookie_is_refused,
+    bad_and_replayed_callbacks_get_a_400_page_and_no_session,
+    a_cancelled_login_gets_its_page,
+    provider_down_gives_the_503_page_with_a_reference,
+    a_wrong_provider_answer_gives_the_502_page,
+    return_paths_never_leave_the_site,
+    api_clients_get_a_401_with_the_login_url,
+    a_run_outside_the_pilot_gets_403,
+    parallel_mode_lets_the_old_login_through_without_identity,
+    header_templates_replace_the_defaults,
+    logout_ends_the_session_and_the_app_can_ask_for_it,
+}
+
+/// The table's base: `/public/` public, everything else enforced.
+fn public_prefix(c: &mut Value) {
+    c["rules"] = json!([{"prefix": "/public/", "action": "public"}]);
+}
+
+fn start(host: Host, edits: &[fn(&mut Value)]) -> Box<dyn GateUnderTest> {
+    let all: Vec<fn(&mut Value)> =
+        std::iter::once(public_prefix as fn(&mut Value)).chain(edits.iter().copied()).collect();
+    start_gate(host, &all)
+}
+
+/// A failure page of the gate's: the status, HTML, a reference that is in the log.
+fn assert_failure_page(gate: &dyn GateUnderTest, r: &Response, status: u16, reason: &str) {
+    assert_eq!(r.status, status, "{r:?}");
+    assert!(r.header("content-type").is_some_and(|c| c.starts_with("text/html")), "{r:?}");
+    assert_eq!(r.header("cache-control"), Some("no-store"), "{r:?}");
+    let reference = r.reference();
+    assert!(wait_for_log(gate, &format!("ref={reference}")), "reference {reference} not logged:\n{}", gate.log());
+    assert!(gate.log().contains(&format!("reason={reason}")), "no reason={reason} in the log:\n{}", gate.log());
+}
+
+fn a_full_login_lands_on_the_page_asked_for_with_identity(host: Host) {
+    let gate = start(host, &[]);
+    let mut browser = gate.browser();
+    let wanted = "/tramites/certificado?id=7&format=json";
+    let authorize = browser.start_login(wanted);
+    assert!(authorize.response.set_cookie(&authorize.flow_cookie()).is_some(), "no flow cookie: {authorize:?}");
+    let callback = browser.provider_login(&authorize, RUN, PASSWORD);
+    let landed = browser.callback(&callback);
+    assert_eq!(landed.status, 302, "callback: {landed:?}\n{}", gate.log());
+    assert_eq!(landed.location(), wanted);
+    assert!(landed.set_cookie(SESSION_COOKIE).is_some_and(|c| c.contains("HttpOnly")), "{landed:?}");
+    assert!(!browser.jar.keys().any(|k| k.starts_with(FLOW_PREFIX)), "the flow cookie outlived the login");
+    assert!(wait_for_log(gate.as_ref(), "login completed: run=*****444-4"), "{}", gate.log());
+    assert!(!gate.log().contains("44444444"), "the log holds a full RUN:\n{}", gate.log());
+
+    let echo = browser.get(wanted).echo();
+    assert_eq!(echo.path, "/tramites/certificado");
+    assert_eq!(echo.query, "id=7&format=json");
+    assert_eq!(echo.one("x-claveunica-run"), Some(RUN));
+    assert_eq!(echo.one("x-claveunica-numero"), Some("44444444"));
+    assert_eq!(echo.one("x-claveunica-dv"), Some("4"));
+    assert_eq!(echo.one("x-claveunica-nombres"), Some(NOMBRES));
+    assert_eq!(echo.one("x-claveunica-apellidos"), Some(APELLIDOS));
+}
+
+fn forged_identity_headers_never_reach_the_app(host: Host) {
+    let gate = start(host, &[]);
+    // Without a session, on a public path: the request passes (the app's count moves: the
+    // positive control for every "nothing reached the app" below), its forged identity does not.
+    let mut anonymous = gate.browser();
+    let before = gate.app_requests();
+    let echo = anonymous.get_with_headers("/public/info?format=json", SPOOFED).echo();
+    assert_eq!(gate.app_requests(), before + 1, "the public request did not reach the app");
+    let forged: Vec<_> =
+        echo.headers.iter().filter(|(n, _)| n.replace('_', "-").starts_with("x-claveunica-")).collect();
+    assert!(forged.is_empty(), "forged identity reached the app without a session: {forged:?}");
+    // Without a session, on a protected path: a login, and nothing reaches the app.
+    let before = gate.app_requests();
+    assert_sent_to_login(gate.as_ref(), &anonymous.get_with_headers("/private?format=json", SPOOFED));
+    assert_eq!(gate.app_requests(), before, "a protected request without session reached the app");
+
+    // With a session: exactly the gate's values, once each, and no other spelling.
+    let mut browser = logged_in(gate.as_ref(), "/");
+    let echo = browser.get_with_headers("/private?format=json", SPOOFED).echo();
+    assert_eq!(echo.all("x-claveunica-run"), [RUN]);
+    assert_eq!(echo.all("x-claveunica-dv"), ["4"]);
+    assert_eq!(echo.all("x-claveunica-numero"), ["44444444"]);
+    assert_eq!(echo.all("x-claveunica-nombres"), [NOMBRES]);
+    assert_eq!(echo.all("x-claveunica-apellidos"), [APELLIDOS]);
+    assert!(echo.all("x_claveunica_run").is_empty(), "the underscore spelling got through: {echo:?}");
+}
+
+fn gate_cookies_stay_with_the_gate_and_app_cookies_pass(host: Host) {
+    let gate = start(host, &[]);
+    let mut browser = logged_in(gate.as_ref(), "/");
+    browser.jar.insert("PHPSESSID".into(), "legacy123".into());
+    browser.jar.insert("tema".into(), "oscuro".into());
+    browser.jar.insert(format!("{FLOW_PREFIX}abcdef012345"), "stale".into());
+    let echo = browser.get("/?format=json").echo();
+    let names = echo.cookie_names();
+    assert!(names.contains(&"PHPSESSID".to_string()) && names.contains(&"tema".to_string()), "{names:?}");
+    assert!(
+        !names.iter().any(|n| n == SESSION_COOKIE || n.starts_with(FLOW_PREFIX)),
+        "a gate cookie reached the app: {names:?}"
+    );
+    assert_eq!(echo.one("x-claveunica-run"), Some(RUN));
+
+    // Only gate cookies: no Cookie header at all upstream.
+    browser.jar.retain(|n, _| n == SESSION_COOKIE);
+    let echo = browser.get("/?format=json").echo();
+    assert!(echo.all("cookie").is_empty(), "{:?}", echo.all("cookie"));
+}
+
+fn a_tampered_session_cookie_is_refused(host: Host) {
+    let gate = start(host, &[]);
+    let mut browser = logged_in(gate.as_ref(), "/");
+    let Some(session) = browser.jar.get_mut(SESSION_COOKIE) else { panic!("no session cookie") };
+    // Flip one character in the middle of the sealed value.
+    let mid = session.len() / 2;
+    let flipped = if session.as_bytes()[mid] == b'A' { "B" } else { "A" };
+    session.replace_range(mid..=mid, flipped);
+    let before = gate.app_requests();
+    let r = browser.get("/private?format=json");
+    assert_sent_to_login(gate.as_ref(), &r);
+    assert!(r.set_cookie(SESSION_COOKIE).is_some_and(|c| c.contains("Max-Age=0")), "not cleared: {r:?}");
+    assert_eq!(gate.app_requests(), before, "a tampered session reached the app");
+}
+
+fn bad_and_replayed_callbacks_get_a_400_page_and_no_session(host: Host) {
+    let gate = start(host, &[]);
+    let mut browser = gate.browser();
+    let authorize = browser.start_login("/tramites");
+    let callback = browser.provider_login(&authorize, RUN, PASSWORD);
+    let before = gate.app_requests();
+
+    // A state of no login in this browser, and no state at all.
+    let other_state = "Z".repeat(authorize.state.len());
+    for url in [with_param(&callback, "state", Some(&other_state)), with_param(&callback, "state", None)] {
+        let mut attempt = browser.clone();
+        let r = attempt.callback(&url);
+        assert_failure_page(gate.as_ref(), &r, 400, if url.contains("state=") { "no_flow_cookie" } else { "no_state" });
+        assert!(r.body.contains("no es válido"), "the page does not explain: {}", r.body);
+        assert!(!attempt.jar.contains_key(SESSION_COOKIE), "a session was set: {r:?}");
+    }
+    // Another browser cannot use this browser's callback.
+    let r = gate.browser().callback(&callback);
+    assert_failure_page(gate.as_ref(), &r, 400, "no_flow_cookie");
+
+    // The real one works once; replayed, the flow cookie is gone: 400.
+    let mut replay = browser.clone();
+    assert_eq!(browser.callback(&callback).status, 302);
+    let r = replay.callback(&callback);
+    assert_eq!(r.status, 400, "a replayed callback: {r:?}");
+    assert!(!replay.jar.contains_key(SESSION_COOKIE));
+    assert_eq!(gate.app_requests(), before, "a callback reached the app");
+}
+
+fn a_cancelled_login_gets_its_page(host: Host) {
+    let gate = start(host, &[]);
+    let mut browser = gate.browser();
+    let authorize = browser.start_login("/tramites");
+    let callback = browser.provider_cancel(&authorize);
+    let r = browser.callback(&callback);
+    assert_failure_page(gate.as_ref(), &r, 401, "provider_error");
+    assert!(r.body.contains("Ingreso cancelado"), "{}", r.body);
+    assert!(r.body.contains("href=\"/tramites\""), "no way back to the page asked for: {}", r.body);
+    assert!(!browser.jar.contains_key(SESSION_COOKIE));
+    assert!(!browser.jar.keys().any(|k| k.starts_with(FLOW_PREFIX)), "the flow cookie outlived the login");
+}
+
+fn provider_down_gives_the_503_page_with_a_reference(host: Host) {
+    let mut gate = start(host, &[]);
+    let mut browser = gate.browser();
+    let authorize = browser.start_login("/private");
+    let callback = browser.provider_login(&authorize, RUN, PASSWORD);
+    gate.stop_provider();
+    let before = gate.app_requests();
+    let r = browser.callback(&callback);
+    // A real host difference: Envoy's cluster answers a refused connection itself with a 503
+    // (the gate reads "answered 503": unavailable); on Unit the call fails (unreachable).
+    let reason = match gate.host() {
+        Host::Envoy => "token_unavailable",
+        Host::Unit => "token_unreachable",
+    };
+    assert_failure_page(gate.as_ref(), &r, 503, reason);
+    assert!(r.body.contains("ClaveÚnica no está disponible"), "{}", r.body);
+    assert!(!browser.jar.contains_key(SESSION_COOKIE));
+    assert_eq!(gate.app_requests(), before);
+}
+
+fn a_wrong_provider_answer_gives_the_502_page(host: Host) {
+    let gate = start(host, &[]);
+    let mut browser = gate.browser();
+    let authorize = browser.start_login("/private");
+    let callback = browser.provider_login(&authorize, RUN, PASSWORD);
+    gate.set_emulator_mode(&json!({"fault": {"endpoint": "token", "kind": "html"}}));
+    let r = browser.callback(&callback);
+    assert_failure_page(gate.as_ref(), &r, 502, "token_malformed");
+    assert!(r.body.contains("respondió con un error"), "{}", r.body);
+    assert!(!browser.jar.contains_key(SESSION_COOKIE));
+    // The fault cleared, the next login works: nothing restarted.
+    gate.set_emulator_mode(&json!({"fault": {"endpoint": "all", "kind": "none"}}));
+    let _ = logged_in(gate.as_ref(), "/");
+}
+
+fn return_paths_never_leave_the_site(host: Host) {
+    let gate = start(host, &[]);
+    for elsewhere in ["//evil.example/x", "/\\evil.example", "https://evil.example/"] {
+        let mut browser = gate.browser();
+        let login = format!("/claveunica/login?return_to={}", support::url_encode(elsewhere));
+        let authorize = browser.start_login(&login);
+        let callback = browser.provider_login(&authorize, RUN, PASSWORD);
+        let landed = browser.callback(&callback);
+        assert_eq!(landed.status, 302, "{elsewhere}: {landed:?}");
+        assert_eq!(landed.location(), "/", "{elsewhere} led to {}", landed.location());
+    }
+}
+
+fn api_clients_get_a_401_with_the_login_url(host: Host) {
+    let gate = start(host, &[]);
+    let before = gate.app_requests();
+    let r = gate.browser().get_with_headers("/api/datos?x=1", &[("Accept", "application/json")]);
+    assert_eq!(r.status, 401, "{r:?}");
+    assert!(r.header("content-type").is_some_and(|c| c.starts_with("application/json")), "{r:?}");
+    assert!(r.header_all("set-cookie").is_empty(), "a 401 set cookies: {r:?}");
+    let v: Value = serde_json::from_str(&r.body).unwrap_or_else(|e| panic!("not JSON ({e}): {r:?}"));
+    assert_eq!(v["error"], "login_required", "{v}");
+    assert_eq!(v["login_url"], "/claveunica/login?return_to=%2Fapi%2Fdatos%3Fx%3D1", "{v}");
+    // A browser navigation to the same path gets the redirect.
+    assert_sent_to_login(gate.as_ref(), &gate.browser().get("/api/datos?x=1"));
+    assert_eq!(gate.app_requests(), before, "an unauthenticated API request reached the app");
+}
+
+fn a_run_outside_the_pilot_gets_403(host: Host) {
+    let gate = start(host, &[|c| c["allowed_runs"] = json!(["11111111-1"])]);
+    let mut browser = logged_in(gate.as_ref(), "/");
+    let before = gate.app_requests();
+    let r = browser.get("/private?format=json");
+    assert_eq!(r.status, 403, "{r:?}");
+    assert!(r.body.contains("href=\"/claveunica/logout\""), "no way out: {}", r.body);
+    assert!(wait_for_log(gate.as_ref(), "forbidden: run=*****444-4"), "{}", gate.log());
+    assert_eq!(gate.app_requests(), before, "a RUN outside the pilot reached the app");
+}
+
+fn parallel_mode_lets_the_old_login_through_without_identity(host: Host) {
+    let gate = start(host, &[|c| c["migration"] = json!({"mode": "parallel", "legacy_cookies": ["PHPSESSID"]})]);
+    let before = gate.app_requests();
+    let mut old = gate.browser();
+    old.jar.insert("PHPSESSID".into(), "legacy123".into());
+    let echo = old.get_with_headers("/private?format=json", SPOOFED).echo();
+    assert_eq!(gate.app_requests(), before + 1);
+    assert_eq!(echo.cookie_names(), ["PHPSESSID"]);
+    assert!(echo.all("x-claveunica-run").is_empty() && echo.all("x_claveunica_run").is_empty(), "{echo:?}");
+    // A ClaveÚnica session still gets its identity.
+    // A ClaveÚnica session (through the login path: a new visitor is let through) still gets
+    // its identity.
+    let mut browser = gate.browser();
+    let authorize = browser.start_login("/claveunica/login?return_to=%2Fprivate");
+    let callback = browser.provider_login(&authorize, RUN, PASSWORD);
+    assert_eq!(browser.callback(&callback).location(), "/private");
+    assert_eq!(browser.get("/private?format=json").echo().one("x-claveunica-run"), Some(RUN));
+}
+
+fn header_templates_replace_the_defaults(host: Host) {
+    let gate = start(host, &[|c| c["headers"] = json!({"X-Rut": "{run_dotted}", "x-nombre": "{nombres} {apellidos}"})]);
+    let mut browser = logged_in(gate.as_ref(), "/");
+    let echo = browser.get_with_headers("/private?format=json", &[("x-claveunica-run", "11111111-1")]).echo();
+    assert_eq!(echo.one("x-rut"), Some("44.444.444-4"));
+    assert_eq!(echo.one("x-nombre"), Some("Mar%C3%ADa%20Carmen%20De%20los%20R%C3%ADos%20N%C3%BA%C3%B1ez"));
+    assert!(echo.all("x-claveunica-run").is_empty(), "a default name still reached the app: {echo:?}");
+}
+
+fn logout_ends_the_session_and_the_app_can_ask_for_it(host: Host) {
+    let gate = start(host, &[]);
+    let mut browser = logged_in(gate.as_ref(), "/");
+    let r = browser.get(LOGOUT_PATH);
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(r.set_cookie(SESSION_COOKIE).is_some_and(|c| c.contains("Max-Age=0")), "{r:?}");
+    assert!(r.body.contains("/api/v1/accounts/app/logout"), "no provider logout in the page: {}", r.body);
+    assert_sent_to_login(gate.as_ref(), &browser.get("/private"));
+
+    // The application answers an identified request with x-claveunica-logout: the gate's
+    // logout page replaces the application's answer.
+    let mut browser = logged_in(gate.as_ref(), "/");
+    let r = browser.get("/private?app_logout=1");
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(!r.body.contains("RUN desconocido"), "the app's answer came through: {}", r.body);
+    assert!(r.set_cookie(SESSION_COOKIE).is_some_and(|c| c.contains("Max-Age=0")), "{r:?}");
+    assert!(wait_for_log(gate.as_ref(), "logout requested by the application"), "{}", gate.log());
+}
