@@ -43,6 +43,10 @@ pub trait GateUnderTest {
     fn set_emulator_mode(&self, modes: &serde_json::Value) -> serde_json::Value;
     /// Kills the emulator: the provider becomes unreachable.
     fn stop_provider(&mut self);
+    /// The gate's origin, `http://127.0.0.1:PORT`.
+    fn base(&self) -> String;
+    /// The gate's session keys, to seal sessions it never issued.
+    fn ring(&self) -> KeyRing;
 }
 
 impl GateUnderTest for Stack {
@@ -73,6 +77,14 @@ impl GateUnderTest for Stack {
     fn stop_provider(&mut self) {
         Stack::stop_provider(self);
     }
+
+    fn base(&self) -> String {
+        Stack::base(self).to_string()
+    }
+
+    fn ring(&self) -> KeyRing {
+        Stack::ring(self)
+    }
 }
 
 impl GateUnderTest for UnitStack {
@@ -102,6 +114,16 @@ impl GateUnderTest for UnitStack {
 
     fn stop_provider(&mut self) {
         UnitStack::stop_provider(self);
+    }
+
+    fn base(&self) -> String {
+        UnitStack::base(self).to_string()
+    }
+
+    fn ring(&self) -> KeyRing {
+        let keys = self.config()["session_keys"].as_array().cloned().unwrap_or_default();
+        let keys: Vec<&str> = keys.iter().filter_map(|k| k.as_str()).collect();
+        claveunica_core::testkit::key_ring(&keys)
     }
 }
 
