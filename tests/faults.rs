@@ -19,22 +19,23 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
+use support::checks::{start_gate, GateUnderTest, Host};
 use support::{log_line_with, wait_until, Browser, Response, Stack, PASSWORD, RUN, SESSION_COOKIE};
 
 /// The gate's `timeout_ms` in these stacks, and how long a slow provider takes.
 const TIMEOUT_MS: u64 = 1000;
 const SLOW_MS: u64 = 2500;
 
-fn set_fault(stack: &Stack, endpoint: &str, kind: &str) {
+fn set_fault(stack: &dyn GateUnderTest, endpoint: &str, kind: &str) {
     stack.set_emulator_mode(&json!({"fault": {"endpoint": endpoint, "kind": kind}, "slow_ms": SLOW_MS}));
 }
 
-fn clear_fault(stack: &Stack) {
+fn clear_fault(stack: &dyn GateUnderTest) {
     stack.set_emulator_mode(&json!({"fault": {"endpoint": "all", "kind": "none"}}));
 }
 
 /// María's verified session still reaches the app with her identity.
-fn assert_session_works(stack: &Stack, cookie: &str, when: &str) {
+fn assert_session_works(stack: &dyn GateUnderTest, cookie: &str, when: &str) {
     let mut b = stack.browser();
     b.jar.insert(SESSION_COOKIE.into(), cookie.to_string());
     let r = b.get("/?format=json");
@@ -43,7 +44,7 @@ fn assert_session_works(stack: &Stack, cookie: &str, when: &str) {
 }
 
 /// A whole login that must succeed.
-fn assert_login_works(stack: &Stack, when: &str) -> Browser {
+fn assert_login_works(stack: &dyn GateUnderTest, when: &str) -> Browser {
     let mut b = stack.browser();
     let r = b.login("/tramites?format=json", RUN, PASSWORD);
     assert_eq!(r.status, 302, "{when}: the login failed: {r:?}\n{}", log_line_with(stack, "login failed"));
@@ -53,7 +54,7 @@ fn assert_login_works(stack: &Stack, when: &str) -> Browser {
 }
 
 /// The failure page: its status, a reference that is in the log with `reason`, no session.
-fn assert_failure_page(stack: &Stack, r: &Response, status: u16, reason: &str, when: &str) {
+fn assert_failure_page(stack: &dyn GateUnderTest, r: &Response, status: u16, reason: &str, when: &str) {
     assert_eq!(r.status, status, "{when}: {r:?}");
     assert!(r.header("content-type").is_some_and(|c| c.starts_with("text/html")), "{when}: {r:?}");
     let reference = r.reference();
@@ -65,10 +66,25 @@ fn assert_failure_page(stack: &Stack, r: &Response, status: u16, reason: &str, w
     assert!(r.set_cookie(SESSION_COOKIE).is_none_or(|c| c.contains("Max-Age=0")), "{when}: a session was set: {r:?}");
 }
 
+/// The gate on `host` with calls to the provider timing out after [`TIMEOUT_MS`].
+fn start(host: Host) -> Box<dyn GateUnderTest> {
+    start_gate(host, &[|c| c["timeout_ms"] = json!(TIMEOUT_MS)])
+}
+
 #[test]
-fn provider_faults_fail_logins_with_the_right_page_and_heal() {
-    let stack = Stack::builder().edit_config(|c| c["timeout_ms"] = json!(TIMEOUT_MS)).start();
-    let session = assert_login_works(&stack, "before any fault").jar[SESSION_COOKIE].clone();
+fn provider_faults_fail_logins_with_the_right_page_and_heal_on_envoy() {
+    provider_faults_fail_logins_with_the_right_page_and_heal(Host::Envoy);
+}
+
+#[test]
+fn provider_faults_fail_logins_with_the_right_page_and_heal_on_unit() {
+    provider_faults_fail_logins_with_the_right_page_and_heal(Host::Unit);
+}
+
+fn provider_faults_fail_logins_with_the_right_page_and_heal(host: Host) {
+    let gate = start(host);
+    let stack = gate.as_ref();
+    let session = assert_login_works(stack, "before any fault").jar[SESSION_COOKIE].clone();
 
     // endpoint, fault, the page's status, the logged reason.
     let rows: &[(&str, &str, u16, &str)] = &[
@@ -86,12 +102,12 @@ fn provider_faults_fail_logins_with_the_right_page_and_heal() {
     ];
     for &(endpoint, kind, status, reason) in rows {
         let when = format!("{kind} at {endpoint}");
-        set_fault(&stack, endpoint, kind);
+        set_fault(stack, endpoint, kind);
         let before = stack.app_requests();
         let mut b = stack.browser();
         let started = Instant::now();
         let r = b.login("/tramites", RUN, PASSWORD);
-        assert_failure_page(&stack, &r, status, reason, &when);
+        assert_failure_page(stack, &r, status, reason, &when);
         if kind == "slow" {
             assert!(
                 started.elapsed() < Duration::from_millis(SLOW_MS),
@@ -101,46 +117,72 @@ fn provider_faults_fail_logins_with_the_right_page_and_heal() {
         }
         assert!(!b.jar.contains_key(SESSION_COOKIE), "{when}: a session was set");
         assert_eq!(stack.app_requests(), before, "{when}: a failed login reached the app");
-        assert_session_works(&stack, &session, &when);
-        clear_fault(&stack);
-        assert_login_works(&stack, &format!("after {when} was cleared"));
+        assert_session_works(stack, &session, &when);
+        clear_fault(stack);
+        assert_login_works(stack, &format!("after {when} was cleared"));
     }
 
-    // The keys are known, so a JWKS endpoint that fails in any way does not stop a login.
-    for kind in ["slow", "close", "status_500", "html", "truncate_json"] {
-        set_fault(&stack, "jwks", kind);
-        assert_login_works(&stack, &format!("{kind} at the JWKS endpoint, keys already known"));
-        assert_session_works(&stack, &session, &format!("{kind} at the JWKS endpoint"));
+    // On Envoy the keys are known (kept for every worker), so a JWKS endpoint that fails in
+    // any way does not stop a login. A real host difference: the Unit host keeps no state
+    // between requests (an instance per request), so every login there fetches the keys, and
+    // a failing JWKS endpoint fails logins with the page for it; open sessions work on both.
+    for (kind, status, reason) in [
+        ("slow", 503, "jwks_unreachable"),
+        ("close", 503, "jwks_unreachable"),
+        ("status_500", 502, "jwks_invalid"),
+        ("html", 502, "jwks_invalid"),
+        ("truncate_json", 502, "jwks_invalid"),
+    ] {
+        let when = format!("{kind} at the JWKS endpoint");
+        set_fault(stack, "jwks", kind);
+        match host {
+            Host::Envoy => drop(assert_login_works(stack, &format!("{when}, keys already known"))),
+            Host::Unit => {
+                let r = stack.browser().login("/tramites", RUN, PASSWORD);
+                assert_failure_page(stack, &r, status, reason, &when);
+            }
+        }
+        assert_session_works(stack, &session, &when);
     }
-    clear_fault(&stack);
-    let log = stack.envoy_log();
-    assert!(!log.contains("wasm trap") && !log.contains("panicked"), "a crash in Envoy's log");
+    clear_fault(stack);
+    let log = stack.log();
+    assert!(!log.contains("wasm trap") && !log.contains("panicked"), "a crash in the host's log");
 }
 
 /// A provider that announces a longer body than it sends, then closes: Envoy hands the gate a
 /// failed call without response headers, and the gate must answer 503 like any unreachable
 /// provider.
 #[test]
-fn a_truncated_answer_fails_the_login_without_crashing_the_vm() {
-    let stack = Stack::builder().edit_config(|c| c["timeout_ms"] = json!(TIMEOUT_MS)).start();
-    let session = assert_login_works(&stack, "before any fault").jar[SESSION_COOKIE].clone();
+fn a_truncated_answer_fails_the_login_without_crashing_the_vm_on_envoy() {
+    a_truncated_answer_fails_the_login_without_crashing_the_vm(Host::Envoy);
+}
+
+#[test]
+fn a_truncated_answer_fails_the_login_without_crashing_the_vm_on_unit() {
+    a_truncated_answer_fails_the_login_without_crashing_the_vm(Host::Unit);
+}
+
+fn a_truncated_answer_fails_the_login_without_crashing_the_vm(host: Host) {
+    let gate = start(host);
+    let stack = gate.as_ref();
+    let session = assert_login_works(stack, "before any fault").jar[SESSION_COOKIE].clone();
     for (endpoint, reason) in [("token", "token_un"), ("userinfo", "userinfo_un")] {
         let when = format!("truncate_body at {endpoint}");
-        set_fault(&stack, endpoint, "truncate_body");
+        set_fault(stack, endpoint, "truncate_body");
         let before = stack.app_requests();
         let mut b = stack.browser();
         let r = b.login("/tramites", RUN, PASSWORD);
-        assert_failure_page(&stack, &r, 503, reason, &when);
+        assert_failure_page(stack, &r, 503, reason, &when);
         assert_eq!(stack.app_requests(), before, "{when}: a failed login reached the app");
         // Fresh connections land on both workers: each VM must still serve.
         for _ in 0..6 {
-            assert_session_works(&stack, &session, &when);
+            assert_session_works(stack, &session, &when);
         }
-        clear_fault(&stack);
-        assert_login_works(&stack, &format!("after {when} was cleared"));
+        clear_fault(stack);
+        assert_login_works(stack, &format!("after {when} was cleared"));
     }
-    let log = stack.envoy_log();
-    assert!(!log.contains("panicked") && !log.contains("proxy_on_"), "a crash in Envoy's log:\n{log}");
+    let log = stack.log();
+    assert!(!log.contains("panicked") && !log.contains("proxy_on_"), "a crash in the host's log:\n{log}");
 }
 
 #[test]
