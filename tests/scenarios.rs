@@ -21,19 +21,23 @@ mod support;
 use serde_json::{json, Value};
 use support::checks::{start_gate, GateUnderTest, Host};
 use support::{
-    assert_sent_to_login, logged_in, wait_for_log, with_param, Response, APELLIDOS, FLOW_PREFIX, LOGOUT_PATH, NOMBRES,
-    PASSWORD, RUN, SESSION_COOKIE,
+    assert_sent_to_login, logged_in, param, wait_for_log, with_param, Response, APELLIDOS, CALLBACK_PATH, CLIENT_ID,
+    FLOW_PREFIX, LOGOUT_PATH, NOMBRES, PASSWORD, RUN, SESSION_COOKIE,
 };
 
-/// Identity headers in assorted spellings, with forged values.
+/// Every identity header, in assorted letter cases, with forged values.
 const SPOOFED: &[(&str, &str)] = &[
     ("x-claveunica-run", "11111111-1"),
     ("X-ClaveUnica-RUN", "22222222-2"),
+    ("X-CLAVEUNICA-RUN", "33333333-3"),
+    ("x-claveunica-numero", "11111111"),
+    ("X-ClaveUnica-Numero", "22222222"),
     ("X-Claveunica-Dv", "K"),
     ("x-claveunica-nombres", "Mallory"),
     ("X-CLAVEUNICA-APELLIDOS", "Impostora"),
-    ("x-claveunica-numero", "11111111"),
+    // CGI, PHP, Rack and WSGI read `_` and `-` alike, so these would shadow the real ones.
     ("x_claveunica_run", "11111111-1"),
+    ("X_ClaveUnica_Dv", "K"),
 ];
 
 /// The table: each scenario, run once per host.
@@ -63,6 +67,10 @@ scenarios! {
     parallel_mode_lets_the_old_login_through_without_identity,
     header_templates_replace_the_defaults,
     logout_ends_the_session_and_the_app_can_ask_for_it,
+    two_tabs_log_in_at_once_as_two_people_and_each_lands_on_its_own_page,
+    a_wrong_client_secret_gives_the_502_page_and_is_never_logged,
+    report_only_blocks_nothing_and_says_what_it_would_do,
+    canary_sends_its_share_to_claveunica_and_remembers,
 }
 
 /// The table's base: `/public/` public, everything else enforced.
@@ -91,12 +99,25 @@ fn a_full_login_lands_on_the_page_asked_for_with_identity(host: Host) {
     let mut browser = gate.browser();
     let wanted = "/tramites/certificado?id=7&format=json";
     let authorize = browser.start_login(wanted);
-    assert!(authorize.response.set_cookie(&authorize.flow_cookie()).is_some(), "no flow cookie: {authorize:?}");
-    let callback = browser.provider_login(&authorize, RUN, PASSWORD);
+    assert_eq!(authorize.param("client_id"), Some(CLIENT_ID));
+    assert_eq!(authorize.param("response_type"), Some("code"));
+    assert_eq!(authorize.param("scope"), Some("openid run name"), "certification checks the exact scope");
+    assert_eq!(authorize.param("redirect_uri"), Some(format!("{}{CALLBACK_PATH}", gate.base()).as_str()));
+    assert!(!authorize.nonce.is_empty(), "no nonce in {}", authorize.url);
+    assert_ne!(authorize.state, authorize.nonce);
+    let flow = authorize.response.set_cookie(&authorize.flow_cookie());
+    let flow = flow.unwrap_or_else(|| panic!("no flow cookie {}: {:?}", authorize.flow_cookie(), authorize.response));
+    assert!(flow.contains("HttpOnly") && flow.contains("SameSite=Lax"), "flow cookie attributes: {flow}");
+
+    // The sandbox RUN as people type it, with dots.
+    let callback = browser.provider_login(&authorize, "44.444.444-4", PASSWORD);
+    assert_eq!(param(&callback, "state").as_deref(), Some(authorize.state.as_str()));
     let landed = browser.callback(&callback);
     assert_eq!(landed.status, 302, "callback: {landed:?}\n{}", gate.log());
     assert_eq!(landed.location(), wanted);
-    assert!(landed.set_cookie(SESSION_COOKIE).is_some_and(|c| c.contains("HttpOnly")), "{landed:?}");
+    let session = landed.set_cookie(SESSION_COOKIE).unwrap_or_else(|| panic!("no session cookie: {landed:?}"));
+    assert!(session.contains("HttpOnly") && session.contains("SameSite=Lax"), "session cookie attributes: {session}");
+    assert!(session.len() < 4096, "a session cookie of {} bytes", session.len());
     assert!(!browser.jar.keys().any(|k| k.starts_with(FLOW_PREFIX)), "the flow cookie outlived the login");
     assert!(wait_for_log(gate.as_ref(), "login completed: run=*****444-4"), "{}", gate.log());
     assert!(!gate.log().contains("44444444"), "the log holds a full RUN:\n{}", gate.log());
@@ -109,10 +130,19 @@ fn a_full_login_lands_on_the_page_asked_for_with_identity(host: Host) {
     assert_eq!(echo.one("x-claveunica-dv"), Some("4"));
     assert_eq!(echo.one("x-claveunica-nombres"), Some(NOMBRES));
     assert_eq!(echo.one("x-claveunica-apellidos"), Some(APELLIDOS));
+    // The HTML portal greets the person by name.
+    let portal = browser.get("/");
+    assert_eq!(portal.status, 200, "{portal:?}");
+    assert!(portal.body.contains("María Carmen"), "the portal does not greet the user: {}", portal.body);
 }
 
 fn forged_identity_headers_never_reach_the_app(host: Host) {
     let gate = start(host, &[]);
+    // The client really sends every forged header, repeats included (straight to the app).
+    let direct = gate.browser().get_url_with_headers(&format!("{}/?format=json", gate.app()), SPOOFED).echo();
+    let sent = direct.headers.iter().filter(|(n, _)| n.replace('_', "-").starts_with("x-claveunica-")).count();
+    assert_eq!(sent, SPOOFED.len(), "the client did not send every forged header: {direct:?}");
+
     // Without a session, on a public path: the request passes (the app's count moves: the
     // positive control for every "nothing reached the app" below), its forged identity does not.
     let mut anonymous = gate.browser();
@@ -124,7 +154,9 @@ fn forged_identity_headers_never_reach_the_app(host: Host) {
     assert!(forged.is_empty(), "forged identity reached the app without a session: {forged:?}");
     // Without a session, on a protected path: a login, and nothing reaches the app.
     let before = gate.app_requests();
-    assert_sent_to_login(gate.as_ref(), &anonymous.get_with_headers("/private?format=json", SPOOFED));
+    let r = anonymous.get_with_headers("/private?format=json", SPOOFED);
+    assert_sent_to_login(gate.as_ref(), &r);
+    assert!(!r.body.contains("Portal Legado"), "the app's page came through: {r:?}");
     assert_eq!(gate.app_requests(), before, "a protected request without session reached the app");
 
     // With a session: exactly the gate's values, once each, and no other spelling.
@@ -135,7 +167,7 @@ fn forged_identity_headers_never_reach_the_app(host: Host) {
     assert_eq!(echo.all("x-claveunica-numero"), ["44444444"]);
     assert_eq!(echo.all("x-claveunica-nombres"), [NOMBRES]);
     assert_eq!(echo.all("x-claveunica-apellidos"), [APELLIDOS]);
-    assert!(echo.all("x_claveunica_run").is_empty(), "the underscore spelling got through: {echo:?}");
+    assert!(!echo.headers.iter().any(|(n, _)| n.contains('_')), "an underscore spelling got through: {echo:?}");
 }
 
 fn gate_cookies_stay_with_the_gate_and_app_cookies_pass(host: Host) {
@@ -161,16 +193,35 @@ fn gate_cookies_stay_with_the_gate_and_app_cookies_pass(host: Host) {
 
 fn a_tampered_session_cookie_is_refused(host: Host) {
     let gate = start(host, &[]);
-    let mut browser = logged_in(gate.as_ref(), "/");
-    let Some(session) = browser.jar.get_mut(SESSION_COOKIE) else { panic!("no session cookie") };
-    // Flip one character in the middle of the sealed value.
-    let mid = session.len() / 2;
-    let flipped = if session.as_bytes()[mid] == b'A' { "B" } else { "A" };
-    session.replace_range(mid..=mid, flipped);
+    let good = logged_in(gate.as_ref(), "/").jar[SESSION_COOKIE].clone();
+    // The untouched cookie opens.
+    let mut ok = gate.browser();
+    ok.jar.insert(SESSION_COOKIE.into(), good.clone());
+    assert_eq!(ok.get("/?format=json").echo().one("x-claveunica-run"), Some(RUN));
+
+    let mut flipped = good.clone().into_bytes();
+    let middle = flipped.len() / 2;
+    flipped[middle] = if flipped[middle] == b'A' { b'B' } else { b'A' };
+    let cases = [
+        ("one character flipped", String::from_utf8(flipped).expect("cookie values are ASCII")),
+        ("truncated", good[..good.len() - 1].to_string()),
+        ("extended", format!("{good}A")),
+        ("garbage", "garbage".to_string()),
+        ("empty", String::new()),
+        ("long garbage", "A".repeat(3000)),
+        ("not base64", "%%%$$$!!!".to_string()),
+    ];
     let before = gate.app_requests();
-    let r = browser.get("/private?format=json");
-    assert_sent_to_login(gate.as_ref(), &r);
-    assert!(r.set_cookie(SESSION_COOKIE).is_some_and(|c| c.contains("Max-Age=0")), "not cleared: {r:?}");
+    for (what, value) in cases {
+        let mut browser = gate.browser();
+        browser.jar.insert(SESSION_COOKIE.into(), value);
+        let r = browser.get("/perfil?format=json");
+        assert_sent_to_login(gate.as_ref(), &r);
+        assert!(
+            r.set_cookie(SESSION_COOKIE).is_some_and(|c| c.contains("Max-Age=0")),
+            "the {what} session cookie was not cleared: {r:?}"
+        );
+    }
     assert_eq!(gate.app_requests(), before, "a tampered session reached the app");
 }
 
@@ -179,41 +230,76 @@ fn bad_and_replayed_callbacks_get_a_400_page_and_no_session(host: Host) {
     let mut browser = gate.browser();
     let authorize = browser.start_login("/tramites");
     let callback = browser.provider_login(&authorize, RUN, PASSWORD);
+    let state = authorize.state.clone();
+    let calls = gate.provider_calls();
     let before = gate.app_requests();
 
-    // A state of no login in this browser, and no state at all.
-    let other_state = "Z".repeat(authorize.state.len());
-    for url in [with_param(&callback, "state", Some(&other_state)), with_param(&callback, "state", None)] {
+    let mut other_state: String = state.chars().rev().collect();
+    if other_state[..12] == state[..12] {
+        other_state = "Z".repeat(state.len());
+    }
+    let same_prefix = format!("{}{}", &state[..12], "x".repeat(state.len() - 12));
+    let cases = [
+        ("a state of no login in this browser", with_param(&callback, "state", Some(&other_state)), "no_flow_cookie"),
+        (
+            "a state whose flow cookie holds another state",
+            with_param(&callback, "state", Some(&same_prefix)),
+            "state_mismatch",
+        ),
+        ("no state", with_param(&callback, "state", None), "no_state"),
+        ("an empty state", with_param(&callback, "state", Some("")), "bad_state"),
+        ("a repeated state", format!("{callback}&state={state}"), "repeated_parameter"),
+    ];
+    for (what, url, reason) in cases {
         let mut attempt = browser.clone();
         let r = attempt.callback(&url);
-        assert_failure_page(gate.as_ref(), &r, 400, if url.contains("state=") { "no_flow_cookie" } else { "no_state" });
-        assert!(r.body.contains("no es válido"), "the page does not explain: {}", r.body);
-        assert!(!attempt.jar.contains_key(SESSION_COOKIE), "a session was set: {r:?}");
+        assert_failure_page(gate.as_ref(), &r, 400, reason);
+        assert!(!attempt.jar.contains_key(SESSION_COOKIE), "{what}: a session was set: {r:?}");
+        assert!(r.body.contains("no es válido"), "{what}: the page does not explain: {}", r.body);
     }
-    // Another browser cannot use this browser's callback.
-    let r = gate.browser().callback(&callback);
+    // Another browser cannot use this browser's callback (no flow cookie for that state)...
+    let mut other = gate.browser();
+    let _ = other.start_login("/otro");
+    let r = other.callback(&callback);
     assert_failure_page(gate.as_ref(), &r, 400, "no_flow_cookie");
+    assert!(!other.jar.contains_key(SESSION_COOKIE));
+    assert_eq!(gate.provider_calls(), calls, "a callback without its flow cookie reached the provider");
 
-    // The real one works once; replayed, the flow cookie is gone: 400.
+    // ...and none of that spent the real login: it still completes (token and userinfo).
+    let mut before_callback = browser.clone();
+    let r = browser.callback(&callback);
+    assert_eq!((r.status, r.location()), (302, "/tramites"), "{r:?}");
+    assert!(gate.provider_calls() >= calls + 2, "the provider's call count does not move");
+
+    // Replaying the callback in the same browser: its flow cookie is gone.
+    let calls = gate.provider_calls();
     let mut replay = browser.clone();
-    assert_eq!(browser.callback(&callback).status, 302);
+    replay.jar.remove(SESSION_COOKIE);
     let r = replay.callback(&callback);
-    assert_eq!(r.status, 400, "a replayed callback: {r:?}");
-    assert!(!replay.jar.contains_key(SESSION_COOKIE));
+    assert_failure_page(gate.as_ref(), &r, 400, "no_flow_cookie");
+    assert!(!replay.jar.contains_key(SESSION_COOKIE), "a replayed callback set a session: {r:?}");
+    assert_eq!(gate.provider_calls(), calls, "a replayed callback reached the provider");
+
+    // Even with the old flow cookie back, the spent code is refused by the provider.
+    let r = before_callback.callback(&callback);
+    assert_failure_page(gate.as_ref(), &r, 400, "token_invalid_grant");
+    assert!(!before_callback.jar.contains_key(SESSION_COOKIE), "a replayed code set a session: {r:?}");
     assert_eq!(gate.app_requests(), before, "a callback reached the app");
 }
 
 fn a_cancelled_login_gets_its_page(host: Host) {
     let gate = start(host, &[]);
+    let before = gate.app_requests();
     let mut browser = gate.browser();
     let authorize = browser.start_login("/tramites");
     let callback = browser.provider_cancel(&authorize);
+    assert_eq!(param(&callback, "error").as_deref(), Some("access_denied"));
     let r = browser.callback(&callback);
     assert_failure_page(gate.as_ref(), &r, 401, "provider_error");
     assert!(r.body.contains("Ingreso cancelado"), "{}", r.body);
     assert!(r.body.contains("href=\"/tramites\""), "no way back to the page asked for: {}", r.body);
-    assert!(!browser.jar.contains_key(SESSION_COOKIE));
-    assert!(!browser.jar.keys().any(|k| k.starts_with(FLOW_PREFIX)), "the flow cookie outlived the login");
+    assert!(browser.jar.is_empty(), "cookies left after a cancelled login: {:?}", browser.jar);
+    assert_eq!(gate.app_requests(), before);
 }
 
 fn provider_down_gives_the_503_page_with_a_reference(host: Host) {
@@ -253,14 +339,19 @@ fn a_wrong_provider_answer_gives_the_502_page(host: Host) {
 
 fn return_paths_never_leave_the_site(host: Host) {
     let gate = start(host, &[]);
-    for elsewhere in ["//evil.example/x", "/\\evil.example", "https://evil.example/"] {
+    for (asked, lands) in [
+        ("/claveunica/login?return_to=https%3A%2F%2Fevil.example%2Fx", "/"),
+        ("/claveunica/login?return_to=%2F%2Fevil.example%2Fx", "/"),
+        ("/claveunica/login?return_to=%2F%5Cevil.example%2Fx", "/"),
+        ("/claveunica/login?return_to=%2Fmis-tramites%3Fa%3D1", "/mis-tramites?a=1"),
+        ("//evil.example/x", "/"),
+    ] {
         let mut browser = gate.browser();
-        let login = format!("/claveunica/login?return_to={}", support::url_encode(elsewhere));
-        let authorize = browser.start_login(&login);
+        let authorize = browser.start_login(asked);
         let callback = browser.provider_login(&authorize, RUN, PASSWORD);
         let landed = browser.callback(&callback);
-        assert_eq!(landed.status, 302, "{elsewhere}: {landed:?}");
-        assert_eq!(landed.location(), "/", "{elsewhere} led to {}", landed.location());
+        assert_eq!(landed.status, 302, "{asked}: {landed:?}");
+        assert_eq!(landed.location(), lands, "after asking for {asked}");
     }
 }
 
@@ -320,11 +411,21 @@ fn header_templates_replace_the_defaults(host: Host) {
 
 fn logout_ends_the_session_and_the_app_can_ask_for_it(host: Host) {
     let gate = start(host, &[]);
-    let mut browser = logged_in(gate.as_ref(), "/");
+    let mut browser = gate.browser();
+    let stale = browser.start_login("/abandonado");
+    let r = browser.login("/", RUN, PASSWORD);
+    assert_eq!(r.status, 302, "{r:?}");
+    assert!(browser.jar.contains_key(&stale.flow_cookie()));
     let r = browser.get(LOGOUT_PATH);
     assert_eq!(r.status, 200, "{r:?}");
     assert!(r.set_cookie(SESSION_COOKIE).is_some_and(|c| c.contains("Max-Age=0")), "{r:?}");
-    assert!(r.body.contains("/api/v1/accounts/app/logout"), "no provider logout in the page: {}", r.body);
+    assert!(
+        r.set_cookie(&stale.flow_cookie()).is_some_and(|c| c.contains("Max-Age=0")),
+        "logout left a login attempt alive: {r:?}"
+    );
+    let provider_logout = format!("{}/api/v1/accounts/app/logout", gate.provider());
+    assert!(r.body.contains(&provider_logout), "the page does not go to {provider_logout}: {}", r.body);
+    assert!(browser.jar.is_empty(), "cookies left after logout: {:?}", browser.jar);
     assert_sent_to_login(gate.as_ref(), &browser.get("/private"));
 
     // The application answers an identified request with x-claveunica-logout: the gate's
@@ -335,4 +436,76 @@ fn logout_ends_the_session_and_the_app_can_ask_for_it(host: Host) {
     assert!(!r.body.contains("RUN desconocido"), "the app's answer came through: {}", r.body);
     assert!(r.set_cookie(SESSION_COOKIE).is_some_and(|c| c.contains("Max-Age=0")), "{r:?}");
     assert!(wait_for_log(gate.as_ref(), "logout requested by the application"), "{}", gate.log());
+}
+
+fn two_tabs_log_in_at_once_as_two_people_and_each_lands_on_its_own_page(host: Host) {
+    let gate = start(host, &[]);
+    let mut browser = gate.browser();
+    let tab_a = browser.start_login("/a?format=json");
+    let tab_b = browser.start_login("/b?format=json");
+    assert_ne!(tab_a.state, tab_b.state);
+    assert_ne!(tab_a.flow_cookie(), tab_b.flow_cookie());
+    let callback_a = browser.provider_login(&tab_a, RUN, PASSWORD);
+    let callback_b = browser.provider_login(&tab_b, "55555555-5", PASSWORD);
+    let landed_b = browser.callback(&callback_b);
+    assert_eq!((landed_b.status, landed_b.location()), (302, "/b?format=json"), "tab b: {landed_b:?}");
+    assert_eq!(browser.get("/b?format=json").echo().one("x-claveunica-run"), Some("55555555-5"));
+    let landed_a = browser.callback(&callback_a);
+    assert_eq!((landed_a.status, landed_a.location()), (302, "/a?format=json"), "tab a: {landed_a:?}");
+    assert!(!browser.jar.keys().any(|k| k.starts_with(FLOW_PREFIX)), "flow cookies left: {:?}", browser.jar);
+    // The last login to finish holds the session.
+    let echo = browser.get("/a?format=json").echo();
+    assert_eq!(echo.path, "/a");
+    assert_eq!(echo.one("x-claveunica-run"), Some(RUN));
+}
+
+fn a_wrong_client_secret_gives_the_502_page_and_is_never_logged(host: Host) {
+    let gate = start(
+        host,
+        &[|c| {
+            c.as_object_mut().map(|o| o.remove("client_secret_env"));
+            c["client_secret"] = json!("not-the-secret");
+        }],
+    );
+    let before = gate.app_requests();
+    let mut browser = gate.browser();
+    let r = browser.login("/tramites", RUN, PASSWORD);
+    assert_failure_page(gate.as_ref(), &r, 502, "token_rejected");
+    assert!(r.body.contains("respondió con un error"), "{}", r.body);
+    assert!(!browser.jar.contains_key(SESSION_COOKIE));
+    assert_eq!(gate.app_requests(), before);
+    assert!(!gate.log().contains("not-the-secret"), "the client secret is in the log");
+}
+
+fn report_only_blocks_nothing_and_says_what_it_would_do(host: Host) {
+    let gate = start(host, &[|c| c["migration"] = json!({"mode": "report_only"})]);
+    let before = gate.app_requests();
+    let echo = gate.browser().get_with_headers("/tramites?format=json", SPOOFED).echo();
+    assert_eq!(gate.app_requests(), before + 1);
+    assert!(echo.all("x-claveunica-run").is_empty() && echo.all("x_claveunica_run").is_empty(), "{echo:?}");
+    assert!(
+        wait_for_log(gate.as_ref(), "report_only: would require a ClaveÚnica login for GET /tramites"),
+        "{}",
+        gate.log()
+    );
+}
+
+fn canary_sends_its_share_to_claveunica_and_remembers(host: Host) {
+    // All of the share: every new browser is sent to ClaveÚnica, and keeps its draw.
+    let gate = start(
+        host,
+        &[|c| c["migration"] = json!({"mode": "canary", "canary_percent": 100, "legacy_cookies": ["PHPSESSID"]})],
+    );
+    let mut browser = gate.browser();
+    let r = browser.get("/tramites");
+    assert_sent_to_login(gate.as_ref(), &r);
+    assert!(r.set_cookie("claveunica_canary").is_some_and(|c| c.starts_with("claveunica_canary=1")), "{r:?}");
+    assert_sent_to_login(gate.as_ref(), &browser.get("/tramites"));
+    // A browser with the old login stays on it, without identity.
+    let mut old = gate.browser();
+    old.jar.insert("PHPSESSID".into(), "legacy123".into());
+    let before = gate.app_requests();
+    let echo = old.get("/tramites?format=json").echo();
+    assert_eq!(gate.app_requests(), before + 1);
+    assert!(echo.all("x-claveunica-run").is_empty(), "{echo:?}");
 }

@@ -10,7 +10,7 @@ use claveunica_core::protocol::session::{Identity, Session};
 use super::client::Browser;
 use super::parse::Response;
 use super::process::{random_bytes, wait_until};
-use super::stack::Stack;
+use super::stack::{emulator_stats, Stack};
 use super::unit::UnitStack;
 use super::{PASSWORD, RUN, SESSION_COOKIE};
 
@@ -47,6 +47,15 @@ pub trait GateUnderTest {
     fn base(&self) -> String;
     /// The gate's session keys, to seal sessions it never issued.
     fn ring(&self) -> KeyRing;
+    /// The emulator's origin.
+    fn provider(&self) -> String;
+    /// The legacy application's origin, to reach it without the gate.
+    fn app(&self) -> String;
+    /// How many back-channel calls (token, userinfo, JWKS) the provider has answered.
+    fn provider_calls(&self) -> u64 {
+        let stats = emulator_stats(&self.provider());
+        stats.token + stats.userinfo + stats.jwks
+    }
 }
 
 impl GateUnderTest for Stack {
@@ -84,6 +93,14 @@ impl GateUnderTest for Stack {
 
     fn ring(&self) -> KeyRing {
         Stack::ring(self)
+    }
+
+    fn provider(&self) -> String {
+        Stack::provider(self).to_string()
+    }
+
+    fn app(&self) -> String {
+        Stack::app(self).to_string()
     }
 }
 
@@ -124,6 +141,14 @@ impl GateUnderTest for UnitStack {
         let keys = self.config()["session_keys"].as_array().cloned().unwrap_or_default();
         let keys: Vec<&str> = keys.iter().filter_map(|k| k.as_str()).collect();
         claveunica_core::testkit::key_ring(&keys)
+    }
+
+    fn provider(&self) -> String {
+        UnitStack::provider(self).to_string()
+    }
+
+    fn app(&self) -> String {
+        UnitStack::app(self).to_string()
     }
 }
 

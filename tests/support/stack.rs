@@ -391,16 +391,7 @@ impl Stack {
 
     /// How many requests each emulator endpoint has received.
     pub fn emulator_stats(&self) -> EmulatorStats {
-        let url = format!("{}/__emulator/stats", self.provider);
-        let body = match self.agent.get(&url).call() {
-            Ok(r) => r.into_string().unwrap_or_else(|e| panic!("reading {url}: {e}")),
-            Err(e) => panic!("GET {url}: {e}"),
-        };
-        let v: serde_json::Value =
-            serde_json::from_str(&body).unwrap_or_else(|e| panic!("{url} is not JSON ({e}): {body}"));
-        let n =
-            |k: &str| v.get(k).and_then(serde_json::Value::as_u64).unwrap_or_else(|| panic!("{url}: no {k}: {body}"));
-        EmulatorStats { jwks: n("jwks"), token: n("token"), userinfo: n("userinfo"), authorize: n("authorize") }
+        emulator_stats(&self.provider)
     }
 
     /// Switches the emulator's test modes (`POST /__emulator/mode`, see the emulator's
@@ -408,7 +399,9 @@ impl Stack {
     pub fn set_emulator_mode(&self, modes: &serde_json::Value) -> serde_json::Value {
         emulator_mode(&self.provider, modes)
     }
+}
 
+impl Stack {
     /// Makes the emulator sign with a new key under a new kid (`POST /__emulator/rotate-key`);
     /// its JWKS then publishes the new key only, or with `keep_old` the older ones too.
     /// Returns the new kid.
@@ -477,4 +470,17 @@ pub fn emulator_mode(provider: &str, modes: &serde_json::Value) -> serde_json::V
         Err(e) => panic!("POST {url} {modes}: {e}"),
     };
     serde_json::from_str(&body).unwrap_or_else(|e| panic!("{url} is not JSON ({e}): {body}"))
+}
+
+/// What the emulator at `provider` has served so far (`GET /__emulator/stats`).
+pub fn emulator_stats(provider: &str) -> EmulatorStats {
+    let url = format!("{provider}/__emulator/stats");
+    let body = match agent().get(&url).call() {
+        Ok(r) => r.into_string().unwrap_or_else(|e| panic!("reading {url}: {e}")),
+        Err(e) => panic!("GET {url}: {e}"),
+    };
+    let v: serde_json::Value =
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{url} is not JSON ({e}): {body}"));
+    let n = |k: &str| v.get(k).and_then(serde_json::Value::as_u64).unwrap_or_else(|| panic!("{url}: no {k}: {body}"));
+    EmulatorStats { jwks: n("jwks"), token: n("token"), userinfo: n("userinfo"), authorize: n("authorize") }
 }

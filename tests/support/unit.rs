@@ -156,6 +156,11 @@ impl UnitStack {
         format!("{}/openid/authorize/", self.provider)
     }
 
+    /// The emulator's origin.
+    pub fn provider(&self) -> &str {
+        &self.provider
+    }
+
     /// The legacy app's origin.
     pub fn app(&self) -> &str {
         &self.app
