@@ -6,7 +6,8 @@
 //! so with `gate.host()` and an expectation for each.
 //!
 //! Every scenario starts from the same configuration: the stacks' defaults with `/public/`
-//! public and everything else enforced, then the scenario's own edits.
+//! public and everything else enforced, then the scenario's own edits. Rules and migration
+//! modes have their own table, `tests/rollout.rs`, also run on both hosts.
 //!
 //! Run with:
 //! ```text
@@ -62,15 +63,9 @@ scenarios! {
     provider_down_gives_the_503_page_with_a_reference,
     a_wrong_provider_answer_gives_the_502_page,
     return_paths_never_leave_the_site,
-    api_clients_get_a_401_with_the_login_url,
-    a_run_outside_the_pilot_gets_403,
-    parallel_mode_lets_the_old_login_through_without_identity,
-    header_templates_replace_the_defaults,
     logout_ends_the_session_and_the_app_can_ask_for_it,
     two_tabs_log_in_at_once_as_two_people_and_each_lands_on_its_own_page,
     a_wrong_client_secret_gives_the_502_page_and_is_never_logged,
-    report_only_blocks_nothing_and_says_what_it_would_do,
-    canary_sends_its_share_to_claveunica_and_remembers,
 }
 
 /// The table's base: `/public/` public, everything else enforced.
@@ -355,60 +350,6 @@ fn return_paths_never_leave_the_site(host: Host) {
     }
 }
 
-fn api_clients_get_a_401_with_the_login_url(host: Host) {
-    let gate = start(host, &[]);
-    let before = gate.app_requests();
-    let r = gate.browser().get_with_headers("/api/datos?x=1", &[("Accept", "application/json")]);
-    assert_eq!(r.status, 401, "{r:?}");
-    assert!(r.header("content-type").is_some_and(|c| c.starts_with("application/json")), "{r:?}");
-    assert!(r.header_all("set-cookie").is_empty(), "a 401 set cookies: {r:?}");
-    let v: Value = serde_json::from_str(&r.body).unwrap_or_else(|e| panic!("not JSON ({e}): {r:?}"));
-    assert_eq!(v["error"], "login_required", "{v}");
-    assert_eq!(v["login_url"], "/claveunica/login?return_to=%2Fapi%2Fdatos%3Fx%3D1", "{v}");
-    // A browser navigation to the same path gets the redirect.
-    assert_sent_to_login(gate.as_ref(), &gate.browser().get("/api/datos?x=1"));
-    assert_eq!(gate.app_requests(), before, "an unauthenticated API request reached the app");
-}
-
-fn a_run_outside_the_pilot_gets_403(host: Host) {
-    let gate = start(host, &[|c| c["allowed_runs"] = json!(["11111111-1"])]);
-    let mut browser = logged_in(gate.as_ref(), "/");
-    let before = gate.app_requests();
-    let r = browser.get("/private?format=json");
-    assert_eq!(r.status, 403, "{r:?}");
-    assert!(r.body.contains("href=\"/claveunica/logout\""), "no way out: {}", r.body);
-    assert!(wait_for_log(gate.as_ref(), "forbidden: run=*****444-4"), "{}", gate.log());
-    assert_eq!(gate.app_requests(), before, "a RUN outside the pilot reached the app");
-}
-
-fn parallel_mode_lets_the_old_login_through_without_identity(host: Host) {
-    let gate = start(host, &[|c| c["migration"] = json!({"mode": "parallel", "legacy_cookies": ["PHPSESSID"]})]);
-    let before = gate.app_requests();
-    let mut old = gate.browser();
-    old.jar.insert("PHPSESSID".into(), "legacy123".into());
-    let echo = old.get_with_headers("/private?format=json", SPOOFED).echo();
-    assert_eq!(gate.app_requests(), before + 1);
-    assert_eq!(echo.cookie_names(), ["PHPSESSID"]);
-    assert!(echo.all("x-claveunica-run").is_empty() && echo.all("x_claveunica_run").is_empty(), "{echo:?}");
-    // A ClaveÚnica session still gets its identity.
-    // A ClaveÚnica session (through the login path: a new visitor is let through) still gets
-    // its identity.
-    let mut browser = gate.browser();
-    let authorize = browser.start_login("/claveunica/login?return_to=%2Fprivate");
-    let callback = browser.provider_login(&authorize, RUN, PASSWORD);
-    assert_eq!(browser.callback(&callback).location(), "/private");
-    assert_eq!(browser.get("/private?format=json").echo().one("x-claveunica-run"), Some(RUN));
-}
-
-fn header_templates_replace_the_defaults(host: Host) {
-    let gate = start(host, &[|c| c["headers"] = json!({"X-Rut": "{run_dotted}", "x-nombre": "{nombres} {apellidos}"})]);
-    let mut browser = logged_in(gate.as_ref(), "/");
-    let echo = browser.get_with_headers("/private?format=json", &[("x-claveunica-run", "11111111-1")]).echo();
-    assert_eq!(echo.one("x-rut"), Some("44.444.444-4"));
-    assert_eq!(echo.one("x-nombre"), Some("Mar%C3%ADa%20Carmen%20De%20los%20R%C3%ADos%20N%C3%BA%C3%B1ez"));
-    assert!(echo.all("x-claveunica-run").is_empty(), "a default name still reached the app: {echo:?}");
-}
-
 fn logout_ends_the_session_and_the_app_can_ask_for_it(host: Host) {
     let gate = start(host, &[]);
     let mut browser = gate.browser();
@@ -475,37 +416,4 @@ fn a_wrong_client_secret_gives_the_502_page_and_is_never_logged(host: Host) {
     assert!(!browser.jar.contains_key(SESSION_COOKIE));
     assert_eq!(gate.app_requests(), before);
     assert!(!gate.log().contains("not-the-secret"), "the client secret is in the log");
-}
-
-fn report_only_blocks_nothing_and_says_what_it_would_do(host: Host) {
-    let gate = start(host, &[|c| c["migration"] = json!({"mode": "report_only"})]);
-    let before = gate.app_requests();
-    let echo = gate.browser().get_with_headers("/tramites?format=json", SPOOFED).echo();
-    assert_eq!(gate.app_requests(), before + 1);
-    assert!(echo.all("x-claveunica-run").is_empty() && echo.all("x_claveunica_run").is_empty(), "{echo:?}");
-    assert!(
-        wait_for_log(gate.as_ref(), "report_only: would require a ClaveÚnica login for GET /tramites"),
-        "{}",
-        gate.log()
-    );
-}
-
-fn canary_sends_its_share_to_claveunica_and_remembers(host: Host) {
-    // All of the share: every new browser is sent to ClaveÚnica, and keeps its draw.
-    let gate = start(
-        host,
-        &[|c| c["migration"] = json!({"mode": "canary", "canary_percent": 100, "legacy_cookies": ["PHPSESSID"]})],
-    );
-    let mut browser = gate.browser();
-    let r = browser.get("/tramites");
-    assert_sent_to_login(gate.as_ref(), &r);
-    assert!(r.set_cookie("claveunica_canary").is_some_and(|c| c.starts_with("claveunica_canary=1")), "{r:?}");
-    assert_sent_to_login(gate.as_ref(), &browser.get("/tramites"));
-    // A browser with the old login stays on it, without identity.
-    let mut old = gate.browser();
-    old.jar.insert("PHPSESSID".into(), "legacy123".into());
-    let before = gate.app_requests();
-    let echo = old.get("/tramites?format=json").echo();
-    assert_eq!(gate.app_requests(), before + 1);
-    assert!(echo.all("x-claveunica-run").is_empty(), "{echo:?}");
 }

@@ -51,6 +51,9 @@ pub trait GateUnderTest {
     fn provider(&self) -> String;
     /// The legacy application's origin, to reach it without the gate.
     fn app(&self) -> String;
+    /// A counter of the gate's (`claveunica_gate.*`), where the host keeps counters: Envoy
+    /// does, the Unit host does not (`None`).
+    fn counter(&self, name: &str) -> Option<u64>;
     /// How many back-channel calls (token, userinfo, JWKS) the provider has answered.
     fn provider_calls(&self) -> u64 {
         let stats = emulator_stats(&self.provider());
@@ -97,6 +100,10 @@ impl GateUnderTest for Stack {
 
     fn provider(&self) -> String {
         Stack::provider(self).to_string()
+    }
+
+    fn counter(&self, name: &str) -> Option<u64> {
+        Some(self.gate_counter(name))
     }
 
     fn app(&self) -> String {
@@ -147,6 +154,10 @@ impl GateUnderTest for UnitStack {
         UnitStack::provider(self).to_string()
     }
 
+    fn counter(&self, _name: &str) -> Option<u64> {
+        None
+    }
+
     fn app(&self) -> String {
         UnitStack::app(self).to_string()
     }
@@ -160,9 +171,11 @@ pub fn start_gate(host: Host, edits: &[fn(&mut serde_json::Value)]) -> Box<dyn G
             Box::new(builder.start())
         }
         Host::Unit => {
-            // One edit slot: the Unit stack writes its file once, after all of them.
+            // The Unit stack writes its file once, after all of them, from the same base as
+            // Envoy's: no rules of its own (every path enforced).
             let stack = UnitStack::start();
             let mut config = stack.config().clone();
+            config.as_object_mut().map(|o| o.remove("rules"));
             for edit in edits {
                 edit(&mut config);
             }
