@@ -46,6 +46,22 @@ fn a_configuration_that_does_not_load_closes_the_door() {
     assert_eq!(stack.app_requests(), before, "a request reached the app without a gate");
 }
 
+#[test]
+fn an_unreachable_application_gets_the_502_page_and_the_gate_keeps_serving() {
+    let mut stack = UnitStack::start();
+    let mut browser = logged_in(&stack, "/");
+    stack.stop_app();
+    let r = browser.get("/tramites?format=json");
+    assert_eq!(r.status, 502, "{r:?}");
+    assert!(r.header("content-type").is_some_and(|c| c.starts_with("text/html")), "{r:?}");
+    assert!(r.body.contains("La aplicación no está disponible"), "{}", r.body);
+    let reference = r.reference();
+    assert!(wait_for_log(&stack, &format!("ref={reference}")), "{reference} not logged:\n{}", stack.log());
+    assert!(stack.log().contains("reason=app_unreachable"), "{}", stack.log());
+    // The gate itself still answers: its own paths work without the application.
+    assert_eq!(browser.get("/claveunica/logout").status, 200);
+}
+
 fn json(r: ureq::Response) -> serde_json::Value {
     let text = r.into_string().unwrap_or_else(|e| panic!("reading an answer: {e}"));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))

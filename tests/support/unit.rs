@@ -186,6 +186,11 @@ impl UnitStack {
         emulator_mode(&self.provider, modes)
     }
 
+    /// Kills the legacy app: the component's upstream becomes unreachable.
+    pub fn stop_app(&mut self) {
+        self.children.kill("legacy-app");
+    }
+
     /// Kills the emulator: the provider becomes unreachable.
     pub fn stop_provider(&mut self) {
         self.children.kill("claveunica-emulator");
