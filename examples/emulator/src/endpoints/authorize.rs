@@ -1,9 +1,13 @@
 //! The authorization endpoint: the login form (GET), and its submission (POST), which
 //! either logs a test user in and sends a code back, re-shows the form, or cancels.
 
+// Escapes both quotes as well as `&`, `<` and `>`, so the one function serves element content
+// and attribute values alike.
+use html_escape::encode_quoted_attribute;
+
 use super::pages::{error_page, page};
 use super::{is_plain_http_url, App, Config, AUTHORIZE_PATH};
-use crate::http::{append_query, escape_html, Params, Reply, Req};
+use crate::http::{append_query, Params, Reply, Req};
 use crate::state::{CodeGrant, CODE_TTL_SECS};
 use crate::tokens::random_hex;
 use crate::users::{self, SANDBOX_PASSWORD, USERS};
@@ -108,11 +112,12 @@ pub(super) fn authorize_submit(app: &App, req: &Req, now: u64) -> Reply {
 }
 
 fn login_page(authz: &Authz, run: &str, error: Option<&str>) -> String {
-    let hidden =
-        |name: &str, value: &str| format!("<input type=\"hidden\" name=\"{name}\" value=\"{}\">\n", escape_html(value));
+    let hidden = |name: &str, value: &str| {
+        format!("<input type=\"hidden\" name=\"{name}\" value=\"{}\">\n", encode_quoted_attribute(value))
+    };
     let mut content = String::from("<h1>Ingresa con tu ClaveÚnica</h1>\n");
     if let Some(e) = error {
-        content.push_str(&format!("<p class=\"error\">{}</p>\n", escape_html(e)));
+        content.push_str(&format!("<p class=\"error\">{}</p>\n", encode_quoted_attribute(e)));
     }
     content.push_str(&format!("<form method=\"post\" action=\"{AUTHORIZE_PATH}\">\n"));
     content.push_str(&hidden("client_id", &authz.client_id));
@@ -133,17 +138,17 @@ fn login_page(authz: &Authz, run: &str, error: Option<&str>) -> String {
 <button type=\"submit\" class=\"primary\" name=\"login\" value=\"1\">Autenticar</button>\n\
 <button type=\"submit\" class=\"secondary\" name=\"cancel\" value=\"1\" formnovalidate>Cancelar</button>\n\
 </div>\n</form>\n",
-        escape_html(run)
+        encode_quoted_attribute(run)
     ));
     content.push_str("<div class=\"help\">\n<p>Usuarios de prueba (clave <code>");
-    content.push_str(&escape_html(SANDBOX_PASSWORD));
+    content.push_str(&encode_quoted_attribute(SANDBOX_PASSWORD));
     content.push_str("</code>):</p>\n<ul>\n");
     for u in USERS {
         content.push_str(&format!(
             "<li><code>{}</code> — {} {}</li>\n",
-            escape_html(&u.display_run()),
-            escape_html(&u.nombres.join(" ")),
-            escape_html(&u.apellidos.join(" ")),
+            encode_quoted_attribute(&u.display_run()),
+            encode_quoted_attribute(&u.nombres.join(" ")),
+            encode_quoted_attribute(&u.apellidos.join(" ")),
         ));
     }
     content.push_str("</ul>\n</div>");

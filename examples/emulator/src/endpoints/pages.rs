@@ -1,7 +1,11 @@
 //! The emulator's HTML frame, shared by the login form, the error pages and the
 //! maintenance page of the `html` fault.
 
-use crate::http::{escape_html, Reply};
+// Escapes both quotes as well as `&`, `<` and `>`, so the one function serves element content
+// and attribute values alike.
+use html_escape::encode_quoted_attribute;
+
+use crate::http::Reply;
 
 /// The page the `html` fault answers with where JSON was expected.
 pub(super) fn maintenance_page() -> String {
@@ -28,10 +32,24 @@ pub(super) fn page(title: &str, content: &str) -> String {
 <title>{title}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n\
 <header><b>Clave</b>Única<span>Emulador para desarrollo — no es el servicio real</span></header>\n\
 <main>\n{content}\n</main>\n</body>\n</html>\n",
-        title = escape_html(title),
+        title = encode_quoted_attribute(title),
     )
 }
 
 pub(super) fn error_page(status: u16, message: &str) -> Reply {
-    Reply::html(status, page("ClaveÚnica — Emulador", &format!("<p class=\"error\">{}</p>", escape_html(message))))
+    Reply::html(
+        status,
+        page("ClaveÚnica — Emulador", &format!("<p class=\"error\">{}</p>", encode_quoted_attribute(message))),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_html_specials() {
+        let html = page(r#"<a href="x">'Ñ' & co</a>"#, "");
+        assert!(html.contains("<title>&lt;a href=&quot;x&quot;&gt;&#x27;Ñ&#x27; &amp; co&lt;/a&gt;</title>"));
+    }
 }
