@@ -5,18 +5,7 @@
 /// Escapes text for HTML element content and double-quoted attributes.
 #[must_use]
 pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
+    html_escape::encode_quoted_attribute(text).into_owned()
 }
 
 /// Escapes text for a JavaScript string literal inside a `<script>` element.
@@ -119,6 +108,10 @@ mod tests {
         assert!(page.contains("&lt;script&gt;"));
         assert!(page.contains("&quot;ref"));
         assert!(page.contains("/a?b=1&amp;c=&quot;2&quot;"));
+        assert_eq!(
+            escape(r#"<a href="x">'Ñ' & co</a>"#),
+            "&lt;a href=&quot;x&quot;&gt;&#x27;Ñ&#x27; &amp; co&lt;/a&gt;"
+        );
     }
 
     #[test]

@@ -1,6 +1,5 @@
 //! Small HTTP helpers: a request/reply model independent of the socket server (so the
-//! endpoints can be unit-tested without sockets), form parsing, HTML escaping and
-//! redirect building.
+//! endpoints can be unit-tested without sockets), form parsing and redirect building.
 
 use std::collections::HashMap;
 
@@ -131,22 +130,6 @@ impl Reply {
     }
 }
 
-/// Escapes text for HTML element content and double-quoted attribute values.
-pub fn escape_html(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            _ => out.push(c),
-        }
-    }
-    out
-}
-
 /// Appends query parameters to a redirect URI, keeping any query it already has.
 /// The URI is used verbatim rather than re-serialised by the `url` crate, so the
 /// relying party gets back exactly the string it registered.
@@ -172,14 +155,6 @@ pub fn append_query(base: &str, params: &[(&str, &str)]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn escapes_html_specials() {
-        assert_eq!(
-            escape_html(r#"<a href="x">'Ñ' & co</a>"#),
-            "&lt;a href=&quot;x&quot;&gt;&#39;Ñ&#39; &amp; co&lt;/a&gt;"
-        );
-    }
 
     #[test]
     fn appends_to_redirect_uris() {

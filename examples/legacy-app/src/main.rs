@@ -21,6 +21,10 @@ mod bulk;
 use std::io::Write;
 use std::sync::Arc;
 
+// Escapes both quotes as well as `&`, `<` and `>`, so the one function serves element content
+// and attribute values alike.
+use html_escape::encode_quoted_attribute;
+
 const USAGE: &str = "usage: legacy-app [--listen ADDR:PORT]";
 const WORKERS: usize = 4;
 /// Identity headers the gate adds start with this (lower-case) prefix.
@@ -98,21 +102,6 @@ fn percent_decode_lossy(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn escape_html(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            _ => out.push(c),
-        }
-    }
-    out
-}
-
 fn echo_json(seen: &Seen) -> String {
     let headers: Vec<[&str; 2]> = seen.headers.iter().map(|(n, v)| [n.as_str(), v.as_str()]).collect();
     serde_json::json!({
@@ -140,9 +129,9 @@ th{background:#e6dcc4}.hola{font-size:1.4em}.nada{color:#a00}\
         Some(run) => {
             h.push_str(&format!(
                 "<p class=\"hola\">Hola, {} {}</p>\n<p>RUN {}</p>\n",
-                escape_html(&decoded("x-claveunica-nombres")),
-                escape_html(&decoded("x-claveunica-apellidos")),
-                escape_html(run),
+                encode_quoted_attribute(&decoded("x-claveunica-nombres")),
+                encode_quoted_attribute(&decoded("x-claveunica-apellidos")),
+                encode_quoted_attribute(run),
             ));
         }
         None => {
@@ -157,9 +146,9 @@ th{background:#e6dcc4}.hola{font-size:1.4em}.nada{color:#a00}\
     for (name, value) in seen.headers.iter().filter(|(n, _)| n.starts_with(IDENTITY_PREFIX)) {
         h.push_str(&format!(
             "<tr><td>{}</td><td>{}</td><td>{}</td></tr>\n",
-            escape_html(name),
-            escape_html(value),
-            escape_html(&percent_decode_lossy(value)),
+            encode_quoted_attribute(name),
+            encode_quoted_attribute(value),
+            encode_quoted_attribute(&percent_decode_lossy(value)),
         ));
     }
     h.push_str("</table>\n");
@@ -169,9 +158,9 @@ th{background:#e6dcc4}.hola{font-size:1.4em}.nada{color:#a00}\
     let asked = if seen.query.is_empty() { seen.path.clone() } else { format!("{}?{}", seen.path, seen.query) };
     h.push_str(&format!(
         "<p>Cookie recibida: <code>{}</code></p>\n<p>Ruta pedida: <code>{} {}</code></p>\n",
-        escape_html(&cookie_text),
-        escape_html(&seen.method),
-        escape_html(&asked),
+        encode_quoted_attribute(&cookie_text),
+        encode_quoted_attribute(&seen.method),
+        encode_quoted_attribute(&asked),
     ));
     h.push_str(
         "<ul>\n\
@@ -187,7 +176,7 @@ th{background:#e6dcc4}.hola{font-size:1.4em}.nada{color:#a00}\
 
 /// The old login page this app had before ClaveÚnica.
 fn legacy_login_html(error: Option<&str>) -> String {
-    let error = error.map(|e| format!("<p class=\"nada\">{}</p>\n", escape_html(e))).unwrap_or_default();
+    let error = error.map(|e| format!("<p class=\"nada\">{}</p>\n", encode_quoted_attribute(e))).unwrap_or_default();
     format!(
         "<!DOCTYPE html>\n<html lang=\"es\">\n<head>\n<meta charset=\"utf-8\">\n\
 <title>Portal Legado — Ingreso</title>\n</head>\n<body>\n\
@@ -354,7 +343,8 @@ mod tests {
 
     #[test]
     fn escapes_html() {
-        assert_eq!(escape_html("<b>\"O'Higgins\" & Ñ</b>"), "&lt;b&gt;&quot;O&#39;Higgins&quot; &amp; Ñ&lt;/b&gt;");
+        let html = portal_html(&seen(&[("x-claveunica-run", "<b>\"O'Higgins\" & Ñ</b>")], ""));
+        assert!(html.contains("<p>RUN &lt;b&gt;&quot;O&#x27;Higgins&quot; &amp; Ñ&lt;/b&gt;</p>"));
     }
 
     fn seen(headers: &[(&str, &str)], query: &str) -> Seen {
