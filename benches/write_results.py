@@ -2,6 +2,7 @@
 """Writes benches/RESULTS.md (stdout) from target/bench/report.json and the core timings."""
 import json
 import os
+import time
 import shutil
 import statistics
 import subprocess
@@ -65,6 +66,11 @@ print("# Benchmark results\n")
 print("Written by `bash benches/run.sh` (see [README.md](README.md) in this directory for what each variant is"
       " and how it is driven). Ratios come from the same interleaved run; absolute numbers are context only.\n")
 print("## Machine and versions\n")
+# The code measured: the commit, and whether the tree had changes beyond it.
+commit = sh('git', 'rev-parse', '--short=12', 'HEAD')
+dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True).stdout
+print(f"- code: commit `{commit}`" + (" **with uncommitted changes**" if dirty.strip() else "") +
+      f", measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
 print(f"- CPU: {model}, `nproc` = {os.cpu_count()}")
 print(f"- load average (1, 5, 15 min) before the run: {' '.join(report['load_before'])}; after:"
       f" {' '.join(report['load_after'])}" + (" (**busy machine**: other jobs ran meanwhile, so absolute"
