@@ -68,7 +68,9 @@ print("Written by `bash benches/run.sh` (see [README.md](README.md) in this dire
 print("## Machine and versions\n")
 # The code measured: the commit, and whether the tree had changes beyond it.
 commit = sh('git', 'rev-parse', '--short=12', 'HEAD')
-dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True).stdout
+# RESULTS.md itself is being rewritten by this run: it does not count.
+dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!benches/RESULTS.md"],
+                       capture_output=True, text=True).stdout
 print(f"- code: commit `{commit}`" + (" **with uncommitted changes**" if dirty.strip() else "") +
       f", measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
 print(f"- CPU: {model}, `nproc` = {os.cpu_count()}")
