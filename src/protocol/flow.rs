@@ -182,4 +182,20 @@ mod tests {
         assert_eq!(Flow::resume(&r, P, a.state(), lookup, 999, 600), Err(FlowError::Expired));
         assert_eq!(Flow::resume(&r, P, &format!("{}\r\n", a.state()), lookup, 1_100, 600), Err(FlowError::BadState));
     }
+
+    /// A flow cookie sealed by this version of the gate, with a fixed key and nonce: the wire
+    /// format, checked in. If this test fails, the format changed, and every login in flight
+    /// when a new version rolls out fails with a 400. Either keep this vector opening, or bump
+    /// the envelope version, say so in the release notes, and replace the vector.
+    const FLOW_VECTOR: &str = "Ad793PgJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQk81Prl45JRbVYvtp4_Yex2A4XpV2D7CB6dMcFhkTs-wjcNkitlus9eaMXD7epupXt1IXsYjTxp93LCwA9AlW63gK7-DocYG29brz5re_vte1oiZ23URK98BW-ElyJD_DqUBlszgUtCqqBlx8YSfQ";
+
+    #[test]
+    fn the_flow_cookie_wire_format_is_pinned() {
+        let r = ring(0x5a);
+        let f = flow(3);
+        assert_eq!(f.seal(&r, [9; NONCE_LEN]).unwrap(), FLOW_VECTOR, "the flow cookie's wire format changed");
+        let name = f.cookie_name(P);
+        let lookup = |n: &str| (n == name).then_some(FLOW_VECTOR);
+        assert_eq!(Flow::resume(&r, P, f.state(), lookup, 1_100, 600), Ok(f));
+    }
 }

@@ -288,4 +288,25 @@ mod tests {
         assert_eq!(Identity::new(run, vec!["a\r\nb".into()], vec![], "1".into()), Err(IdentityError::NameInvalid));
         assert_eq!(Identity::new(run, vec![], vec![], String::new()), Err(IdentityError::SubInvalid));
     }
+
+    /// A session cookie sealed by this version of the gate, with a fixed key and nonce: the
+    /// wire format, checked in. If this test fails, the format changed, and a new version
+    /// would log everyone out (the move to postcard did, and no test said so). Either keep this
+    /// vector opening, or bump the envelope version, say so in the release notes (everyone
+    /// logs in again), and replace the vector.
+    const SESSION_VECTOR: &str = "Ad793PgHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwegGjmKpSDzuxv5QRdZGFQNIFw7ad30MXkNlTB-RuBoW8-o6wV2mEfoDxrcOekFWFNXAI-VVVzrgyC7KrA_uES2yEnRBaxH9aJ-2S3ltAdO-jFR2IE";
+
+    #[test]
+    fn the_session_cookie_wire_format_is_pinned() {
+        let r = ring(&[0x5a]);
+        let s = Session::insecure_from_parts(identity(), 1_800_000_000, 1_800_028_800, 1_800_000_100);
+        assert_eq!(s.seal(&r, [7; NONCE_LEN]).unwrap(), SESSION_VECTOR, "the session cookie's wire format changed");
+        match Session::open(&r, SESSION_VECTOR, 1_800_000_200, None) {
+            Opened::Valid { session, stale_key } => {
+                assert_eq!(session, s);
+                assert!(!stale_key);
+            }
+            other => panic!("the pinned session no longer opens: {other:?}"),
+        }
+    }
 }
