@@ -18,28 +18,10 @@ use std::thread;
 use std::time::Duration;
 
 use serde_json::json;
-use support::{
-    logged_in, wait_until, Response, Stack, APELLIDOS, CALLBACK_PATH, LOGOUT_PATH, NOMBRES, PASSWORD, RUN,
-    SESSION_COOKIE,
-};
+use support::checks::{assert_anonymous, assert_identified};
+use support::{logged_in, wait_until, Stack, CALLBACK_PATH, LOGOUT_PATH, PASSWORD, RUN, SESSION_COOKIE};
 
 const LEGACY_COOKIE: &str = "PHPSESSID";
-
-/// The app's echo carries no identity header of any kind.
-fn assert_anonymous(r: &Response) -> support::Echo {
-    let echo = r.echo();
-    let identity: Vec<_> = echo.headers.iter().filter(|(n, _)| n.starts_with("x-claveunica") || n == "x-rut").collect();
-    assert!(identity.is_empty(), "{} reached the app with identity headers: {identity:?}", r.url);
-    echo
-}
-
-fn assert_identified(r: &Response) -> support::Echo {
-    let echo = r.echo();
-    assert_eq!(echo.one("x-claveunica-run"), Some("44444444-4"), "{echo:?}");
-    assert_eq!(echo.one("x-claveunica-nombres"), Some(NOMBRES), "{echo:?}");
-    assert_eq!(echo.one("x-claveunica-apellidos"), Some(APELLIDOS), "{echo:?}");
-    echo
-}
 
 #[test]
 fn counters_move_and_are_summed_over_workers() {

@@ -14,28 +14,17 @@
 //! cargo test --test rollout
 //! ```
 
+#[macro_use]
 mod support;
 
 use claveunica_core::protocol::session::{Opened, Session};
 use claveunica_core::testkit::maria;
 use serde_json::json;
-use support::checks::{start_gate, GateUnderTest, Host};
+use support::checks::{assert_anonymous, assert_identified, start_gate, GateUnderTest, Host};
 use support::{
     assert_sent_to_login, logged_in, now, seal_session, url_encode, wait_for_log, Browser, Response, APELLIDOS,
     LOGOUT_PATH, NOMBRES, PASSWORD, RUN, SESSION_COOKIE,
 };
-
-/// Each test, run once per host.
-macro_rules! on_both_hosts {
-    ($($name:ident),* $(,)?) => {
-        mod on_envoy {
-            $(#[test] fn $name() { super::$name(super::Host::Envoy) })*
-        }
-        mod on_unit {
-            $(#[test] fn $name() { super::$name(super::Host::Unit) })*
-        }
-    };
-}
 
 on_both_hosts! {
     rules_first_match_wins_public_never_identifies_optional_identifies_when_it_can,
@@ -74,22 +63,6 @@ fn assert_counted_at_least(gate: &dyn GateUnderTest, name: &str, before: Option<
 
 const CANARY_COOKIE: &str = "claveunica_canary";
 const LEGACY_COOKIE: &str = "PHPSESSID";
-
-/// The app's echo carries no identity header of any kind.
-fn assert_anonymous(r: &Response) -> support::Echo {
-    let echo = r.echo();
-    let identity: Vec<_> = echo.headers.iter().filter(|(n, _)| n.starts_with("x-claveunica") || n == "x-rut").collect();
-    assert!(identity.is_empty(), "{} reached the app with identity headers: {identity:?}", r.url);
-    echo
-}
-
-fn assert_identified(r: &Response) -> support::Echo {
-    let echo = r.echo();
-    assert_eq!(echo.one("x-claveunica-run"), Some("44444444-4"), "{echo:?}");
-    assert_eq!(echo.one("x-claveunica-nombres"), Some(NOMBRES), "{echo:?}");
-    assert_eq!(echo.one("x-claveunica-apellidos"), Some(APELLIDOS), "{echo:?}");
-    echo
-}
 
 /// A whole login through the login path, landing on `return_to`.
 fn login_via_login_path(browser: &mut Browser, login_path: &str, return_to: &str) -> Response {

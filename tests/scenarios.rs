@@ -17,6 +17,7 @@
 //! cargo test --test scenarios
 //! ```
 
+#[macro_use]
 mod support;
 
 use serde_json::{json, Value};
@@ -41,19 +42,7 @@ const SPOOFED: &[(&str, &str)] = &[
     ("X_ClaveUnica_Dv", "K"),
 ];
 
-/// The table: each scenario, run once per host.
-macro_rules! scenarios {
-    ($($name:ident),* $(,)?) => {
-        mod on_envoy {
-            $(#[test] fn $name() { super::$name(super::Host::Envoy) })*
-        }
-        mod on_unit {
-            $(#[test] fn $name() { super::$name(super::Host::Unit) })*
-        }
-    };
-}
-
-scenarios! {
+on_both_hosts! {
     a_full_login_lands_on_the_page_asked_for_with_identity,
     forged_identity_headers_never_reach_the_app,
     gate_cookies_stay_with_the_gate_and_app_cookies_pass,

@@ -222,13 +222,7 @@ mod tests {
     use crate::primitives::seal::SessionKey;
 
     fn identity() -> Identity {
-        Identity::new(
-            Run::new(44_444_444, '4').unwrap(),
-            vec!["María".into(), "Carmen".into()],
-            vec!["De los Ríos".into(), "Núñez".into()],
-            "2594".into(),
-        )
-        .unwrap()
+        crate::testkit::maria()
     }
 
     fn ring(seeds: &[u8]) -> KeyRing {

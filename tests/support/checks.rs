@@ -8,11 +8,11 @@ use claveunica_core::primitives::seal::{KeyRing, NONCE_LEN};
 use claveunica_core::protocol::session::{Identity, Session};
 
 use super::client::Browser;
-use super::parse::Response;
+use super::parse::{Echo, Response};
 use super::process::{random_bytes, wait_until};
 use super::stack::{emulator_stats, Stack};
 use super::unit::UnitStack;
-use super::{PASSWORD, RUN, SESSION_COOKIE};
+use super::{APELLIDOS, NOMBRES, PASSWORD, RUN, SESSION_COOKIE};
 
 /// How long a log line may trail the answer it belongs to.
 const LOG_WAIT: Duration = Duration::from_secs(5);
@@ -223,4 +223,21 @@ pub fn seal_session(ring: &KeyRing, identity: Identity, issued_at: u64, expires_
     Session::insecure_from_parts(identity, issued_at, expires_at, last_seen)
         .seal(ring, random_bytes::<NONCE_LEN>())
         .expect("sealing a session")
+}
+
+/// The app's echo carries no identity header of any kind (`x-rut` is the templates' name).
+pub fn assert_anonymous(r: &Response) -> Echo {
+    let echo = r.echo();
+    let identity: Vec<_> = echo.headers.iter().filter(|(n, _)| n.starts_with("x-claveunica") || n == "x-rut").collect();
+    assert!(identity.is_empty(), "{} reached the app with identity headers: {identity:?}", r.url);
+    echo
+}
+
+/// The app's echo carries María's identity, as the gate verified it.
+pub fn assert_identified(r: &Response) -> Echo {
+    let echo = r.echo();
+    assert_eq!(echo.one("x-claveunica-run"), Some(RUN), "{echo:?}");
+    assert_eq!(echo.one("x-claveunica-nombres"), Some(NOMBRES), "{echo:?}");
+    assert_eq!(echo.one("x-claveunica-apellidos"), Some(APELLIDOS), "{echo:?}");
+    echo
 }

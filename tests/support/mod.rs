@@ -12,6 +12,20 @@
 // Each test file uses its own part of the harness.
 #![allow(dead_code)]
 
+/// Runs each named `fn(Host)` once per host, as tests `on_envoy::NAME` and `on_unit::NAME`.
+/// The test file brings `Host` into scope and declares `#[macro_use] mod support;`.
+#[allow(unused_macros)]
+macro_rules! on_both_hosts {
+    ($($name:ident),* $(,)?) => {
+        mod on_envoy {
+            $(#[test] fn $name() { super::$name(super::Host::Envoy) })*
+        }
+        mod on_unit {
+            $(#[test] fn $name() { super::$name(super::Host::Unit) })*
+        }
+    };
+}
+
 pub mod checks;
 pub mod client;
 pub mod envoy;
