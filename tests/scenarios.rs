@@ -20,6 +20,7 @@
 #[macro_use]
 mod support;
 
+use base64::Engine as _;
 use serde_json::{json, Value};
 use support::checks::{start_gate, GateUnderTest, Host};
 use support::{
@@ -87,6 +88,9 @@ fn a_full_login_lands_on_the_page_asked_for_with_identity(host: Host) {
     assert_eq!(authorize.param("response_type"), Some("code"));
     assert_eq!(authorize.param("scope"), Some("openid run name"), "certification checks the exact scope");
     assert_eq!(authorize.param("redirect_uri"), Some(format!("{}{CALLBACK_PATH}", gate.base()).as_str()));
+    // README: `state` carries 256 random bits (32 bytes, base64url without padding).
+    let state = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(&authorize.state);
+    assert_eq!(state.map(|b| b.len()).ok(), Some(32), "state {:?} is not 256 bits", authorize.state);
     assert!(!authorize.nonce.is_empty(), "no nonce in {}", authorize.url);
     assert_ne!(authorize.state, authorize.nonce);
     let flow = authorize.response.set_cookie(&authorize.flow_cookie());
