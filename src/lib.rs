@@ -14,10 +14,12 @@
 //!
 //! # How an adapter drives the core
 //!
-//! 1. At configuration time, parse the document with [`config::Config::from_host_bytes`]
-//!    (Envoy's JSON or `google.protobuf.Struct` bytes) or [`config::Config::from_json`], and
-//!    build one [`gate::Gate`]; a configuration error refuses the load. If no configuration is
-//!    loaded, answer every request with [`gate::fail_closed`] (`HostFailure::NotConfigured`).
+//! 1. At configuration time, read the document with the host's own reader:
+//!    [`config::Config::for_envoy`] (Envoy's JSON or `google.protobuf.Struct` bytes, plus
+//!    `cluster`) or [`config::Config::for_unit`] (a JSON file, plus `upstream`), and build one
+//!    [`gate::Gate`]; a configuration error refuses the load and names every problem. If no
+//!    configuration is loaded, answer every request with [`gate::fail_closed`]
+//!    (`HostFailure::NotConfigured`).
 //! 2. When a request's headers arrive, call [`gate::Gate::on_request`] with the request (every
 //!    header, forged ones included), the current time and an entropy source, and apply the
 //!    [`gate::Decision`]:
