@@ -78,8 +78,6 @@ pub enum ProblemKind {
     BadRun(RunError),
     /// An empty `headers` object.
     NoHeaders,
-    /// A key only the other host reads.
-    OtherHost(&'static str),
     /// Two identity headers with the same name.
     RepeatedHeader,
     /// An identity header's name or template that is refused.
@@ -160,7 +158,6 @@ impl fmt::Display for ProblemKind {
             ProblemKind::CallbackClash => f.write_str("its path must differ from login_path and logout_path"),
             ProblemKind::SameAs(other) => write!(f, "must differ from {other}"),
             ProblemKind::NoOpenid => f.write_str("must include openid"),
-            ProblemKind::OtherHost(host) => write!(f, "is read by {host} only; remove it"),
             ProblemKind::NotShorterThan(other) => write!(f, "must be shorter than {other}"),
             ProblemKind::RulePathMissing => f.write_str("needs one of prefix, exact or regex"),
             ProblemKind::RulePathTwice => f.write_str("give only one of prefix, exact or regex"),

@@ -2,11 +2,12 @@
 //! Istio) call the provider through a named cluster (`cluster`); NGINX Unit's component is
 //! itself the reverse proxy, so it needs the application's base URL (`upstream`). The core
 //! knows the keys, not the hosts: each adapter asks for its own with [`super::Config::for_envoy`]
-//! or [`super::Config::for_unit`], and gets the same every-problem-at-once errors.
+//! or [`super::Config::for_unit`], and gets the same every-problem-at-once errors. The other
+//! host's key is still checked when given but has no effect, so one document can serve both,
+//! and a Unit document written to the earlier guide (with a placeholder `cluster`) still loads.
 
 use url::Url;
 
-use super::error::ProblemKind;
 use super::reader::Reader;
 
 /// The top-level keys this section reads.
@@ -15,9 +16,9 @@ pub(super) const KEYS: &[&str] = &["cluster", "upstream"];
 /// Which host a document is read for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Host {
-    /// Envoy and Istio: `cluster` is required, `upstream` has no meaning.
+    /// Envoy and Istio: `cluster` is required; `upstream` has no effect.
     Envoy,
-    /// NGINX Unit: `upstream` is required, `cluster` has no meaning.
+    /// NGINX Unit: `upstream` is required; `cluster` has no effect.
     Unit,
     /// Not known (the `check` command, tests): both optional, each checked when given.
     Any,
@@ -45,28 +46,19 @@ pub(super) struct HostKeys {
     pub(super) upstream: Option<Url>,
 }
 
-/// Reads the section for `host`: a key the host requires must be there, a key that only the
-/// other host reads is refused (it would do nothing here, and an operator should know).
+/// Reads the section for `host`: the key the host requires must be there; the other is
+/// optional and checked when given.
 pub(super) fn read(r: &mut Reader<'_>, host: Host) -> HostKeys {
     let cluster = match host {
         Host::Envoy => r.required_string("cluster"),
-        Host::Unit => foreign(r, "cluster", "Envoy"),
-        Host::Any => r.string("cluster"),
+        Host::Unit | Host::Any => r.string("cluster"),
     };
     let upstream = match host {
         Host::Unit => r.required_string("upstream"),
-        Host::Envoy => foreign(r, "upstream", "NGINX Unit"),
-        Host::Any => r.string("upstream"),
+        Host::Envoy | Host::Any => r.string("upstream"),
     };
     let upstream = upstream.and_then(|s| r.base_url("upstream", &s));
     HostKeys { cluster, upstream }
-}
-
-fn foreign(r: &mut Reader<'_>, key: &str, reader: &'static str) -> Option<String> {
-    if r.has(key) {
-        r.problem(key, ProblemKind::OtherHost(reader));
-    }
-    None
 }
 
 #[cfg(test)]
@@ -84,30 +76,33 @@ mod tests {
     }
 
     #[test]
-    fn envoy_reads_its_cluster_and_refuses_an_upstream() {
+    fn envoy_requires_its_cluster_and_checks_an_upstream_it_does_not_use() {
         let (_, envoy) = Config::for_envoy(&bytes(&base()), &no_env).unwrap();
         assert_eq!(envoy.cluster, "claveunica");
         let err = Config::for_envoy(&bytes(&without("cluster")), &no_env).unwrap_err();
         assert_eq!(err.to_string(), "invalid configuration: cluster: is required");
         let mut v = base();
         v["upstream"] = json!("http://127.0.0.1:8080");
-        let err = Config::for_envoy(&bytes(&v), &no_env).unwrap_err();
-        assert_eq!(err.to_string(), "invalid configuration: upstream: is read by NGINX Unit only; remove it");
+        assert!(Config::for_envoy(&bytes(&v), &no_env).is_ok(), "one document for both hosts");
+        v["upstream"] = json!("ftp://app");
+        assert!(Config::for_envoy(&bytes(&v), &no_env).unwrap_err().names("upstream"));
     }
 
     #[test]
-    fn unit_reads_its_upstream_and_refuses_a_cluster() {
+    fn unit_requires_its_upstream_and_takes_a_cluster_it_does_not_use() {
         let mut v = without("cluster");
         v["upstream"] = json!("http://127.0.0.1:8080/portal");
         let (_, unit) = Config::for_unit(&bytes(&v), &no_env).unwrap();
         assert_eq!(unit.upstream.as_str(), "http://127.0.0.1:8080/portal");
         let err = Config::for_unit(&bytes(&without("cluster")), &no_env).unwrap_err();
         assert_eq!(err.to_string(), "invalid configuration: upstream: is required");
-        v["cluster"] = json!("claveunica");
+        // A document written to the earlier Unit guide, with a placeholder cluster, still loads.
+        v["cluster"] = json!("unused-on-unit");
+        assert!(Config::for_unit(&bytes(&v), &no_env).is_ok());
         v["client_id"] = json!("");
+        v.as_object_mut().unwrap().remove("upstream");
         let err = Config::for_unit(&bytes(&v), &no_env).unwrap_err();
-        assert!(err.names("cluster") && err.names("client_id"), "every problem at once: {err}");
-        assert!(err.to_string().contains("cluster: is read by Envoy only; remove it"), "{err}");
+        assert!(err.names("upstream") && err.names("client_id"), "every problem at once: {err}");
     }
 
     #[test]
