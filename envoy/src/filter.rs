@@ -316,15 +316,17 @@ impl HttpContext for Filter {
         let (Some(shared), Some(upstream)) = (self.shared.clone(), self.upstream.take()) else {
             return Action::Continue;
         };
-        let map = if upstream.reads_answer() {
-            HeaderMap::read(MapType::HttpResponseHeaders).unwrap_or_else(|_| HeaderMap::empty())
+        // Most answers (anonymous, or identified without a logout to watch for) need no read.
+        let change = if upstream.reads_answer() {
+            let map = HeaderMap::read(MapType::HttpResponseHeaders).unwrap_or_else(|_| HeaderMap::empty());
+            map.with_pairs(|headers| {
+                let status =
+                    headers.iter().find(|(n, _)| *n == ":status").and_then(|(_, v)| v.parse().ok()).unwrap_or(0);
+                shared.gate.on_upstream_response(upstream, &UpstreamAnswer { status, headers })
+            })
         } else {
-            HeaderMap::empty()
+            shared.gate.on_upstream_response(upstream, &UpstreamAnswer::UNREAD)
         };
-        let change = map.with_pairs(|headers| {
-            let status = headers.iter().find(|(n, _)| *n == ":status").and_then(|(_, v)| v.parse().ok()).unwrap_or(0);
-            shared.gate.on_upstream_response(upstream, &UpstreamAnswer { status, headers })
-        });
         match change {
             AnswerChange::Pass { add } => {
                 for (name, value) in &add {

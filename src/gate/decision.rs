@@ -62,14 +62,6 @@ pub struct Forward {
     pub log: Option<LogLine>,
 }
 
-impl Forward {
-    /// Whether identity headers go with the request.
-    #[must_use]
-    pub fn identified(&self) -> bool {
-        !self.set.is_empty()
-    }
-}
-
 /// The continuation of a forwarded request: what the gate will do with the upstream's
 /// answer. Opaque, made only by the gate.
 #[derive(Debug, Clone, PartialEq, Eq)]

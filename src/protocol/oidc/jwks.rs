@@ -110,18 +110,6 @@ impl KeyCache {
         self.keys.is_empty()
     }
 
-    /// When the keys held were fetched; 0 when none are held.
-    #[must_use]
-    pub fn version(&self) -> u64 {
-        self.version
-    }
-
-    /// The JWKS document behind the keys held, if any.
-    #[must_use]
-    pub fn source(&self) -> Option<&[u8]> {
-        self.source.as_deref()
-    }
-
     /// Whether a fetch is allowed now: always when nothing was fetched yet, else at most once
     /// per [`MIN_REFETCH_INTERVAL_S`].
     #[must_use]
