@@ -1,8 +1,7 @@
 #![cfg(not(target_arch = "wasm32"))]
 //! End to end on Envoy only: what `tests/scenarios.rs` (run on both hosts) does not cover
-//! because it needs Envoy's own machinery: paths Envoy's router sees, sessions across two
-//! gates with different key rings, the emulator's string `numero`, and a configuration Envoy
-//! refuses at start. Each test starts its own stack so tests cannot disturb each other's
+//! because it needs Envoy's own machinery: sessions across two gates with different key
+//! rings, the emulator's string `numero`, and a configuration Envoy refuses at start. Each test starts its own stack so tests cannot disturb each other's
 //! counters.
 //!
 //! Run with:
@@ -20,17 +19,6 @@ use support::{logged_in, random_key, Response, Stack, PASSWORD, SESSION_COOKIE};
 fn assert_sent_to_login(stack: &Stack, r: &Response) {
     support::assert_sent_to_login(stack, r);
     assert!(!r.body.contains("Portal Legado"), "the app's page came through: {r:?}");
-}
-
-#[test]
-fn a_protected_page_is_never_served_without_a_session() {
-    let stack = Stack::start();
-    let before = stack.app_requests();
-    for path in ["/", "/tramites/certificado?id=7", "/?format=json", "/static/../admin"] {
-        let r = stack.browser().get(path);
-        assert_sent_to_login(&stack, &r);
-    }
-    assert_eq!(stack.app_requests(), before, "a request without a session reached the app");
 }
 
 #[test]

@@ -19,7 +19,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use support::checks::{start_gate, GateUnderTest, Host};
+use support::checks::{log_caught_up, start_gate, GateUnderTest, Host};
 use support::{log_line_with, wait_until, Browser, Response, Stack, PASSWORD, RUN, SESSION_COOKIE};
 
 /// The gate's `timeout_ms` in these stacks, and how long a slow provider takes.
@@ -145,8 +145,9 @@ fn provider_faults_fail_logins_with_the_right_page_and_heal(host: Host) {
         assert_session_works(stack, &session, &when);
     }
     clear_fault(stack);
+    log_caught_up(stack);
     let log = stack.log();
-    assert!(!log.contains("wasm trap") && !log.contains("panicked"), "a crash in the host's log");
+    assert!(!log.contains("wasm trap") && !log.contains("panicked"), "a crash in the host's log:\n{log}");
 }
 
 /// A provider that announces a longer body than it sends, then closes: Envoy hands the gate a
@@ -181,6 +182,7 @@ fn a_truncated_answer_fails_the_login_without_crashing_the_vm(host: Host) {
         clear_fault(stack);
         assert_login_works(stack, &format!("after {when} was cleared"));
     }
+    log_caught_up(stack);
     let log = stack.log();
     assert!(!log.contains("panicked") && !log.contains("proxy_on_"), "a crash in the host's log:\n{log}");
 }

@@ -20,7 +20,7 @@ mod support;
 use claveunica_core::protocol::session::{Opened, Session};
 use claveunica_core::testkit::maria;
 use serde_json::json;
-use support::checks::{assert_anonymous, assert_identified, start_gate, GateUnderTest, Host};
+use support::checks::{assert_anonymous, assert_identified, log_caught_up, start_gate, GateUnderTest, Host};
 use support::{
     assert_sent_to_login, logged_in, now, seal_session, url_encode, wait_for_log, Browser, Response, APELLIDOS,
     LOGOUT_PATH, NOMBRES, PASSWORD, RUN, SESSION_COOKIE,
@@ -295,6 +295,7 @@ fn report_only_blocks_nothing_and_logs_what_it_would_have_done(host: Host) {
     let mut browser = stack.browser();
     login_via_login_path(&mut browser, "/claveunica/login", "/perfil");
     assert_identified(&browser.get("/perfil?format=json"));
+    log_caught_up(stack);
     assert!(!stack.log().contains("for GET /perfil"), "an identified request was reported");
 }
 

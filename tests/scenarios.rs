@@ -21,12 +21,15 @@
 mod support;
 
 use base64::Engine as _;
+use claveunica_core::primitives::seal::{KeyRing, SessionKey};
+use claveunica_core::testkit;
 use serde_json::{json, Value};
 use support::checks::{start_gate, GateUnderTest, Host};
 use support::{
     assert_sent_to_login, logged_in, param, wait_for_log, with_param, Response, APELLIDOS, CALLBACK_PATH, CLIENT_ID,
     FLOW_PREFIX, LOGOUT_PATH, NOMBRES, PASSWORD, RUN, SESSION_COOKIE,
 };
+use support::{now, random_bytes, seal_session};
 
 /// Every identity header, in assorted letter cases, with forged values.
 const SPOOFED: &[(&str, &str)] = &[
@@ -45,6 +48,7 @@ const SPOOFED: &[(&str, &str)] = &[
 
 on_both_hosts! {
     a_full_login_lands_on_the_page_asked_for_with_identity,
+    path_tricks_sent_raw_never_reach_a_protected_page_without_a_session,
     forged_identity_headers_never_reach_the_app,
     gate_cookies_stay_with_the_gate_and_app_cookies_pass,
     a_tampered_session_cookie_is_refused,
@@ -56,6 +60,7 @@ on_both_hosts! {
     logout_ends_the_session_and_the_app_can_ask_for_it,
     two_tabs_log_in_at_once_as_two_people_and_each_lands_on_its_own_page,
     a_wrong_client_secret_gives_the_502_page_and_is_never_logged,
+    keys_rotate_at_both_ends_and_people_stay_logged_in,
 }
 
 /// The table's base: `/public/` public, everything else enforced.
@@ -122,6 +127,38 @@ fn a_full_login_lands_on_the_page_asked_for_with_identity(host: Host) {
     let portal = browser.get("/");
     assert_eq!(portal.status, 200, "{portal:?}");
     assert!(portal.body.contains("María Carmen"), "the portal does not greet the user: {}", portal.body);
+}
+
+/// Request targets sent byte for byte as written (an HTTP client would resolve the dot
+/// segments and test a clean path instead): protected paths, and paths that start under the
+/// public prefix but are not in normal form, so the application may resolve them to a
+/// protected page. Each must be sent to login, and the app's count must not move, while the
+/// same count moves for a plain public path (the positive control).
+fn path_tricks_sent_raw_never_reach_a_protected_page_without_a_session(host: Host) {
+    let gate = start(host, &[]);
+    let before = gate.app_requests();
+    let public = gate.browser().raw("GET", "/public/info?format=json", &[]);
+    assert_eq!(public.status, 200, "{public:?}");
+    assert_eq!(gate.app_requests(), before + 1, "the public request did not reach the app");
+    for target in [
+        "/",
+        "/tramites/certificado?id=7",
+        "/static/../admin",
+        "/public/../admin",
+        "/public/./../admin?format=json",
+        "/public/%2e%2e/admin",
+        "/public/%2E%2E%2Fadmin",
+        "/public/..%2fadmin",
+        "/public/..\\admin",
+        "/public//../../admin",
+        "/public/x/../../admin",
+    ] {
+        let before = gate.app_requests();
+        let r = gate.browser().raw("GET", target, &[]);
+        assert_sent_to_login(gate.as_ref(), &r);
+        assert!(!r.body.contains("Portal Legado"), "{target}: the app's page came through: {r:?}");
+        assert_eq!(gate.app_requests(), before, "{target} without a session reached the app");
+    }
 }
 
 fn forged_identity_headers_never_reach_the_app(host: Host) {
@@ -409,4 +446,60 @@ fn a_wrong_client_secret_gives_the_502_page_and_is_never_logged(host: Host) {
     assert!(!browser.jar.contains_key(SESSION_COOKIE));
     assert_eq!(gate.app_requests(), before);
     assert!(!gate.log().contains("not-the-secret"), "the client secret is in the log");
+}
+
+/// The session key cookies were sealed with before the newest one was put in front of it: the
+/// second key of the ring, as an operator rotating keys leaves it.
+const RETIRING_KEY: [u8; 32] = [
+    0x3b, 0x91, 0x5e, 0xc2, 0x07, 0xd8, 0x6a, 0x14, 0xf3, 0x28, 0x9c, 0x45, 0xb0, 0x7e, 0x12, 0xad, //
+    0x66, 0xe9, 0x0f, 0x83, 0x5a, 0xc7, 0x31, 0xfe, 0x48, 0x9d, 0x27, 0xb4, 0x6c, 0x02, 0xd5, 0x79,
+];
+
+fn with_a_retiring_session_key(c: &mut Value) {
+    let key = base64::engine::general_purpose::STANDARD.encode(RETIRING_KEY);
+    match c["session_keys"].as_array_mut() {
+        Some(keys) => keys.push(json!(key)),
+        None => panic!("the table's configuration has no session_keys array: {c}"),
+    }
+}
+
+/// Both rotations an operator does: the gate's session keys (a cookie sealed with the key
+/// being retired still opens, and comes back resealed with the newest; a cookie under a key
+/// the gate does not hold is refused), and the provider's signing key (logins keep working).
+fn keys_rotate_at_both_ends_and_people_stay_logged_in(host: Host) {
+    let gate = start(host, &[with_a_retiring_session_key]);
+    let started = std::time::Instant::now();
+    let t = now();
+    let old = seal_session(&KeyRing::new(&[SessionKey(RETIRING_KEY)]), testkit::maria(), t, t + 3600, t);
+    let mut browser = gate.browser();
+    browser.jar.insert(SESSION_COOKIE.into(), old.clone());
+    let r = browser.get("/?format=json");
+    assert_eq!(r.echo().one("x-claveunica-run"), Some(RUN), "{r:?}");
+    assert!(r.set_cookie(SESSION_COOKIE).is_some(), "a session under the retiring key was not resealed: {r:?}");
+    let resealed = browser.jar[SESSION_COOKIE].clone();
+    assert_ne!(resealed, old);
+    let r = browser.get("/?format=json");
+    assert_eq!(r.echo().one("x-claveunica-run"), Some(RUN), "the resealed session: {r:?}");
+    assert!(r.set_cookie(SESSION_COOKIE).is_none(), "a session under the newest key was resealed again: {r:?}");
+
+    let before = gate.app_requests();
+    let mut stranger = gate.browser();
+    let unknown = KeyRing::new(&[SessionKey(random_bytes::<32>())]);
+    stranger.jar.insert(SESSION_COOKIE.into(), seal_session(&unknown, testkit::maria(), t, t + 3600, t));
+    assert_sent_to_login(gate.as_ref(), &stranger.get("/?format=json"));
+    assert_eq!(gate.app_requests(), before, "a session under an unknown key reached the app");
+
+    // The provider signs with a new key and no longer publishes the old one. The Unit host
+    // fetches the keys for every login. Envoy keeps them, and refetches for an unknown `kid`
+    // at most once in 30 s (its fetch at start counts), so there the login waits that out.
+    let kid = gate.rotate_provider_key(false);
+    if host == Host::Envoy {
+        std::thread::sleep(std::time::Duration::from_secs(31).saturating_sub(started.elapsed()));
+    }
+    let mut fresh = gate.browser();
+    let r = fresh.login("/?format=json", RUN, PASSWORD);
+    assert_eq!(r.status, 302, "a login after the provider rotated to {kid}: {r:?}\n{}", gate.log());
+    assert_eq!(fresh.get("/?format=json").echo().one("x-claveunica-run"), Some(RUN));
+    // Sessions opened before keep working: they do not depend on the provider's keys.
+    assert_eq!(browser.get("/?format=json").echo().one("x-claveunica-run"), Some(RUN));
 }

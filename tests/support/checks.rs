@@ -10,9 +10,9 @@ use claveunica_core::protocol::session::{Identity, Session};
 use super::client::Browser;
 use super::parse::{Echo, Response};
 use super::process::{random_bytes, wait_until};
-use super::stack::{emulator_stats, Stack};
+use super::stack::{emulator_stats, rotate_provider_key, Stack};
 use super::unit::UnitStack;
-use super::{APELLIDOS, NOMBRES, PASSWORD, RUN, SESSION_COOKIE};
+use super::{APELLIDOS, CALLBACK_PATH, NOMBRES, PASSWORD, RUN, SESSION_COOKIE};
 
 /// How long a log line may trail the answer it belongs to.
 const LOG_WAIT: Duration = Duration::from_secs(5);
@@ -54,6 +54,11 @@ pub trait GateUnderTest {
     /// A counter of the gate's (`claveunica_gate.*`), where the host keeps counters: Envoy
     /// does, the Unit host does not (`None`).
     fn counter(&self, name: &str) -> Option<u64>;
+    /// Makes the provider sign with a fresh key (the old one still published when
+    /// `keep_old`); returns the new `kid`.
+    fn rotate_provider_key(&self, keep_old: bool) -> String {
+        rotate_provider_key(&self.provider(), keep_old)
+    }
     /// How many back-channel calls (token, userinfo, JWKS) the provider has answered.
     fn provider_calls(&self) -> u64 {
         let stats = emulator_stats(&self.provider());
@@ -188,6 +193,18 @@ pub fn start_gate(host: Host, edits: &[fn(&mut serde_json::Value)]) -> Box<dyn G
 /// Waits (briefly) for the gate to log `needle`: log lines may trail the answer.
 pub fn wait_for_log(gate: &(impl GateUnderTest + ?Sized), needle: &str) -> bool {
     wait_until(LOG_WAIT, || gate.log().contains(needle))
+}
+
+/// Returns once the host's log has caught up with every request sent before: sends one last
+/// request the gate always logs (a callback without its flow cookie, a 400 page with a
+/// reference) and waits for that reference. A check that something is *not* in the log comes
+/// after this, or it may pass only because the line has not been written yet. Counts one
+/// `login_failures.no_flow_cookie`.
+pub fn log_caught_up(gate: &(impl GateUnderTest + ?Sized)) {
+    let r = gate.browser().get(&format!("{CALLBACK_PATH}?code=log-marker&state=log-marker"));
+    assert_eq!(r.status, 400, "the log marker request: {r:?}");
+    let reference = r.reference();
+    assert!(wait_for_log(gate, &format!("ref={reference}")), "the log never showed ref={reference}:\n{}", gate.log());
 }
 
 /// The log line holding `needle`, waiting briefly; empty when there is none.

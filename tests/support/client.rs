@@ -3,9 +3,11 @@
 //! steps of a login at the emulator; and URL helpers.
 
 use std::collections::BTreeMap;
+use std::io::{Read as _, Write as _};
+use std::net::TcpStream;
 use std::time::Duration;
 
-use super::parse::{parse_set_cookie, Response};
+use super::parse::{parse_http1, parse_set_cookie, Response};
 use super::{CALLBACK_PATH, FLOW_PREFIX};
 
 const HTTP_TIMEOUT: Duration = Duration::from_secs(15);
@@ -18,6 +20,37 @@ pub fn agent() -> ureq::Agent {
 /// `text` form-urlencoded, for a query parameter.
 pub fn url_encode(text: &str) -> String {
     url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
+}
+
+/// Panics when the HTTP client would send `url` with another request target than the one
+/// written: ureq parses URLs with the `url` crate, which resolves dot segments and
+/// percent-encodes some bytes, so a test of a path trick would test the cleaned-up path. Such
+/// requests go through [`Browser::raw`] or [`raw_http1`] instead.
+fn assert_sent_as_written(url: &str) {
+    let parsed = url::Url::parse(url).unwrap_or_else(|e| panic!("{url:?} does not parse: {e}"));
+    let sent = &parsed[url::Position::BeforePath..url::Position::AfterQuery];
+    let written = url.split_once("://").and_then(|(_, rest)| rest.find('/').map(|i| &rest[i..])).unwrap_or("/");
+    let written = written.split('#').next().unwrap_or(written);
+    assert_eq!(
+        sent, written,
+        "the HTTP client would send {written:?} as {sent:?}: send such a request target raw (Browser::raw)"
+    );
+}
+
+/// Sends `request`, bytes as they are, over a fresh connection to the host of `base`
+/// (`http://127.0.0.1:PORT`) and parses the answer. A transport error is a failure, not an
+/// answer: the request must end with `Connection: close` so the answer ends with the stream.
+pub fn raw_http1(base: &str, request: &[u8]) -> Response {
+    let what = format!("raw {}", String::from_utf8_lossy(request.get(..60).unwrap_or(request)));
+    let addr = base.trim_start_matches("http://");
+    let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("{what}: connect {addr}: {e}"));
+    s.set_read_timeout(Some(HTTP_TIMEOUT)).unwrap_or_else(|e| panic!("{what}: set a read timeout: {e}"));
+    s.write_all(request).unwrap_or_else(|e| panic!("{what}: send: {e}"));
+    let mut out = Vec::new();
+    if let Err(e) = s.read_to_end(&mut out) {
+        panic!("{what}: reading the answer failed after {} bytes: {e}", out.len());
+    }
+    parse_http1(&what, &out)
 }
 
 /// A query parameter of `url` (the first, if repeated), decoded.
@@ -102,6 +135,7 @@ impl Browser {
 
     fn send(&mut self, method: &str, url: &str, headers: &[(&str, &str)], form: Option<&[(&str, &str)]>) -> Response {
         let ours = url.starts_with(&self.base);
+        assert_sent_as_written(url);
         let mut req = self.agent.request(method, url);
         if ours {
             if let Some(cookie) = self.cookie_header() {
@@ -120,18 +154,40 @@ impl Browser {
             Err(e) => panic!("{method} {url} failed: {e}"),
         };
         if ours {
-            for line in response.header_all("set-cookie") {
-                match parse_set_cookie(line) {
-                    Some((name, Some(value))) => {
-                        self.jar.insert(name, value);
-                    }
-                    Some((name, None)) => {
-                        self.jar.remove(&name);
-                    }
-                    None => {}
+            self.keep_cookies(&response);
+        }
+        response
+    }
+
+    fn keep_cookies(&mut self, response: &Response) {
+        for line in response.header_all("set-cookie") {
+            match parse_set_cookie(line) {
+                Some((name, Some(value))) => {
+                    self.jar.insert(name, value);
                 }
+                Some((name, None)) => {
+                    self.jar.remove(&name);
+                }
+                None => {}
             }
         }
+    }
+
+    /// `method` on `target` through the gate over HTTP/1.1 written by hand, the request target
+    /// sent exactly as given (dot segments, encodings, backslashes kept), with this browser's
+    /// cookies and `headers`; the answer's cookies go into the jar.
+    pub fn raw(&mut self, method: &str, target: &str, headers: &[(&str, &str)]) -> Response {
+        let host = self.base.trim_start_matches("http://");
+        let mut request = format!("{method} {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
+        if let Some(cookie) = self.cookie_header() {
+            request.push_str(&format!("Cookie: {cookie}\r\n"));
+        }
+        for (name, value) in headers {
+            request.push_str(&format!("{name}: {value}\r\n"));
+        }
+        request.push_str("\r\n");
+        let response = raw_http1(&self.base, request.as_bytes());
+        self.keep_cookies(&response);
         response
     }
 

@@ -39,7 +39,7 @@ pub mod unit;
 #[allow(unused_imports)]
 pub use checks::{assert_sent_to_login, log_line_with, logged_in, seal_session, wait_for_log};
 #[allow(unused_imports)]
-pub use client::{param, url_encode, with_param, Authorize, Browser};
+pub use client::{param, raw_http1, url_encode, with_param, Authorize, Browser};
 #[allow(unused_imports)]
 pub use parse::{parse_http1, Echo, Response};
 #[allow(unused_imports)]

@@ -19,6 +19,12 @@ use super::{BUILD_HINT, CALLBACK_PATH, CLIENT_ID, CLIENT_SECRET, LOGIN_PATH};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
 const START_ATTEMPTS: u32 = 3;
+/// What Envoy logs when a listener's port is taken (`cannot bind '127.0.0.1:N': Address
+/// already in use`): the one start-up failure worth another attempt on fresh ports.
+const PORT_CLASH: &str = "Address already in use";
+/// Lines that must not be in Envoy's log once it is ready: an error or a crash while the gate
+/// loaded and configured itself.
+const LOAD_FAILURE_MARKS: &[&str] = &["[error]", "[critical]", "panicked", "wasm trap", "Function: proxy_on_"];
 
 /// Options for a [`Stack`].
 #[derive(Debug, Clone)]
@@ -119,7 +125,10 @@ impl StackBuilder {
         panic!("Envoy neither exited nor got ready; log tail:\n{}", tail(&stack.envoy_log(), 40));
     }
 
-    /// Starts emulator, app and Envoy; retries when Envoy loses a port race.
+    /// Starts emulator, app and Envoy. Starts again only when Envoy lost a port race (its log
+    /// says a port was in use); any other failure, and any error the gate logged while it
+    /// loaded, fails the test at once, so a gate that crashes while loading is never hidden
+    /// behind a retry.
     pub fn start(self) -> Stack {
         let mut last = String::new();
         for _ in 0..START_ATTEMPTS {
@@ -131,11 +140,18 @@ impl StackBuilder {
         panic!("the stack did not start in {START_ATTEMPTS} attempts; last failure:\n{last}");
     }
 
-    /// One attempt. `Err` only for an Envoy that exited early (most likely a port taken
-    /// between [`free_port`] and Envoy's bind); anything else panics at once.
+    /// One attempt. `Err` only for an Envoy that exited because a port was taken between
+    /// [`free_port`] and its bind; anything else panics.
     fn try_start(&self) -> Result<Stack, String> {
         let mut stack = self.launch();
-        stack.wait_ready()?;
+        if let Err(why) = stack.wait_ready() {
+            let log = stack.envoy_log();
+            assert!(log.contains(PORT_CLASH), "Envoy exited while starting, not for a port clash:\n{why}");
+            return Err(why);
+        }
+        let log = stack.envoy_log();
+        let bad: Vec<&str> = log.lines().filter(|l| LOAD_FAILURE_MARKS.iter().any(|m| l.contains(m))).collect();
+        assert!(bad.is_empty(), "Envoy started, but its log shows errors while loading the gate:\n{}", bad.join("\n"));
         Ok(stack)
     }
 
@@ -406,15 +422,7 @@ impl Stack {
     /// its JWKS then publishes the new key only, or with `keep_old` the older ones too.
     /// Returns the new kid.
     pub fn rotate_provider_key(&self, keep_old: bool) -> String {
-        let url = format!("{}/__emulator/rotate-key", self.provider);
-        let body = serde_json::json!({ "keep_old": keep_old }).to_string();
-        let answer = match self.agent.post(&url).set("content-type", "application/json").send_string(&body) {
-            Ok(r) => r.into_string().unwrap_or_else(|e| panic!("reading {url}: {e}")),
-            Err(e) => panic!("POST {url}: {e}"),
-        };
-        let v: serde_json::Value =
-            serde_json::from_str(&answer).unwrap_or_else(|e| panic!("{url} is not JSON ({e}): {answer}"));
-        v["kid"].as_str().unwrap_or_else(|| panic!("{url}: no kid in {answer}")).to_string()
+        rotate_provider_key(&self.provider, keep_old)
     }
 
     /// The gate's JSON configuration as Envoy has it now (reloadable stacks only).
@@ -470,6 +478,20 @@ pub fn emulator_mode(provider: &str, modes: &serde_json::Value) -> serde_json::V
         Err(e) => panic!("POST {url} {modes}: {e}"),
     };
     serde_json::from_str(&body).unwrap_or_else(|e| panic!("{url} is not JSON ({e}): {body}"))
+}
+
+/// Makes the emulator at `provider` sign with a fresh key (`POST /__emulator/rotate-key`),
+/// publishing the old one beside it when `keep_old`; returns the new `kid`.
+pub fn rotate_provider_key(provider: &str, keep_old: bool) -> String {
+    let url = format!("{provider}/__emulator/rotate-key");
+    let body = serde_json::json!({ "keep_old": keep_old }).to_string();
+    let answer = match agent().post(&url).set("content-type", "application/json").send_string(&body) {
+        Ok(r) => r.into_string().unwrap_or_else(|e| panic!("reading {url}: {e}")),
+        Err(e) => panic!("POST {url}: {e}"),
+    };
+    let v: serde_json::Value =
+        serde_json::from_str(&answer).unwrap_or_else(|e| panic!("{url} is not JSON ({e}): {answer}"));
+    v["kid"].as_str().unwrap_or_else(|| panic!("{url}: no kid in {answer}")).to_string()
 }
 
 /// What the emulator at `provider` has served so far (`GET /__emulator/stats`).

@@ -1,0 +1,74 @@
+#![cfg(not(target_arch = "wasm32"))]
+//! The documents that cite tests cite tests that exist: every test name in the "shown by"
+//! column of `docs/security.md` is a function in the tree (or a row of an `on_both_hosts!`
+//! table), so a test renamed or removed cannot leave the threat table pointing at nothing.
+//!
+//! Run with `cargo test --test docs`.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+/// Every `.rs` file under `dir`, recursively.
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let entries = fs::read_dir(dir).unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()));
+    for entry in entries {
+        let path = entry.unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display())).path();
+        if path.is_dir() {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|x| x == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+/// The names of every function in the code and tests, and of every row of a both-hosts table.
+fn defined_names(root: &Path) -> Vec<String> {
+    let mut files = Vec::new();
+    for dir in ["src", "tests", "envoy/src", "nginx-unit/src", "cli/src"] {
+        rust_files(&root.join(dir), &mut files);
+    }
+    let mut names = Vec::new();
+    for file in files {
+        let text = fs::read_to_string(&file).unwrap_or_else(|e| panic!("cannot read {}: {e}", file.display()));
+        for line in text.lines() {
+            let line = line.trim();
+            if let Some(rest) = line.split_once("fn ").filter(|(before, _)| before.is_empty() || before.ends_with(' '))
+            {
+                names.push(rest.1.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect());
+            } else if let Some(row) = line.strip_suffix(',') {
+                if row.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
+                    names.push(row.to_string());
+                }
+            }
+        }
+    }
+    names
+}
+
+/// The backticked names in the third column of the table's rows that read as test names:
+/// `module::tests::name`, or a bare snake_case name of at least three words.
+fn cited_tests(doc: &str) -> Vec<String> {
+    let mut cited = Vec::new();
+    for row in doc.lines().filter(|l| l.starts_with("| ")) {
+        let Some(shown_by) = row.split(" | ").nth(2) else { continue };
+        for (i, quoted) in shown_by.split('`').enumerate() {
+            let is_name = quoted.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == ':');
+            let test = quoted.rsplit("::").next().unwrap_or(quoted);
+            if i % 2 == 1 && is_name && test.matches('_').count() >= 2 {
+                cited.push(test.to_string());
+            }
+        }
+    }
+    cited
+}
+
+#[test]
+fn every_test_docs_security_cites_exists() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let doc = fs::read_to_string(root.join("docs/security.md")).expect("docs/security.md is readable");
+    let cited = cited_tests(&doc);
+    assert!(cited.len() > 30, "the threat table cites only {} tests: {cited:?}", cited.len());
+    let names = defined_names(root);
+    let missing: Vec<&String> = cited.iter().filter(|c| !names.contains(c)).collect();
+    assert!(missing.is_empty(), "docs/security.md cites tests that do not exist: {missing:?}");
+}
