@@ -317,7 +317,7 @@ def main():
     load_after = open("/proc/loadavg").read().split()[:3]
     stop(envoys)
 
-    # Memory: Envoy with the no-op filter and with the gate, 1 and 2 workers, after a warm-up.
+    # Memory: Envoy with the no-op filter and with the gate, 1, 2 and 4 workers, after a warm-up.
     memory = {}
     for name in ["noop", "gate"]:
         for conc in [1, 2, 4]:

@@ -43,6 +43,19 @@ fn a_configuration_that_does_not_load_closes_the_door() {
     no_upstream.as_object_mut().map(|o| o.remove("upstream"));
     stack.write_config(&no_upstream.to_string());
     assert_eq!(browser.get("/public/x?format=json").status, 503);
+    assert!(wait_for_log(&stack, "upstream: is required"), "{}", stack.log());
+    // What nginx-unit/README.md says a Unit that hides the environment from components gets.
+    let mut no_secret = stack.config().clone();
+    no_secret["client_secret_env"] = serde_json::json!("NOT_SET_ANYWHERE");
+    stack.write_config(&no_secret.to_string());
+    let r = browser.get("/private");
+    assert_eq!(r.status, 503, "{r:?}");
+    assert!(r.body.contains("Servicio no disponible"), "{}", r.body);
+    assert!(
+        wait_for_log(&stack, "client_secret_env: environment variable NOT_SET_ANYWHERE is not set"),
+        "{}",
+        stack.log()
+    );
     assert_eq!(stack.app_requests(), before, "a request reached the app without a gate");
 }
 
