@@ -731,11 +731,11 @@ def markdown(rec):
     L.append(f"| the gate's cache of opened sessions | {cap} per VM (two generations of {cap // 2}, "
              f"`src/gate/known.rs`) |")
     if rec.get("warmup_distinct"):
-        wd = rec["warmup_distinct"]
-        L.append(f"| warm-up | {a['warmup_logins']} logins; {rec['warmup_fixed']['requests']} requests with 4 "
-                 f"repeated cookies; {wd['requests']} requests rotating through the {a['warmup_logins']} "
-                 f"sessions (connections per worker {split_text(wd['connections_per_worker'])}); "
-                 f"all 200 for the right person |")
+        wf, wd = rec["warmup_fixed"], rec["warmup_distinct"]
+        L.append(f"| warm-up | {a['warmup_logins']} logins; {wf['requests']} requests with 4 repeated cookies; "
+                 f"{wd['requests']} requests rotating through the {a['warmup_logins']} sessions (connections per "
+                 f"worker {split_text(wd['connections_per_worker'])}); not 200, 200s for the wrong person, socket "
+                 f"errors: {' / '.join(str(sum(w[k] for w in (wf, wd))) for k in ('non200', 'wrong', 'socket_errors'))} |")
     if lg:
         L.append(f"| complete logins | {lg['ok']} of {lg['count']} ok, {lg['failed']} failed, in {lg['seconds']:.0f} s "
                  f"({lg['per_s']:.1f}/s, {a['login_threads']} threads) |")
