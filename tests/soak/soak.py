@@ -2,10 +2,13 @@
 """The soak run behind tests/soak/run.sh (see tests/soak/README.md).
 
 Starts the ClaveÚnica emulator, the demo legacy app and Envoy (2 workers) with the gate on
-loopback, then: warm-up, complete logins through the emulator's form, a long series of
-authenticated requests with wrk (chunked, with logins interleaved and earlier sessions
-re-checked after every chunk), Envoy's memory after each step, and the Envoy log and stats
-checked for VM failures. Writes results.json and RESULTS.md into --out; exits 1 on any failure.
+loopback, then: warm-up (logins, requests with repeated cookies, requests rotating through more
+distinct sessions than the gate's cache of opened sessions holds), complete logins through the
+emulator's form, a long series of authenticated requests with wrk in chunks (each: repeated
+cookies, then every session so far in turn; logins alongside; earlier sessions re-checked
+after), Envoy's memory after each step, and the Envoy log and stats checked for VM failures.
+Writes results.json and RESULTS.md (with the commit measured and whether the tree was clean)
+into --out; exits 1 on any failure.
 
 Python 3 standard library only.
 """
@@ -333,11 +336,19 @@ class Logins:
         return self
 
 
-def run_wrk(stack, requests, cookies, threads, connections, lua):
+def write_sessions(path, sessions):
+    """The file soak.lua reads: one `RUN COOKIE` a line."""
+    with open(path, "w") as f:
+        for run, cookie in sessions:
+            f.write(f"{run} {cookie}\n")
+    return path
+
+
+def run_wrk(stack, requests, sessions_file, mode, threads, connections, lua):
     # -d only bounds a stuck run (at 200 requests/s); the script ends each thread after its share.
     argv = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{max(60, requests // 200)}s",
             "--timeout", "10s", "-s", lua, stack.base + PROTECTED_PATH + "?format=json",
-            "--", str(requests), str(threads)] + cookies
+            "--", str(requests), str(threads), mode, sessions_file]
     started = time.time()
     p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     # The script stops each wrk thread after its share of requests and says so on stderr, but
@@ -356,6 +367,7 @@ def run_wrk(stack, requests, cookies, threads, connections, lua):
         raise Failure(f"wrk failed ({p.returncode}): {stdout}\n{stderr}")
     result = {k: int(v) for k, v in (kv.split("=") for kv in line.split()[1:])}
     result["seconds"] = seconds
+    result["socket_errors"] = result["connect"] + result["read"] + result["write"] + result["timeout"]
     return result
 
 
@@ -376,16 +388,59 @@ def fmt_mb(n):
     return f"{n / MB:.1f}"
 
 
+def cache_capacity(root):
+    """The gate's cache of opened sessions holds two generations of GENERATION entries per VM;
+    read from the source so the soak's sizes follow the code."""
+    path = os.path.join(root, "src/gate/known.rs")
+    with open(path) as f:
+        m = re.search(r"pub const GENERATION: usize = (\d+);", f.read())
+    if not m:
+        raise SystemExit(f"no `pub const GENERATION: usize = N;` in {path}: the soak must know the cache's size")
+    return 2 * int(m.group(1))
+
+
+def git_state(root):
+    """The commit measured and the tracked files that differ from it (RESULTS.md aside)."""
+    def git(*argv):
+        return subprocess.run(["git", "-C", root, *argv], capture_output=True, text=True, check=True).stdout
+    dirty = [l[3:] for l in git("status", "--porcelain", "--untracked-files=no").splitlines()
+             if l[3:] != "tests/soak/RESULTS.md"]
+    return {"commit": git("rev-parse", "HEAD").strip(), "branch": git("branch", "--show-current").strip(),
+            "dirty": dirty}
+
+
+def wrk_checked(stack, what, requests, sessions_file, mode, args, lua, failures):
+    """One wrk run with valid sessions; every answer must be a 200 for the right person."""
+    w = run_wrk(stack, requests, sessions_file, mode, args.wrk_threads, args.wrk_connections, lua)
+    if w["non200"] or w["wrong"] or w["socket_errors"] or w["requests"] < requests:
+        failures.append(f"{what}: {w['requests']} requests of {requests} asked, {w['non200']} not 200 "
+                        f"({w['s302']} 302), {w['wrong']} 200s not for the session's RUN, "
+                        f"{w['socket_errors']} socket errors")
+    return w
+
+
+def wrk_summary(w):
+    return {"requests": w["requests"], "non200": w["non200"], "s302": w["s302"], "s4xx": w["s4xx"],
+            "s5xx": w["s5xx"], "wrong": w["wrong"], "socket_errors": w["socket_errors"],
+            "sessions": w["sessions"], "wrk_seconds": w["seconds"],
+            "rps": w["requests"] / (w["duration_us"] / 1e6), "duration_s": w["duration_us"] / 1e6,
+            "p50_ms": w["p50_us"] / 1000, "p99_ms": w["p99_us"] / 1000, "max_ms": w["max_us"] / 1000}
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--root", required=True)
     ap.add_argument("--out", required=True)
     ap.add_argument("--logins", type=int, required=True)
-    ap.add_argument("--requests", type=int, required=True)
+    ap.add_argument("--requests", type=int, required=True, help="repeated-cookie requests, over all chunks")
+    ap.add_argument("--distinct-requests", type=int, required=True,
+                    help="requests rotating through every session so far, over all chunks")
     ap.add_argument("--chunks", type=int, required=True)
     ap.add_argument("--interleaved-logins", type=int, required=True, help="logins during each wrk chunk")
-    ap.add_argument("--warmup-requests", type=int, default=20000)
-    ap.add_argument("--warmup-logins", type=int, default=100)
+    ap.add_argument("--warmup-logins", type=int, required=True,
+                    help="their sessions are the warm-up's distinct sessions: more than the cache holds")
+    ap.add_argument("--warmup-requests", type=int, required=True)
+    ap.add_argument("--warmup-distinct-requests", type=int, required=True)
     ap.add_argument("--login-threads", type=int, default=4)
     ap.add_argument("--wrk-threads", type=int, default=2)
     ap.add_argument("--wrk-connections", type=int, default=16)
@@ -396,7 +451,14 @@ def main():
     lua = os.path.join(os.path.dirname(os.path.abspath(__file__)), "soak.lua")
     failures = []
     rec = {"label": args.label, "args": vars(args), "started": datetime.datetime.now().astimezone().isoformat(
-        timespec="seconds"), "loadavg_start": os.getloadavg()}
+        timespec="seconds"), "loadavg_start": os.getloadavg(), "git": git_state(args.root)}
+    capacity = cache_capacity(args.root)
+    rec["cache_capacity"] = capacity
+    # A session comes back to a worker's cache only after the whole rotation; with fewer than
+    # twice the capacity, a worker with a small share of the connections would mostly hit.
+    if args.warmup_logins <= capacity or args.warmup_logins + args.logins <= 2 * capacity:
+        raise SystemExit(f"--warmup-logins must exceed the cache ({capacity} sessions per VM), and with "
+                         f"--logins make over {2 * capacity} distinct sessions for the chunks")
     stack = Stack(args.root, args.out, workers=2)
     t0 = time.time()
     try:
@@ -406,29 +468,54 @@ def main():
         say(f"stack up: gate {stack.base}, emulator {stack.provider}, app {stack.app}, "
             f"admin 127.0.0.1:{stack.admin_port}, logs in {args.out}")
         rec["memory_boot"] = stack.memory()
+        worker_cx = rf"^listener\.127\.0\.0\.1_{stack.listen_port}\.worker_\d+\.downstream_cx_total$"
 
-        # 1. Warm-up: logins and requests, so pools, buffers and the VMs' heaps reach their size.
-        warm = Logins(stack, args.warmup_logins, args.login_threads, offset=0, keep=8).run()
+        def connections_per_worker(since):
+            """Connections each Envoy worker accepted since `since` (None: since boot)."""
+            now = {k.split(".")[-2]: int(v) for k, v in stack.stats(worker_cx).items()}
+            return {w: n - (since or {}).get(w, 0) for w, n in sorted(now.items())}
+
+        # 1. Warm-up: logins, requests with repeated cookies, then requests rotating through all
+        # the warm-up's sessions, more than the gate's cache holds, so that pools, buffers, the
+        # VMs' heaps and each worker's cache of opened sessions are full before "start".
+        warm = Logins(stack, args.warmup_logins, args.login_threads, offset=0, keep=args.warmup_logins).run()
         if warm.failures:
             raise Failure("warm-up logins failed: " + "; ".join(warm.failures[:5]))
-        wrk_cookies = [s for _, s in warm.sessions[:4]]
-        w = run_wrk(stack, args.warmup_requests, wrk_cookies, args.wrk_threads, args.wrk_connections, lua)
-        if w["non200"] or w["connect"] + w["read"] + w["write"] + w["timeout"]:
-            raise Failure(f"warm-up requests: {w}")
-        # Control: a forged cookie must be counted as not-200 (a 302 to login) by the wrk script,
-        # or the zero below would prove nothing.
+        say(f"warm-up: {warm.ok} logins in {warm.seconds:.1f}s")
+        fixed_file = write_sessions(os.path.join(args.out, "sessions-fixed.txt"), warm.sessions[:4])
+        warm_file = write_sessions(os.path.join(args.out, "sessions-warmup.txt"), warm.sessions)
+        w = wrk_checked(stack, "warm-up, repeated cookies", args.warmup_requests, fixed_file, "fixed", args, lua,
+                        failures)
+        rec["warmup_fixed"] = wrk_summary(w)
+        cx = connections_per_worker(None)
+        w = wrk_checked(stack, "warm-up, distinct sessions", args.warmup_distinct_requests, warm_file, "rotate",
+                        args, lua, failures)
+        split = connections_per_worker(cx)
+        rec["warmup_distinct"] = dict(wrk_summary(w), connections_per_worker=split)
+        if failures:
+            raise Failure("the warm-up failed")
+        # Controls: the wrk script must count a forged session's 302 as not-200, and a 200 for
+        # another person than the path names as wrong, or the zeros below would prove nothing.
         forged = "AZB5" + base64.urlsafe_b64encode(os.urandom(150)).decode().rstrip("=")
-        ctl = run_wrk(stack, 200, [forged], 1, 4, lua)
+        ctl = run_wrk(stack, 200, write_sessions(os.path.join(args.out, "sessions-forged.txt"),
+                                                 [(RUNS[0], forged)]), "fixed", 1, 4, lua)
         rec["control_forged_cookie"] = {k: ctl[k] for k in ("requests", "non200", "s302")}
         if not (ctl["requests"] >= 200 and ctl["s302"] == ctl["requests"] == ctl["non200"]):
             raise Failure(f"the wrk script did not count a forged session's 302s: {ctl}")
+        (run_a, _), (run_b, cookie_b) = next(
+            (a, b) for a in warm.sessions for b in warm.sessions if a[0] != b[0])
+        ctl = run_wrk(stack, 200, write_sessions(os.path.join(args.out, "sessions-mismatch.txt"),
+                                                 [(run_a, cookie_b)]), "fixed", 1, 4, lua)
+        rec["control_other_person"] = {k: ctl[k] for k in ("requests", "non200", "wrong")}
+        if not (ctl["requests"] >= 200 and ctl["wrong"] == ctl["requests"] and ctl["non200"] == 0):
+            raise Failure(f"the wrk script did not count 200s for another RUN as wrong: {ctl}")
         time.sleep(1)
         rec["memory_start"] = stack.memory()
         rec["vms_created_start"] = int(stack.stats("wasm").get("wasm.envoy.wasm.runtime.v8.created", "0") or 0)
         say("warm-up done; memory", rec["memory_start"])
 
-        # 2. Complete logins.
-        lg = Logins(stack, args.logins, args.login_threads, offset=args.warmup_logins, keep=args.recheck).run()
+        # 2. Complete logins; their sessions join the distinct-session rotation.
+        lg = Logins(stack, args.logins, args.login_threads, offset=args.warmup_logins, keep=args.logins).run()
         rec["logins"] = {"count": args.logins, "ok": lg.ok, "failed": len(lg.failures), "seconds": lg.seconds,
                          "per_s": lg.ok / lg.seconds, "failures": lg.failures[:20], "reconnects": lg.reconnects}
         failures += lg.failures[:20]
@@ -436,23 +523,33 @@ def main():
         rec["memory_after_logins"] = stack.memory()
         say(f"logins: {lg.ok}/{args.logins} ok in {lg.seconds:.1f}s ({lg.ok / lg.seconds:.1f}/s); memory",
             rec["memory_after_logins"])
-        old_sessions = warm.sessions + lg.sessions
+        old_sessions = warm.sessions[:8] + lg.sessions[:args.recheck]
+        pool = warm.sessions + lg.sessions
+        pool_file = write_sessions(os.path.join(args.out, "sessions-all.txt"), pool)
+        rec["distinct_pool"] = len(pool)
 
-        # 3. Authenticated requests in chunks, logins running alongside, old sessions re-checked.
-        per_chunk = -(-args.requests // args.chunks)
+        # 3. Chunks: requests with repeated cookies, then requests rotating through every session
+        # so far; logins alongside; old sessions re-checked after each.
+        per_fixed = -(-args.requests // args.chunks)
+        per_distinct = -(-args.distinct_requests // args.chunks)
         chunks = []
         offset = args.warmup_logins + args.logins
-        total_req = 0
         for i in range(args.chunks):
             # Logins run on 2 threads for as long as wrk runs (and at least --interleaved-logins).
             wrk_done = threading.Event()
             side = Logins(stack, args.interleaved_logins, 2, offset=offset, until=wrk_done)
             side_thread = threading.Thread(target=side.run)
             side_thread.start()
-            # Rotate which of the warm-up sessions wrk uses; they are the oldest sessions of all.
-            cookies = wrk_cookies[i % len(wrk_cookies):] + wrk_cookies[:i % len(wrk_cookies)]
+            # Rotate which of the warm-up's first four sessions each wrk thread repeats.
+            k = i % 4
+            write_sessions(fixed_file, warm.sessions[k:4] + warm.sessions[:k])
             try:
-                w = run_wrk(stack, per_chunk, cookies, args.wrk_threads, args.wrk_connections, lua)
+                wf = wrk_checked(stack, f"chunk {i + 1}, repeated cookies", per_fixed, fixed_file, "fixed", args,
+                                 lua, failures)
+                cx = connections_per_worker(None)
+                wd = wrk_checked(stack, f"chunk {i + 1}, distinct sessions", per_distinct, pool_file, "rotate",
+                                 args, lua, failures)
+                split = connections_per_worker(cx)
             finally:
                 wrk_done.set()
                 side_thread.join()
@@ -462,29 +559,24 @@ def main():
             for run, s in old_sessions:
                 try:
                     check_session(client, stack, s, run)
-                except Exception as e:  # noqa: BLE001
-                    recheck_fail.append(f"{run}: {e}")
+                except Exception as e:  # noqa: BLE001 - every failure is recorded
+                    recheck_fail.append(f"{run}: {type(e).__name__}: {e}")
             mem = stack.memory()
-            sock_err = w["connect"] + w["read"] + w["write"] + w["timeout"]
-            total_req += w["requests"]
-            c = {"chunk": i + 1, "requests": w["requests"], "cumulative": total_req, "non200": w["non200"],
-                 "s302": w["s302"], "s4xx": w["s4xx"], "s5xx": w["s5xx"], "socket_errors": sock_err,
-                 "wrk_seconds": w["seconds"], "rps": w["requests"] / (w["duration_us"] / 1e6),
-                 "p50_ms": w["p50_us"] / 1000, "p99_ms": w["p99_us"] / 1000, "max_ms": w["max_us"] / 1000,
+            c = {"chunk": i + 1, "fixed": wrk_summary(wf), "distinct": dict(wrk_summary(wd), connections_per_worker=split),
                  "side_logins_ok": side.ok, "side_logins_failed": len(side.failures),
                  "rechecked": len(old_sessions), "recheck_failed": len(recheck_fail), "memory": mem}
             chunks.append(c)
-            if w["non200"] or sock_err or w["requests"] < per_chunk:
-                failures.append(f"chunk {i + 1}: {w}")
             failures += side.failures[:10] + recheck_fail[:10]
-            say(f"chunk {i + 1}/{args.chunks}: {w['requests']} requests ({c['rps']:.0f}/s) non200={w['non200']} "
-                f"socket_errors={sock_err}; {side.ok} logins alongside ({len(side.failures)} failed); "
+            say(f"chunk {i + 1}/{args.chunks}: repeated {wf['requests']} ({c['fixed']['rps']:.0f}/s), "
+                f"distinct {wd['requests']} ({c['distinct']['rps']:.0f}/s), not 200 {wf['non200'] + wd['non200']}, "
+                f"wrong {wf['wrong'] + wd['wrong']}, socket errors {wf['socket_errors'] + wd['socket_errors']}; "
+                f"{side.ok} logins alongside ({len(side.failures)} failed); "
                 f"{len(old_sessions) - len(recheck_fail)}/{len(old_sessions)} old sessions ok; "
                 f"allocated {fmt_mb(mem['allocated'])} MB, rss {fmt_mb(mem['rss'])} MB")
         rec["chunks"] = chunks
-        rec["requests_total"] = total_req
-        rec["requests_non200"] = sum(c["non200"] for c in chunks)
-        rec["requests_socket_errors"] = sum(c["socket_errors"] for c in chunks)
+        for kind in ("fixed", "distinct"):
+            rec[kind] = {key: sum(c[kind][key] for c in chunks)
+                         for key in ("requests", "non200", "wrong", "socket_errors", "duration_s")}
         rec["interleaved_logins_ok"] = sum(c["side_logins_ok"] for c in chunks)
         rec["interleaved_logins_failed"] = sum(c["side_logins_failed"] for c in chunks)
 
@@ -529,6 +621,10 @@ def main():
         failures += [f"Envoy log: {l}" for l in bad[:20]]
         failures += [f"Envoy log (error, or the gate's warning): {l}" for l in warn[:20]]
     memory_verdict(rec, failures)
+    # The tree measured must still be the one recorded.
+    rec["git_end"] = git_state(args.root)
+    if rec["git_end"] != rec["git"]:
+        failures.append(f"the tree changed during the run: {rec['git']} at the start, {rec['git_end']} at the end")
     rec["failures"] = failures
     rec["verdict"] = "PASS" if not failures else "FAIL"
     with open(os.path.join(args.out, "results.json"), "w") as f:
@@ -570,8 +666,7 @@ def versions():
     m = re.search(r"version: \S+?/(\d+\.\d+\.\d+)/", envoy)
     return {"envoy": m.group(1) if m else envoy, "rustc": out(["rustc", "--version"]),
             "wrk": out(["sh", "-c", "wrk --version 2>&1 | head -1"]).split(" [")[0],
-            "python": platform.python_version(), "kernel": platform.release(),
-            "git": out(["git", "-C", os.path.dirname(os.path.abspath(__file__)), "rev-parse", "--short", "HEAD"])}
+            "python": platform.python_version(), "kernel": platform.release()}
 
 
 def machine():
@@ -589,44 +684,81 @@ def machine():
     return {"cpus": os.cpu_count(), "cpu": cpu, "memory": mem}
 
 
+def tree_line(git):
+    commit = f"`{git['commit'][:12]}` (branch `{git['branch'] or '?'}`)"
+    if not git["dirty"]:
+        return f"{commit}, tree clean (no tracked file differs from the commit)"
+    return (f"{commit}, **TREE NOT CLEAN: {len(git['dirty'])} tracked file(s) differ from the commit "
+            f"({', '.join(git['dirty'][:10])}); these figures do not describe that commit**")
+
+
+def split_text(split):
+    return " / ".join(str(n) for n in split.values()) or "?"
+
+
+def kind_line(chunks, kind):
+    """One kind of wrk request over all chunks: counts, rate, latency range over the chunks."""
+    ws = [c[kind] for c in chunks]
+    n = sum(w["requests"] for w in ws)
+    secs = sum(w["duration_s"] for w in ws)
+    return (f"{n} in {len(ws)} chunks: {sum(w['non200'] for w in ws)} not 200, "
+            f"{sum(w['wrong'] for w in ws)} 200s for the wrong person, "
+            f"{sum(w['socket_errors'] for w in ws)} socket errors; {secs:.0f} s of wrk, {n / secs:.0f}/s; "
+            f"p50 {min(w['p50_ms'] for w in ws):.1f}–{max(w['p50_ms'] for w in ws):.1f} ms, "
+            f"p99 {min(w['p99_ms'] for w in ws):.1f}–{max(w['p99_ms'] for w in ws):.1f} ms over the chunks")
+
+
 def markdown(rec):
     a = rec["args"]
     v, m = versions(), machine()
     lg = rec.get("logins", {})
     chunks = rec.get("chunks", [])
     la0, la1 = rec["loadavg_start"], rec["loadavg_end"]
+    cap = rec["cache_capacity"]
     L = []
     L.append(f"# Soak run ({rec['label']}): {rec['verdict']}\n")
     L.append("Written by `bash tests/soak/run.sh` (see `tests/soak/README.md`). "
              "Throughput figures are context only: the machine was shared with other work.\n")
     L.append("| | |\n|---|---|")
     L.append(f"| date | {rec['started']} |")
+    L.append(f"| commit measured | {tree_line(rec['git'])} |")
     L.append(f"| machine | {m['cpus']} CPUs ({m['cpu']}), {m['memory']}, Linux {v['kernel']} |")
     L.append(f"| load average (1/5/15 min) | start {la0[0]:.2f} / {la0[1]:.2f} / {la0[2]:.2f}; "
              f"end {la1[0]:.2f} / {la1[1]:.2f} / {la1[2]:.2f} |")
     L.append(f"| versions | Envoy {v['envoy']} (`--concurrency 2`, V8), {v['rustc']}, {v['wrk']}, "
-             f"Python {v['python']}, tree at {v['git']} plus working-tree changes |")
+             f"Python {v['python']} |")
     L.append(f"| duration | {rec['seconds'] / 60:.1f} min in all |")
-    L.append(f"| warm-up | {a['warmup_logins']} logins, {a['warmup_requests']} requests |")
+    L.append(f"| the gate's cache of opened sessions | {cap} per VM (two generations of {cap // 2}, "
+             f"`src/gate/known.rs`) |")
+    if rec.get("warmup_distinct"):
+        wf, wd = rec["warmup_fixed"], rec["warmup_distinct"]
+        L.append(f"| warm-up | {a['warmup_logins']} logins; {wf['requests']} requests with 4 repeated cookies; "
+                 f"{wd['requests']} requests rotating through the {a['warmup_logins']} sessions (connections per "
+                 f"worker {split_text(wd['connections_per_worker'])}); not 200, 200s for the wrong person, socket "
+                 f"errors: {' / '.join(str(sum(w[k] for w in (wf, wd))) for k in ('non200', 'wrong', 'socket_errors'))} |")
     if lg:
         L.append(f"| complete logins | {lg['ok']} of {lg['count']} ok, {lg['failed']} failed, in {lg['seconds']:.0f} s "
                  f"({lg['per_s']:.1f}/s, {a['login_threads']} threads) |")
     if chunks:
-        req_s = sum(c["requests"] / c["rps"] for c in chunks if c["rps"])
-        L.append(f"| authenticated requests | {rec['requests_total']} in {len(chunks)} chunks, "
-                 f"{rec['requests_non200']} not 200, {rec['requests_socket_errors']} socket errors, "
-                 f"{req_s:.0f} s of wrk ({rec['requests_total'] / req_s:.0f}/s; wrk {a['wrk_threads']} threads, "
-                 f"{a['wrk_connections']} connections) |")
+        L.append(f"| requests with repeated cookies (4 sessions, one per wrk thread) | {kind_line(chunks, 'fixed')} |")
+        L.append(f"| requests with distinct sessions (each the next of {rec['distinct_pool']}, "
+                 f"{rec['distinct_pool'] / cap:.1f}× the cache) | {kind_line(chunks, 'distinct')} |")
+        L.append(f"| wrk | {a['wrk_threads']} threads, {a['wrk_connections']} connections |")
         L.append(f"| logins alongside wrk | {rec['interleaved_logins_ok']} ok, {rec['interleaved_logins_failed']} "
                  f"failed (2 threads, for as long as each chunk's wrk ran) |")
         total_logins = a["warmup_logins"] + lg.get("ok", 0) + rec["interleaved_logins_ok"]
         L.append(f"| complete logins in all | {total_logins} (warm-up + logins + alongside wrk) |")
         L.append(f"| earlier sessions re-checked | after each chunk, the same {chunks[0]['rechecked']} sessions "
-                 f"(the warm-up's and the first logins'): {sum(c['recheck_failed'] for c in chunks)} failures |")
+                 f"(the warm-up's first 8 and the logins' first {a['recheck']}): "
+                 f"{sum(c['recheck_failed'] for c in chunks)} failures |")
     if rec.get("control_forged_cookie"):
         ctl = rec["control_forged_cookie"]
-        L.append(f"| control (forged cookie, warm-up) | {ctl['requests']} requests, {ctl['s302']} counted as 302 "
+        L.append(f"| control: forged cookie | {ctl['requests']} requests, {ctl['s302']} counted as 302 "
                  f"by the wrk script, as they must be |")
+    if rec.get("control_other_person"):
+        ctl = rec["control_other_person"]
+        L.append(f"| control: a valid cookie sent to another RUN's path | {ctl['requests']} requests, "
+                 f"{ctl['wrong']} counted as 200s for the wrong person, as they must be |")
     L.append(f"| VMs (v8 created / active at end) | {rec.get('vms_created', '?')} / {rec.get('vms_active', '?')} |")
     L.append(f"| Envoy log | {rec.get('log_crash_count', '?')} crash/trap/panic lines, "
              f"{rec.get('log_warn_error_count', '?')} error lines or gate warnings |")
@@ -636,20 +768,23 @@ def markdown(rec):
     if chunks:
         L.append("## Memory\n")
         L.append("Envoy's admin `/memory` (`allocated`, `heap_size`: tcmalloc) and the process's `VmRSS` "
-                 "(which also holds the V8 heaps and the wasm linear memories), in MB.\n")
+                 "(which also holds the V8 heaps and the wasm linear memories), in MB. \"start\" is after the "
+                 "warm-up, when each worker's cache of opened sessions is full.\n")
         L.append("| point | requests so far | logins so far | allocated | heap_size | VmRSS |")
         L.append("|---|---:|---:|---:|---:|---:|")
+        warm_req = rec["warmup_fixed"]["requests"] + rec["warmup_distinct"]["requests"]
         rows = [("boot", 0, 0, rec["memory_boot"]),
-                ("start (after warm-up)", a["warmup_requests"], a["warmup_logins"], rec["memory_start"]),
-                ("after logins", a["warmup_requests"], a["warmup_logins"] + lg.get("ok", 0),
-                 rec["memory_after_logins"])]
+                ("start (after warm-up)", warm_req, a["warmup_logins"], rec["memory_start"]),
+                ("after logins", warm_req, a["warmup_logins"] + lg.get("ok", 0), rec["memory_after_logins"])]
         logins_so_far = a["warmup_logins"] + lg.get("ok", 0)
+        reqs = warm_req
         for c in chunks:
             logins_so_far += c["side_logins_ok"]
-            rows.append((f"chunk {c['chunk']}", a["warmup_requests"] + c["cumulative"], logins_so_far, c["memory"]))
-        rows.append(("end", a["warmup_requests"] + rec["requests_total"], logins_so_far, rec["memory_end"]))
-        for name, reqs, logins, mem in rows:
-            L.append(f"| {name} | {reqs} | {logins} | {fmt_mb(mem['allocated'])} | {fmt_mb(mem['heap_size'])} | "
+            reqs += c["fixed"]["requests"] + c["distinct"]["requests"]
+            rows.append((f"chunk {c['chunk']}", reqs, logins_so_far, c["memory"]))
+        rows.append(("end", reqs, logins_so_far, rec["memory_end"]))
+        for name, n, logins, mem in rows:
+            L.append(f"| {name} | {n} | {logins} | {fmt_mb(mem['allocated'])} | {fmt_mb(mem['heap_size'])} | "
                      f"{fmt_mb(mem['rss'])} |")
         L.append("")
         for chk in rec.get("memory_checks", []):
@@ -659,13 +794,21 @@ def markdown(rec):
                      f"{'ok' if chk['ok'] else 'FAIL'}")
         L.append("")
         L.append("## Chunks\n")
-        L.append("| chunk | requests | not 200 | socket errors | req/s | p50 ms | p99 ms | max ms | "
-                 "logins alongside (failed) | old sessions ok |")
-        L.append("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        L.append("Each chunk: wrk with repeated cookies, then wrk with distinct sessions; logins alongside both. "
+                 "\"bad\" counts answers other than 200, 200s for the wrong person and socket errors. "
+                 "\"per worker\" is the connections each Envoy worker accepted during the distinct-session run.\n")
+        L.append("| chunk | repeated: requests | bad | req/s | p50 ms | p99 ms | distinct: requests | bad | req/s | "
+                 "p50 ms | p99 ms | per worker | logins alongside (failed) | old sessions ok |")
+        L.append("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for c in chunks:
-            L.append(f"| {c['chunk']} | {c['requests']} | {c['non200']} | {c['socket_errors']} | {c['rps']:.0f} | "
-                     f"{c['p50_ms']:.1f} | {c['p99_ms']:.1f} | {c['max_ms']:.0f} | {c['side_logins_ok']} "
-                     f"({c['side_logins_failed']}) | {c['rechecked'] - c['recheck_failed']}/{c['rechecked']} |")
+            f, d = c["fixed"], c["distinct"]
+            row = [str(c["chunk"])]
+            for w in (f, d):
+                row += [str(w["requests"]), str(w["non200"] + w["wrong"] + w["socket_errors"]), f"{w['rps']:.0f}",
+                        f"{w['p50_ms']:.1f}", f"{w['p99_ms']:.1f}"]
+            row += [split_text(d["connections_per_worker"]), f"{c['side_logins_ok']} ({c['side_logins_failed']})",
+                    f"{c['rechecked'] - c['recheck_failed']}/{c['rechecked']}"]
+            L.append("| " + " | ".join(row) + " |")
         L.append("")
     if rec.get("wasm_stats"):
         L.append("## Envoy wasm stats at the end\n")
@@ -682,9 +825,10 @@ def markdown(rec):
         L.append(f"**FAIL**: {len(rec['failures'])} problem(s):\n")
         L += [f"- {f}" for f in rec["failures"][:40]]
     else:
-        L.append("**PASS**: every login completed, every request with a valid session got a 200, every earlier "
-                 "session still worked after every chunk, no VM failure or panic in the log or the stats, and "
-                 "memory stayed within the bounds.")
+        L.append("**PASS**: every login completed, every request with a valid session got a 200 that reached the "
+                 "app as the session's person, with repeated cookies and with distinct sessions beyond the cache's "
+                 "capacity, every earlier session still worked after every chunk, no VM failure or panic in the "
+                 "log or the stats, and memory stayed within the bounds.")
     L.append("")
     return "\n".join(L)
 
