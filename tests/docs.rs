@@ -72,3 +72,41 @@ fn every_test_docs_security_cites_exists() {
     let missing: Vec<&String> = cited.iter().filter(|c| !names.contains(c)).collect();
     assert!(missing.is_empty(), "docs/security.md cites tests that do not exist: {missing:?}");
 }
+
+/// The commits a results file says it measured: backticked hex of 7 to 40 digits on a line
+/// that speaks of a commit.
+fn measured_commits(text: &str) -> Vec<String> {
+    text.lines()
+        .filter(|l| l.to_ascii_lowercase().contains("commit"))
+        .flat_map(|l| l.split('`').skip(1).step_by(2).map(str::to_string).collect::<Vec<_>>())
+        .filter(|q| (7..=40).contains(&q.len()) && q.chars().all(|c| c.is_ascii_hexdigit()))
+        .collect()
+}
+
+/// Every recorded result names the commit it measured, that commit is in this repository's
+/// history, and the tree it measured had no uncommitted changes.
+#[test]
+fn every_recorded_result_names_a_commit_of_this_repository() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    if !root.join(".git").exists() {
+        eprintln!("not a git checkout: the commits the results name cannot be looked up");
+        return;
+    }
+    for file in ["benches/RESULTS.md", "tests/soak/RESULTS.md", "fuzz/RESULTS.md"] {
+        let text = fs::read_to_string(root.join(file)).unwrap_or_else(|e| panic!("cannot read {file}: {e}"));
+        let commits = measured_commits(&text);
+        assert!(!commits.is_empty(), "{file} names no commit it measured");
+        for commit in &commits {
+            let found = std::process::Command::new("git")
+                .args(["cat-file", "-e", &format!("{commit}^{{commit}}")])
+                .current_dir(root)
+                .status()
+                .unwrap_or_else(|e| panic!("cannot run git: {e}"));
+            assert!(found.success(), "{file} names commit {commit}, which is not in this repository");
+        }
+        let lower = text.to_ascii_lowercase();
+        for mark in ["uncommitted", "working-tree changes", "not clean"] {
+            assert!(!lower.contains(mark), "{file} measured a tree with changes ({mark:?})");
+        }
+    }
+}
