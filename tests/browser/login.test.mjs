@@ -1,6 +1,7 @@
 // A real browser (Debian's Chromium, headless, driven by playwright-core) through the whole
 // ClaveÚnica login on the demo stack that run.sh starts: Envoy with the gate, the emulator and
-// the demo legacy app. BASE is the gate's origin; ARTIFACTS is where screenshots go.
+// the demo legacy app. BASE is the gate's origin; ARTIFACTS is where screenshots go;
+// PROVIDER_PORT is the emulator's port, for its test modes.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { mkdirSync } from "node:fs";
@@ -9,6 +10,7 @@ import { chromium } from "playwright-core";
 const BASE = process.env.BASE ?? "http://localhost:8000";
 const ARTIFACTS = process.env.ARTIFACTS ?? "../../target/browser-artifacts";
 const SESSION_COOKIE = "claveunica_session";
+const PROVIDER = `http://127.0.0.1:${process.env.PROVIDER_PORT ?? 8900}`;
 
 let browser;
 
@@ -81,17 +83,65 @@ test("two tabs log in at the same time and each lands on its own page", async ()
   await context.close();
 });
 
-test("logout ends the session in the browser", async () => {
+/** A new browser context whose page logged in from the app's home and holds a session. */
+async function loggedInAtHome() {
   const context = await browser.newContext();
   const page = await context.newPage();
   await page.goto(`${BASE}/`);
   await loginAtClaveUnica(page);
   assert.ok((await context.cookies()).some((c) => c.name === SESSION_COOKIE));
+  return { context, page };
+}
+
+test("logout ends the session in the browser", async () => {
+  const { context, page } = await loggedInAtHome();
   // The logout page sends the browser to ClaveÚnica's logout, which comes back to the app,
   // which (no session any more) sends it to ClaveÚnica's login form.
   await page.goto(`${BASE}/claveunica/logout`);
   await page.waitForURL(/\/openid\/authorize\//, { timeout: 10_000 });
   assert.ok(!(await context.cookies()).some((c) => c.name === SESSION_COOKIE), "the session cookie is gone");
+  await context.close();
+});
+
+/** Switches the emulator's test modes (`POST /__emulator/mode`, examples/emulator/src/modes.rs). */
+async function emulatorMode(modes) {
+  const r = await fetch(`${PROVIDER}/__emulator/mode`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify(modes),
+  });
+  assert.equal(r.status, 200, await r.text());
+}
+
+test("when ClaveÚnica's logout answers 204, the logout page falls back to the app", async () => {
+  const { context, page } = await loggedInAtHome();
+  // The demo's post_logout_redirect: the app's home.
+  const fallback = `${BASE}/`;
+  await emulatorMode({ logout: "no_content" });
+  try {
+    const providerLogout = page.waitForResponse((r) => r.url().startsWith(`${PROVIDER}/api/v1/accounts/app/logout`));
+    let requestedAt;
+    const fallbackRequest = page.waitForRequest(
+      (r) => r.url() === fallback && r.isNavigationRequest() && (requestedAt = Date.now()) > 0,
+      { timeout: 5_000 },
+    );
+    const started = Date.now();
+    await page.goto(`${BASE}/claveunica/logout`);
+    // ClaveÚnica's logout is asked to send the browser back, and answers 204 instead...
+    const answer = await providerLogout;
+    assert.equal(answer.status(), 204);
+    assert.equal(new URL(answer.url()).searchParams.get("redirect"), fallback);
+    // ...so the page's timer takes the browser to the fallback, 1.5 s on, not a redirect.
+    const request = await fallbackRequest;
+    const waited = requestedAt - started;
+    assert.equal(request.redirectedFrom(), null, "the fallback came as a redirect, not from the page's timer");
+    assert.ok(waited >= 1_400, `the fallback came after ${waited} ms, before the page's 1.5 s`);
+    // The app's home needs a session, and there is none: the browser lands on ClaveÚnica's form.
+    await page.waitForURL(/\/openid\/authorize\//, { timeout: 5_000 });
+    assert.ok(!(await context.cookies()).some((c) => c.name === SESSION_COOKIE), "the session cookie is still there");
+  } finally {
+    await emulatorMode({ logout: "normal" });
+  }
   await context.close();
 });
 

@@ -6,7 +6,8 @@
 //!
 //! ```json
 //! {"id_token": "normal", "userinfo": "normal",
-//!  "fault": {"endpoint": "token", "kind": "none"}, "slow_ms": 7000}
+//!  "fault": {"endpoint": "token", "kind": "none"}, "slow_ms": 7000,
+//!  "iat_offset_s": 0, "exp_offset_s": 600, "logout": "normal"}
 //! ```
 //!
 //! - `id_token` (what the token endpoint signs): `normal`, `alg_none`, `hs256_confusion`
@@ -20,10 +21,19 @@
 //!   maintenance page instead of JSON), `truncate_json` (half the JSON, with a correct
 //!   `Content-Length`), `truncate_body` (a `Content-Length` larger than what is sent, then the
 //!   connection is closed), `close` (the connection is closed without an answer).
+//! - `iat_offset_s`, `exp_offset_s` (seconds, may be negative, at most a day either way): the
+//!   ID token's `iat` and `exp` are the emulator's clock plus these (defaults 0 and 600, a
+//!   genuine token's). `iat_offset_s: 5` plays a provider whose clock runs 5 s ahead;
+//!   `exp_offset_s: -5` a token that expired 5 s ago. They apply to every `id_token` mode but
+//!   `expired`, which sets its own.
+//! - `logout`: `normal` (a 302 to `redirect` when given, else 204), `no_content` (204 even when
+//!   `redirect` is given, as ClaveÚnica's logout sometimes answers).
 //!
 //! The answer is the settings now in force, as `GET /__emulator/mode` shows them.
 
 use serde_json::{json, Value};
+
+use crate::tokens::ID_TOKEN_TTL_SECS;
 
 /// Names and values of a mode enum, for parsing and showing.
 trait Named: Copy + PartialEq + 'static {
@@ -144,6 +154,18 @@ impl Named for FaultKind {
     ];
 }
 
+/// What the logout endpoint answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogoutMode {
+    #[default]
+    Normal,
+    NoContent,
+}
+
+impl Named for LogoutMode {
+    const ALL: &'static [(&'static str, Self)] = &[("normal", Self::Normal), ("no_content", Self::NoContent)];
+}
+
 /// The settings in force.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Modes {
@@ -152,6 +174,11 @@ pub struct Modes {
     pub fault_endpoint: FaultEndpoint,
     pub fault_kind: FaultKind,
     pub slow_ms: u64,
+    /// The ID token's `iat`, in seconds from the emulator's clock.
+    pub iat_offset_s: i64,
+    /// The ID token's `exp`, in seconds from the emulator's clock.
+    pub exp_offset_s: i64,
+    pub logout: LogoutMode,
 }
 
 impl Default for Modes {
@@ -162,12 +189,23 @@ impl Default for Modes {
             fault_endpoint: FaultEndpoint::Token,
             fault_kind: FaultKind::None,
             slow_ms: 7000,
+            iat_offset_s: 0,
+            exp_offset_s: ID_TOKEN_TTL_SECS as i64,
+            logout: LogoutMode::Normal,
         }
     }
 }
 
 /// The longest `slow_ms` accepted: a slow answer holds a thread.
 const MAX_SLOW_MS: u64 = 120_000;
+/// The largest `iat_offset_s` or `exp_offset_s` either way: a day.
+const MAX_OFFSET_S: i64 = 86_400;
+
+fn offset(field: &str, v: &Value) -> Result<i64, String> {
+    v.as_i64()
+        .filter(|s| s.abs() <= MAX_OFFSET_S)
+        .ok_or_else(|| format!("{field}: not a whole number of seconds within {MAX_OFFSET_S} either way"))
+}
 
 impl Modes {
     /// Applies a `POST /__emulator/mode` body. Nothing changes when any field is wrong.
@@ -179,6 +217,9 @@ impl Modes {
             match key.as_str() {
                 "id_token" => next.id_token = IdTokenMode::parse(key, value)?,
                 "userinfo" => next.userinfo = UserinfoMode::parse(key, value)?,
+                "logout" => next.logout = LogoutMode::parse(key, value)?,
+                "iat_offset_s" => next.iat_offset_s = offset(key, value)?,
+                "exp_offset_s" => next.exp_offset_s = offset(key, value)?,
                 "slow_ms" => {
                     next.slow_ms = value
                         .as_u64()
@@ -217,6 +258,9 @@ impl Modes {
             "userinfo": self.userinfo.name(),
             "fault": {"endpoint": self.fault_endpoint.name(), "kind": self.fault_kind.name()},
             "slow_ms": self.slow_ms,
+            "iat_offset_s": self.iat_offset_s,
+            "exp_offset_s": self.exp_offset_s,
+            "logout": self.logout.name(),
         })
     }
 }
@@ -239,7 +283,8 @@ mod tests {
         assert_eq!(
             m.json(),
             json!({"id_token": "alg_none", "userinfo": "names_100k",
-                   "fault": {"endpoint": "jwks", "kind": "slow"}, "slow_ms": 2500})
+                   "fault": {"endpoint": "jwks", "kind": "slow"}, "slow_ms": 2500,
+                   "iat_offset_s": 0, "exp_offset_s": 600, "logout": "normal"})
         );
     }
 
@@ -268,12 +313,35 @@ mod tests {
             br#"{"fault": {"where": "token"}}"#,
             br#"{"slow_ms": -1}"#,
             br#"{"slow_ms": 999999999}"#,
+            br#"{"iat_offset_s": 86401}"#,
+            br#"{"exp_offset_s": -86401}"#,
+            br#"{"exp_offset_s": 1.5}"#,
+            br#"{"iat_offset_s": "5"}"#,
+            br#"{"logout": "teapot"}"#,
             br#"[]"#,
             b"not json",
         ] {
             assert!(m.apply(bad).is_err(), "{}", String::from_utf8_lossy(bad));
         }
         assert_eq!(m, Modes::default());
+    }
+
+    #[test]
+    fn clock_offsets_and_the_logout_mode_are_set_and_shown() {
+        let mut m = Modes::default();
+        m.apply(br#"{"iat_offset_s": 40, "exp_offset_s": -5, "logout": "no_content"}"#).unwrap();
+        assert_eq!((m.iat_offset_s, m.exp_offset_s, m.logout), (40, -5, LogoutMode::NoContent));
+        let shown = m.json();
+        assert_eq!(
+            (&shown["iat_offset_s"], &shown["exp_offset_s"], &shown["logout"]),
+            (&json!(40), &json!(-5), &json!("no_content"))
+        );
+        // What the tests send to go back to normal.
+        m.apply(br#"{"iat_offset_s": 0, "exp_offset_s": 600, "logout": "normal"}"#).unwrap();
+        assert_eq!(m, Modes::default());
+        for (name, mode) in LogoutMode::ALL {
+            assert_eq!(LogoutMode::parse("logout", &json!(name)), Ok(*mode));
+        }
     }
 
     #[test]

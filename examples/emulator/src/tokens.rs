@@ -9,7 +9,7 @@ use rsa::pkcs8::DecodePrivateKey as _;
 use rsa::signature::{SignatureEncoding as _, Signer as _};
 use sha2::{Digest, Sha256};
 
-use crate::modes::IdTokenMode;
+use crate::modes::{IdTokenMode, Modes};
 use crate::state::CodeGrant;
 
 /// ID tokens live 10 minutes (exp - iat = 600 in real sandbox tokens).
@@ -124,18 +124,24 @@ impl Keys {
         format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature))
     }
 
-    /// The ID token a test mode asks for: genuine, or broken in one precise way.
+    /// The ID token the test modes ask for: genuine, or broken in one precise way, with `iat`
+    /// and `exp` where `iat_offset_s` and `exp_offset_s` put them.
     pub fn id_token_as(
         &self,
-        mode: IdTokenMode,
+        modes: &Modes,
         issuer: &str,
         grant: &CodeGrant,
         access_token: &str,
         now: u64,
     ) -> Result<String, String> {
         let mut claims = Self::claims(issuer, grant, access_token, now);
+        let genuine = Modes::default();
+        let shifted = (modes.iat_offset_s, modes.exp_offset_s) != (genuine.iat_offset_s, genuine.exp_offset_s);
+        claims["iat"] = serde_json::json!(now.saturating_add_signed(modes.iat_offset_s));
+        claims["exp"] = serde_json::json!(now.saturating_add_signed(modes.exp_offset_s));
         let header = |alg: &str| serde_json::json!({"alg": alg, "typ": "JWT", "kid": self.kid});
-        let token = match mode {
+        let token = match modes.id_token {
+            IdTokenMode::Normal if shifted => self.sign_rs256(&header("RS256"), &claims),
             IdTokenMode::Normal => self.id_token(issuer, grant, access_token, now).map_err(|e| e.to_string())?,
             IdTokenMode::AlgNone => format!("{}.{}.", b64_json(&header("none")), b64_json(&claims)),
             IdTokenMode::Hs256Confusion => {

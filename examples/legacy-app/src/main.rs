@@ -14,7 +14,8 @@
 //! `GET /login` shows the old form, `POST /login` with any RUN and clave sets a
 //! `PHPSESSID` cookie and sends the browser to `/`. And with `app_logout=1` in the
 //! query it answers `x-claveunica-logout: 1`, as an app that does not know the RUN
-//! would, to ask the gate to end the ClaveÚnica session.
+//! would, to ask the gate to end the ClaveÚnica session; `app_logout_header=NAME` answers
+//! `NAME: 1` instead, for a gate configured with another `logout_response_header`.
 
 mod bulk;
 
@@ -51,7 +52,7 @@ struct Seen {
 #[derive(Debug)]
 struct Reply {
     status: u16,
-    headers: Vec<(&'static str, String)>,
+    headers: Vec<(String, String)>,
     body: String,
 }
 
@@ -62,6 +63,11 @@ impl Seen {
 
     fn wants_json(&self) -> bool {
         self.query_has("format", "json")
+    }
+
+    /// A query parameter's value (the first, if repeated), decoded.
+    fn query_value(&self, name: &str) -> Option<String> {
+        url::form_urlencoded::parse(self.query.as_bytes()).find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
     }
 
     fn query_has(&self, name: &str, value: &str) -> bool {
@@ -203,14 +209,15 @@ fn random_session_id() -> String {
 }
 
 fn html(status: u16, body: String) -> Reply {
-    Reply { status, headers: vec![("Content-Type", "text/html; charset=utf-8".into())], body }
+    Reply { status, headers: vec![("Content-Type".into(), "text/html; charset=utf-8".into())], body }
 }
 
 /// Everything the app answers, decided from what it saw.
 fn handle(seen: &Seen) -> Reply {
-    if seen.query_has("app_logout", "1") {
+    let custom_logout = seen.query_value("app_logout_header");
+    if seen.query_has("app_logout", "1") || custom_logout.is_some() {
         let mut reply = html(200, "<p>RUN desconocido</p>\n".into());
-        reply.headers.push(("x-claveunica-logout", "1".into()));
+        reply.headers.push((custom_logout.unwrap_or_else(|| "x-claveunica-logout".into()), "1".into()));
         return reply;
     }
     if seen.path == "/login" && !seen.wants_json() {
@@ -224,7 +231,7 @@ fn handle(seen: &Seen) -> Reply {
                 let cookie = format!("{LEGACY_COOKIE}={}; Path=/; HttpOnly", random_session_id());
                 return Reply {
                     status: 303,
-                    headers: vec![("Location", "/".into()), ("Set-Cookie", cookie)],
+                    headers: vec![("Location".into(), "/".into()), ("Set-Cookie".into(), cookie)],
                     body: String::new(),
                 };
             }
@@ -234,7 +241,7 @@ fn handle(seen: &Seen) -> Reply {
     if seen.wants_json() {
         Reply {
             status: 200,
-            headers: vec![("Content-Type", "application/json; charset=utf-8".into())],
+            headers: vec![("Content-Type".into(), "application/json; charset=utf-8".into())],
             body: echo_json(seen),
         }
     } else {
@@ -414,6 +421,10 @@ mod tests {
         assert_eq!(header(&reply, "x-claveunica-logout"), Some("1"));
         assert!(reply.body.contains("RUN desconocido"));
         assert!(header(&handle(&seen(&[], "app_logout=0")), "x-claveunica-logout").is_none());
+        // Another header name, for a gate configured with another one.
+        let custom = handle(&seen(&[], "app_logout_header=X-App-Logout"));
+        assert_eq!(header(&custom, "x-app-logout"), Some("1"));
+        assert!(header(&custom, "x-claveunica-logout").is_none());
         let echo = handle(&seen(&[], "format=json"));
         assert!(header(&echo, "content-type").unwrap().starts_with("application/json"));
     }

@@ -130,7 +130,7 @@ fn dispatch(app: &App, req: &Req, now: u64, modes: &Modes) -> Reply {
         USERINFO_PATH if get || post => userinfo(app, req, now, modes.userinfo),
         JWKS_PATH if get => Reply::json(200, &app.keys().jwks()),
         DISCOVERY_PATH if get => Reply::json(200, &discovery(&app.config)),
-        LOGOUT_PATH if get => logout(req),
+        LOGOUT_PATH if get => logout(req, modes.logout),
         STATS_PATH if get => Reply::json(200, &app.stats.json()).no_store(),
         MODE_PATH if get => Reply::json(200, &modes.json()).no_store(),
         MODE_PATH if post => set_modes(app, req),

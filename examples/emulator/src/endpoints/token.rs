@@ -39,7 +39,7 @@ pub(super) fn token(app: &App, req: &Req, now: u64, modes: &Modes) -> Reply {
         return oauth_error(500, "server_error");
     };
     let keys = app.keys().current;
-    let id_token = match keys.id_token_as(modes.id_token, &app.config.issuer, &grant, &access_token, now) {
+    let id_token = match keys.id_token_as(modes, &app.config.issuer, &grant, &access_token, now) {
         Ok(t) => t,
         Err(_) => return oauth_error(500, "server_error"),
     };
@@ -189,6 +189,33 @@ mod tests {
         set(&app, r#"{"id_token": "expired"}"#);
         let c = id_token_parts(&app).1;
         assert!(c["exp"].as_u64().unwrap() < NOW);
+    }
+
+    #[test]
+    fn clock_offsets_move_iat_and_exp_of_a_genuine_token() {
+        let app = app(None);
+        let c = id_token_parts(&app).1;
+        assert_eq!((c["iat"].as_u64(), c["exp"].as_u64()), (Some(NOW), Some(NOW + 600)), "the defaults");
+        set(&app, r#"{"iat_offset_s": 40, "exp_offset_s": -5}"#);
+        let (h, c, _) = id_token_parts(&app);
+        assert_eq!((c["iat"].as_u64(), c["exp"].as_u64()), (Some(NOW + 40), Some(NOW - 5)));
+        assert_eq!((h["alg"].as_str(), c["nonce"].as_str()), (Some("RS256"), Some("nonce-1")), "otherwise genuine");
+        let token = {
+            let code = login(&app, Some("n"), NOW);
+            let v: serde_json::Value = serde_json::from_slice(&exchange(&app, &code, CB, NOW).body).unwrap();
+            v["id_token"].as_str().unwrap().to_string()
+        };
+        // Signed with the published key: only the times are off (a verifier with a generous
+        // tolerance accepts it).
+        let opts = VerificationOptions {
+            artificial_time: Some(jwt_simple::prelude::UnixTimeStamp::from_secs(NOW)),
+            time_tolerance: Some(jwt_simple::prelude::Duration::from_secs(60)),
+            ..Default::default()
+        };
+        assert!(app.keys().current.public_key().verify_token::<IdTokenExtra>(&token, Some(opts)).is_ok());
+        // A broken mode keeps the offsets too.
+        set(&app, r#"{"id_token": "wrong_audience"}"#);
+        assert_eq!(id_token_parts(&app).1["iat"].as_u64(), Some(NOW + 40));
     }
 
     #[test]
