@@ -1,7 +1,8 @@
 #![cfg(not(target_arch = "wasm32"))]
 //! The documents that cite tests cite tests that exist: every test name in the "shown by"
 //! column of `docs/security.md` is a function in the tree (or a row of an `on_both_hosts!`
-//! table), so a test renamed or removed cannot leave the threat table pointing at nothing.
+//! table; a configuration key or emulator mode cited there is a string in the code), so a test
+//! renamed or removed cannot leave the threat table pointing at nothing.
 //!
 //! Run with `cargo test --test docs`.
 
@@ -21,7 +22,8 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// The names of every function in the code and tests, and of every row of a both-hosts table.
+/// The names of every function in the code and tests, of every row of a both-hosts table, and
+/// every snake_case string literal (configuration keys, emulator modes).
 fn defined_names(root: &Path) -> Vec<String> {
     let mut files = Vec::new();
     for dir in ["src", "tests", "envoy/src", "nginx-unit/src", "cli/src"] {
@@ -30,6 +32,12 @@ fn defined_names(root: &Path) -> Vec<String> {
     let mut names = Vec::new();
     for file in files {
         let text = fs::read_to_string(&file).unwrap_or_else(|e| panic!("cannot read {}: {e}", file.display()));
+        // Quoted names are configuration keys and emulator modes, which the table cites too.
+        for quoted in text.split('"').skip(1).step_by(2) {
+            if quoted.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
+                names.push(quoted.to_string());
+            }
+        }
         for line in text.lines() {
             let line = line.trim();
             if let Some(rest) = line.split_once("fn ").filter(|(before, _)| before.is_empty() || before.ends_with(' '))
