@@ -24,7 +24,7 @@ pub use decision::{
 pub use events::{Event, Events, FailGroup, FailReason};
 pub use failsafe::{fail_closed, HostFailure};
 pub use keys::{KeyPoll, KeyStore, StoreError};
-pub use known::{Known, KnownSessions};
+pub use known::{Known, KnownSessions, GENERATION};
 pub use login::Pending;
 pub use request::{Entropy, EntropyUnavailable, Request};
 

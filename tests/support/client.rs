@@ -10,7 +10,8 @@ use std::time::Duration;
 use super::parse::{parse_http1, parse_set_cookie, Response};
 use super::{CALLBACK_PATH, FLOW_PREFIX};
 
-const HTTP_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long one request may take.
+pub const HTTP_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// An HTTP client that follows no redirects.
 pub fn agent() -> ureq::Agent {
@@ -118,8 +119,13 @@ impl Browser {
     /// A browser with an empty jar for the gate at `base`, logging in at the emulator at
     /// `provider`.
     pub fn new(base: &str, provider: &str) -> Browser {
+        Browser::with_agent(agent(), base, provider)
+    }
+
+    /// Likewise, sending through `agent` (e.g. one whose TLS trusts a test certificate).
+    pub fn with_agent(agent: ureq::Agent, base: &str, provider: &str) -> Browser {
         Browser {
-            agent: agent(),
+            agent,
             base: base.to_string(),
             provider: provider.to_string(),
             authorize_endpoint: format!("{provider}/openid/authorize/"),

@@ -1,6 +1,7 @@
 //! Envoy's side of the harness: its binary, and the bootstrap it runs, made from the
 //! templates in `envoy/` (ports, the wasm path and the gate's configuration filled in; the
-//! configuration as a `Struct`; the listener in a watched LDS file so it can be reloaded).
+//! configuration as a `Struct`; the listener in a watched LDS file so it can be reloaded; the
+//! listener speaking TLS).
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -68,12 +69,39 @@ pub fn struct_configuration(template: &str) -> String {
     template.replacen(&block, &replacement, 1)
 }
 
+/// Makes the template's listener speak TLS (a downstream TLS transport socket) with the
+/// certificate chain and private key in these PEM files.
+pub fn tls_listener(template: &str, cert_pem: &Path, key_pem: &Path) -> String {
+    let plain = "    filter_chains:\n    - filters:\n";
+    assert!(
+        template.contains(plain),
+        "the template's listener has no `filter_chains: - filters:` to secure:\n{template}"
+    );
+    let secured = [
+        "    filter_chains:".to_string(),
+        "    - transport_socket:".to_string(),
+        "        name: envoy.transport_sockets.tls".to_string(),
+        "        typed_config:".to_string(),
+        "          \"@type\": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext"
+            .to_string(),
+        "          common_tls_context:".to_string(),
+        "            tls_certificates:".to_string(),
+        format!("            - certificate_chain: {{ filename: \"{}\" }}", cert_pem.display()),
+        format!("              private_key: {{ filename: \"{}\" }}", key_pem.display()),
+        "      filters:\n".to_string(),
+    ]
+    .join("\n");
+    template.replacen(plain, &secured, 1)
+}
+
 /// What Envoy's bootstrap is made of, besides the template.
 pub struct Bootstrap<'a> {
     /// Listen in a watched LDS file (`envoy/gate-reload.yaml.tmpl`) instead of inline.
     pub reloadable: bool,
     /// Hand the gate its configuration as a `Struct`, not a `StringValue`.
     pub struct_config: bool,
+    /// Listen with TLS: the certificate chain's and the private key's PEM files.
+    pub tls: Option<(PathBuf, PathBuf)>,
     /// `ADMIN_PORT`, `LISTEN_PORT`, `APP_PORT`, `PROVIDER_PORT`, `WASM_PATH` and their values.
     pub values: Vec<(&'a str, String)>,
     /// The gate's configuration.
@@ -90,6 +118,9 @@ impl Bootstrap<'_> {
             .unwrap_or_else(|e| panic!("cannot read {}: {e}", template_path.display()));
         if self.struct_config {
             template = struct_configuration(&template);
+        }
+        if let Some((cert, key)) = &self.tls {
+            template = tls_listener(&template, cert, key);
         }
         let lds_dir = dir.join("lds");
         let mut values = self.values.clone();

@@ -32,6 +32,7 @@ pub mod envoy;
 pub mod parse;
 pub mod process;
 pub mod stack;
+pub mod tls;
 /// The NGINX Unit component under `wasmtime serve`.
 pub mod unit;
 

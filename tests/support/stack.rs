@@ -1,7 +1,7 @@
 //! The Envoy stack: the ClaveÚnica emulator, the legacy echo app and Envoy running the built
 //! gate, on fresh loopback ports, torn down on drop; and what tests ask of it (Envoy's log
 //! and counters, the emulator's test modes, reloading the gate's configuration, the session
-//! key to seal cookies with).
+//! key to seal cookies with). Envoy may listen with TLS ([`StackBuilder::tls`]).
 
 use std::fs::{self, File};
 use std::path::PathBuf;
@@ -12,9 +12,10 @@ use std::time::{Duration, Instant};
 use claveunica_core::primitives::seal::KeyRing;
 use claveunica_core::testkit;
 
-use super::client::{agent, url_encode, Browser};
+use super::client::{agent, url_encode, Browser, HTTP_TIMEOUT};
 use super::envoy::{envoy_bin, Bootstrap, Reload};
 use super::process::{built, free_port, random_key, spawn_listening, tail, tear_down, unique_dir, Children};
+use super::tls::TestCert;
 use super::{BUILD_HINT, CALLBACK_PATH, CLIENT_ID, CLIENT_SECRET, LOGIN_PATH};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
@@ -36,6 +37,8 @@ pub struct StackBuilder {
     concurrency: u32,
     struct_config: bool,
     reloadable: bool,
+    tls: bool,
+    wasm_log_level: &'static str,
 }
 
 impl Default for StackBuilder {
@@ -48,6 +51,8 @@ impl Default for StackBuilder {
             concurrency: 2,
             struct_config: false,
             reloadable: false,
+            tls: false,
+            wasm_log_level: "info",
         }
     }
 }
@@ -102,6 +107,23 @@ impl StackBuilder {
     #[must_use]
     pub fn reloadable(mut self) -> Self {
         self.reloadable = true;
+        self
+    }
+
+    /// Envoy's listener speaks TLS, with a certificate made for this stack: the gate's origin
+    /// and `redirect_uri` are `https://127.0.0.1:PORT`, and [`Stack::browser`] trusts exactly
+    /// that certificate. (The gate's calls to the emulator stay plain http, on its cluster.)
+    #[must_use]
+    pub fn tls(mut self) -> Self {
+        self.tls = true;
+        self
+    }
+
+    /// Envoy's log level for its `wasm` component, where the gate's log lines go (the rest of
+    /// Envoy logs at `warn`). Default: `info`; `trace` shows everything the VM logs.
+    #[must_use]
+    pub fn wasm_log_level(mut self, level: &'static str) -> Self {
+        self.wasm_log_level = level;
         self
     }
 
@@ -164,7 +186,9 @@ impl StackBuilder {
         let dir = unique_dir();
         let mut children = Children::default();
         let (listen_port, admin_port) = (free_port(), free_port());
-        let base = format!("http://127.0.0.1:{listen_port}");
+        let cert = self.tls.then(TestCert::new);
+        let scheme = if cert.is_some() { "https" } else { "http" };
+        let base = format!("{scheme}://127.0.0.1:{listen_port}");
         let redirect_uri = format!("{base}{CALLBACK_PATH}");
 
         let mut cmd = Command::new(&emulator_bin);
@@ -192,9 +216,17 @@ impl StackBuilder {
             edit(&mut gate_config);
         }
         let login_path = gate_config.get("login_path").and_then(|p| p.as_str()).unwrap_or(LOGIN_PATH).to_string();
+        let tls = cert.as_ref().map(|cert| {
+            let (cert_path, key_path) = (dir.join("listener.crt"), dir.join("listener.key"));
+            for (path, pem) in [(&cert_path, &cert.cert_pem), (&key_path, &cert.key_pem)] {
+                fs::write(path, pem).unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+            }
+            (cert_path, key_path)
+        });
         let (yaml_path, reload) = Bootstrap {
             reloadable: self.reloadable,
             struct_config: self.struct_config,
+            tls,
             values: vec![
                 ("ADMIN_PORT", admin_port.to_string()),
                 ("LISTEN_PORT", listen_port.to_string()),
@@ -212,7 +244,7 @@ impl StackBuilder {
         cmd.arg("-c")
             .arg(&yaml_path)
             .args(["--concurrency", &self.concurrency.to_string()])
-            .args(["--log-level", "warn", "--component-log-level", "wasm:info"])
+            .args(["--log-level", "warn", "--component-log-level", &format!("wasm:{}", self.wasm_log_level)])
             // No hot restart, so no shared memory to clash between concurrent Envoys.
             .arg("--disable-hot-restart")
             .env("CLAVEUNICA_CLIENT_SECRET", &self.client_secret)
@@ -236,6 +268,7 @@ impl StackBuilder {
             session_keys: self.session_keys.clone(),
             login_path,
             reload,
+            cert,
         }
     }
 }
@@ -261,6 +294,7 @@ pub struct Stack {
     session_keys: Vec<String>,
     login_path: String,
     reload: Option<Reload>,
+    cert: Option<TestCert>,
 }
 
 /// How many requests each emulator endpoint has received (`GET /__emulator/stats`).
@@ -321,12 +355,12 @@ impl Stack {
         self.children.get("envoy").and_then(|c| c.try_wait().ok().flatten())
     }
 
-    /// `http://127.0.0.1:PORT` + `path`, through Envoy.
+    /// `http://127.0.0.1:PORT` (`https` with [`StackBuilder::tls`]) + `path`, through Envoy.
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
 
-    /// Envoy's origin, `http://127.0.0.1:PORT`.
+    /// Envoy's origin, `http://127.0.0.1:PORT` (`https` with [`StackBuilder::tls`]).
     pub fn base(&self) -> &str {
         &self.base
     }
@@ -460,7 +494,10 @@ impl Stack {
 
     /// A browser with an empty cookie jar.
     pub fn browser(&self) -> Browser {
-        Browser::new(&self.base, &self.provider)
+        match &self.cert {
+            Some(cert) => Browser::with_agent(cert.agent(HTTP_TIMEOUT), &self.base, &self.provider),
+            None => Browser::new(&self.base, &self.provider),
+        }
     }
 }
 
@@ -496,13 +533,40 @@ pub fn rotate_provider_key(provider: &str, keep_old: bool) -> String {
 
 /// What the emulator at `provider` has served so far (`GET /__emulator/stats`).
 pub fn emulator_stats(provider: &str) -> EmulatorStats {
-    let url = format!("{provider}/__emulator/stats");
+    let (url, body, v) = emulator_get(provider, "/__emulator/stats");
+    let n = |k: &str| v.get(k).and_then(serde_json::Value::as_u64).unwrap_or_else(|| panic!("{url}: no {k}: {body}"));
+    EmulatorStats { jwks: n("jwks"), token: n("token"), userinfo: n("userinfo"), authorize: n("authorize") }
+}
+
+/// The last codes, access tokens and ID tokens the emulator at `provider` issued, newest last
+/// (`GET /__emulator/issued`).
+#[derive(Debug, Clone, Default)]
+pub struct Issued {
+    /// Authorization codes.
+    pub codes: Vec<String>,
+    /// Access tokens.
+    pub access_tokens: Vec<String>,
+    /// ID tokens, as signed (broken ones too, in the emulator's ID-token test modes).
+    pub id_tokens: Vec<String>,
+}
+
+/// What the emulator at `provider` has issued lately (`GET /__emulator/issued`).
+pub fn emulator_issued(provider: &str) -> Issued {
+    let (url, body, v) = emulator_get(provider, "/__emulator/issued");
+    let list = |k: &str| -> Vec<String> {
+        let items = v.get(k).and_then(serde_json::Value::as_array).unwrap_or_else(|| panic!("{url}: no {k}: {body}"));
+        items.iter().map(|s| s.as_str().unwrap_or_else(|| panic!("{url}: {k} holds {s}")).to_string()).collect()
+    };
+    Issued { codes: list("codes"), access_tokens: list("access_tokens"), id_tokens: list("id_tokens") }
+}
+
+/// `GET` of a test aid's JSON at the emulator: the URL, the body and its JSON.
+fn emulator_get(provider: &str, path: &str) -> (String, String, serde_json::Value) {
+    let url = format!("{provider}{path}");
     let body = match agent().get(&url).call() {
         Ok(r) => r.into_string().unwrap_or_else(|e| panic!("reading {url}: {e}")),
         Err(e) => panic!("GET {url}: {e}"),
     };
-    let v: serde_json::Value =
-        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{url} is not JSON ({e}): {body}"));
-    let n = |k: &str| v.get(k).and_then(serde_json::Value::as_u64).unwrap_or_else(|| panic!("{url}: no {k}: {body}"));
-    EmulatorStats { jwks: n("jwks"), token: n("token"), userinfo: n("userinfo"), authorize: n("authorize") }
+    let v = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{url} is not JSON ({e}): {body}"));
+    (url, body, v)
 }

@@ -23,6 +23,9 @@
 //! - `POST /__emulator/rotate-key` makes a new signing key with a new kid and answers
 //!   `{"kid": "..."}`. The JWKS then publishes only the new key, or with
 //!   `{"keep_old": true}` the old ones too.
+//! - `GET /__emulator/issued` answers `{"codes": [...], "access_tokens": [...], "id_tokens":
+//!   [...]}`, the last 64 of each handed out (newest last; used, expired and deliberately broken
+//!   ones too), so tests can check that a relying party never logs them.
 //!
 //! HTTP is served by hyper on a single-threaded tokio runtime, each connection on its own task
 //! (see `src/server.rs`), so a slow answer holds up no one else.

@@ -1,9 +1,9 @@
-//! In-memory authorization codes and access tokens.
+//! In-memory authorization codes and access tokens, and (a test aid) the last ones issued.
 //!
 //! Every operation takes `now` (Unix seconds) from the caller instead of reading
 //! the clock, so tests can move time forward without sleeping.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 
 use crate::users::User;
 
@@ -11,6 +11,9 @@ use crate::users::User;
 pub const CODE_TTL_SECS: u64 = 300;
 /// Access tokens live an hour (`expires_in` in the token answer).
 pub const ACCESS_TOKEN_TTL_SECS: u64 = 3600;
+
+/// How many of each kind of credential the test aid `GET /__emulator/issued` remembers.
+pub const ISSUED_KEPT: usize = 64;
 
 /// What a code was issued for; the token endpoint checks the request against it.
 #[derive(Debug, Clone)]
@@ -33,6 +36,23 @@ struct AccessGrant {
 pub struct State {
     codes: HashMap<String, CodeGrant>,
     tokens: HashMap<String, AccessGrant>,
+    issued: Issued,
+}
+
+/// The last [`ISSUED_KEPT`] codes, access tokens and ID tokens handed out, newest last, kept
+/// after use or expiry: tests look for them where they must never be (a proxy's log).
+#[derive(Debug, Default)]
+struct Issued {
+    codes: VecDeque<String>,
+    access_tokens: VecDeque<String>,
+    id_tokens: VecDeque<String>,
+}
+
+fn remember(list: &mut VecDeque<String>, value: &str) {
+    if list.len() == ISSUED_KEPT {
+        list.pop_front();
+    }
+    list.push_back(value.to_string());
 }
 
 impl State {
@@ -44,6 +64,7 @@ impl State {
     /// emulator does not grow without bound.
     pub fn insert_code(&mut self, code: String, grant: CodeGrant, now: u64) {
         self.sweep(now);
+        remember(&mut self.issued.codes, &code);
         self.codes.insert(code, grant);
     }
 
@@ -57,11 +78,26 @@ impl State {
 
     pub fn insert_token(&mut self, token: String, user: &'static User, now: u64) {
         self.sweep(now);
+        remember(&mut self.issued.access_tokens, &token);
         self.tokens.insert(token, AccessGrant { user, expires_at: now + ACCESS_TOKEN_TTL_SECS });
     }
 
     pub fn token_user(&self, token: &str, now: u64) -> Option<&'static User> {
         self.tokens.get(token).filter(|g| now < g.expires_at).map(|g| g.user)
+    }
+
+    /// Remembers an ID token the token endpoint signed (whatever the test mode made of it).
+    pub fn issued_id_token(&mut self, id_token: &str) {
+        remember(&mut self.issued.id_tokens, id_token);
+    }
+
+    /// `{"codes": [...], "access_tokens": [...], "id_tokens": [...]}`, newest last.
+    pub fn issued_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "codes": self.issued.codes,
+            "access_tokens": self.issued.access_tokens,
+            "id_tokens": self.issued.id_tokens,
+        })
     }
 
     fn sweep(&mut self, now: u64) {
@@ -102,6 +138,28 @@ mod tests {
         s.insert_code("b".into(), grant(1000), 1000);
         assert!(s.take_code("a", 1000 + CODE_TTL_SECS - 1).is_some());
         assert!(s.take_code("b", 1000 + CODE_TTL_SECS).is_none());
+    }
+
+    #[test]
+    fn the_last_credentials_issued_are_remembered() {
+        let mut s = State::new();
+        for i in 0..=ISSUED_KEPT {
+            s.insert_code(format!("c{i}"), grant(1000), 1000);
+        }
+        s.insert_token("t".into(), &USERS[0], 1000);
+        s.issued_id_token("eyJ.x.y");
+        let v = s.issued_json();
+        let codes = v["codes"].as_array().unwrap();
+        assert_eq!(codes.len(), ISSUED_KEPT, "only the last {ISSUED_KEPT} are kept");
+        assert_eq!(
+            (codes[0].as_str(), codes[ISSUED_KEPT - 1].as_str()),
+            (Some("c1"), Some(&*format!("c{ISSUED_KEPT}")))
+        );
+        // Taken codes are still listed: the list is what was issued, not what is valid.
+        assert!(s.take_code(&format!("c{ISSUED_KEPT}"), 1001).is_some());
+        assert_eq!(s.issued_json()["codes"].as_array().unwrap().len(), ISSUED_KEPT);
+        assert_eq!(v["access_tokens"], serde_json::json!(["t"]));
+        assert_eq!(v["id_tokens"], serde_json::json!(["eyJ.x.y"]));
     }
 
     #[test]

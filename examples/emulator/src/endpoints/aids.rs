@@ -1,5 +1,6 @@
 //! Test aids under `/__emulator/`, not part of ClaveÚnica: per-endpoint request counts,
-//! switching the test modes, and rotating the signing key.
+//! switching the test modes, and rotating the signing key. (The last credentials issued,
+//! `/__emulator/issued`, are kept with the rest of the state, in `crate::state`.)
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::PoisonError;
@@ -89,19 +90,40 @@ pub(super) fn rotate_key(app: &App, req: &Req) -> Reply {
 mod tests {
     use serde_json::json;
 
-    use crate::endpoints::tests::{app, get, id_token_parts, post_form, post_json, NOW};
+    use crate::endpoints::tests::{app, exchange, get, id_token_parts, login, post_form, post_json, CB, NOW};
     use crate::endpoints::{
-        route, App, AUTHORIZE_PATH, DISCOVERY_PATH, JWKS_PATH, ROTATE_KEY_PATH, STATS_PATH, TOKEN_PATH, USERINFO_PATH,
+        route, App, AUTHORIZE_PATH, DISCOVERY_PATH, ISSUED_PATH, JWKS_PATH, ROTATE_KEY_PATH, STATS_PATH, TOKEN_PATH,
+        USERINFO_PATH,
     };
+
+    /// A test aid's answer to a GET: a 200, never cached, in JSON.
+    fn aid_json(app: &App, path: &str) -> serde_json::Value {
+        let reply = route(app, &get(path, ""), NOW);
+        assert_eq!(reply.status, 200);
+        assert_eq!(reply.header("Cache-Control"), Some("no-store"));
+        serde_json::from_slice(&reply.body).unwrap()
+    }
+
+    #[test]
+    fn issued_lists_the_code_and_tokens_of_a_login() {
+        let app = app(None);
+        let issued = |app: &App| aid_json(app, ISSUED_PATH);
+        assert_eq!(issued(&app), json!({"codes": [], "access_tokens": [], "id_tokens": []}));
+        let code = login(&app, Some("n"), NOW);
+        let answer: serde_json::Value = serde_json::from_slice(&exchange(&app, &code, CB, NOW).body).unwrap();
+        let expected = json!({
+            "codes": [code],
+            "access_tokens": [answer["access_token"]],
+            "id_tokens": [answer["id_token"]],
+        });
+        assert_eq!(issued(&app), expected);
+        assert_eq!(route(&app, &post_json(ISSUED_PATH, ""), NOW).status, 404);
+    }
 
     #[test]
     fn stats_count_requests_per_endpoint() {
         let app = app(None);
-        let stats = |app: &App| -> serde_json::Value {
-            let reply = route(app, &get(STATS_PATH, ""), NOW);
-            assert_eq!(reply.status, 200);
-            serde_json::from_slice(&reply.body).unwrap()
-        };
+        let stats = |app: &App| aid_json(app, STATS_PATH);
         assert_eq!(stats(&app), json!({"jwks": 0, "token": 0, "userinfo": 0, "authorize": 0}));
         route(&app, &get(JWKS_PATH, ""), NOW);
         route(&app, &get(JWKS_PATH, ""), NOW);

@@ -44,6 +44,8 @@ pub const STATS_PATH: &str = "/__emulator/stats";
 pub const MODE_PATH: &str = "/__emulator/mode";
 /// Test aid: a new signing key with a new kid.
 pub const ROTATE_KEY_PATH: &str = "/__emulator/rotate-key";
+/// Test aid: the last codes, access tokens and ID tokens issued.
+pub const ISSUED_PATH: &str = "/__emulator/issued";
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -135,6 +137,7 @@ fn dispatch(app: &App, req: &Req, now: u64, modes: &Modes) -> Reply {
         MODE_PATH if get => Reply::json(200, &modes.json()).no_store(),
         MODE_PATH if post => set_modes(app, req),
         ROTATE_KEY_PATH if post => rotate_key(app, req),
+        ISSUED_PATH if get => Reply::json(200, &app.state().issued_json()).no_store(),
         AUTHORIZE_PATH | TOKEN_PATH | USERINFO_PATH | JWKS_PATH | DISCOVERY_PATH | LOGOUT_PATH => {
             Reply::text(405, "Method Not Allowed\n")
         }

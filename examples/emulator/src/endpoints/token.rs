@@ -43,7 +43,11 @@ pub(super) fn token(app: &App, req: &Req, now: u64, modes: &Modes) -> Reply {
         Ok(t) => t,
         Err(_) => return oauth_error(500, "server_error"),
     };
-    app.state().insert_token(access_token.clone(), grant.user, now);
+    {
+        let mut state = app.state();
+        state.insert_token(access_token.clone(), grant.user, now);
+        state.issued_id_token(&id_token);
+    }
     Reply::json(
         200,
         &json!({
