@@ -251,6 +251,15 @@ fn request() -> Seeds {
     seeds.push(("forbidden".into(), s(3, &format!("GET /\n{http}"))));
     seeds.push(("logout".into(), s(0, &format!("GET /claveunica/logout\ncookie: __Host-claveunica_session={fresh}"))));
     seeds.push(("optional-session".into(), s(1, &format!("GET /\ncookie: __Host-claveunica_session={fresh}"))));
+    // Forged identity in other spellings: on an anonymous request, and on the report-only
+    // gate, whose custom names replace the defaults (which it strips all the same).
+    seeds.push((
+        "forged-anonymous".into(),
+        s(0, "GET /\nX_ClaveUnica_Run: 1-9\nx-claveunica-nombres: A\nx-claveunica_dv: 9"),
+    ));
+    let forged =
+        format!("GET /app\ncookie: claveunica_session={fresh}\nX_Rut: 1-9\nx-nombre: A\nx-claveunica-run: 1-9");
+    seeds.push(("forged-custom".into(), s(3, &forged)));
     seeds
 }
 

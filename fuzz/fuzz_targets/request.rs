@@ -5,20 +5,25 @@
 //! The request goes in whole, forged identity headers included: their removal is part of the
 //! decision under test.
 //! Pass: no panic; identity headers go upstream only with a genuine sealed session cookie
-//! (the fuzzer cannot forge one, so a forwarded request without one carries none); every
-//! client header with an identity name is removed or replaced by the verified one; the
-//! gate's cookies never reach the application; the gate's own paths (callback, login,
-//! logout) are answered, never forwarded; no answer sets a session cookie; no call is made
-//! outside the callback.
+//! (the fuzzer cannot forge one, so a forwarded request without one carries none), and only
+//! the configured names; every client header that spells an identity name (any case, `_` for
+//! `-`; the names are the target's own list, `identity_names`, not the gate's answer) is
+//! removed or replaced by the verified one, and nothing else is removed; the gate's cookies
+//! never reach the application; the gate's own paths (callback, login, logout) are answered,
+//! never forwarded; no answer sets a session cookie; no call is made outside the callback.
+//! The gates are shared by every input, so their cache of opened sessions is exercised too.
 
 use claveunica_core::gate::{CookieHeader, Decision, Request};
 use claveunica_core::web::cookies;
-use claveunica_gate_fuzz::{gates, is_genuine_session, SeqEntropy, NOW};
+use claveunica_gate_fuzz::{gates, identity_names, is_genuine_session, spells, SeqEntropy, NOW};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let Some((pick, rest)) = data.split_first() else { return };
-    let gate = &gates()[usize::from(*pick) % gates().len()];
+    let index = usize::from(*pick) % gates().len();
+    let gate = &gates()[index];
+    let ids = identity_names(index);
+    let is_identity = |name: &str| ids.iter().any(|id| spells(name, id));
     let config = gate.config();
     let text = String::from_utf8_lossy(rest);
     let mut lines = text.split('\n');
@@ -42,15 +47,19 @@ fuzz_target!(|data: &[u8]| {
                 let genuine = cookies::pairs(cookie_values()).any(|(n, v)| n == session_name && is_genuine_session(v));
                 assert!(genuine, "identity forwarded without a genuine session: {:?}", f.set);
             }
+            for (name, _) in &f.set[..] {
+                assert!(ids.contains(&name.as_str()), "{name:?} set though it is not a configured identity name");
+            }
             for (name, _) in &headers {
-                if gate.is_identity_header(name) {
+                if is_identity(name) {
                     let removed = f.remove.iter().any(|r| r.eq_ignore_ascii_case(name));
                     let replaced = f.set.iter().any(|(n, _)| n.eq_ignore_ascii_case(name));
                     assert!(removed || replaced, "forged {name:?} would reach the application: {f:?}");
                 }
             }
             for name in &f.remove {
-                assert!(gate.is_identity_header(name), "{name:?} removed though it is not an identity name");
+                assert!(is_identity(name), "{name:?} removed though it is not an identity name");
+                assert!(headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name)), "{name:?} removed though not sent");
             }
             match &f.cookie {
                 CookieHeader::Replace(rest) => {

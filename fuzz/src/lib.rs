@@ -83,6 +83,31 @@ pub fn config_variants() -> Vec<Value> {
     ]
 }
 
+/// The identity header names of the gate at `index` in [`config_variants`], written out here
+/// rather than asked of the gate, so the `request` target does not take the code under test's
+/// word for what it must strip: the five default names on every gate (they are stripped even
+/// where custom names replace them), and the report-only gate's custom `x-rut` and `x-nombre`.
+pub fn identity_names(index: usize) -> Vec<&'static str> {
+    let mut names = vec![
+        "x-claveunica-run",
+        "x-claveunica-numero",
+        "x-claveunica-dv",
+        "x-claveunica-nombres",
+        "x-claveunica-apellidos",
+    ];
+    if index == 3 {
+        names.extend(["x-rut", "x-nombre"]);
+    }
+    names
+}
+
+/// Whether a client header `name` is the identity name `id` (lower case, with `-`) in any
+/// spelling an application server may read as the same: any letter case, `_` for `-`.
+pub fn spells(name: &str, id: &str) -> bool {
+    name.len() == id.len()
+        && name.bytes().zip(id.bytes()).all(|(n, i)| n.to_ascii_lowercase() == i || (n == b'_' && i == b'-'))
+}
+
 /// The gates built from [`config_variants`].
 pub fn gates() -> &'static [Gate] {
     static GATES: OnceLock<Vec<Gate>> = OnceLock::new();
@@ -253,6 +278,17 @@ mod tests {
         for (name, token) in genuine_id_tokens() {
             assert_eq!(id_token::verify(token, &keys, &expectations()).is_ok(), *name == "valid", "{name}");
         }
+    }
+
+    #[test]
+    fn identity_names_are_the_gates() {
+        for (i, gate) in gates().iter().enumerate() {
+            for id in identity_names(i) {
+                assert!(gate.is_identity_header(id), "gate {i}: {id}");
+            }
+        }
+        assert!(spells("X_ClaveUnica_RUN", "x-claveunica-run") && !spells("x-claveunica-run", "x-claveunica-ru"));
+        assert!(!gates()[0].is_identity_header("x-rut") && gates()[3].is_identity_header("X_Rut"));
     }
 
     #[test]
