@@ -113,7 +113,7 @@ fn every_recorded_result_names_a_commit_of_this_repository() {
             assert!(found.success(), "{file} names commit {commit}, which is not in this repository");
         }
         let lower = text.to_ascii_lowercase();
-        for mark in ["uncommitted", "working-tree changes", "not clean"] {
+        for mark in ["with uncommitted changes", "plus working-tree changes", "tree not clean"] {
             assert!(!lower.contains(mark), "{file} measured a tree with changes ({mark:?})");
         }
     }
