@@ -509,25 +509,14 @@ impl Drop for Stack {
 
 /// Switches the test modes of the emulator at `provider` (`POST /__emulator/mode`).
 pub fn emulator_mode(provider: &str, modes: &serde_json::Value) -> serde_json::Value {
-    let url = format!("{provider}/__emulator/mode");
-    let body = match agent().post(&url).set("content-type", "application/json").send_string(&modes.to_string()) {
-        Ok(r) => r.into_string().unwrap_or_else(|e| panic!("reading {url}: {e}")),
-        Err(e) => panic!("POST {url} {modes}: {e}"),
-    };
-    serde_json::from_str(&body).unwrap_or_else(|e| panic!("{url} is not JSON ({e}): {body}"))
+    emulator_post(provider, "/__emulator/mode", modes).2
 }
 
 /// Makes the emulator at `provider` sign with a fresh key (`POST /__emulator/rotate-key`),
 /// publishing the old one beside it when `keep_old`; returns the new `kid`.
 pub fn rotate_provider_key(provider: &str, keep_old: bool) -> String {
-    let url = format!("{provider}/__emulator/rotate-key");
-    let body = serde_json::json!({ "keep_old": keep_old }).to_string();
-    let answer = match agent().post(&url).set("content-type", "application/json").send_string(&body) {
-        Ok(r) => r.into_string().unwrap_or_else(|e| panic!("reading {url}: {e}")),
-        Err(e) => panic!("POST {url}: {e}"),
-    };
-    let v: serde_json::Value =
-        serde_json::from_str(&answer).unwrap_or_else(|e| panic!("{url} is not JSON ({e}): {answer}"));
+    let (url, answer, v) =
+        emulator_post(provider, "/__emulator/rotate-key", &serde_json::json!({ "keep_old": keep_old }));
     v["kid"].as_str().unwrap_or_else(|| panic!("{url}: no kid in {answer}")).to_string()
 }
 
@@ -558,6 +547,17 @@ pub fn emulator_issued(provider: &str) -> Issued {
         items.iter().map(|s| s.as_str().unwrap_or_else(|| panic!("{url}: {k} holds {s}")).to_string()).collect()
     };
     Issued { codes: list("codes"), access_tokens: list("access_tokens"), id_tokens: list("id_tokens") }
+}
+
+/// `POST` of `json` to a test aid of the emulator: the URL, the answer and its JSON.
+fn emulator_post(provider: &str, path: &str, json: &serde_json::Value) -> (String, String, serde_json::Value) {
+    let url = format!("{provider}{path}");
+    let body = match agent().post(&url).set("content-type", "application/json").send_string(&json.to_string()) {
+        Ok(r) => r.into_string().unwrap_or_else(|e| panic!("reading {url}: {e}")),
+        Err(e) => panic!("POST {url} {json}: {e}"),
+    };
+    let v = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{url} is not JSON ({e}): {body}"));
+    (url, body, v)
 }
 
 /// `GET` of a test aid's JSON at the emulator: the URL, the body and its JSON.
