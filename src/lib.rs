@@ -32,8 +32,9 @@
 //!      userinfo).
 //! 3. If the request has trailers, remove the ones [`gate::Gate::on_request_trailers`] names.
 //! 4. When the application answers, call [`gate::Gate::on_upstream_response`] with the kept
-//!    `upstream` and apply the [`gate::AnswerChange`]: add its headers, or send its response
-//!    instead of the application's.
+//!    `upstream` and apply the [`gate::AnswerChange`]: set its `set` headers (replacing the
+//!    application's copies) and add its `add` headers, or send its response instead of the
+//!    application's. Read the answer's headers when [`gate::Upstream::reads_answer`] says so.
 //! 5. Where the host ticks, call [`gate::Gate::poll_keys`] on every tick and send the fetch it
 //!    asks for; hand the answer to [`gate::Gate::on_keys_answer`]. A host whose workers share a
 //!    store implements [`gate::KeyStore`] over it.

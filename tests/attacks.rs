@@ -228,6 +228,11 @@ fn login_with_return_to(ctx: &Ctx, return_to: &str) -> Vec<Response> {
     vec![b.login(&format!("/claveunica/login?return_to={}", url_encode(return_to)), RUN, PASSWORD)]
 }
 
+/// A whole login for each return path, each in a new browser.
+fn login_with_each_return_to(ctx: &Ctx, return_tos: &[&str]) -> Vec<Response> {
+    return_tos.iter().flat_map(|r| login_with_return_to(ctx, r)).collect()
+}
+
 fn rows() -> Vec<Row> {
     use Expect::*;
     vec![
@@ -427,6 +432,42 @@ fn rows() -> Vec<Row> {
             Lands("/"),
         ),
         row("return_to the gate's own callback", |ctx| login_with_return_to(ctx, CALLBACK_PATH), Lands("/")),
+        row(
+            "return_to the gate's logout behind a fragment, a query, a trailing / or ;, another case",
+            |ctx| {
+                login_with_each_return_to(
+                    ctx,
+                    &[
+                        "/claveunica/logout#x",
+                        "/claveunica/logout?x=1#y",
+                        "/claveunica/logout/",
+                        "/claveunica/logout;x",
+                        "/ClaveUnica/LOGOUT",
+                        "/claveunica/login#",
+                        "/claveunica/callback#x",
+                    ],
+                )
+            },
+            Lands("/"),
+        ),
+        row(
+            "return_to the gate's logout behind encodings and dot segments",
+            |ctx| {
+                login_with_each_return_to(
+                    ctx,
+                    &[
+                        "/claveunica/%6cogout",
+                        "/claveunica/logout%23x",
+                        "/x/../claveunica/logout",
+                        "/claveunica/./logout",
+                        "/x/%2e%2e/claveunica/logout",
+                        "/x/.%2E/claveunica/logout",
+                        "/x/..;/claveunica/logout",
+                    ],
+                )
+            },
+            Lands("/"),
+        ),
         row(
             "initial path //evil and ///evil",
             |ctx| {

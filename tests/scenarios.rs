@@ -61,6 +61,9 @@ on_both_hosts! {
     two_tabs_log_in_at_once_as_two_people_and_each_lands_on_its_own_page,
     a_wrong_client_secret_gives_the_502_page_and_is_never_logged,
     keys_rotate_at_both_ends_and_people_stay_logged_in,
+    path_parameters_and_double_encodings_never_open_a_public_prefix,
+    case_insensitive_rules_hold_for_every_spelling,
+    a_persons_answer_never_stays_in_a_shared_cache,
 }
 
 /// The table's base: `/public/` public, everything else enforced.
@@ -153,12 +156,110 @@ fn path_tricks_sent_raw_never_reach_a_protected_page_without_a_session(host: Hos
         "/public//../../admin",
         "/public/x/../../admin",
     ] {
-        let before = gate.app_requests();
-        let r = gate.browser().raw("GET", target, &[]);
-        assert_sent_to_login(gate.as_ref(), &r);
-        assert!(!r.body.contains("Portal Legado"), "{target}: the app's page came through: {r:?}");
-        assert_eq!(gate.app_requests(), before, "{target} without a session reached the app");
+        assert_raw_target_never_reaches_the_app(gate.as_ref(), target, false);
     }
+}
+
+/// `target`, sent byte for byte without a session, gets a login (or, when `host_may_refuse`,
+/// the host's own 400) and nothing reaches the app.
+fn assert_raw_target_never_reaches_the_app(gate: &dyn GateUnderTest, target: &str, host_may_refuse: bool) {
+    let before = gate.app_requests();
+    let r = gate.browser().raw("GET", target, &[]);
+    if !(host_may_refuse && r.status == 400) {
+        assert_sent_to_login(gate, &r);
+    }
+    assert!(!r.body.contains("Portal Legado"), "{target}: the app's page came through: {r:?}");
+    assert_eq!(gate.app_requests(), before, "{target} without a session reached the app");
+}
+
+/// What Tomcat, Jetty, JBoss, IIS and applications that decode twice resolve differently from
+/// the gate: each request target, sent byte for byte, reaches nothing without a session. A host
+/// may refuse a malformed target itself (400); either way the app's count stays still.
+fn path_parameters_and_double_encodings_never_open_a_public_prefix(host: Host) {
+    let gate = start(host, &[]);
+    let public = gate.browser().raw("GET", "/public/a%20b?format=json", &[]);
+    assert_eq!(public.status, 200, "the positive control: {public:?}");
+    for target in [
+        "/public/..;/admin",
+        "/public/..;x=1/admin?format=json",
+        "/public;/../admin",
+        "/public/x;jsessionid=1",
+        "/public/%252e%252e/admin",
+        "/public/%252e%252e%252fadmin",
+        "/public/%2561dmin",
+        "/public/%61dmin",
+        "/public/%3b/../admin",
+        "/public/%u002e%u002e/admin",
+        "/public/%c0%ae%c0%ae/admin",
+        "/public/%EF%BC%8F..%EF%BC%8Fadmin",
+        "/public./admin",
+        "/public/admin.",
+        "/public%20/admin",
+        "/public/%",
+        "/public/%00",
+    ] {
+        assert_raw_target_never_reaches_the_app(gate.as_ref(), target, true);
+    }
+}
+
+/// With `path_case: insensitive` (for IIS and ASP.NET applications), an enforced prefix holds
+/// in every letter case; without it, `/ADMIN/` is another path, as on a case-sensitive server.
+fn case_insensitive_rules_hold_for_every_spelling(host: Host) {
+    fn admin_first(c: &mut Value) {
+        c["rules"] = json!([{"prefix": "/admin/", "action": "enforce"}, {"prefix": "/", "action": "public"}]);
+    }
+    fn insensitive(c: &mut Value) {
+        c["path_case"] = json!("insensitive");
+    }
+    let gate = start(host, &[admin_first, insensitive]);
+    for target in ["/admin/x", "/ADMIN/x", "/Admin/x?format=json", "/aDmIn/", "/%41dmin/x"] {
+        assert_raw_target_never_reaches_the_app(gate.as_ref(), target, false);
+    }
+    let public = gate.browser().raw("GET", "/Public/x?format=json", &[]);
+    assert_eq!(public.status, 200, "{public:?}");
+    drop(gate);
+    // The control: case-sensitive rules let `/ADMIN/` through, which is why the option exists.
+    let gate = start(host, &[admin_first]);
+    let before = gate.app_requests();
+    assert_eq!(gate.browser().raw("GET", "/ADMIN/x?format=json", &[]).status, 200);
+    assert_eq!(gate.app_requests(), before + 1);
+}
+
+/// The app answers `Cache-Control: public, max-age=600` (`cache=public`). Sent to a person, or
+/// carrying the gate's cookie, the answer leaves `private` and varying by `Cookie`, so no
+/// shared cache keeps it; an anonymous public answer keeps the app's header.
+fn a_persons_answer_never_stays_in_a_shared_cache(host: Host) {
+    fn optional_too(c: &mut Value) {
+        c["rules"] =
+            json!([{"prefix": "/public/", "action": "public"}, {"prefix": "/optional/", "action": "optional"}]);
+    }
+    let gate = start(host, &[optional_too]);
+    let private = |r: &Response| {
+        assert_eq!(r.status, 200, "{r:?}");
+        assert_eq!(r.header_all("cache-control"), ["private, max-age=600"], "{r:?}");
+        let vary = r.header_all("vary").join(",").to_ascii_lowercase();
+        assert!(vary.split(',').any(|v| v.trim() == "cookie"), "no Vary: Cookie in {r:?}");
+    };
+    let anonymous = gate.browser().get("/public/info?format=json&cache=public");
+    assert_eq!(anonymous.status, 200, "{anonymous:?}");
+    assert_eq!(anonymous.header_all("cache-control"), ["public, max-age=600"], "the control: {anonymous:?}");
+
+    let mut browser = logged_in(gate.as_ref(), "/tramites");
+    for path in ["/tramites?format=json&cache=public", "/optional/x?format=json&cache=public"] {
+        let r = browser.get(path);
+        private(&r);
+        assert_eq!(r.echo().one("x-claveunica-run"), Some(RUN), "{path}");
+    }
+    // A public answer carries no identity: the app's header stands, even with a session.
+    let r = browser.get("/public/info?format=json&cache=public");
+    assert_eq!(r.header_all("cache-control"), ["public, max-age=600"], "{r:?}");
+
+    // Anonymous, but carrying the gate's cookie (a bad session cookie cleared): private too.
+    let mut stale = gate.browser();
+    stale.jar.insert(SESSION_COOKIE.into(), "garbage".into());
+    let r = stale.get("/optional/x?format=json&cache=public");
+    assert!(r.set_cookie(SESSION_COOKIE).is_some(), "the bad cookie was not cleared: {r:?}");
+    private(&r);
 }
 
 fn forged_identity_headers_never_reach_the_app(host: Host) {

@@ -328,7 +328,13 @@ impl HttpContext for Filter {
             shared.gate.on_upstream_response(upstream, &UpstreamAnswer::UNREAD)
         };
         match change {
-            AnswerChange::Pass { add } => {
+            AnswerChange::Pass { set, add } => {
+                for (name, value) in &set {
+                    if let Err(status) = hostcalls::set_map_value(MapType::HttpResponseHeaders, name, Some(value)) {
+                        // The answer is one person's and could not be marked so: not sent.
+                        return fail(HostFailure::HeaderRewrite, &format!("setting {name}: {status:?}"));
+                    }
+                }
                 for (name, value) in &add {
                     if let Err(status) = hostcalls::add_map_value(MapType::HttpResponseHeaders, name, value) {
                         host::log(Level::Error, &format!("could not add {name} to the answer: {status:?}"));

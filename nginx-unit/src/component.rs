@@ -439,16 +439,29 @@ fn proxy(
     let text: Vec<std::borrow::Cow<'_, str>> = answer_headers.iter().map(|(_, v)| String::from_utf8_lossy(v)).collect();
     let seen: Vec<(&str, &str)> =
         answer_headers.iter().zip(&text).map(|((n, _), v)| (n.as_str(), v.as_ref())).collect();
-    let add = match gate.on_upstream_response(f.upstream, &UpstreamAnswer { status, headers: &seen }) {
-        AnswerChange::Pass { add } => add,
+    let (set, add) = match gate.on_upstream_response(f.upstream, &UpstreamAnswer { status, headers: &seen }) {
+        AnswerChange::Pass { set, add } => (set, add),
         // The application's answer is replaced; its body is never read.
         AnswerChange::Replace(r) => return respond(out, &r),
     };
     let fields = Fields::new();
     for (name, value) in forward::downstream_headers(&answer_headers, forward::is_bodyless(method_str(method), status))
     {
+        // A header the gate sets replaces every copy of the application's.
+        if set.iter().any(|(s, _)| s.eq_ignore_ascii_case(&name)) {
+            continue;
+        }
         if let Err(e) = fields.append(&name, &value) {
             log(Level::Warn, &format!("response header {name} not passed on ({e:?})"));
+        }
+    }
+    for (name, value) in &set {
+        if let Err(e) = fields.append(name, value.as_bytes()) {
+            // The answer is one person's and could not be marked so: not sent.
+            return respond(
+                out,
+                &fail_closed(HostFailure::HeaderRewrite, &format!("setting {name}: {e:?}"), &mut HostEntropy),
+            );
         }
     }
     for (name, value) in &add {

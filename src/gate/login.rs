@@ -3,11 +3,11 @@
 //! can produce.
 
 use super::failsafe::reference;
-use super::request::split_query;
 use super::{
     Call, CallOutcome, Decision, Entropy, Event, Events, FailGroup, FailReason, Gate, Level, LogLine, Request, Response,
 };
 use crate::config::Endpoint;
+use crate::primitives::run;
 use crate::primitives::seal::NONCE_LEN;
 use crate::primitives::secret::SecretString;
 use crate::protocol::flow::{self, Flow, FlowError, NONCE_BYTES, STATE_BYTES};
@@ -130,7 +130,8 @@ impl Gate {
             FailGroup::BadAttempt | FailGroup::Cancelled => Level::Warn,
             _ => Level::Error,
         };
-        let detail = if detail.is_empty() { String::new() } else { format!(" detail={detail}") };
+        // The detail is outside text (a provider's error code, a parser's words): no RUN in it.
+        let detail = if detail.is_empty() { String::new() } else { format!(" detail={}", run::mask_runs(&detail)) };
         Decision::Respond(Response {
             status: group.status(),
             headers,
@@ -182,19 +183,22 @@ impl Gate {
         Decision::Respond(Response { status: 302, headers, body: String::new(), log: None, events })
     }
 
-    /// A same-origin path that is not one of the gate's own, or `/`.
+    /// A same-origin path that lands on none of the gate's own, or `/`.
+    ///
+    /// A login that ended on the logout path would end the session it just made; on the login
+    /// or callback path, it would start over or fail. So a return path is compared with them as
+    /// a browser and a lenient server would read it (no fragment, decoded, any letter case,
+    /// path parameters dropped), and one with dot segments, which could resolve to them,
+    /// becomes `/` too.
     pub(super) fn return_path<'a>(&self, wanted: &'a str) -> &'a str {
-        match redirect::same_origin_path(wanted) {
-            Some(p) => {
-                let (path, _) = split_query(p);
-                let ours = [&self.config.callback_path, &self.config.login_path, &self.config.logout_path];
-                if ours.iter().any(|o| o.as_str() == path) {
-                    "/"
-                } else {
-                    p
-                }
-            }
-            None => "/",
+        let Some(p) = redirect::same_origin_path(wanted) else { return "/" };
+        let Some(landing) = redirect::landing_path(p) else { return "/" };
+        let ours = [&self.config.callback_path, &self.config.login_path, &self.config.logout_path];
+        let ours = ours.iter().filter_map(|o| redirect::landing_path(o));
+        if ours.into_iter().any(|o| o == landing) {
+            "/"
+        } else {
+            p
         }
     }
 

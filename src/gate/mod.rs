@@ -32,6 +32,7 @@ use std::sync::Arc;
 
 use crate::config::{Config, Endpoint};
 use crate::policy::{self, MigrationMode, RuleAction};
+use crate::primitives::run;
 use crate::primitives::seal::{KeyRing, NONCE_LEN};
 use crate::protocol::session::Session;
 use crate::web::cookies::{self, CookieAttrs};
@@ -133,7 +134,11 @@ impl Gate {
                 if let Decision::Forward(f) = &mut d {
                     f.log = Some(LogLine {
                         level: Level::Info,
-                        message: format!("report_only: would require a ClaveÚnica login for {} {path}", req.method),
+                        message: format!(
+                            "report_only: would require a ClaveÚnica login for {} {}",
+                            run::mask_runs(req.method),
+                            run::mask_runs(path)
+                        ),
                     });
                 }
                 d

@@ -501,6 +501,46 @@ fn return_to_never_leaves_the_origin() {
 }
 
 #[test]
+fn a_login_never_lands_on_the_gates_own_paths() {
+    for wanted in [
+        "/claveunica/logout",
+        "/claveunica/logout#x",
+        "/claveunica/logout?x=1#y",
+        "/claveunica/logout/",
+        "/claveunica/logout;x",
+        "/ClaveUnica/Logout",
+        "/claveunica/%6cogout",
+        "/claveunica/logout%23x",
+        "/x/../claveunica/logout",
+        "/claveunica/x/../logout",
+        "/claveunica/./logout",
+        "/claveunica/%2e/logout",
+        "/x/%2E%2E/claveunica/logout",
+        "/x/..;/claveunica/logout",
+        "/claveunica/login#",
+        "/claveunica/login?return_to=/claveunica/logout",
+        "/claveunica/callback#x",
+    ] {
+        let mut h = harness();
+        let path = format!(
+            "/claveunica/login?return_to={}",
+            url::form_urlencoded::byte_serialize(wanted.as_bytes()).collect::<String>()
+        );
+        let done = h.login(&path);
+        assert_eq!(header(&done, "location"), ["/"], "{wanted}");
+    }
+    // Paths beside the gate's own are the application's, and kept.
+    for kept in ["/claveunica/logoutx", "/tramites#logout", "/claveunica/logout-info", "/a/b?c=1#d"] {
+        let mut h = harness();
+        let path = format!(
+            "/claveunica/login?return_to={}",
+            url::form_urlencoded::byte_serialize(kept.as_bytes()).collect::<String>()
+        );
+        assert_eq!(header(&h.login(&path), "location"), [kept], "{kept}");
+    }
+}
+
+#[test]
 fn no_randomness_no_login() {
     let h = harness();
     let headers = get("/a", None);
@@ -659,6 +699,27 @@ fn report_only_blocks_nothing_and_says_what_it_would_do() {
 }
 
 #[test]
+fn no_log_line_holds_a_full_run_from_a_path_or_a_provider() {
+    let mut h = harness_with(|v| v["migration"] = json!({"mode": "report_only"}));
+    for path in ["/perfil/44.444.444-4", "/perfil/44444444-4", "/perfil/444444444", "/p/44%2E444%2E444%2D4"] {
+        let message = forward(h.request(path, None)).log.map(|l| l.message).unwrap_or_default();
+        assert!(message.contains("for GET /p") && message.contains("*****444-4"), "{message}");
+        assert!(!message.contains("444444") && !message.contains("444.444"), "{message}");
+    }
+    // A provider's error code is quoted in the failure's log line, masked.
+    let mut h = harness();
+    let s = h.start("/");
+    let path = format!("/claveunica/callback?error=44444444-4&state={}", param(&s.authorize, "state"));
+    let r = respond(h.request(&path, Some(&s.flow_cookie)));
+    let message = r.log.map(|l| l.message).unwrap_or_default();
+    assert!(message.contains("detail=*****444-4"), "{message}");
+    // And a host's error text.
+    let r = fail_closed(HostFailure::Internal, "header x-rut: 44.444.444-4 refused", &mut SeqEntropy(0));
+    let message = r.log.map(|l| l.message).unwrap_or_default();
+    assert!(message.contains("x-rut: *****444-4 refused"), "{message}");
+}
+
+#[test]
 fn a_run_outside_the_pilot_list_gets_403_and_logout() {
     let mut h = harness_with(|v| v["allowed_runs"] = json!(["55.555.555-5"]));
     let cookie = session_cookie(&h.login("/"));
@@ -722,22 +783,70 @@ fn the_application_can_end_the_session() {
     assert!(header(&r, "set-cookie").iter().any(|c| c.starts_with("__Host-claveunica_session=;")));
     assert!(r.body.contains("/api/v1/accounts/app/logout"));
     assert!(r.events.contains(Event::AppLogout));
-    // Without the header, the answer passes untouched.
+    // Without the header, the answer passes, kept out of shared caches.
     let f = forward(h.request("/", Some(&cookie)));
     let plain = UpstreamAnswer { status: 200, headers: &asked[2..] };
-    assert_eq!(h.gate.on_upstream_response(f.upstream, &plain), AnswerChange::Pass { add: vec![] });
+    assert_eq!(
+        h.gate.on_upstream_response(f.upstream, &plain),
+        AnswerChange::Pass { set: vec![("cache-control", "private".into())], add: vec![("vary", "Cookie".into())] }
+    );
+}
+
+#[test]
+fn a_persons_answer_never_stays_in_a_shared_cache() {
+    let mut h = harness_with(|v| {
+        v["rules"] = json!([{"prefix": "/public", "action": "public"}]);
+        v["session"] = json!({"idle_timeout_s": 600});
+    });
+    let cookie = session_cookie(&h.login("/"));
+    let shared = [("content-type", "text/html"), ("Cache-Control", "public, max-age=600")];
+    let answer = UpstreamAnswer { status: 200, headers: &shared };
+    // Identified: private, and varying by cookie.
+    let f = forward(h.request("/tramites", Some(&cookie)));
+    let want = AnswerChange::Pass {
+        set: vec![("cache-control", "private, max-age=600".into())],
+        add: vec![("vary", "Cookie".into())],
+    };
+    assert_eq!(h.gate.on_upstream_response(f.upstream, &answer), want);
+    // Carrying a resealed session cookie: private too, the cookie added.
+    h.now += 120;
+    let f = forward(h.request("/tramites", Some(&cookie)));
+    assert!(!f.upstream.set_cookies().is_empty(), "no reseal to test with");
+    match h.gate.on_upstream_response(f.upstream, &answer) {
+        AnswerChange::Pass { set, add } => {
+            assert_eq!(set, [("cache-control", "private, max-age=600".to_string())]);
+            assert!(add.iter().any(|(n, v)| *n == "set-cookie" && v.starts_with("__Host-claveunica_session=")));
+            assert!(add.contains(&("vary", "Cookie".to_string())), "{add:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // An anonymous public answer is the application's to cache as it likes.
+    let f = forward(h.request("/public/app.css", None));
+    assert!(!f.upstream.reads_answer());
+    let untouched = AnswerChange::Pass { set: vec![], add: vec![] };
+    assert_eq!(h.gate.on_upstream_response(f.upstream, &answer), untouched);
+    // Already private or no-store: left as the application said, `Vary` added once.
+    let f = forward(h.request("/tramites", Some(&cookie)));
+    let private = [("cache-control", "no-store"), ("vary", "Accept-Encoding, Cookie")];
+    let private = UpstreamAnswer { status: 200, headers: &private };
+    match h.gate.on_upstream_response(f.upstream, &private) {
+        AnswerChange::Pass { set, add } => assert!(set.is_empty() && add.iter().all(|(n, _)| *n != "vary"), "{add:?}"),
+        other => panic!("{other:?}"),
+    }
 }
 
 #[test]
 fn an_anonymous_answer_cannot_log_anyone_out_and_carries_the_gates_cookies() {
     let mut h = harness_with(|v| v["rules"] = json!([{"exact": "/public", "action": "optional"}]));
+    assert!(!forward(h.request("/public", None)).upstream.reads_answer());
     let f = forward(h.request("/public", Some("__Host-claveunica_session=garbage")));
-    assert!(!f.upstream.reads_answer());
+    assert!(f.upstream.reads_answer(), "an answer with the gate's cookie is kept from shared caches");
     let asked = [("x-claveunica-logout", "1")];
     let change = h.gate.on_upstream_response(f.upstream, &UpstreamAnswer { status: 200, headers: &asked });
     match change {
-        AnswerChange::Pass { add } => {
-            assert_eq!(add.len(), 1, "{add:?}");
+        AnswerChange::Pass { set, add } => {
+            assert_eq!(set, [("cache-control", "private".to_string())]);
+            assert_eq!(add.len(), 2, "{add:?}");
             assert_eq!(add[0].0, "set-cookie");
             assert!(add[0].1.starts_with("__Host-claveunica_session=;"), "{add:?}");
         }

@@ -15,7 +15,9 @@
 //! `PHPSESSID` cookie and sends the browser to `/`. And with `app_logout=1` in the
 //! query it answers `x-claveunica-logout: 1`, as an app that does not know the RUN
 //! would, to ask the gate to end the ClaveÚnica session; `app_logout_header=NAME` answers
-//! `NAME: 1` instead, for a gate configured with another `logout_response_header`.
+//! `NAME: 1` instead, for a gate configured with another `logout_response_header`. With
+//! `cache=public` it answers `Cache-Control: public, max-age=600`, as an app that lets shared
+//! caches keep its pages would, so tests can see the gate keep a person's answer out of them.
 
 mod bulk;
 
@@ -214,6 +216,15 @@ fn html(status: u16, body: String) -> Reply {
 
 /// Everything the app answers, decided from what it saw.
 fn handle(seen: &Seen) -> Reply {
+    let mut reply = answer(seen);
+    if seen.query_has("cache", "public") {
+        reply.headers.push(("Cache-Control".into(), "public, max-age=600".into()));
+    }
+    reply
+}
+
+/// The answer before the cache header `cache=public` adds.
+fn answer(seen: &Seen) -> Reply {
     let custom_logout = seen.query_value("app_logout_header");
     if seen.query_has("app_logout", "1") || custom_logout.is_some() {
         let mut reply = html(200, "<p>RUN desconocido</p>\n".into());
@@ -427,6 +438,9 @@ mod tests {
         assert!(header(&custom, "x-claveunica-logout").is_none());
         let echo = handle(&seen(&[], "format=json"));
         assert!(header(&echo, "content-type").unwrap().starts_with("application/json"));
+        assert!(header(&echo, "cache-control").is_none());
+        let cached = handle(&seen(&[], "format=json&cache=public"));
+        assert_eq!(header(&cached, "cache-control"), Some("public, max-age=600"));
     }
 
     #[test]
