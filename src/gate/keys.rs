@@ -160,11 +160,14 @@ mod tests {
     use super::*;
     use crate::testkit;
 
+    /// A stored value and its version.
+    type Entry = (Option<Vec<u8>>, u32);
+
     /// A store like proxy-wasm shared data: values by name, each with a version bumped on
     /// every write.
     #[derive(Default)]
     struct Shared {
-        values: RefCell<std::collections::HashMap<String, (Option<Vec<u8>>, u32)>>,
+        values: RefCell<std::collections::HashMap<String, Entry>>,
         /// Writes to refuse with a conflict before accepting, to play a racing worker.
         conflicts: RefCell<usize>,
     }

@@ -205,7 +205,7 @@ impl Gate {
             .map(|(n, v)| (flow::started_at(&self.ring, v), n, n.len() + v.len()))
             .collect();
         // Newest first; those that do not open last (`None` sorts lowest).
-        pending.sort_by(|a, b| b.0.cmp(&a.0));
+        pending.sort_by_key(|p| std::cmp::Reverse(p.0));
         let (mut kept, mut bytes) = (1, new_len);
         let mut dropped = Vec::new();
         for (started, name, len) in pending {
