@@ -78,7 +78,8 @@ impl CookieAttrs {
     pub fn delete_on_paths(&self, name: &str, request_path: &str) -> Vec<String> {
         let mut out = vec![self.delete(name)];
         let safe = request_path.bytes().all(|b| b.is_ascii_graphic() && b != b';' && b != b',');
-        if !safe || !request_path.starts_with('/') {
+        // A `__Host-` cookie only ever has `Path=/`: browsers refuse one set elsewhere.
+        if !safe || !request_path.starts_with('/') || name.starts_with("__Host-") {
             return out;
         }
         let mut end = 0;
@@ -151,5 +152,6 @@ mod tests {
         assert_eq!(paths("/a b"), ["/"]);
         assert_eq!(paths(&"/x".repeat(50)).len(), MAX_DELETE_PATHS);
         assert!(a.delete_on_paths("s", "/t").iter().all(|c| c.contains("Max-Age=0")));
+        assert_eq!(a.delete_on_paths("__Host-s", "/a/b").len(), 1);
     }
 }
