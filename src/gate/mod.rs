@@ -362,17 +362,17 @@ impl Gate {
             _ => "-".to_string(),
         };
         // Any login attempts in flight end too.
-        let flows = req
+        let mut deleted: Vec<String> = req
             .cookies()
             .filter(|(name, _)| name.starts_with(&self.config.flow.cookie_prefix))
             .map(|(name, _)| self.attrs.delete(name))
             .collect();
-        // Session cookies beside the one at `/` (tossed in at a deeper path) go too.
+        // Session cookies beside the one at `/` (the response deletes that one), tossed in at
+        // a deeper path, go too.
         let (path, _) = split_query(req.path);
-        let mut flows: Vec<String> = flows;
-        flows.extend(self.attrs.delete_on_paths(&self.config.session.cookie_name, path).into_iter().skip(1));
+        deleted.extend(self.attrs.delete_on_paths(&self.config.session.cookie_name, path).into_iter().skip(1));
         let log = LogLine { level: Level::Info, message: format!("logout run={who}") };
-        Decision::Respond(self.logout_response(200, flows, log, Events::one(Event::Logout)))
+        Decision::Respond(self.logout_response(200, deleted, log, Events::one(Event::Logout)))
     }
 
     /// A request to one of the provider's endpoints.
