@@ -324,7 +324,64 @@ fn rows() -> Vec<Row> {
             },
             Login,
         ),
+        row(
+            "two session cookies for two people: another's tossed in before María's",
+            |ctx| {
+                let t = now();
+                let mallory = sealed(&ctx.gate.ring(), "11111111-1", t, t + 3600);
+                let cookie = |a: &str, b: &str| format!("Cookie: {SESSION_COOKIE}={a}; {SESSION_COOKIE}={b}\r\n");
+                vec![
+                    raw_get(ctx, "/tramites/x", cookie(&mallory, &ctx.session).as_bytes(), false),
+                    raw_get(ctx, "/tramites/x", cookie(&ctx.session, &mallory).as_bytes(), false),
+                ]
+            },
+            Login,
+        ),
+        row(
+            "thirty logins started with a 1900-byte return_to, then the site and the logout",
+            |ctx| {
+                let mut b = ctx.gate.browser();
+                let long = format!("/tramites?q={}", "a".repeat(1900));
+                for _ in 0..30 {
+                    let r = b.get(&format!("/claveunica/login?return_to={}", url_encode(&long)));
+                    assert_eq!(r.status, 302, "a login start was refused: {} {:?}", r.status, r.body);
+                }
+                let header = b.cookie_header().unwrap_or_default();
+                assert!(header.len() < 8 * 1024, "the browser's Cookie header grew to {} bytes", header.len());
+                let site = b.get("/tramites");
+                let logout = b.get("/claveunica/logout");
+                assert_eq!(logout.status, 200, "the logout answered {} {:?}", logout.status, logout.body);
+                assert!(!b.jar.keys().any(|n| n.starts_with(FLOW_PREFIX)), "the logout left flows: {:?}", b.jar.keys());
+                vec![site]
+            },
+            Login,
+        ),
         // --- Flow cookies, state and the callback ---------------------------------------
+        Row {
+            logged: Some("detail=two flow cookies"),
+            ..row(
+                "callback with a second flow cookie of the same name tossed in beside the genuine one",
+                |ctx| {
+                    let mut victim = ctx.gate.browser();
+                    let authorize = victim.start_login("/victima");
+                    let callback = victim.provider_login(&authorize, RUN, PASSWORD);
+                    let genuine = victim.jar[&authorize.flow_cookie()].clone();
+                    let mut attacker = ctx.gate.browser();
+                    let own = attacker.start_login("/atacante");
+                    let tossed = attacker.jar[&own.flow_cookie()].clone();
+                    let target = callback.strip_prefix(&ctx.gate.base()).unwrap_or(&callback).to_string();
+                    let name = authorize.flow_cookie();
+                    [(&tossed, &genuine), (&genuine, &tossed)]
+                        .into_iter()
+                        .map(|(a, b)| {
+                            let cookie = format!("Cookie: {name}={a}; {name}={b}\r\n");
+                            raw_get(ctx, &target, cookie.as_bytes(), false)
+                        })
+                        .collect()
+                },
+                Page(400),
+            )
+        },
         row(
             "callback with a flow cookie from another browser (victim's state, attacker's cookie)",
             |ctx| {
@@ -589,6 +646,26 @@ fn rows() -> Vec<Row> {
         provider_row("ID token from another issuer", json!({"id_token": "wrong_issuer"}), "detail=issuer"),
         provider_row("ID token for another client", json!({"id_token": "wrong_audience"}), "detail=audience"),
         provider_row("ID token expired", json!({"id_token": "expired"}), "detail=expired"),
+        provider_row(
+            "ID token for this client and another, no azp",
+            json!({"id_token": "multi_audience"}),
+            "detail=authorizedparty",
+        ),
+        provider_row(
+            "ID token for this client and another, azp the other",
+            json!({"id_token": "multi_audience_wrong_azp"}),
+            "detail=authorizedparty",
+        ),
+        provider_row(
+            "ID token for this client, azp another",
+            json!({"id_token": "wrong_azp"}),
+            "detail=authorizedparty",
+        ),
+        provider_row(
+            "ID token issued an hour ago, not yet expired",
+            json!({"iat_offset_s": -3600, "exp_offset_s": 600}),
+            "detail=issuedat",
+        ),
         // --- Userinfo -------------------------------------------------------------------
         provider_row("userinfo without numero", json!({"userinfo": "numero_missing"}), "no rolunico.numero"),
         provider_row("userinfo with numero null", json!({"userinfo": "numero_null"}), "no rolunico.numero"),
@@ -706,7 +783,9 @@ fn every_attack_is_refused_and_the_host_keeps_serving(host: Host) {
         let before = stack.app_requests();
         let responses = (row.attack)(&ctx);
         if row.modes.is_some() {
-            stack.set_emulator_mode(&json!({"id_token": "normal", "userinfo": "normal"}));
+            stack.set_emulator_mode(
+                &json!({"id_token": "normal", "userinfo": "normal", "iat_offset_s": 0, "exp_offset_s": 600}),
+            );
         }
         assert!(!responses.is_empty(), "row {:?} sent nothing", row.name);
         let mut forwarded = 0;

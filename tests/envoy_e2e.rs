@@ -1,7 +1,8 @@
 #![cfg(not(target_arch = "wasm32"))]
 //! End to end on Envoy only: what `tests/scenarios.rs` (run on both hosts) does not cover
 //! because it needs Envoy's own machinery: sessions across two gates with different key
-//! rings, the emulator's string `numero`, and a configuration Envoy refuses at start. Each test starts its own stack so tests cannot disturb each other's
+//! rings, two gates for two providers in one Envoy sharing one VM's shared data, the
+//! emulator's string `numero`, and a configuration Envoy refuses at start. Each test starts its own stack so tests cannot disturb each other's
 //! counters.
 //!
 //! Run with:
@@ -13,7 +14,11 @@
 
 mod support;
 
-use support::{logged_in, random_key, Response, Stack, PASSWORD, SESSION_COOKIE};
+use std::thread;
+use std::time::Duration;
+
+use support::stack::emulator_stats;
+use support::{logged_in, random_key, Browser, Response, Stack, PASSWORD, RUN, SESSION_COOKIE};
 
 /// Sent to ClaveÚnica, and none of the app's page came along.
 fn assert_sent_to_login(stack: &Stack, r: &Response) {
@@ -71,4 +76,32 @@ fn a_broken_configuration_is_refused_and_nothing_is_served() {
         let log = Stack::builder().edit_config(edit).start_refused();
         assert!(log.contains(named), "the log does not name the problem ({named}):\n{log}");
     }
+}
+
+/// Staging (against its own emulator) and production in one Envoy: two listeners, two gates
+/// with different issuers, one VM and so one proxy-wasm shared data. Each gate keeps its own
+/// provider's keys: logins alternate between the two, a tick (1 s) apart so each gate reads
+/// the shared data in between, and every one succeeds, each provider's JWKS fetched once (at
+/// start) and never again. A shared entry for both would hand each gate the other's keys: a
+/// refetch for every switch, and logins refused once the refetch limit bites.
+#[test]
+fn two_gates_for_two_issuers_in_one_envoy_keep_their_own_keys() {
+    let stack = Stack::builder().second_gate().start();
+    let (staging_base, staging_provider) = stack.second().expect("a second gate");
+    // Both gates' first fetch, at their first ticks.
+    thread::sleep(Duration::from_secs(3));
+    for round in 0..3 {
+        let mut production = stack.browser();
+        let r = production.login("/?format=json", RUN, PASSWORD);
+        assert_eq!(r.status, 302, "round {round}, production: {r:?}\n{}", stack.envoy_log());
+        assert_eq!(production.get("/?format=json").echo().one("x-claveunica-run"), Some(RUN));
+        thread::sleep(Duration::from_millis(1500));
+        let mut staging = Browser::new(staging_base, staging_provider);
+        let r = staging.login("/?format=json", RUN, PASSWORD);
+        assert_eq!(r.status, 302, "round {round}, staging: {r:?}\n{}", stack.envoy_log());
+        assert_eq!(staging.get("/?format=json").echo().one("x-claveunica-run"), Some(RUN));
+        thread::sleep(Duration::from_millis(1500));
+    }
+    assert_eq!(stack.emulator_stats().jwks, 1, "production's JWKS was fetched again: its keys were overwritten");
+    assert_eq!(emulator_stats(staging_provider).jwks, 1, "staging's JWKS was fetched again: its keys were overwritten");
 }

@@ -191,13 +191,19 @@ fn a_truncated_answer_fails_the_login_without_crashing_the_vm(host: Host) {
 fn key_rotation_mid_run_and_a_failing_jwks_keep_the_last_good_keys() {
     // One worker, so the JWKS rate limit (one fetch per 30 s for an unknown kid) is one clock.
     let stack = Stack::builder().concurrency(1).edit_config(|c| c["timeout_ms"] = json!(TIMEOUT_MS)).start();
-    let started = Instant::now();
     let session = assert_login_works(&stack, "before the rotation").jar[SESSION_COOKIE].clone();
     let c = |name: &str| stack.gate_counter(&format!("claveunica_gate.{name}"));
 
-    // The background fetch at start counts for the rate limit: let it pass.
-    thread::sleep(Duration::from_secs(31).saturating_sub(started.elapsed()));
-
+    // The background fetch at start does not count for the rate limit: no 30 s wait. It must
+    // have landed, though, before the fault below (it runs at the first tick, in every VM of
+    // the worker's and the main thread's that finds no keys shared yet), or it would fail,
+    // back off and fetch again after the fault clears: wait until the JWKS count settles.
+    let settled = wait_until(Duration::from_secs(10), || {
+        let before = stack.emulator_stats().jwks;
+        thread::sleep(Duration::from_millis(1500));
+        stack.emulator_stats().jwks == before
+    });
+    assert!(settled, "the gate kept fetching the JWKS at start");
     // The provider rotates its key while its JWKS endpoint fails: a login with the new kid
     // fails with a 502 page, the failed refresh is counted, open sessions keep working.
     let failures_before = c("jwks_refresh_failures");

@@ -11,9 +11,6 @@ use claveunica_core::protocol::oidc::MAX_BODY_LEN;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, LogLevel, MapType, MetricType, Status};
 
-/// The shared-data key holding the provider's keys for every worker.
-const JWKS_KEY: &str = "claveunica_gate.jwks";
-
 pub fn log(level: Level, message: &str) {
     let level = match level {
         Level::Info => LogLevel::Info,
@@ -43,16 +40,17 @@ impl Entropy for HostEntropy {
     }
 }
 
-/// proxy-wasm shared data, which every worker's VM on the proxy sees.
+/// proxy-wasm shared data, which every worker's VM on the proxy sees, and every gate in it: the
+/// core names each gate's entry (`Gate::key_store_name`).
 pub struct SharedData;
 
 impl KeyStore for SharedData {
-    fn read(&self) -> (Option<Vec<u8>>, Option<u32>) {
-        hostcalls::get_shared_data(JWKS_KEY).unwrap_or((None, None))
+    fn read(&self, name: &str) -> (Option<Vec<u8>>, Option<u32>) {
+        hostcalls::get_shared_data(name).unwrap_or((None, None))
     }
 
-    fn write(&self, bytes: &[u8], version: Option<u32>) -> Result<(), StoreError> {
-        match hostcalls::set_shared_data(JWKS_KEY, Some(bytes), version) {
+    fn write(&self, name: &str, bytes: &[u8], version: Option<u32>) -> Result<(), StoreError> {
+        match hostcalls::set_shared_data(name, Some(bytes), version) {
             Ok(()) => Ok(()),
             Err(Status::CasMismatch) => Err(StoreError::Conflict),
             Err(_) => Err(StoreError::Failed),

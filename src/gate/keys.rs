@@ -24,12 +24,13 @@ pub enum StoreError {
 }
 
 /// A byte store shared by every worker of the host, with compare-and-swap: proxy-wasm shared
-/// data on Envoy.
+/// data on Envoy. Several gates may share one store (two listeners of one Envoy, staging and
+/// production): the core names the entry, from the provider, so each reads and writes its own.
 pub trait KeyStore {
-    /// The stored bytes, if any, and a version token for [`KeyStore::write`].
-    fn read(&self) -> (Option<Vec<u8>>, Option<u32>);
-    /// Stores `bytes` if the value is still at `version` (`None`: whatever it is).
-    fn write(&self, bytes: &[u8], version: Option<u32>) -> Result<(), StoreError>;
+    /// The bytes stored under `name`, if any, and a version token for [`KeyStore::write`].
+    fn read(&self, name: &str) -> (Option<Vec<u8>>, Option<u32>);
+    /// Stores `bytes` under `name` if the value is still at `version` (`None`: whatever it is).
+    fn write(&self, name: &str, bytes: &[u8], version: Option<u32>) -> Result<(), StoreError>;
 }
 
 /// What a tick or a refresh answer comes to.
@@ -56,12 +57,13 @@ impl Gate {
             // login counted the fetch.
             let _ = self.publish(keys, store, now, Ok(&fetched));
         }
-        let (bytes, version) = store.read();
+        let name = self.key_store_name();
+        let (bytes, version) = store.read(&name);
         let state = SharedJwks::decode(bytes.as_deref());
         keys.load_shared(&state);
         let Some(leased) = state.take_lease(now, self.config.jwks_refresh_s) else { return poll };
         // Only the worker whose compare-and-swap wins fetches.
-        if store.write(&leased.encode(), version).is_err() {
+        if store.write(&name, &leased.encode(), version).is_err() {
             return poll;
         }
         poll.fetch = Some(self.jwks_request());
@@ -71,7 +73,7 @@ impl Gate {
     /// Takes keys other workers published into this worker's cache, so a login about to
     /// verify a token does not fetch what another worker already has.
     pub fn sync_keys(&self, keys: &mut KeyCache, store: &dyn KeyStore) {
-        let (bytes, _) = store.read();
+        let (bytes, _) = store.read(&self.key_store_name());
         keys.load_shared(&SharedJwks::decode(bytes.as_deref()));
     }
 
@@ -115,10 +117,13 @@ impl Gate {
         now: u64,
         result: Result<&[u8], ()>,
     ) -> Option<SharedJwks> {
+        let name = self.key_store_name();
         for _ in 0..CAS_TRIES {
-            let (bytes, version) = store.read();
-            let state = SharedJwks::decode(bytes.as_deref()).after_fetch(now, result);
-            match store.write(&state.encode(), version) {
+            let (bytes, version) = store.read(&name);
+            let mut state = SharedJwks::decode(bytes.as_deref()).after_fetch(now, result);
+            // A login's fetch for an unknown kid rate-limits every worker's.
+            state.kid_fetch_at = state.kid_fetch_at.max(keys.kid_fetched_at().unwrap_or(0));
+            match store.write(&name, &state.encode(), version) {
                 Err(StoreError::Conflict) => continue,
                 Err(StoreError::Failed) => break,
                 Ok(()) => {
@@ -127,8 +132,16 @@ impl Gate {
                 }
             }
         }
-        keys.fetched(now);
         None
+    }
+
+    /// The name of this gate's entry in the shared store: the issuer and the JWKS URL, so a
+    /// gate never takes keys fetched for another provider. Both, because a staging emulator may
+    /// well claim the production issuer: keys fetched from it must not verify production's
+    /// tokens in the gate beside it.
+    #[must_use]
+    pub fn key_store_name(&self) -> String {
+        format!("claveunica_gate.jwks {} {}", self.config.issuer, self.config.endpoints.jwks.url)
     }
 
     /// The GET of the provider's JWKS.
@@ -147,27 +160,33 @@ mod tests {
     use super::*;
     use crate::testkit;
 
-    /// A store like proxy-wasm shared data: a value and a version bumped on every write.
+    /// A stored value and its version.
+    type Entry = (Option<Vec<u8>>, u32);
+
+    /// A store like proxy-wasm shared data: values by name, each with a version bumped on
+    /// every write.
     #[derive(Default)]
     struct Shared {
-        value: RefCell<(Option<Vec<u8>>, u32)>,
+        values: RefCell<std::collections::HashMap<String, Entry>>,
         /// Writes to refuse with a conflict before accepting, to play a racing worker.
         conflicts: RefCell<usize>,
     }
 
     impl KeyStore for Shared {
-        fn read(&self) -> (Option<Vec<u8>>, Option<u32>) {
-            let v = self.value.borrow();
-            (v.0.clone(), Some(v.1))
+        fn read(&self, name: &str) -> (Option<Vec<u8>>, Option<u32>) {
+            let values = self.values.borrow();
+            let v = values.get(name).cloned().unwrap_or_default();
+            (v.0, Some(v.1))
         }
 
-        fn write(&self, bytes: &[u8], version: Option<u32>) -> Result<(), StoreError> {
+        fn write(&self, name: &str, bytes: &[u8], version: Option<u32>) -> Result<(), StoreError> {
             let mut conflicts = self.conflicts.borrow_mut();
             if *conflicts > 0 {
                 *conflicts -= 1;
                 return Err(StoreError::Conflict);
             }
-            let mut v = self.value.borrow_mut();
+            let mut values = self.values.borrow_mut();
+            let v = values.entry(name.to_string()).or_default();
             if version.is_some_and(|version| version != v.1) {
                 return Err(StoreError::Conflict);
             }
@@ -235,7 +254,7 @@ mod tests {
             testkit::NOW,
         );
         assert!(done.events.contains(Event::JwksRefreshed));
-        let (stored, _) = store.read();
+        let (stored, _) = store.read(&gate.key_store_name());
         assert!(SharedJwks::decode(stored.as_deref()).body.is_some());
     }
 
@@ -252,5 +271,45 @@ mod tests {
         let _ = gate.poll_keys(&mut b, &store, testkit::NOW);
         assert!(b.get(testkit::KID).is_some());
         assert!(a.take_unshared().is_none(), "shared once");
+    }
+
+    #[test]
+    fn two_gates_for_two_providers_keep_their_own_keys_in_one_store() {
+        let production = gate();
+        let mut staging_config = testkit::config();
+        staging_config.issuer = "http://127.0.0.1:9/openid".into();
+        staging_config.endpoints.jwks.url = "http://127.0.0.1:9/openid/jwks".into();
+        let staging = Gate::new(staging_config);
+        assert_ne!(production.key_store_name(), staging.key_store_name());
+        // The same issuer with another JWKS is another entry too.
+        let mut elsewhere = testkit::config();
+        elsewhere.endpoints.jwks.url = "http://127.0.0.1:9/openid/jwks".into();
+        assert_ne!(production.key_store_name(), Gate::new(elsewhere).key_store_name());
+
+        let store = Shared::default();
+        let (mut p, mut s) = (KeyCache::default(), KeyCache::default());
+        let now = testkit::NOW;
+        // Each fetches its own provider's keys: one gate's lease does not stop the other.
+        assert!(production.poll_keys(&mut p, &store, now).fetch.is_some());
+        assert!(staging.poll_keys(&mut s, &store, now).fetch.is_some(), "staging waited on production's lease");
+        let _ = production.on_keys_answer(
+            &mut p,
+            &store,
+            CallOutcome::Answered { status: 200, body: doc().as_bytes() },
+            now,
+        );
+        let other = testkit::jwks(&[("staging-kid", &testkit::other_key())]);
+        let _ = staging.on_keys_answer(
+            &mut s,
+            &store,
+            CallOutcome::Answered { status: 200, body: other.as_bytes() },
+            now + 1,
+        );
+        // A new worker of each gate takes its own provider's keys, never the other's.
+        let (mut p2, mut s2) = (KeyCache::default(), KeyCache::default());
+        production.sync_keys(&mut p2, &store);
+        staging.sync_keys(&mut s2, &store);
+        assert!(p2.get(testkit::KID).is_some() && p2.get("staging-kid").is_none(), "{p2:?}");
+        assert!(s2.get("staging-kid").is_some() && s2.get(testkit::KID).is_none(), "{s2:?}");
     }
 }

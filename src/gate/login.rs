@@ -20,6 +20,14 @@ use crate::protocol::session::Session;
 use crate::web::pages;
 use crate::web::redirect;
 
+/// The most login attempts a browser keeps in flight (tabs that each started a login); older
+/// ones are dropped as new ones start.
+pub const MAX_PENDING_FLOWS: usize = 3;
+/// The most bytes of flow cookies (`name=value`) a browser is left with when a login starts,
+/// unless the new attempt's cookie alone is larger: with a session cookie, well within the
+/// 8 KB a proxy allows a request header by default.
+pub const FLOW_COOKIE_BUDGET: usize = 4096;
+
 /// A login waiting for a call's answer. Opaque: only the gate makes one, so an adapter cannot
 /// skip a step.
 #[derive(Debug)]
@@ -152,6 +160,7 @@ impl Gate {
     /// the request showed before (a session cookie to clear, a canary choice).
     pub(super) fn start_login(
         &self,
+        req: &Request<'_>,
         wanted: &str,
         now: u64,
         rng: &mut dyn Entropy,
@@ -170,17 +179,45 @@ impl Gate {
         let Some(sealed) = flow.seal(&self.ring, seal_nonce) else {
             return self.fail(Failed::new(FailReason::SealFailed), rng, &[], None);
         };
+        let name = flow.cookie_name(&self.config.flow.cookie_prefix);
         let mut headers = vec![
             ("location", authorize::authorize_url(&self.config, &flow)),
-            (
-                "set-cookie",
-                self.attrs.set(&flow.cookie_name(&self.config.flow.cookie_prefix), &sealed, self.config.flow.max_age_s),
-            ),
+            ("set-cookie", self.attrs.set(&name, &sealed, self.config.flow.max_age_s)),
             ("cache-control", "no-store".to_string()),
         ];
         headers.extend(set_cookies.into_iter().map(|c| ("set-cookie", c)));
+        let mut dropped = self.older_attempts_to_drop(req, name.len() + sealed.len());
+        dropped.retain(|n| *n != name);
+        headers.extend(dropped.iter().map(|n| ("set-cookie", self.attrs.delete(n))));
         events.push(Event::LoginStarted);
         Decision::Respond(Response { status: 302, headers, body: String::new(), log: None, events })
+    }
+
+    /// The browser's login attempts in flight to drop as a new one (its cookie `new_len`
+    /// bytes) starts, so that starting logins again and again (each with a long return path)
+    /// cannot grow the `Cookie` header until the site, and the logout, answer 431. The newest
+    /// are kept while at most [`MAX_PENDING_FLOWS`] attempts and [`FLOW_COOKIE_BUDGET`] bytes
+    /// of them, the new one included; attempts whose cookie does not open go first.
+    fn older_attempts_to_drop<'a>(&self, req: &Request<'a>, new_len: usize) -> Vec<&'a str> {
+        let prefix = &self.config.flow.cookie_prefix;
+        let mut pending: Vec<(Option<u64>, &'a str, usize)> = req
+            .cookies()
+            .filter(|(n, _)| n.starts_with(prefix.as_str()))
+            .map(|(n, v)| (flow::started_at(&self.ring, v), n, n.len() + v.len()))
+            .collect();
+        // Newest first; those that do not open last (`None` sorts lowest).
+        pending.sort_by_key(|p| std::cmp::Reverse(p.0));
+        let (mut kept, mut bytes) = (1, new_len);
+        let mut dropped = Vec::new();
+        for (started, name, len) in pending {
+            if started.is_some() && kept < MAX_PENDING_FLOWS && bytes.saturating_add(len) <= FLOW_COOKIE_BUDGET {
+                kept += 1;
+                bytes += len;
+            } else if !dropped.contains(&name) {
+                dropped.push(name);
+            }
+        }
+        dropped
     }
 
     /// A same-origin path that lands on none of the gate's own, or `/`.
@@ -223,6 +260,13 @@ impl Gate {
         let flow_cookie = flow::cookie_name_for(prefix, state).unwrap_or_default();
         let jar: Vec<(&str, &str)> = req.cookies().collect();
         let lookup = |name: &str| jar.iter().find(|(n, _)| *n == name).map(|(_, v)| *v);
+        // Two cookies of this attempt's name: one was tossed in (by a sibling site, or at a
+        // deeper path, which the browser sends first). Neither is trusted to say whose login
+        // this is.
+        if jar.iter().filter(|(n, _)| *n == flow_cookie).count() > 1 {
+            let failed = Failed::with(FailReason::StateMismatch, "two flow cookies");
+            return self.fail(failed, rng, &[flow_cookie.as_str()], Some("/"));
+        }
         let flow = match Flow::resume(&self.ring, prefix, state, lookup, now, self.config.flow.max_age_s) {
             Ok(flow) => flow,
             Err(e) => {
@@ -387,6 +431,8 @@ impl Gate {
             Ok(_) => Err(Failed::with(FailReason::JwksInvalid, "status")),
             Err(failed) => Err(failed),
         };
+        // Only a fetch for a kid unknown among held keys counts for the rate limit.
+        keys.fetched_for_kid(now, !keys.is_empty());
         match parsed {
             Ok((set, body)) => {
                 keys.replace_with_source(set, body, now);
@@ -394,8 +440,7 @@ impl Gate {
                 self.verify_or_fetch(login, tokens, now, rng, keys, false)
             }
             Err(failed) => {
-                // The last good keys stay; only the attempt is recorded, for the rate limit.
-                keys.fetched(now);
+                // The last good keys stay; the attempt was recorded above, for the rate limit.
                 let mut d = self.fail_login(&login, failed, rng);
                 if let Decision::Respond(r) = &mut d {
                     r.events.push(Event::JwksRefreshFailed);

@@ -49,9 +49,15 @@ const RESEAL_INTERVAL_S: u64 = 60;
 
 /// What the request's cookies say about a ClaveÚnica session.
 enum SessionState {
-    Valid { known: Arc<Known>, reseal: bool },
+    Valid {
+        known: Arc<Known>,
+        reseal: bool,
+    },
     Expired,
     Rejected,
+    /// Session cookies that open to different people (one tossed in by a sibling site or a
+    /// deeper `Path`): none of them is served.
+    Conflict,
     Absent,
 }
 
@@ -101,22 +107,23 @@ impl Gate {
                 .find(|(k, _)| k == "return_to")
                 .map(|(_, v)| v.into_owned())
                 .unwrap_or_else(|| "/".into());
-            return self.start_login(&return_to, now, rng, Vec::new(), Events::default());
+            return self.start_login(req, &return_to, now, rng, Vec::new(), Events::default());
         }
         let action = policy::action_for(&self.config.rules, req.method, path);
         if action == RuleAction::Public {
             return self.forward_anonymous(req, Vec::new(), Events::default());
         }
-        let (mut events, clear) = match self.session(req, now) {
+        let name = &self.config.session.cookie_name;
+        let (mut events, mut set_cookies) = match self.session(req, now) {
             SessionState::Valid { known, reseal } => return self.forward_identified(req, &known, reseal, now, rng),
-            SessionState::Expired => (Events::one(Event::SessionExpired), true),
-            SessionState::Rejected => (Events::one(Event::SessionRejected), true),
-            SessionState::Absent => (Events::default(), false),
+            SessionState::Expired => (Events::one(Event::SessionExpired), vec![self.attrs.delete(name)]),
+            SessionState::Rejected => (Events::one(Event::SessionRejected), vec![self.attrs.delete(name)]),
+            // A cookie tossed in at a deeper `Path` is only cleared at that path: clear it at
+            // every path this request's cookies could have come from, or the next request
+            // meets the same conflict after the login.
+            SessionState::Conflict => (Events::one(Event::SessionRejected), self.attrs.delete_on_paths(name, path)),
+            SessionState::Absent => (Events::default(), Vec::new()),
         };
-        let mut set_cookies: Vec<String> = Vec::new();
-        if clear {
-            set_cookies.push(self.attrs.delete(&self.config.session.cookie_name));
-        }
         if action == RuleAction::Optional {
             return self.forward_anonymous(req, set_cookies, events);
         }
@@ -181,7 +188,7 @@ impl Gate {
     ) -> Decision {
         let api = policy::is_api_request(req.headers.iter().copied());
         if !api {
-            return self.start_login(req.path, now, rng, set_cookies, events);
+            return self.start_login(req, req.path, now, rng, set_cookies, events);
         }
         events.push(Event::ApiUnauthorized);
         let return_to = self.return_path(req.path);
@@ -204,9 +211,12 @@ impl Gate {
         Decision::Respond(Response { status: 401, headers, body, log: None, events })
     }
 
-    /// The request's ClaveÚnica session, as its cookies say.
+    /// The request's ClaveÚnica session, as its cookies say. Every session cookie is opened:
+    /// two that open to different people are a conflict, never one of them picked, since the
+    /// browser's order is the attacker's to choose (a longer `Path` comes first).
     fn session(&self, req: &Request<'_>, now: u64) -> SessionState {
         let mut state = SessionState::Absent;
+        let mut valid: Option<(Arc<Known>, bool)> = None;
         let idle_timeout_s = self.config.session.idle_timeout_s;
         for (name, value) in req.cookies() {
             if name != self.config.session.cookie_name {
@@ -225,9 +235,16 @@ impl Gate {
             let idle_reseal =
                 idle_timeout_s.is_some() && now.saturating_sub(known.session.last_seen()) >= RESEAL_INTERVAL_S;
             let reseal = known.stale_key || idle_reseal;
-            return SessionState::Valid { known, reseal };
+            match &valid {
+                None => valid = Some((known, reseal)),
+                Some((first, _)) if first.session.identity().run() == known.session.identity().run() => {}
+                Some(_) => return SessionState::Conflict,
+            }
         }
-        state
+        match valid {
+            Some((known, reseal)) => SessionState::Valid { known, reseal },
+            None => state,
+        }
     }
 
     /// What a session cookie value opens to: from the cache when this gate opened it before.
@@ -350,13 +367,17 @@ impl Gate {
             _ => "-".to_string(),
         };
         // Any login attempts in flight end too.
-        let flows = req
+        let mut deleted: Vec<String> = req
             .cookies()
             .filter(|(name, _)| name.starts_with(&self.config.flow.cookie_prefix))
             .map(|(name, _)| self.attrs.delete(name))
             .collect();
+        // Session cookies beside the one at `/` (the response deletes that one), tossed in at
+        // a deeper path, go too.
+        let (path, _) = split_query(req.path);
+        deleted.extend(self.attrs.delete_on_paths(&self.config.session.cookie_name, path).into_iter().skip(1));
         let log = LogLine { level: Level::Info, message: format!("logout run={who}") };
-        Decision::Respond(self.logout_response(200, flows, log, Events::one(Event::Logout)))
+        Decision::Respond(self.logout_response(200, deleted, log, Events::one(Event::Logout)))
     }
 
     /// A request to one of the provider's endpoints.

@@ -345,6 +345,19 @@ impl Harness {
         self
     }
 
+    /// A login whose ID token is signed with a key the gate does not hold yet: the gate fetches
+    /// the JWKS, which now holds it, and the login goes on to userinfo.
+    fn login_signed_with_a_new_key(&mut self) {
+        let s = self.start("/a");
+        let c = call(self.callback(&s));
+        let body = self.token_body_with_kid(&s, "rotated");
+        let jwks_call = call(self.answer(c.pending, 200, &body));
+        assert_eq!((jwks_call.request.method, jwks_call.request.path.as_str()), ("GET", "/openid/jwks"));
+        let set = testkit::jwks(&[("rotated", &testkit::other_key())]);
+        let next = call(self.answer(jwks_call.pending, 200, &set));
+        assert_eq!(next.request.path, "/openid/userinfo/");
+    }
+
     /// A token answer whose ID token names `kid` and is signed by the other test key.
     fn token_body_with_kid(&self, s: &Started, kid: &str) -> String {
         let token = testkit::sign_rs256(
@@ -379,21 +392,22 @@ fn a_bad_id_token_stops_the_login() {
 #[test]
 fn an_unknown_kid_is_fetched_once_then_refused() {
     let mut h = harness().with_known_keys();
-    let s = h.start("/a");
-    let c = call(h.callback(&s));
-    let body = h.token_body_with_kid(&s, "rotated");
-    let jwks_call = call(h.answer(c.pending, 200, &body));
-    assert_eq!(jwks_call.request.method, "GET");
-    // The provider rotated: the new set holds the new key, and the login goes on.
-    let set = testkit::jwks(&[("rotated", &testkit::other_key())]);
-    let next = call(h.answer(jwks_call.pending, 200, &set));
-    assert_eq!(next.request.path, "/openid/userinfo/");
+    h.login_signed_with_a_new_key();
 
     // A kid nobody knows, right after a fetch: refused without another fetch.
     let s = h.start("/b");
     let c = call(h.callback(&s));
     let body = h.token_body_with_kid(&s, "nowhere");
     assert_error_page(&respond(h.answer(c.pending, 200, &body)), 502);
+}
+
+#[test]
+fn a_key_rotated_just_after_a_fetch_is_fetched_by_the_next_login() {
+    // The keys were fetched this very second (first fetch or scheduled refresh), then the
+    // provider signs with a new key: the login fetches again at once and goes on.
+    let mut h = harness();
+    h.keys.replace(jwks::parse(testkit::jwks(&[(KID, &testkit::provider_key())]).as_bytes()).unwrap(), h.now);
+    h.login_signed_with_a_new_key();
 }
 
 #[test]
@@ -921,4 +935,136 @@ fn a_session_seen_before_is_still_checked_on_every_request() {
     // And a new configuration starts with nothing known.
     let h = harness();
     assert!(h.gate.known.is_empty());
+}
+
+/// A session cookie for `run`, sealed with the test configuration's key as the gate would.
+fn sealed_for(h: &Harness, run: crate::primitives::run::Run) -> String {
+    let m = testkit::maria();
+    let who =
+        crate::protocol::session::Identity::new(run, m.nombres().to_vec(), m.apellidos().to_vec(), "1".into()).unwrap();
+    let s = crate::protocol::session::Session::insecure_from_parts(who, h.now - 10, h.now + 3600, h.now - 10);
+    let value = s.seal(&testkit::key_ring(&[testkit::SESSION_KEY]), [7; NONCE_LEN]).unwrap();
+    format!("{}={value}", h.gate.config.session.cookie_name)
+}
+
+#[test]
+fn two_session_cookies_for_two_people_serve_neither() {
+    // Over http the tossed cookie may sit at a deeper path: cleared there too. Over https the
+    // cookie is `__Host-`, which only ever has `Path=/`.
+    let http = |v: &mut Value| v["redirect_uri"] = json!("http://portal.test/claveunica/callback");
+    two_session_cookies_for_two_people(harness_with(http), &["Path=/;", "Path=/tramites;", "Path=/tramites/x;"]);
+    two_session_cookies_for_two_people(harness(), &["Path=/;"]);
+}
+
+fn two_session_cookies_for_two_people(mut h: Harness, cleared_at: &[&str]) {
+    let maria = session_cookie(&h.login("/"));
+    let mallory = sealed_for(&h, crate::primitives::run::Run::new(11_111_111, '1').unwrap());
+    // Each alone is served.
+    assert_eq!(
+        forward(h.request("/tramites/x", Some(&mallory))).set.len(),
+        forward(h.request("/", Some(&maria))).set.len()
+    );
+    for jar in [format!("{mallory}; {maria}"), format!("{maria}; {mallory}")] {
+        let r = respond(h.request("/tramites/x", Some(&jar)));
+        assert_eq!(r.status, 302, "{jar}: {r:?}");
+        assert!(header(&r, "location")[0].contains("/authorize"), "a fresh login: {r:?}");
+        assert!(r.events.contains(Event::SessionRejected));
+        // Every session cookie cleared, the tossed one at its deeper path too.
+        let cleared: Vec<&str> = header(&r, "set-cookie").into_iter().filter(|c| c.contains("_session=;")).collect();
+        assert_eq!(cleared.len(), cleared_at.len(), "{cleared:?}");
+        for path in cleared_at {
+            assert!(cleared.iter().any(|c| c.contains(path)), "{path} not cleared: {cleared:?}");
+        }
+    }
+    // Two cookies for the same person (an old and a resealed one) are still that person.
+    let again = sealed_for(&h, crate::primitives::run::Run::new(44_444_444, '4').unwrap());
+    let f = forward(h.request("/", Some(&format!("{again}; {maria}"))));
+    assert!(!f.set.is_empty());
+    // A session beside garbage is still served.
+    let name = &h.gate.config.session.cookie_name.clone();
+    let f = forward(h.request("/", Some(&format!("{name}=garbage; {maria}"))));
+    assert!(!f.set.is_empty());
+}
+
+#[test]
+fn two_flow_cookies_of_one_name_at_the_callback_log_no_one_in() {
+    let mut h = harness();
+    let s = h.start("/a");
+    let other = h.start("/b");
+    let name = s.flow_cookie.split('=').next().unwrap().to_string();
+    let tossed = format!("{name}={}", other.flow_cookie.split_once('=').unwrap().1);
+    let path = format!("/claveunica/callback?code=c0de&state={}", param(&s.authorize, "state"));
+    for jar in [format!("{}; {tossed}", s.flow_cookie), format!("{tossed}; {}", s.flow_cookie)] {
+        let r = respond(h.request(&path, Some(&jar)));
+        assert_eq!(r.status, 400, "{jar}: {r:?}");
+        assert!(header(&r, "set-cookie").iter().any(|c| c.starts_with(&format!("{name}=;"))), "{r:?}");
+        assert!(header(&r, "set-cookie").iter().all(|c| !c.contains("_session=") || c.contains("_session=;")));
+    }
+    // The genuine cookie alone still logs in.
+    assert!(matches!(h.request(&path, Some(&s.flow_cookie)), Decision::Call(_)));
+}
+
+/// A browser's cookie jar, kept from the gate's `Set-Cookie`s: `name=value; ...`.
+fn apply_set_cookies(jar: &mut std::collections::BTreeMap<String, String>, r: &Response) {
+    for c in header(r, "set-cookie") {
+        let (name, value) = cookie_pair(c).split_once('=').map(|(n, v)| (n.to_string(), v.to_string())).unwrap();
+        if c.contains("Max-Age=0") {
+            jar.remove(&name);
+        } else {
+            jar.insert(name, value);
+        }
+    }
+}
+
+fn jar_header(jar: &std::collections::BTreeMap<String, String>) -> String {
+    jar.iter().map(|(n, v)| format!("{n}={v}")).collect::<Vec<_>>().join("; ")
+}
+
+#[test]
+fn starting_logins_again_and_again_keeps_the_cookie_header_bounded() {
+    let mut h = harness();
+    let mut jar = std::collections::BTreeMap::new();
+    jar.insert("theme".to_string(), "dark".to_string());
+    let long = format!("/tramites?q={}", "a".repeat(1900));
+    let mut last = None;
+    for i in 0..20 {
+        h.now += 1;
+        let path = if i % 2 == 0 { long.clone() } else { format!("/t{i}") };
+        let cookie = jar_header(&jar);
+        let r = respond(h.request(&path, Some(&cookie)));
+        assert_eq!(r.status, 302);
+        apply_set_cookies(&mut jar, &r);
+        let flows: Vec<_> = jar.keys().filter(|n| n.contains("claveunica_flow_")).collect();
+        assert!(flows.len() <= login::MAX_PENDING_FLOWS, "{} attempts kept", flows.len());
+        assert!(
+            jar_header(&jar).len() < login::FLOW_COOKIE_BUDGET + 64,
+            "a Cookie header of {}",
+            jar_header(&jar).len()
+        );
+        last = Some(header(&r, "location")[0].to_string());
+    }
+    assert_eq!(jar.get("theme").map(String::as_str), Some("dark"), "the app's cookie is the app's");
+    // The newest attempt still completes.
+    let state = param(&last.unwrap(), "state");
+    let path = format!("/claveunica/callback?code=c0de&state={state}");
+    assert!(matches!(h.request(&path, Some(&jar_header(&jar))), Decision::Call(_)));
+    // Short return paths: the last three attempts are all kept (three tabs).
+    let mut jar = std::collections::BTreeMap::new();
+    let mut states = Vec::new();
+    for i in 0..5 {
+        h.now += 1;
+        let cookie = jar_header(&jar);
+        let r = respond(h.request(&format!("/tab{i}"), Some(cookie.as_str()).filter(|c| !c.is_empty())));
+        apply_set_cookies(&mut jar, &r);
+        states.push(param(header(&r, "location")[0], "state"));
+    }
+    assert_eq!(jar.len(), login::MAX_PENDING_FLOWS);
+    for state in &states[2..] {
+        let path = format!("/claveunica/callback?code=c0de&state={state}");
+        assert!(matches!(h.request(&path, Some(&jar_header(&jar))), Decision::Call(_)), "tab with {state} lost");
+    }
+    // Logout clears every attempt.
+    let r = respond(h.request("/claveunica/logout", Some(&jar_header(&jar))));
+    apply_set_cookies(&mut jar, &r);
+    assert!(jar.is_empty(), "{jar:?}");
 }

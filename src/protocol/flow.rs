@@ -118,6 +118,17 @@ impl Flow {
     }
 }
 
+/// When the attempt sealed in a flow cookie value started, if it opens under `ring`: for
+/// dropping a browser's oldest attempts first.
+#[must_use]
+pub fn started_at(ring: &KeyRing, value: &str) -> Option<u64> {
+    let opened = ring.open(Purpose::Flow, value)?;
+    match postcard::take_from_bytes::<Wire>(&opened.plaintext) {
+        Ok((wire, [])) => Some(wire.t),
+        _ => None,
+    }
+}
+
 /// The flow cookie name for a state, or `None` for a state this gate would never make.
 #[must_use]
 pub fn cookie_name_for(prefix: &str, state: &str) -> Option<String> {
@@ -180,6 +191,9 @@ mod tests {
         assert_eq!(Flow::resume(&ring(8), P, a.state(), lookup, 1_100, 600), Err(FlowError::Tampered));
         assert_eq!(Flow::resume(&r, P, a.state(), lookup, 1_601, 600), Err(FlowError::Expired));
         assert_eq!(Flow::resume(&r, P, a.state(), lookup, 999, 600), Err(FlowError::Expired));
+        assert_eq!(started_at(&r, &jar[0].1), Some(1_000));
+        assert_eq!(started_at(&ring(8), &jar[0].1), None);
+        assert_eq!(started_at(&r, "garbage"), None);
         assert_eq!(Flow::resume(&r, P, &format!("{}\r\n", a.state()), lookup, 1_100, 600), Err(FlowError::BadState));
     }
 

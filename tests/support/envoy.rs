@@ -94,6 +94,39 @@ pub fn tls_listener(template: &str, cert_pem: &Path, key_pem: &Path) -> String {
     template.replacen(plain, &secured, 1)
 }
 
+/// Adds a second gate to the template: a listener `staging` on `${LISTEN_PORT_2}` with the same
+/// filter and VM (so the same proxy-wasm shared data) and its own configuration,
+/// `${GATE_CONFIG_2}`, calling its own provider through the cluster `claveunica_staging` at
+/// `${PROVIDER_PORT_2}`: staging and production in one Envoy.
+pub fn second_gate(template: &str) -> String {
+    let listeners = "  listeners:\n";
+    let clusters = "  clusters:\n";
+    let cluster = "  - name: claveunica\n";
+    let (Some(l), Some(c), Some(p)) = (template.find(listeners), template.find(clusters), template.find(cluster))
+    else {
+        panic!("the template has no listeners, clusters or `claveunica` cluster to copy:\n{template}");
+    };
+    let listener = &template[l + listeners.len()..c];
+    let staging_listener = listener
+        .replacen("  - name: portal\n", "  - name: staging\n", 1)
+        .replacen("stat_prefix: portal", "stat_prefix: staging", 1)
+        .replace("${LISTEN_PORT}", "${LISTEN_PORT_2}")
+        .replace("${GATE_CONFIG}", "${GATE_CONFIG_2}");
+    // The `claveunica` cluster runs to the end of the template.
+    let staging_cluster = template[p..]
+        .replace("name: claveunica\n", "name: claveunica_staging\n")
+        .replace("cluster_name: claveunica\n", "cluster_name: claveunica_staging\n")
+        .replace("${PROVIDER_PORT}", "${PROVIDER_PORT_2}");
+    assert!(staging_listener.contains("${GATE_CONFIG_2}") && staging_cluster.contains("${PROVIDER_PORT_2}"));
+    let mut text = template.to_string();
+    if !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text.push_str(&staging_cluster);
+    text.insert_str(c, &staging_listener);
+    text
+}
+
 /// What Envoy's bootstrap is made of, besides the template.
 pub struct Bootstrap<'a> {
     /// Listen in a watched LDS file (`envoy/gate-reload.yaml.tmpl`) instead of inline.
@@ -106,6 +139,9 @@ pub struct Bootstrap<'a> {
     pub values: Vec<(&'a str, String)>,
     /// The gate's configuration.
     pub gate_config: &'a serde_json::Value,
+    /// A second gate's configuration ([`second_gate`]; with `LISTEN_PORT_2` and
+    /// `PROVIDER_PORT_2` among the values).
+    pub second_gate: Option<&'a serde_json::Value>,
 }
 
 impl Bootstrap<'_> {
@@ -121,6 +157,9 @@ impl Bootstrap<'_> {
         }
         if let Some((cert, key)) = &self.tls {
             template = tls_listener(&template, cert, key);
+        }
+        if let Some(second) = self.second_gate {
+            template = fill(&second_gate(&template), &[("GATE_CONFIG_2", second.to_string())]);
         }
         let lds_dir = dir.join("lds");
         let mut values = self.values.clone();

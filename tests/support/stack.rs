@@ -39,6 +39,7 @@ pub struct StackBuilder {
     reloadable: bool,
     tls: bool,
     wasm_log_level: &'static str,
+    second_gate: bool,
 }
 
 impl Default for StackBuilder {
@@ -53,6 +54,7 @@ impl Default for StackBuilder {
             reloadable: false,
             tls: false,
             wasm_log_level: "info",
+            second_gate: false,
         }
     }
 }
@@ -177,6 +179,14 @@ impl StackBuilder {
         Ok(stack)
     }
 
+    /// A second gate in the same Envoy (same VM, same shared data): its own listener, its own
+    /// emulator (another issuer, other keys) and cluster; see [`Stack::second`].
+    #[must_use]
+    pub fn second_gate(mut self) -> Self {
+        self.second_gate = true;
+        self
+    }
+
     /// Spawns the processes without waiting for Envoy.
     fn launch(&self) -> Stack {
         let emulator_bin = built("release/claveunica-emulator", BUILD_HINT);
@@ -204,6 +214,23 @@ impl StackBuilder {
         let app = spawn_listening("legacy-app", cmd, &dir, &mut children);
         let app_port = port_of(&app);
 
+        let second = self.second_gate.then(|| {
+            let port = free_port();
+            let base = format!("http://127.0.0.1:{port}");
+            let mut cmd = Command::new(&emulator_bin);
+            cmd.args(["--listen", "127.0.0.1:0", "--redirect-uri", &format!("{base}{CALLBACK_PATH}")]);
+            let provider = spawn_listening("claveunica-emulator", cmd, &dir, &mut children);
+            let config = serde_json::json!({
+                "issuer": format!("{provider}/openid"),
+                "cluster": "claveunica_staging",
+                "client_id": CLIENT_ID,
+                "client_secret_env": "CLAVEUNICA_CLIENT_SECRET",
+                "redirect_uri": format!("{base}{CALLBACK_PATH}"),
+                "session_keys": [random_key()],
+            });
+            (port, base, provider, config)
+        });
+
         let mut gate_config = serde_json::json!({
             "issuer": format!("{provider}/openid"),
             "cluster": "claveunica",
@@ -223,18 +250,24 @@ impl StackBuilder {
             }
             (cert_path, key_path)
         });
+        let mut values = vec![
+            ("ADMIN_PORT", admin_port.to_string()),
+            ("LISTEN_PORT", listen_port.to_string()),
+            ("APP_PORT", app_port.to_string()),
+            ("PROVIDER_PORT", provider_port.to_string()),
+            ("WASM_PATH", wasm.display().to_string()),
+        ];
+        if let Some((port, _, provider, _)) = &second {
+            values.push(("LISTEN_PORT_2", port.to_string()));
+            values.push(("PROVIDER_PORT_2", port_of(provider).to_string()));
+        }
         let (yaml_path, reload) = Bootstrap {
             reloadable: self.reloadable,
             struct_config: self.struct_config,
             tls,
-            values: vec![
-                ("ADMIN_PORT", admin_port.to_string()),
-                ("LISTEN_PORT", listen_port.to_string()),
-                ("APP_PORT", app_port.to_string()),
-                ("PROVIDER_PORT", provider_port.to_string()),
-                ("WASM_PATH", wasm.display().to_string()),
-            ],
+            values,
             gate_config: &gate_config,
+            second_gate: second.as_ref().map(|(_, _, _, config)| config),
         }
         .write(&dir);
 
@@ -269,6 +302,7 @@ impl StackBuilder {
             login_path,
             reload,
             cert,
+            second: second.map(|(_, base, provider, _)| (base, provider)),
         }
     }
 }
@@ -295,6 +329,8 @@ pub struct Stack {
     login_path: String,
     reload: Option<Reload>,
     cert: Option<TestCert>,
+    /// The second gate's base URL and its emulator's ([`StackBuilder::second_gate`]).
+    second: Option<(String, String)>,
 }
 
 /// How many requests each emulator endpoint has received (`GET /__emulator/stats`).
@@ -490,6 +526,11 @@ impl Stack {
     /// How many calls the gate has made to the provider so far.
     pub fn provider_calls(&self) -> u64 {
         self.counter("cluster.claveunica.upstream_rq_total")
+    }
+
+    /// The second gate's base URL and its emulator's URL ([`StackBuilder::second_gate`]).
+    pub fn second(&self) -> Option<(&str, &str)> {
+        self.second.as_ref().map(|(base, provider)| (base.as_str(), provider.as_str()))
     }
 
     /// A browser with an empty cookie jar.
