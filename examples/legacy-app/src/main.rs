@@ -16,8 +16,14 @@
 //! query it answers `x-claveunica-logout: 1`, as an app that does not know the RUN
 //! would, to ask the gate to end the ClaveÚnica session; `app_logout_header=NAME` answers
 //! `NAME: 1` instead, for a gate configured with another `logout_response_header`.
+//!
+//! Test aid: with `raw_header_hex=HEX` in the query it answers 200 with the header line whose
+//! bytes are HEX written as they are (no HTTP library would write a non-UTF-8 name or value),
+//! so tests can see what the gate does with whatever an application sends (`raw.rs`);
+//! `raw_pad=N` appends N bytes `v` to the line (up to 1 MiB), for values longer than a URL.
 
 mod bulk;
+mod raw;
 
 use std::io::Write;
 use std::sync::Arc;
@@ -272,6 +278,12 @@ fn respond(request: tiny_http::Request) {
     // Large bodies for the streaming tests (`/__bulk`, see bulk.rs).
     let Some(mut request) = bulk::serve(request) else { return };
     let seen = read_seen(&mut request);
+    if let Some(mut line) = seen.query_value("raw_header_hex").and_then(|hex| raw::decode_hex(&hex)) {
+        raw::pad(&mut line, seen.query_value("raw_pad").and_then(|n| n.parse().ok()).unwrap_or(0));
+        eprintln!("{} {} 200 (raw header)", seen.method, seen.path);
+        raw::answer_with_header(request.into_writer(), &line);
+        return;
+    }
     let reply = handle(&seen);
     let mut response = tiny_http::Response::from_string(reply.body).with_status_code(reply.status);
     for (name, value) in &reply.headers {
