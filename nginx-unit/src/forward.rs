@@ -233,6 +233,25 @@ mod tests {
     }
 
     #[test]
+    fn a_connection_header_naming_identity_headers_cannot_remove_the_verified_ones() {
+        // `Connection` makes the names it lists hop-by-hop for the client's copies only: what
+        // the core sets is added after the client's headers are filtered, so it always arrives,
+        // and a forged copy goes whether the core names it or `Connection` does.
+        let incoming = h(&[
+            ("Connection", "Upgrade, x-claveunica-run, X-ClaveUnica-Nombres"),
+            ("Upgrade", "websocket"),
+            ("X-ClaveUnica-RUN", "11111111-1"),
+            ("x-claveunica-nombres", "Mallory"),
+        ]);
+        let set = set(&[("x-claveunica-run", "44444444-4"), ("x-claveunica-nombres", "María")]);
+        let changes = Changes { remove: &[], set: &set, cookie: &CookieHeader::Unchanged };
+        let out = upstream_headers(&incoming, changes, Origin { proto: "https", host: None });
+        assert_eq!(value(&out, "x-claveunica-run"), ["44444444-4"]);
+        assert_eq!(value(&out, "x-claveunica-nombres"), ["María"]);
+        assert!(value(&out, "connection").is_empty() && value(&out, "upgrade").is_empty());
+    }
+
+    #[test]
     fn cookies_follow_the_core() {
         let incoming = h(&[("cookie", "a=1; claveunica_session=x"), ("cookie", "b=2")]);
         let origin = Origin { proto: "https", host: None };
