@@ -13,6 +13,9 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 #[cfg(all(target_arch = "wasm32", target_os = "wasi", target_env = "p1"))]
+#[allow(unsafe_code)] // proxy-wasm's host calls without the SDK's panicking helpers.
+mod abi;
+#[cfg(all(target_arch = "wasm32", target_os = "wasi", target_env = "p1"))]
 #[allow(unsafe_code)] // proxy_wasm::main! exports the `_initialize` symbol the host calls.
 mod filter;
 #[cfg(all(target_arch = "wasm32", target_os = "wasi", target_env = "p1"))]

@@ -180,12 +180,7 @@ fn serve(request: IncomingRequest, out: ResponseOutparam) {
         decision = match decision {
             Decision::Call(call) => provider_call(gate, *call),
             Decision::Respond(r) => return respond(out, &r),
-            Decision::Forward(f) => {
-                let host = request.authority().or_else(|| {
-                    headers.iter().find(|(n, _)| n.eq_ignore_ascii_case("host")).map(|(_, v)| (*v).to_string())
-                });
-                return proxy(&loaded, request, out, &method, &path, &raw, host.as_deref(), f);
-            }
+            Decision::Forward(f) => return proxy(&loaded, request, out, &method, &path, &raw, f),
         };
     }
 }
@@ -338,7 +333,6 @@ fn copy(from: &InputStream, to: &OutputStream) -> Result<u64, CopyError> {
 }
 
 /// Forwards the request to the application and streams its answer back.
-#[allow(clippy::too_many_arguments)] // One call site; a struct would only rename them.
 fn proxy(
     loaded: &Loaded,
     request: IncomingRequest,
@@ -346,7 +340,6 @@ fn proxy(
     method: &Method,
     path: &str,
     raw: &[(String, Vec<u8>)],
-    host: Option<&str>,
     f: Forward,
 ) {
     let gate = &loaded.gate;
@@ -354,9 +347,9 @@ fn proxy(
         log_line(line);
     }
     let target = forward::upstream_target(&loaded.upstream, path);
-    let proto = if gate.config().secure_cookies { "https" } else { "http" };
     let changes = Changes { remove: &f.remove, set: &f.set, cookie: &f.cookie };
-    let headers = forward::upstream_headers(raw, changes, Origin { proto, host });
+    let public = forward::public_origin(&gate.config().redirect_uri);
+    let headers = forward::upstream_headers(raw, changes, Origin { proto: &public.0, host: public.1.as_deref() });
     let fields = Fields::new();
     for (name, value) in &headers {
         if let Err(e) = fields.append(name, value) {

@@ -18,8 +18,17 @@
 //! `NAME: 1` instead, for a gate configured with another `logout_response_header`. With
 //! `cache=public` it answers `Cache-Control: public, max-age=600`, as an app that lets shared
 //! caches keep its pages would, so tests can see the gate keep a person's answer out of them.
+//!
+//! A WebSocket handshake (`Upgrade: websocket`) gets `101 Switching Protocols` and then the
+//! echo, raw, on the upgraded connection, so tests see what the upgrade request carried.
+//!
+//! Test aid: with `raw_header_hex=HEX` in the query it answers 200 with the header line whose
+//! bytes are HEX written as they are (no HTTP library would write a non-UTF-8 name or value),
+//! so tests can see what the gate does with whatever an application sends (`raw.rs`);
+//! `raw_pad=N` appends N bytes `v` to the line (up to 1 MiB), for values longer than a URL.
 
 mod bulk;
+mod raw;
 
 use std::io::Write;
 use std::sync::Arc;
@@ -270,12 +279,19 @@ fn read_seen(request: &mut tiny_http::Request) -> Seen {
         .iter()
         .map(|h| (h.field.as_str().as_str().to_ascii_lowercase(), h.value.as_str().to_string()))
         .collect();
+    let headers: Vec<(String, String)> = headers;
     // The body is kept up to MAX_BODY and counted whole: draining it keeps the connection
-    // reusable.
+    // reusable. An upgrade request (a WebSocket handshake) has no body, and tiny_http hands it
+    // the raw connection as its "body", which would never end: the app answers it as a plain
+    // GET (its echo, never 101) without reading.
     let mut body = Vec::new();
-    let reader = request.as_reader();
-    let kept = std::io::copy(&mut std::io::Read::take(&mut *reader, MAX_BODY), &mut body).unwrap_or(0);
-    let body_len = kept + std::io::copy(reader, &mut std::io::sink()).unwrap_or(0);
+    let upgrade = headers.iter().any(|(n, _)| n == "upgrade");
+    let mut body_len = 0;
+    if !upgrade {
+        let reader = request.as_reader();
+        let kept = std::io::copy(&mut std::io::Read::take(&mut *reader, MAX_BODY), &mut body).unwrap_or(0);
+        body_len = kept + std::io::copy(reader, &mut std::io::sink()).unwrap_or(0);
+    }
     Seen { method: request.method().as_str().to_string(), path, query, headers, body_len, body }
 }
 
@@ -283,6 +299,23 @@ fn respond(request: tiny_http::Request) {
     // Large bodies for the streaming tests (`/__bulk`, see bulk.rs).
     let Some(mut request) = bulk::serve(request) else { return };
     let seen = read_seen(&mut request);
+    if let Some(mut line) = seen.query_value("raw_header_hex").and_then(|hex| raw::decode_hex(&hex)) {
+        raw::pad(&mut line, seen.query_value("raw_pad").and_then(|n| n.parse().ok()).unwrap_or(0));
+        eprintln!("{} {} 200 (raw header)", seen.method, seen.path);
+        raw::answer_with_header(request.into_writer(), &line);
+        return;
+    }
+    if seen.header("upgrade").is_some_and(|u| u.eq_ignore_ascii_case("websocket")) {
+        // A WebSocket handshake: switch protocols, send the echo as the first bytes on the
+        // upgraded connection (not a WebSocket frame: tests read it raw), and close.
+        eprintln!("{} {} 101", seen.method, seen.path);
+        let switch = tiny_http::Response::empty(101);
+        let mut stream = request.upgrade("websocket", switch);
+        if let Err(e) = stream.write_all(echo_json(&seen).as_bytes()).and_then(|()| stream.flush()) {
+            eprintln!("write failed: {e}");
+        }
+        return;
+    }
     let reply = handle(&seen);
     let mut response = tiny_http::Response::from_string(reply.body).with_status_code(reply.status);
     for (name, value) in &reply.headers {
