@@ -2,7 +2,7 @@
 //! ClaveÚnica gate, in the demo and the integration tests.
 //!
 //! ```text
-//! legacy-app [--listen 127.0.0.1:8901]
+//! legacy-app [--listen 127.0.0.1:8901] [--raw-echo]
 //! ```
 //!
 //! It trusts whatever identity headers reach it, like the real legacy apps do,
@@ -26,9 +26,13 @@
 //! bytes are HEX written as they are (no HTTP library would write a non-UTF-8 name or value),
 //! so tests can see what the gate does with whatever an application sends (`raw.rs`);
 //! `raw_pad=N` appends N bytes `v` to the line (up to 1 MiB), for values longer than a URL.
+//!
+//! Test aid: with `--raw-echo` it serves nothing but the JSON echo, from its own HTTP/1.1
+//! reader, which also reports the request's trailers (`raw_echo.rs`); tiny_http drops them.
 
 mod bulk;
 mod raw;
+mod raw_echo;
 
 use std::io::Write;
 use std::sync::Arc;
@@ -37,7 +41,7 @@ use std::sync::Arc;
 // and attribute values alike.
 use html_escape::encode_quoted_attribute;
 
-const USAGE: &str = "usage: legacy-app [--listen ADDR:PORT]";
+const USAGE: &str = "usage: legacy-app [--listen ADDR:PORT] [--raw-echo]";
 const WORKERS: usize = 4;
 /// Identity headers the gate adds start with this (lower-case) prefix.
 const IDENTITY_PREFIX: &str = "x-claveunica-";
@@ -119,7 +123,8 @@ fn percent_decode_lossy(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn echo_json(seen: &Seen) -> String {
+/// The echo of a request, as JSON.
+fn echo_value(seen: &Seen) -> serde_json::Value {
     let headers: Vec<[&str; 2]> = seen.headers.iter().map(|(n, v)| [n.as_str(), v.as_str()]).collect();
     serde_json::json!({
         "method": seen.method,
@@ -128,7 +133,10 @@ fn echo_json(seen: &Seen) -> String {
         "headers": headers,
         "body_len": seen.body_len,
     })
-    .to_string()
+}
+
+fn echo_json(seen: &Seen) -> String {
+    echo_value(seen).to_string()
 }
 
 fn portal_html(seen: &Seen) -> String {
@@ -329,34 +337,55 @@ fn respond(request: tiny_http::Request) {
     }
 }
 
-fn parse_listen(mut args: impl Iterator<Item = String>) -> Result<String, String> {
-    let mut listen = "127.0.0.1:8901".to_string();
+/// What the command line asks for.
+#[derive(Debug, PartialEq, Eq)]
+struct Args {
+    listen: String,
+    /// Serve the raw echo (`raw_echo.rs`) instead of the portal.
+    raw_echo: bool,
+}
+
+fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
+    let mut parsed = Args { listen: "127.0.0.1:8901".to_string(), raw_echo: false };
     while let Some(arg) = args.next() {
         if let Some(v) = arg.strip_prefix("--listen=") {
-            listen = v.to_string();
+            parsed.listen = v.to_string();
         } else if arg == "--listen" {
-            listen = args.next().ok_or_else(|| format!("--listen needs a value\n{USAGE}"))?;
+            parsed.listen = args.next().ok_or_else(|| format!("--listen needs a value\n{USAGE}"))?;
+        } else if arg == "--raw-echo" {
+            parsed.raw_echo = true;
         } else {
             return Err(format!("unknown argument {arg:?}\n{USAGE}"));
         }
     }
-    Ok(listen)
+    Ok(parsed)
+}
+
+/// Says where the app listens, the line the demo and the tests wait for.
+fn announce(addr: std::net::SocketAddr) -> std::io::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "legacy-app listening on http://{addr}")?;
+    stdout.flush()
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let listen = match parse_listen(std::env::args().skip(1)) {
-        Ok(l) => l,
+    let Args { listen, raw_echo } = match parse_args(std::env::args().skip(1)) {
+        Ok(args) => args,
         Err(msg) => {
             eprintln!("{msg}");
             std::process::exit(2);
         }
     };
+    if raw_echo {
+        let listener =
+            std::net::TcpListener::bind(listen.as_str()).map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+        announce(listener.local_addr()?)?;
+        raw_echo::serve(&listener);
+        return Ok(());
+    }
     let server = tiny_http::Server::http(listen.as_str()).map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     let addr = server.server_addr().to_ip().ok_or("listening socket has no IP address")?;
-    let mut stdout = std::io::stdout().lock();
-    writeln!(stdout, "legacy-app listening on http://{addr}")?;
-    stdout.flush()?;
-    drop(stdout);
+    announce(addr)?;
 
     let server = Arc::new(server);
     let workers: Vec<_> = (0..WORKERS)
@@ -381,6 +410,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_command_line_chooses_the_address_and_the_raw_echo() {
+        let args = |list: &[&str]| parse_args(list.iter().map(|a| (*a).to_string()));
+        assert_eq!(args(&[]), Ok(Args { listen: "127.0.0.1:8901".into(), raw_echo: false }));
+        assert_eq!(
+            args(&["--listen", "127.0.0.1:0", "--raw-echo"]),
+            Ok(Args { listen: "127.0.0.1:0".into(), raw_echo: true })
+        );
+        assert_eq!(args(&["--listen=[::1]:80"]).map(|a| a.listen), Ok("[::1]:80".into()));
+        assert!(args(&["--listen"]).is_err() && args(&["--echo"]).is_err());
+    }
 
     #[test]
     fn decodes_percent_encoded_utf8() {

@@ -1,6 +1,7 @@
 //! A test aid: an answer with one header line written byte for byte, as a broken or hostile
 //! application might send it (a name or value that is not UTF-8, or far too long). tiny_http
-//! only writes ASCII headers, so this writes the whole answer to the connection itself.
+//! only writes ASCII headers, so this writes the whole answer to the connection itself. The
+//! raw echo (`raw_echo.rs`) writes its answers with it too.
 
 use std::io::Write;
 
@@ -26,12 +27,22 @@ pub fn pad(line: &mut Vec<u8>, n: usize) {
 
 /// The whole answer: 200, the raw `line`, a length, and the connection closed after it.
 pub fn answer_bytes(line: &[u8]) -> Vec<u8> {
-    let mut out = b"HTTP/1.1 200 OK\r\n".to_vec();
-    out.extend_from_slice(line);
+    closing_answer("200 OK", line, "text/plain", BODY.as_bytes())
+}
+
+/// An answer with `status` (`200 OK`), the header `line` written as it is (none if empty),
+/// `body` with its type and length, and the connection closed after it.
+pub fn closing_answer(status: &str, line: &[u8], content_type: &str, body: &[u8]) -> Vec<u8> {
+    let mut out = format!("HTTP/1.1 {status}\r\n").into_bytes();
+    if !line.is_empty() {
+        out.extend_from_slice(line);
+        out.extend_from_slice(b"\r\n");
+    }
     out.extend_from_slice(
-        format!("\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{BODY}", BODY.len())
+        format!("Content-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len())
             .as_bytes(),
     );
+    out.extend_from_slice(body);
     out
 }
 
@@ -69,5 +80,10 @@ mod tests {
         let out = answer_bytes(b"x-claveunica-logout: \xff\xfe");
         assert!(out.starts_with(b"HTTP/1.1 200 OK\r\nx-claveunica-logout: \xff\xfe\r\n"));
         assert!(out.ends_with(BODY.as_bytes()));
+        let plain = closing_answer("400 Bad Request", b"", "application/json", b"{}");
+        assert_eq!(
+            plain,
+            b"HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}"
+        );
     }
 }
