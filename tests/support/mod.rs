@@ -29,6 +29,7 @@ macro_rules! on_both_hosts {
 pub mod checks;
 pub mod client;
 pub mod envoy;
+pub mod http2;
 pub mod parse;
 pub mod process;
 pub mod stack;

@@ -14,7 +14,9 @@ use claveunica_core::testkit;
 
 use super::client::{agent, url_encode, Browser, HTTP_TIMEOUT};
 use super::envoy::{envoy_bin, Bootstrap, Reload};
-use super::process::{built, free_port, random_key, spawn_listening, tail, tear_down, unique_dir, Children};
+use super::process::{
+    built, free_port, random_key, spawn_app, spawn_listening, tail, tear_down, unique_dir, App, Children,
+};
 use super::tls::TestCert;
 use super::{BUILD_HINT, CALLBACK_PATH, CLIENT_ID, CLIENT_SECRET, LOGIN_PATH};
 
@@ -40,6 +42,7 @@ pub struct StackBuilder {
     tls: bool,
     wasm_log_level: &'static str,
     second_gate: bool,
+    app: App,
 }
 
 impl Default for StackBuilder {
@@ -55,6 +58,7 @@ impl Default for StackBuilder {
             tls: false,
             wasm_log_level: "info",
             second_gate: false,
+            app: App::Portal,
         }
     }
 }
@@ -126,6 +130,13 @@ impl StackBuilder {
     #[must_use]
     pub fn wasm_log_level(mut self, level: &'static str) -> Self {
         self.wasm_log_level = level;
+        self
+    }
+
+    /// Which server of the legacy app Envoy forwards to. Default: the portal.
+    #[must_use]
+    pub fn app(mut self, app: App) -> Self {
+        self.app = app;
         self
     }
 
@@ -209,9 +220,7 @@ impl StackBuilder {
         let provider = spawn_listening("claveunica-emulator", cmd, &dir, &mut children);
         let provider_port = port_of(&provider);
 
-        let mut cmd = Command::new(&app_bin);
-        cmd.args(["--listen", "127.0.0.1:0"]);
-        let app = spawn_listening("legacy-app", cmd, &dir, &mut children);
+        let app = spawn_app(&app_bin, self.app, &dir, &mut children);
         let app_port = port_of(&app);
 
         let second = self.second_gate.then(|| {
