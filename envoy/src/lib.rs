@@ -6,7 +6,7 @@
 //!
 //! Build: `cargo build --release --target wasm32-wasip1` at the repository root, giving
 //! `target/wasm32-wasip1/release/claveunica_gate.wasm`. On any other target this crate is
-//! empty.
+//! empty but for the tests of its pure part, the header map codec (`pairs.rs`).
 
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
@@ -20,3 +20,6 @@ mod abi;
 mod filter;
 #[cfg(all(target_arch = "wasm32", target_os = "wasi", target_env = "p1"))]
 mod host;
+// Pure, so its tests run natively too.
+#[cfg(any(test, all(target_arch = "wasm32", target_os = "wasi", target_env = "p1")))]
+mod pairs;
