@@ -7,8 +7,9 @@
 //! `increment_metric`, `resume_http_request`), `get_map_value` and `get_map` `unwrap()` a
 //! value that is not UTF-8, and `get_map_bytes` `unwrap()`s a header *name* that is not UTF-8
 //! and indexes the host's serialized map without bounds checks. On wasm a panic aborts: the
-//! VM traps, and every later request on that worker gets a 503. So every status comes back
-//! here as a value, every map is read as bytes with checked bounds (`pairs.rs`), and nothing panics.
+//! VM traps, and requests on that worker get a 503 until Envoy replaces the VM (with
+//! `FAIL_RELOAD`, after a second or so) or restarts. So every status comes back here as a
+//! value, every map is read as bytes with checked bounds (`pairs.rs`), and nothing panics.
 //!
 //! What still comes from the SDK: the `proxy_wasm::main!` entry point, the context traits, the
 //! dispatcher that calls them, and `hostcalls::dispatch_http_call`, which must register the
