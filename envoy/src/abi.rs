@@ -7,8 +7,9 @@
 //! `increment_metric`, `resume_http_request`), `get_map_value` and `get_map` `unwrap()` a
 //! value that is not UTF-8, and `get_map_bytes` `unwrap()`s a header *name* that is not UTF-8
 //! and indexes the host's serialized map without bounds checks. On wasm a panic aborts: the
-//! VM traps, and every later request on that worker gets a 503. So every status comes back
-//! here as a value, every map is read as bytes with checked bounds, and nothing panics.
+//! VM traps, and requests on that worker get a 503 until Envoy replaces the VM (with
+//! `FAIL_RELOAD`, after a second or so) or restarts. So every status comes back here as a
+//! value, every map is read as bytes with checked bounds (`pairs.rs`), and nothing panics.
 //!
 //! What still comes from the SDK: the `proxy_wasm::main!` entry point, the context traits, the
 //! dispatcher that calls them, and `hostcalls::dispatch_http_call`, which must register the
@@ -23,6 +24,8 @@
 use std::ptr::{null, null_mut};
 
 use proxy_wasm::types::{BufferType, LogLevel, MapType, MetricType};
+
+use crate::pairs::{self, Pair};
 
 /// A host status other than `Ok`, kept as the number the host returned (the SDK's `Status`
 /// enum cannot hold a number it does not list, so reading one into it would be undefined).
@@ -50,9 +53,6 @@ impl std::fmt::Debug for Status {
         write!(f, "{name}({})", self.0)
     }
 }
-
-/// A header's name and value, as bytes.
-pub type Pair = (Vec<u8>, Vec<u8>);
 
 fn check(status: u32) -> Result<(), Status> {
     if status == 0 {
@@ -160,7 +160,7 @@ pub fn get_map(map: MapType) -> Result<Vec<Pair>, Status> {
     // SAFETY: the host writes a pointer and a length into the two out-parameters.
     check(unsafe { proxy_get_header_map_pairs(map as u32, &mut data, &mut size) })?;
     match owned(data, size) {
-        Some(bytes) => deserialize_map(&bytes).ok_or(Status(3)),
+        Some(bytes) => pairs::deserialize(&bytes).ok_or(Status(3)),
         None => Ok(Vec::new()),
     }
 }
@@ -196,7 +196,7 @@ pub fn add_map_value(map: MapType, name: &str, value: &[u8]) -> Result<(), Statu
 
 /// Answers the request here instead of forwarding it.
 pub fn send_local_response(status: u32, headers: &[(&str, &str)], body: &[u8]) -> Result<(), Status> {
-    let headers = serialize_map(headers);
+    let headers = pairs::serialize(headers);
     // SAFETY: every pointer and length describes a slice that outlives the call.
     check(unsafe {
         proxy_send_local_response(status, null(), 0, body.as_ptr(), body.len(), headers.as_ptr(), headers.len(), -1)
@@ -236,52 +236,4 @@ pub fn increment_metric(id: u32, by: i64) -> Result<(), Status> {
 pub fn resume_request() -> Result<(), Status> {
     // SAFETY: no pointers.
     check(unsafe { proxy_continue_stream(0) })
-}
-
-/// The proxy-wasm map encoding: the pair count, each pair's two lengths (u32 little endian),
-/// then each name and value followed by a NUL.
-fn serialize_map(pairs: &[(&str, &str)]) -> Vec<u8> {
-    let len = |n: usize| u32::try_from(n).unwrap_or(u32::MAX).to_le_bytes();
-    let mut out = Vec::with_capacity(4 + pairs.iter().map(|(n, v)| 10 + n.len() + v.len()).sum::<usize>());
-    out.extend_from_slice(&len(pairs.len()));
-    for (n, v) in pairs {
-        out.extend_from_slice(&len(n.len()));
-        out.extend_from_slice(&len(v.len()));
-    }
-    for (n, v) in pairs {
-        out.extend_from_slice(n.as_bytes());
-        out.push(0);
-        out.extend_from_slice(v.as_bytes());
-        out.push(0);
-    }
-    out
-}
-
-/// Reads the encoding [`serialize_map`] writes, as bytes; `None` if the host's bytes do not
-/// add up (never a panic).
-fn deserialize_map(bytes: &[u8]) -> Option<Vec<Pair>> {
-    if bytes.is_empty() {
-        return Some(Vec::new());
-    }
-    let u32_at = |at: usize| -> Option<usize> {
-        let b: [u8; 4] = bytes.get(at..at.checked_add(4)?)?.try_into().ok()?;
-        usize::try_from(u32::from_le_bytes(b)).ok()
-    };
-    let count = u32_at(0)?;
-    let mut p = count.checked_mul(8)?.checked_add(4)?;
-    // Each pair takes at least 10 bytes; a count beyond that is a bad map, not an allocation.
-    let mut map = Vec::with_capacity(count.min(bytes.len() / 10));
-    for i in 0..count {
-        let sizes = 4 + i * 8;
-        let mut take = |size: usize| -> Option<Vec<u8>> {
-            let end = p.checked_add(size)?;
-            let field = bytes.get(p..end)?.to_vec();
-            p = end.checked_add(1)?;
-            Some(field)
-        };
-        let name = take(u32_at(sizes)?)?;
-        let value = take(u32_at(sizes + 4)?)?;
-        map.push((name, value));
-    }
-    Some(map)
 }

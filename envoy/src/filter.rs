@@ -17,17 +17,12 @@ use claveunica_core::gate::{
 };
 use claveunica_core::protocol::oidc::jwks::KeyCache;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType};
+use proxy_wasm::types::{Action, BufferType, ContextType, MapType};
 
 use proxy_wasm::hostcalls;
 
 use crate::abi;
 use crate::host::{self, HeaderMap, HostEntropy, Metrics, SharedData};
-
-proxy_wasm::main! {{
-    proxy_wasm::set_log_level(LogLevel::Info);
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root::default()) });
-}}
 
 /// The tick, in milliseconds: once a second.
 const TICK_MS: u32 = 1000;
@@ -73,6 +68,12 @@ fn send(metrics: Option<&Metrics>, r: &Response) {
 fn fail(failure: HostFailure, detail: &str) -> Action {
     send(None, &fail_closed(failure, detail, &mut HostEntropy));
     Action::Pause
+}
+
+/// A worker's root context: what the host creates first in each VM, and the maker of every
+/// request's context.
+pub fn root_context() -> Box<dyn RootContext> {
+    Box::new(Root::default())
 }
 
 #[derive(Default)]

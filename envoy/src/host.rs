@@ -11,6 +11,7 @@ use claveunica_core::protocol::oidc::MAX_BODY_LEN;
 use proxy_wasm::types::{BufferType, LogLevel, MapType, MetricType};
 
 use crate::abi::{self, Status};
+use crate::pairs::Pair;
 
 pub fn log(level: Level, message: &str) {
     let level = match level {
@@ -136,7 +137,7 @@ pub fn call_answer(num_headers: usize, body_size: usize) -> (Option<u16>, Vec<u8
 /// A header map read from the host. Names and values are bytes on the wire; invalid UTF-8
 /// must not trap the VM, so it is repaired (U+FFFD) in the text the core reads. No identity
 /// name or cookie name has a non-ASCII byte, so a repaired name never passes for one.
-pub struct HeaderMap(Vec<abi::Pair>);
+pub struct HeaderMap(Vec<Pair>);
 
 impl HeaderMap {
     /// Reads a whole map with one host call.

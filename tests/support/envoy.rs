@@ -1,7 +1,7 @@
 //! Envoy's side of the harness: its binary, and the bootstrap it runs, made from the
 //! templates in `envoy/` (ports, the wasm path and the gate's configuration filled in; the
 //! configuration as a `Struct`; the listener in a watched LDS file so it can be reloaded; the
-//! listener speaking TLS).
+//! listener speaking TLS; another failure policy).
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -67,6 +67,34 @@ pub fn struct_configuration(template: &str) -> String {
     let replacement =
         format!("{indent}\"@type\": type.googleapis.com/google.protobuf.Struct\n{indent}value: ${{GATE_CONFIG}}");
     template.replacen(&block, &replacement, 1)
+}
+
+/// How Envoy treats requests when the gate's VM has failed (`failure_policy` of the wasm
+/// filter).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailurePolicy {
+    /// Every request on that worker gets a 503 until Envoy restarts (the test templates').
+    FailClosed,
+    /// Those requests get a 503 too, and a request after a failure starts a new VM, at most
+    /// once a reload interval (`envoy/production.yaml`'s).
+    FailReload,
+}
+
+impl FailurePolicy {
+    /// The value in Envoy's configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailurePolicy::FailClosed => "FAIL_CLOSED",
+            FailurePolicy::FailReload => "FAIL_RELOAD",
+        }
+    }
+}
+
+/// Sets the template's `failure_policy: FAIL_CLOSED` to `policy`.
+pub fn with_failure_policy(template: &str, policy: FailurePolicy) -> String {
+    let closed = "failure_policy: FAIL_CLOSED\n";
+    assert_eq!(template.matches(closed).count(), 1, "the template has not exactly one `{closed}`:\n{template}");
+    template.replacen(closed, &format!("failure_policy: {}\n", policy.as_str()), 1)
 }
 
 /// Makes the template's listener speak TLS (a downstream TLS transport socket) with the
@@ -135,6 +163,8 @@ pub struct Bootstrap<'a> {
     pub struct_config: bool,
     /// Listen with TLS: the certificate chain's and the private key's PEM files.
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// The wasm filter's `failure_policy`.
+    pub failure_policy: FailurePolicy,
     /// `ADMIN_PORT`, `LISTEN_PORT`, `APP_PORT`, `PROVIDER_PORT`, `WASM_PATH` and their values.
     pub values: Vec<(&'a str, String)>,
     /// The gate's configuration.
@@ -157,6 +187,9 @@ impl Bootstrap<'_> {
         }
         if let Some((cert, key)) = &self.tls {
             template = tls_listener(&template, cert, key);
+        }
+        if self.failure_policy != FailurePolicy::FailClosed {
+            template = with_failure_policy(&template, self.failure_policy);
         }
         if let Some(second) = self.second_gate {
             template = fill(&second_gate(&template), &[("GATE_CONFIG_2", second.to_string())]);

@@ -13,12 +13,12 @@ use claveunica_core::primitives::seal::KeyRing;
 use claveunica_core::testkit;
 
 use super::client::{agent, url_encode, Browser, HTTP_TIMEOUT};
-use super::envoy::{envoy_bin, Bootstrap, Reload};
+use super::envoy::{envoy_bin, Bootstrap, FailurePolicy, Reload};
 use super::process::{
     built, free_port, random_key, spawn_app, spawn_listening, tail, tear_down, unique_dir, App, Children,
 };
 use super::tls::TestCert;
-use super::{BUILD_HINT, CALLBACK_PATH, CLIENT_ID, CLIENT_SECRET, LOGIN_PATH};
+use super::{BUILD_HINT, CALLBACK_PATH, CLIENT_ID, CLIENT_SECRET, DRILL_BUILD_HINT, LOGIN_PATH};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
 const START_ATTEMPTS: u32 = 3;
@@ -28,6 +28,12 @@ const PORT_CLASH: &str = "Address already in use";
 /// Lines that must not be in Envoy's log once it is ready: an error or a crash while the gate
 /// loaded and configured itself.
 const LOAD_FAILURE_MARKS: &[&str] = &["[error]", "[critical]", "panicked", "wasm trap", "Function: proxy_on_"];
+/// Lines that must never be in Envoy's log, unless the stack expects a VM failure
+/// ([`StackBuilder::expect_vm_failure`]): the gate's VM failed (a panic, a trap, a callback that
+/// did not return). Checked again when the stack is dropped, so a VM failure during any test
+/// fails it, whatever the answers looked like (a failed VM answers 503, which a test of a
+/// refusal could take for one).
+const VM_FAILURE_MARKS: &[&str] = &["panicked", "wasm trap", "Function: proxy_on_"];
 
 /// Options for a [`Stack`].
 #[derive(Debug, Clone)]
@@ -43,6 +49,9 @@ pub struct StackBuilder {
     wasm_log_level: &'static str,
     second_gate: bool,
     app: App,
+    failure_policy: FailurePolicy,
+    drill_module: bool,
+    expect_vm_failure: bool,
 }
 
 impl Default for StackBuilder {
@@ -59,6 +68,9 @@ impl Default for StackBuilder {
             wasm_log_level: "info",
             second_gate: false,
             app: App::Portal,
+            failure_policy: FailurePolicy::FailClosed,
+            drill_module: false,
+            expect_vm_failure: false,
         }
     }
 }
@@ -140,6 +152,31 @@ impl StackBuilder {
         self
     }
 
+    /// The wasm filter's `failure_policy`. Default: `FAIL_CLOSED`, as in the test templates;
+    /// `envoy/production.yaml` has `FAIL_RELOAD`.
+    #[must_use]
+    pub fn failure_policy(mut self, policy: FailurePolicy) -> Self {
+        self.failure_policy = policy;
+        self
+    }
+
+    /// Runs the VM failure drill's module (`claveunica_gate_drill.wasm`, built from
+    /// `envoy/drill/`) instead of the product: the same filter, whose VM traps after a request
+    /// with `x-drill: trap` is handled. Never in a deployment.
+    #[must_use]
+    pub fn drill_module(mut self) -> Self {
+        self.drill_module = true;
+        self
+    }
+
+    /// The test provokes a VM failure: a trap or panic in Envoy's log after the stack started
+    /// does not fail it when the stack is dropped (the start itself must still be clean).
+    #[must_use]
+    pub fn expect_vm_failure(mut self) -> Self {
+        self.expect_vm_failure = true;
+        self
+    }
+
     /// Starts everything with a configuration the gate must refuse, and returns Envoy's log
     /// once Envoy has exited. Panics if Envoy gets ready instead.
     pub fn start_refused(self) -> String {
@@ -202,7 +239,11 @@ impl StackBuilder {
     fn launch(&self) -> Stack {
         let emulator_bin = built("release/claveunica-emulator", BUILD_HINT);
         let app_bin = built("release/legacy-app", BUILD_HINT);
-        let wasm = built("wasm32-wasip1/release/claveunica_gate.wasm", BUILD_HINT);
+        let wasm = if self.drill_module {
+            built("wasm32-wasip1/release/claveunica_gate_drill.wasm", DRILL_BUILD_HINT)
+        } else {
+            built("wasm32-wasip1/release/claveunica_gate.wasm", BUILD_HINT)
+        };
 
         let dir = unique_dir();
         let mut children = Children::default();
@@ -274,6 +315,7 @@ impl StackBuilder {
             reloadable: self.reloadable,
             struct_config: self.struct_config,
             tls,
+            failure_policy: self.failure_policy,
             values,
             gate_config: &gate_config,
             second_gate: second.as_ref().map(|(_, _, _, config)| config),
@@ -312,6 +354,7 @@ impl StackBuilder {
             reload,
             cert,
             second: second.map(|(_, base, provider, _)| (base, provider)),
+            expect_vm_failure: self.expect_vm_failure,
         }
     }
 }
@@ -340,6 +383,8 @@ pub struct Stack {
     cert: Option<TestCert>,
     /// The second gate's base URL and its emulator's ([`StackBuilder::second_gate`]).
     second: Option<(String, String)>,
+    /// A VM failure in the log is what the test is after ([`StackBuilder::expect_vm_failure`]).
+    expect_vm_failure: bool,
 }
 
 /// How many requests each emulator endpoint has received (`GET /__emulator/stats`).
@@ -553,6 +598,12 @@ impl Stack {
 
 impl Drop for Stack {
     fn drop(&mut self) {
+        if !self.expect_vm_failure && !thread::panicking() {
+            let log = self.envoy_log();
+            let failures: Vec<&str> = log.lines().filter(|l| VM_FAILURE_MARKS.iter().any(|m| l.contains(m))).collect();
+            // The processes stop as the fields drop; the files stay, as for any failed test.
+            assert!(failures.is_empty(), "the gate's VM failed during the test:\n{}", failures.join("\n"));
+        }
         tear_down(&mut self.children, &self.dir, "end-to-end stack", "Envoy", &self.log_path);
     }
 }
