@@ -127,8 +127,8 @@ impl Failed {
     }
 }
 
-/// When to try again after the shared store failed: soon, as a store that fails or is raced
-/// this hard is a moment's trouble or none a wait can fix.
+/// When to come back after the shared store failed or kept losing races: soon, since a race
+/// is over in a moment, and a longer wait would not mend a store that keeps failing.
 const STORE_RETRY_AFTER_S: u64 = 5;
 
 impl Login {
@@ -317,25 +317,7 @@ impl Gate {
         let garbled = claim.garbled.map(|g| format!("ledger shard {} held {g}; that part was dropped", claim.shard));
         let spent = match claim.result {
             Ok(spent) => spent,
-            Err(refused) => {
-                let (mut failed, clear) = match refused {
-                    Refused::Used => (Failed::new(FailReason::AttemptUsed), Some(flow_cookie.as_str())),
-                    // Not spent: the flow cookie stays, so the callback reloaded later completes.
-                    Refused::Full { retry_after_s } => {
-                        let detail = format!("shard={} entries={SHARD_CAPACITY}", claim.shard);
-                        (Failed::with(FailReason::AttemptLedgerFull, detail).retry_after(retry_after_s), None)
-                    }
-                    Refused::Unavailable(why) => {
-                        let detail = format!("shard={} {why}", claim.shard);
-                        let failed = Failed::with(FailReason::AttemptLedgerUnavailable, detail);
-                        (failed.retry_after(STORE_RETRY_AFTER_S), None)
-                    }
-                };
-                if let Some(g) = garbled {
-                    failed.detail = [failed.detail, g].join(" ").trim_start().to_string();
-                }
-                return self.fail(failed, rng, clear.as_slice(), Some(&retry));
-            }
+            Err(refused) => return self.refused(refused, claim.shard, garbled, &flow_cookie, &retry, rng),
         };
         let body = token::request_body(&self.config, code, flow.state());
         let mut d = self.call(
@@ -349,6 +331,37 @@ impl Gate {
             call.log = Some(LogLine { level: Level::Error, message: g });
         }
         d
+    }
+
+    /// The page for an attempt the ledger would not claim: spent already (400), or the ledger
+    /// cannot say (503, the attempt not spent: the flow cookie stays, so the callback reloaded
+    /// after `Retry-After` completes).
+    fn refused(
+        &self,
+        refused: Refused,
+        shard: u16,
+        garbled: Option<String>,
+        flow_cookie: &str,
+        retry: &str,
+        rng: &mut dyn Entropy,
+    ) -> Decision {
+        let (failed, clear) = match refused {
+            Refused::Used => (Failed::new(FailReason::AttemptUsed), Some(flow_cookie)),
+            Refused::Full { retry_after_s } => {
+                let detail = format!("shard={shard} entries={SHARD_CAPACITY}");
+                (Failed::with(FailReason::AttemptLedgerFull, detail).retry_after(retry_after_s), None)
+            }
+            Refused::Unavailable(why) => {
+                let detail = format!("shard={shard} {why}");
+                (Failed::with(FailReason::AttemptLedgerUnavailable, detail).retry_after(STORE_RETRY_AFTER_S), None)
+            }
+        };
+        let failed = match garbled {
+            Some(g) if failed.detail.is_empty() => Failed { detail: g, ..failed },
+            Some(g) => Failed { detail: format!("{} {g}", failed.detail), ..failed },
+            None => failed,
+        };
+        self.fail(failed, rng, clear.as_slice(), Some(retry))
     }
 
     /// A call to one of the provider's endpoints.
