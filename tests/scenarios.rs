@@ -406,9 +406,22 @@ fn bad_and_replayed_callbacks_get_a_400_page_and_no_session(host: Host) {
     assert!(!replay.jar.contains_key(SESSION_COOKIE), "a replayed callback set a session: {r:?}");
     assert_eq!(gate.provider_calls(), calls, "a replayed callback reached the provider");
 
-    // Even with the old flow cookie back, the spent code is refused by the provider.
+    // With the old flow cookie back, Envoy makes no second token call: the attempt is spent
+    // in shared data, whichever worker answers (tests/envoy_e2e.rs replays it on four). The
+    // Unit component keeps nothing between requests (an instance per request): the replay
+    // reaches the provider, which refuses the spent code.
     let r = before_callback.callback(&callback);
-    assert_failure_page(gate.as_ref(), &r, 400, "token_invalid_grant");
+    match gate.host() {
+        Host::Envoy => {
+            assert_failure_page(gate.as_ref(), &r, 400, "attempt_used");
+            assert_eq!(gate.provider_calls(), calls, "a replayed attempt reached the provider");
+        }
+        Host::Unit => {
+            assert_failure_page(gate.as_ref(), &r, 400, "token_invalid_grant");
+            assert_eq!(gate.provider_calls(), calls + 1, "the replay's one token call");
+        }
+    }
+    assert!(r.body.contains("no es válido"), "the page does not explain: {}", r.body);
     assert!(!before_callback.jar.contains_key(SESSION_COOKIE), "a replayed code set a session: {r:?}");
     assert_eq!(gate.app_requests(), before, "a callback reached the app");
 }

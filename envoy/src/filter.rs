@@ -8,6 +8,7 @@
 
 use std::cell::RefCell;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use claveunica_core::config::{Config, EnvoySettings};
@@ -136,7 +137,9 @@ impl RootContext for Root {
                     ),
                 );
                 let shared = Rc::new(Shared {
-                    gate: Gate::new(config),
+                    // Shared data for the ledger of spent login attempts: a replayed callback
+                    // makes no second token call on another worker.
+                    gate: Gate::with_store(config, Arc::new(SharedData)),
                     cluster,
                     keys: RefCell::new(KeyCache::default()),
                     metrics: Metrics::default(),
@@ -230,6 +233,7 @@ impl Filter {
             }
             Decision::Call(call) => {
                 let call = *call;
+                host::log_line(call.log.as_ref());
                 match dispatch(&shared.cluster, &call.request) {
                     Ok(token) => {
                         self.pending = Some((token, call.pending));

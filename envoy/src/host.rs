@@ -1,12 +1,12 @@
 //! The host services the core asks for, over proxy-wasm's host calls: the clock, WASI random
-//! bytes, the log, counters, the shared key store, and the answers of calls. Every host status
+//! bytes, the log, counters, the store every worker shares, and the answers of calls. Every host status
 //! is handled and every header is read as bytes: a panic here would trap the VM for every
 //! request on this worker, so this uses the adapter's own host calls (`abi.rs`), never the
 //! SDK's helpers, which panic on statuses and bytes they do not expect.
 
 use std::cell::{Cell, RefCell};
 
-use claveunica_core::gate::{Entropy, EntropyUnavailable, Event, Events, KeyStore, Level, LogLine, StoreError};
+use claveunica_core::gate::{Entropy, EntropyUnavailable, Event, Events, Level, LogLine, SharedStore, StoreError};
 use claveunica_core::protocol::oidc::MAX_BODY_LEN;
 use proxy_wasm::types::{BufferType, LogLevel, MapType, MetricType};
 
@@ -43,12 +43,15 @@ impl Entropy for HostEntropy {
 }
 
 /// proxy-wasm shared data, which every worker's VM on the proxy sees, and every gate in it: the
-/// core names each gate's entry (`Gate::key_store_name`).
+/// core names each gate's entries (`Gate::key_store_name`, and its ledger of spent login
+/// attempts).
 pub struct SharedData;
 
-impl KeyStore for SharedData {
-    fn read(&self, name: &str) -> (Option<Vec<u8>>, Option<u32>) {
-        abi::get_shared_data(name).unwrap_or((None, None))
+impl SharedStore for SharedData {
+    fn read(&self, name: &str) -> Result<(Option<Vec<u8>>, Option<u32>), StoreError> {
+        // `NotFound` is nothing stored (`abi` says so); any other status is a store that
+        // failed, which the ledger must not take for an empty one.
+        abi::get_shared_data(name).map_err(|_| StoreError::Failed)
     }
 
     fn write(&self, name: &str, bytes: &[u8], version: Option<u32>) -> Result<(), StoreError> {

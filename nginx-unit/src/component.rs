@@ -123,6 +123,10 @@ fn load() -> Result<Rc<Loaded>, String> {
             config.migration.mode.as_str()
         ),
     );
+    // The ledger of spent login attempts lives in this instance's memory (the core's
+    // `MemoryStore`): wasi:http gives instances nothing to share, and wasmtime serve and Unit
+    // make an instance per request, so a replayed callback is not caught here as it is on
+    // Envoy (nginx-unit/README.md says what holds instead).
     let loaded = Rc::new(Loaded { gate: Gate::new(config), upstream });
     LOADED.with(|l| *l.borrow_mut() = Some(Rc::clone(&loaded)));
     Ok(loaded)
@@ -187,6 +191,9 @@ fn serve(request: IncomingRequest, out: ResponseOutparam) {
 
 /// Makes the call the core asked for and hands it the answer.
 fn provider_call(gate: &Gate, call: Call) -> Decision {
+    if let Some(line) = &call.log {
+        log_line(line);
+    }
     let answer = fetch(&call.request);
     let outcome = match &answer {
         Ok((status, body)) => CallOutcome::Answered { status: *status, body },

@@ -162,6 +162,8 @@ pub struct Call {
     ///
     /// [`Gate::on_call_response`]: super::Gate::on_call_response
     pub pending: Pending,
+    /// A line to log, if any (the shared store held bytes the gate could not read).
+    pub log: Option<LogLine>,
 }
 
 /// What to do with a request or a call's answer.

@@ -3,6 +3,7 @@
 //! can produce.
 
 use super::failsafe::reference;
+use super::ledger::{Claimed, Refused, SHARD_CAPACITY};
 use super::{
     Call, CallOutcome, Decision, Entropy, Event, Events, FailGroup, FailReason, Gate, Level, LogLine, Request, Response,
 };
@@ -44,6 +45,8 @@ enum Step {
 struct Login {
     flow: Flow,
     flow_cookie: String,
+    /// The attempt is spent in the ledger: no token call without it.
+    _spent: Claimed,
     /// This login fetched the provider's keys (its ID token named an unknown `kid`): counted
     /// with the login's outcome.
     fetched_keys: bool,
@@ -67,6 +70,11 @@ Intente nuevamente en unos minutos.",
             "No fue posible comunicarse con ClaveÚnica. Intente nuevamente en unos minutos.",
         ),
         FailGroup::Internal => ("Error interno", "Ocurrió un error al procesar el ingreso. Intente nuevamente."),
+        FailGroup::Busy => (
+            "Ingreso no disponible por un momento",
+            "No fue posible completar el ingreso con ClaveÚnica en este momento. Espere unos segundos y \
+vuelva a cargar esta página, o vuelva a ingresar.",
+        ),
     }
 }
 
@@ -96,22 +104,32 @@ impl Called {
     }
 }
 
-/// A failure: its reason (which knows its group), and a detail for the log only.
+/// A failure: its reason (which knows its group), a detail for the log only, and when to
+/// come back, if the failure passes by itself.
 #[derive(Debug)]
 struct Failed {
     reason: FailReason,
     detail: String,
+    retry_after_s: Option<u64>,
 }
 
 impl Failed {
     fn new(reason: FailReason) -> Self {
-        Self { reason, detail: String::new() }
+        Self { reason, detail: String::new(), retry_after_s: None }
     }
 
     fn with(reason: FailReason, detail: impl Into<String>) -> Self {
-        Self { reason, detail: detail.into() }
+        Self { reason, detail: detail.into(), retry_after_s: None }
+    }
+
+    fn retry_after(self, seconds: u64) -> Self {
+        Self { retry_after_s: Some(seconds), ..self }
     }
 }
+
+/// When to come back after the shared store failed or kept losing races: soon, since a race
+/// is over in a moment, and a longer wait would not mend a store that keeps failing.
+const STORE_RETRY_AFTER_S: u64 = 5;
 
 impl Login {
     /// The events of the login's outcome.
@@ -127,12 +145,13 @@ impl Login {
 impl Gate {
     /// A failure page, its log line, and any cookies to clear.
     fn fail(&self, failed: Failed, rng: &mut dyn Entropy, clear: &[&str], retry: Option<&str>) -> Decision {
-        let Failed { reason, detail } = failed;
+        let Failed { reason, detail, retry_after_s } = failed;
         let group = reason.group();
         let reference = reference(rng);
         let (title, message) = page_text(group);
         let mut headers =
             vec![("content-type", "text/html; charset=utf-8".to_string()), ("cache-control", "no-store".to_string())];
+        headers.extend(retry_after_s.map(|s| ("retry-after", s.to_string())));
         headers.extend(clear.iter().map(|name| ("set-cookie", self.attrs.delete(name))));
         let level = match group {
             FailGroup::BadAttempt | FailGroup::Cancelled => Level::Warn,
@@ -288,14 +307,61 @@ impl Gate {
         let Some(code) = code.first().filter(|c| !c.is_empty() && c.len() <= 512) else {
             return self.fail(bad(FailReason::NoCode), rng, &[&flow_cookie], Some(&retry));
         };
+        // One token call per attempt, whichever worker answers its callback: the attempt is
+        // spent before the call is asked for, even if the call then fails. Remembered while
+        // the flow cookie could still be resumed, and a leeway longer, should the host's clock
+        // step back.
+        let forget_at =
+            flow.created_at().saturating_add(self.config.flow.max_age_s).saturating_add(self.config.clock_leeway_s);
+        let claim = self.ledger.claim(flow.state(), forget_at, now);
+        let garbled = claim.garbled.map(|g| format!("ledger shard {} held {g}; that part was dropped", claim.shard));
+        let spent = match claim.result {
+            Ok(spent) => spent,
+            Err(refused) => return self.refused(refused, claim.shard, garbled, &flow_cookie, &retry, rng),
+        };
         let body = token::request_body(&self.config, code, flow.state());
-        self.call(
+        let mut d = self.call(
             "POST",
             &self.config.endpoints.token,
             vec![("content-type", "application/x-www-form-urlencoded".into()), ("accept", "application/json".into())],
             Some(body.into_bytes()),
-            Step::Token(Box::new(Login { flow, flow_cookie, fetched_keys: false })),
-        )
+            Step::Token(Box::new(Login { flow, flow_cookie, _spent: spent, fetched_keys: false })),
+        );
+        if let (Decision::Call(call), Some(g)) = (&mut d, garbled) {
+            call.log = Some(LogLine { level: Level::Error, message: g });
+        }
+        d
+    }
+
+    /// The page for an attempt the ledger would not claim: spent already (400), or the ledger
+    /// cannot say (503, the attempt not spent: the flow cookie stays, so the callback reloaded
+    /// after `Retry-After` completes).
+    fn refused(
+        &self,
+        refused: Refused,
+        shard: u16,
+        garbled: Option<String>,
+        flow_cookie: &str,
+        retry: &str,
+        rng: &mut dyn Entropy,
+    ) -> Decision {
+        let (failed, clear) = match refused {
+            Refused::Used => (Failed::new(FailReason::AttemptUsed), Some(flow_cookie)),
+            Refused::Full { retry_after_s } => {
+                let detail = format!("shard={shard} entries={SHARD_CAPACITY}");
+                (Failed::with(FailReason::AttemptLedgerFull, detail).retry_after(retry_after_s), None)
+            }
+            Refused::Unavailable(why) => {
+                let detail = format!("shard={shard} {why}");
+                (Failed::with(FailReason::AttemptLedgerUnavailable, detail).retry_after(STORE_RETRY_AFTER_S), None)
+            }
+        };
+        let failed = match garbled {
+            Some(g) if failed.detail.is_empty() => Failed { detail: g, ..failed },
+            Some(g) => Failed { detail: format!("{} {g}", failed.detail), ..failed },
+            None => failed,
+        };
+        self.fail(failed, rng, clear.as_slice(), Some(retry))
     }
 
     /// A call to one of the provider's endpoints.
@@ -310,6 +376,7 @@ impl Gate {
         Decision::Call(Box::new(Call {
             request: self.outbound(method, endpoint, headers, body),
             pending: Pending(step),
+            log: None,
         }))
     }
 
@@ -406,6 +473,7 @@ impl Gate {
                 Decision::Call(Box::new(Call {
                     request: self.jwks_request(),
                     pending: Pending(Step::Jwks(login, tokens)),
+                    log: None,
                 }))
             }
             Err(e) => {

@@ -5,16 +5,19 @@
 //! `mod.rs` holds the gate and the request path; `decision` the values it returns;
 //! `request` what it is told of a request; `login` the login from the redirect to the
 //! session; `upstream` the forwarded request's way there and back; `keys` keeping the
-//! provider's keys fresh; `failsafe` the answers when the host fails; `events` what gets
-//! counted; `known` the cache of opened session cookies.
+//! provider's keys fresh; `store` the store the host's workers share; `ledger` the login
+//! attempts already spent, kept there; `failsafe` the answers when the host fails; `events`
+//! what gets counted; `known` the cache of opened session cookies.
 
 mod decision;
 mod events;
 mod failsafe;
 mod keys;
 mod known;
+mod ledger;
 mod login;
 mod request;
+mod store;
 mod upstream;
 
 pub use decision::{
@@ -23,10 +26,11 @@ pub use decision::{
 };
 pub use events::{Event, Events, FailGroup, FailReason};
 pub use failsafe::{fail_closed, HostFailure};
-pub use keys::{KeyPoll, KeyStore, StoreError};
+pub use keys::KeyPoll;
 pub use known::{Known, KnownSessions, GENERATION};
 pub use login::Pending;
 pub use request::{Entropy, EntropyUnavailable, Request};
+pub use store::{MemoryStore, SharedStore, StoreError};
 
 use std::sync::Arc;
 
@@ -38,7 +42,18 @@ use crate::protocol::session::Session;
 use crate::web::cookies::{self, CookieAttrs};
 use crate::web::pages;
 use failsafe::reference;
+use ledger::Ledger;
 use request::split_query;
+
+/// The name of a gate's ledger of spent login attempts in the shared store (each shard's value
+/// adds `/<shard>`): the token endpoint and the client, since what the ledger bounds is token
+/// calls made with this client's credentials. Gates that share them (two listeners with one
+/// configuration) share the ledger, so a flow cookie one accepts cannot buy a second call at
+/// the other; gates for other clients keep theirs apart, so one's load never fills another's.
+/// `v1` is the value's format: a gate that writes another uses another name.
+fn ledger_name(config: &Config) -> String {
+    format!("claveunica_gate.spent.v1 {} {}", config.endpoints.token.url, config.client_id)
+}
 
 /// The canary cookie: the sticky per-browser choice in canary mode.
 const CANARY_COOKIE: &str = "claveunica_canary";
@@ -61,7 +76,8 @@ enum SessionState {
     Absent,
 }
 
-/// The gate: a compiled configuration and its prepared keys.
+/// The gate: a compiled configuration, its prepared keys, and the ledger of the login
+/// attempts it spent.
 #[derive(Debug)]
 pub struct Gate {
     config: Config,
@@ -69,16 +85,37 @@ pub struct Gate {
     attrs: CookieAttrs,
     canary_cookie: String,
     known: KnownSessions,
+    ledger: Ledger,
 }
 
 impl Gate {
-    /// Prepares a gate for a validated configuration.
+    /// Prepares a gate for a validated configuration, whose ledger of spent login attempts is
+    /// kept in this gate's own memory ([`MemoryStore`]): right for a host whose instances share
+    /// nothing (the `wasi:http` component) and for tests. A host whose workers share a store
+    /// hands it to [`Gate::with_store`] instead, or a replayed callback that reaches another
+    /// worker makes a second token call.
     #[must_use]
     pub fn new(config: Config) -> Self {
+        Self::build(config, Arc::new(MemoryStore::default()))
+    }
+
+    /// Prepares a gate whose ledger of spent login attempts is kept in `store`, which every
+    /// worker of the host shares (proxy-wasm shared data): a login attempt then makes one token
+    /// call whichever worker answers its callback. Writes the ledger's empty values the first
+    /// time, so build the gate before it serves (when the configuration loads).
+    #[must_use]
+    pub fn with_store(config: Config, store: Arc<dyn SharedStore + Send + Sync>) -> Self {
+        let gate = Self::build(config, store);
+        gate.ledger.prepare();
+        gate
+    }
+
+    fn build(config: Config, store: Arc<dyn SharedStore + Send + Sync>) -> Self {
         let ring = KeyRing::new(&config.session_keys);
         let attrs = CookieAttrs { secure: config.secure_cookies };
         let canary_cookie = format!("{}{CANARY_COOKIE}", if config.secure_cookies { "__Host-" } else { "" });
-        Self { config, ring, attrs, canary_cookie, known: KnownSessions::default() }
+        let ledger = Ledger::new(store, ledger_name(&config));
+        Self { config, ring, attrs, canary_cookie, known: KnownSessions::default(), ledger }
     }
 
     /// The configuration.

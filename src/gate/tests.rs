@@ -6,6 +6,9 @@ use wasm_bindgen_test::wasm_bindgen_test as test;
 
 use serde_json::{json, Value};
 
+use std::sync::atomic::Ordering;
+
+use super::store::testing::Flaky;
 use super::*;
 use crate::protocol::oidc::jwks::{self, KeyCache};
 use crate::protocol::oidc::MAX_BODY_LEN;
@@ -1067,4 +1070,157 @@ fn starting_logins_again_and_again_keeps_the_cookie_header_bounded() {
     let r = respond(h.request("/claveunica/logout", Some(&jar_header(&jar))));
     apply_set_cookies(&mut jar, &r);
     assert!(jar.is_empty(), "{jar:?}");
+}
+
+/// Two workers of one host: two gates for one configuration over one shared store. Their
+/// entropy starts half a turn apart, so they never draw the same state.
+fn workers(store: &Arc<Flaky>) -> (Harness, Harness) {
+    let worker =
+        |seed| Harness { gate: Gate::with_store(testkit::config(), store.clone()), rng: SeqEntropy(seed), ..harness() };
+    (worker(0), worker(128))
+}
+
+/// A login started on one of two workers sharing a store: the store, the worker, the other,
+/// the login and its state.
+fn started_on_a_worker(path: &str) -> (Arc<Flaky>, Harness, Harness, Started, String) {
+    let store = Arc::new(Flaky::default());
+    let (mut h, other) = workers(&store);
+    let s = h.start(path);
+    let state = param(&s.authorize, "state");
+    (store, h, other, s, state)
+}
+
+impl Harness {
+    /// The callback of a started login with `code`, sending its flow cookie.
+    fn callback_with(&mut self, s: &Started, code: &str) -> Decision {
+        let path = format!("/claveunica/callback?code={code}&state={}", param(&s.authorize, "state"));
+        self.request(&path, Some(&s.flow_cookie))
+    }
+}
+
+fn assert_attempt_used(r: &Response, return_to: &str) {
+    assert_error_page(r, 400);
+    assert_eq!(r.events.iter().collect::<Vec<_>>(), [Event::LoginFailed(FailReason::AttemptUsed)]);
+    assert!(r.log.as_ref().unwrap().message.contains("reason=attempt_used"), "{:?}", r.log);
+    assert!(r.body.contains("no es válido"), "{}", r.body);
+    assert!(r.body.contains(&format!("href=\"{return_to}\"")), "no retry link to {return_to}: {}", r.body);
+    assert!(header(r, "set-cookie").iter().any(|c| c.contains("claveunica_flow_") && c.contains("Max-Age=0")));
+}
+
+#[test]
+fn a_replayed_callback_asks_for_no_second_token_call_on_any_worker() {
+    let store = Arc::new(Flaky::default());
+    let (mut a, mut b) = workers(&store);
+    let s = a.start("/tramites?id=7");
+    // The first callback asks for the token call (the positive control)...
+    let first = call(a.callback(&s));
+    assert_eq!((first.request.method, first.request.path.as_str()), ("POST", "/openid/token/"));
+    assert!(first.log.is_none());
+    // ...and the same flow cookie and state with another code, on this worker or another,
+    // asks for none.
+    for (on_b, code) in [(false, "c0de"), (true, "other-code"), (false, "third"), (true, "c0de")] {
+        let worker = if on_b { &mut b } else { &mut a };
+        assert_attempt_used(&respond(worker.callback_with(&s, code)), "/tramites?id=7");
+    }
+    // Spent even though its token call failed: one call per attempt.
+    let s = b.start("/b");
+    let failed = call(b.callback(&s));
+    assert_error_page(&respond(b.answer(failed.pending, 400, r#"{"error":"invalid_grant"}"#)), 400);
+    assert_attempt_used(&respond(a.callback_with(&s, "a-good-code-this-time")), "/b");
+    // Other attempts are not touched: a new login on either worker completes.
+    assert_eq!(a.login("/c").status, 302);
+    assert_eq!(b.login("/d").status, 302);
+    // A gate without a shared store keeps its own ledger: within it, the same holds.
+    let mut alone = harness();
+    let s = alone.start("/e");
+    assert!(matches!(alone.callback(&s), Decision::Call(_)));
+    assert_attempt_used(&respond(alone.callback_with(&s, "other")), "/e");
+}
+
+#[test]
+fn a_spent_attempt_is_remembered_while_its_flow_lives_then_forgotten() {
+    let (_, mut h, _, s, state) = started_on_a_worker("/a");
+    let _ = call(h.callback(&s));
+    let config = h.gate.config().clone();
+    let lifetime = config.flow.max_age_s;
+    // The flow's last second: still spent.
+    h.now = NOW + lifetime;
+    assert_attempt_used(&respond(h.callback_with(&s, "late")), "/a");
+    // Past it the flow itself is refused, as before the ledger.
+    h.now = NOW + lifetime + config.clock_leeway_s + 1;
+    let r = respond(h.callback_with(&s, "later"));
+    assert_error_page(&r, 400);
+    assert_eq!(r.events.iter().collect::<Vec<_>>(), [Event::LoginFailed(FailReason::FlowExpired)]);
+    // And its entry is pruned: the slot is free again.
+    let forget_at = h.now + lifetime;
+    assert!(h.gate.ledger.claim(&state, forget_at, h.now).result.is_ok(), "the expired entry was kept");
+}
+
+/// States that fall in the same ledger shard as `state`.
+fn states_beside(state: &str, n: usize) -> Vec<String> {
+    let (shard, _) = ledger::slot(state);
+    (0u64..).map(|i| format!("{i:043}")).filter(|s| ledger::slot(s).0 == shard).take(n).collect()
+}
+
+#[test]
+fn a_full_ledger_fails_closed_with_503_and_no_token_call() {
+    let (_, mut h, _, s, state) = started_on_a_worker("/a");
+    for other in states_beside(&state, ledger::SHARD_CAPACITY) {
+        assert!(h.gate.ledger.claim(&other, NOW + 100, NOW).result.is_ok());
+    }
+    let r = respond(h.callback(&s));
+    assert_error_page(&r, 503);
+    assert_eq!(r.events.iter().collect::<Vec<_>>(), [Event::LoginFailed(FailReason::AttemptLedgerFull)]);
+    assert_eq!(header(&r, "retry-after"), ["101"], "the soonest entry is forgotten at NOW + 100");
+    let log = r.log.as_ref().unwrap();
+    assert_eq!(log.level, Level::Error);
+    assert!(log.message.contains("status=503 reason=attempt_ledger_full"), "{}", log.message);
+    // Not spent: the flow cookie is kept, and once a slot frees the same callback completes.
+    assert!(header(&r, "set-cookie").is_empty(), "{r:?}");
+    h.now = NOW + 101;
+    assert!(matches!(h.callback(&s), Decision::Call(_)), "a slot freed, the attempt was not spent");
+}
+
+#[test]
+fn a_store_that_fails_or_keeps_losing_the_race_fails_closed() {
+    let store = Arc::new(Flaky::default());
+    let (mut h, _) = workers(&store);
+    // Lost races are retried: a few conflicts cost nothing.
+    store.conflict(3);
+    let s = h.start("/a");
+    assert!(matches!(h.callback(&s), Decision::Call(_)), "three lost rounds were not retried");
+    // Losing every round, or a store that fails, is a 503 with Retry-After, and no call.
+    type Break = fn(&Flaky);
+    let cases: [(&str, Break); 3] = [
+        ("every round lost", |s| s.conflict(usize::MAX)),
+        ("reads fail", |s| s.failing_reads.store(true, Ordering::SeqCst)),
+        ("writes fail", |s| s.failing_writes.store(true, Ordering::SeqCst)),
+    ];
+    for (what, break_it) in cases {
+        let s = h.start("/b");
+        break_it(&store);
+        let r = respond(h.callback(&s));
+        assert_error_page(&r, 503);
+        let events: Vec<_> = r.events.iter().collect();
+        assert_eq!(events, [Event::LoginFailed(FailReason::AttemptLedgerUnavailable)], "{what}");
+        assert_eq!(header(&r, "retry-after"), ["5"], "{what}");
+        assert!(header(&r, "set-cookie").is_empty(), "{what}: the flow cookie was cleared");
+        store.heal();
+        assert!(matches!(h.callback(&s), Decision::Call(_)), "{what}: the refused callback spent the attempt");
+    }
+}
+
+#[test]
+fn garbage_in_the_ledger_never_stops_a_login_and_is_logged() {
+    let garbage: [&[u8]; 5] = [b"\x02another version", b"{\"keys\":[]}", b"\x01truncated", &[0xff; 40], &[1; 49]];
+    for bytes in garbage {
+        let (store, mut h, mut other, s, state) = started_on_a_worker("/a");
+        store.put(&h.gate.ledger.shard_name(ledger::slot(&state).0), bytes);
+        let c = call(h.callback(&s));
+        let log = c.log.unwrap_or_else(|| panic!("{bytes:?} was not logged"));
+        assert_eq!(log.level, Level::Error);
+        assert!(log.message.starts_with("ledger shard "), "{}", log.message);
+        // The shard was written back whole: the claim holds on the other worker.
+        assert_attempt_used(&respond(other.callback_with(&s, "again")), "/a");
+    }
 }

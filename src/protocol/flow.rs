@@ -78,6 +78,12 @@ impl Flow {
         &self.return_to
     }
 
+    /// When the attempt started, by the host's clock (seconds).
+    #[must_use]
+    pub fn created_at(&self) -> u64 {
+        self.created_at
+    }
+
     /// The name of this attempt's cookie.
     #[must_use]
     pub fn cookie_name(&self, prefix: &str) -> String {

@@ -529,6 +529,16 @@ impl Stack {
         body.lines().filter_map(|l| l.split_once(": ")).map(|(n, v)| (n.to_string(), v.trim().to_string())).collect()
     }
 
+    /// Connections each of Envoy's workers has accepted on its listeners so far, worker by
+    /// worker (Envoy's `listener.<address>.worker_<n>.downstream_cx_total`): whether requests
+    /// sent on fresh connections reached more than one worker, and so more than one VM.
+    pub fn connections_per_worker(&self) -> Vec<u64> {
+        self.stats_matching(r"^listener\..*\.worker_[0-9]+\.downstream_cx_total$")
+            .into_iter()
+            .map(|(_, v)| v.parse().unwrap_or(0))
+            .collect()
+    }
+
     /// How many requests each emulator endpoint has received.
     pub fn emulator_stats(&self) -> EmulatorStats {
         emulator_stats(&self.provider)
