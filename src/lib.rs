@@ -17,26 +17,30 @@
 //! 1. At configuration time, read the document with the host's own reader:
 //!    [`config::Config::for_envoy`] (Envoy's JSON or `google.protobuf.Struct` bytes, plus
 //!    `cluster`) or [`config::Config::for_unit`] (a JSON file, plus `upstream`), and build one
-//!    [`gate::Gate`]; a configuration error refuses the load and names every problem. If no
-//!    configuration is loaded, answer every request with [`gate::fail_closed`]
-//!    (`HostFailure::NotConfigured`).
+//!    [`gate::Gate`]: with [`gate::Gate::with_store`] over a [`gate::SharedStore`] where the
+//!    host's workers share one (so a login attempt makes one token call whichever worker
+//!    answers its callback), else with [`gate::Gate::new`]. A configuration error refuses the
+//!    load and names every problem. If no configuration is loaded, answer every request with
+//!    [`gate::fail_closed`] (`HostFailure::NotConfigured`).
 //! 2. When a request's headers arrive, call [`gate::Gate::on_request`] with the request (every
 //!    header, forged ones included), the current time and an entropy source, and apply the
 //!    [`gate::Decision`]:
 //!    - `Forward`: remove every header in `remove`, set every header in `set` (replacing all
 //!      copies), apply `cookie`, send the request on, and keep `upstream`;
 //!    - `Respond`: send the response;
-//!    - `Call`: send its `request` to the provider; when the answer (or failure) arrives, call
+//!    - `Call`: log its `log` line if any, send its `request` to the provider; when the
+//!      answer (or failure) arrives, call
 //!      [`gate::Gate::on_call_response`] with its `pending` continuation and apply the next
 //!      decision. A login takes up to three calls in a row (token, JWKS when a key is unknown,
 //!      userinfo).
 //! 3. If the request has trailers, remove the ones [`gate::Gate::on_request_trailers`] names.
 //! 4. When the application answers, call [`gate::Gate::on_upstream_response`] with the kept
-//!    `upstream` and apply the [`gate::AnswerChange`]: add its headers, or send its response
-//!    instead of the application's.
+//!    `upstream` and apply the [`gate::AnswerChange`]: set its `set` headers (replacing the
+//!    application's copies) and add its `add` headers, or send its response instead of the
+//!    application's. Read the answer's headers when [`gate::Upstream::reads_answer`] says so.
 //! 5. Where the host ticks, call [`gate::Gate::poll_keys`] on every tick and send the fetch it
-//!    asks for; hand the answer to [`gate::Gate::on_keys_answer`]. A host whose workers share a
-//!    store implements [`gate::KeyStore`] over it.
+//!    asks for; hand the answer to [`gate::Gate::on_keys_answer`], with the same
+//!    [`gate::SharedStore`], so one worker fetches for all.
 //! 6. Log the [`gate::LogLine`] a decision carries, at the level it names, and count its
 //!    [`gate::Events`] under [`gate::Event::metric`]. When the host fails to carry out a
 //!    decision, send [`gate::fail_closed`] for it; never forward instead.

@@ -37,6 +37,29 @@ pub enum PathMatch {
     Regex(Regex),
 }
 
+/// Whether rules tell `/Admin` from `/admin`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PathCase {
+    /// Letter case counts, as on most servers (Apache, NGINX, Tomcat, Node, PHP).
+    #[default]
+    Sensitive,
+    /// ASCII letter case is ignored, for applications on servers that serve `/ADMIN` as
+    /// `/admin` (IIS, ASP.NET): otherwise an `enforce` rule for `/admin` before a broader
+    /// `public` one is walked around by `/ADMIN`.
+    Insensitive,
+}
+
+impl PathCase {
+    /// The configuration's name for it.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PathCase::Sensitive => "sensitive",
+            PathCase::Insensitive => "insensitive",
+        }
+    }
+}
+
 /// One rule: a path match, optional methods, an action.
 #[derive(Debug, Clone)]
 pub struct Rule {
@@ -46,15 +69,22 @@ pub struct Rule {
     pub methods: Option<Vec<String>>,
     /// What the rule asks.
     pub action: RuleAction,
+    /// Whether letter case counts; a regex is compiled for it by [`compile_regex`].
+    pub case: PathCase,
 }
 
 impl Rule {
     fn matches(&self, method: &str, path: &str) -> bool {
         let method_ok = self.methods.as_ref().is_none_or(|ms| ms.iter().any(|m| m.eq_ignore_ascii_case(method)));
+        let same = |a: &str, b: &str| match self.case {
+            PathCase::Sensitive => a == b,
+            PathCase::Insensitive => a.eq_ignore_ascii_case(b),
+        };
         method_ok
             && match &self.path {
-                PathMatch::Prefix(p) => path.starts_with(p.as_str()),
-                PathMatch::Exact(p) => path == p,
+                // `get` is `None` off a character boundary: then the prefix is not there.
+                PathMatch::Prefix(p) => path.get(..p.len()).is_some_and(|head| same(head, p)),
+                PathMatch::Exact(p) => same(path, p),
                 PathMatch::Regex(r) => r.is_match(path),
             }
     }
@@ -62,42 +92,121 @@ impl Rule {
 
 /// The action for a request: the first rule that matches, else `enforce`.
 ///
-/// A path that is not in normal form (`/static/../admin`, `/static//x`, `%2e%2e`, `%2f`, a
-/// backslash) is enforced whatever the rules say: the application may resolve it to a path
-/// the rule never meant to open. Envoy's `normalize_path` and `merge_slashes` fix most of
-/// these before the gate sees them; this holds where a proxy was not set up so.
+/// A path that is not in normal form (see [`is_normal_path`]) is enforced whatever the rules
+/// say: the application may resolve it to a path the rule never meant to open. Envoy's
+/// `normalize_path` and `merge_slashes` fix some of these before the gate sees them; this
+/// holds where a proxy was not set up so, and for what no proxy normalises (`;` parameters).
+/// Percent-escapes are compared in upper case (`%c3%a9` is `%C3%A9`), as the application
+/// decodes both alike.
 #[must_use]
 pub fn action_for(rules: &[Rule], method: &str, path: &str) -> RuleAction {
     if !is_normal_path(path) {
         return RuleAction::Enforce;
     }
-    rules.iter().find(|r| r.matches(method, path)).map_or(RuleAction::Enforce, |r| r.action)
+    let path = upper_escapes(path);
+    rules.iter().find(|r| r.matches(method, &path)).map_or(RuleAction::Enforce, |r| r.action)
 }
 
-/// Whether a path (without query) has no empty, `.` or `..` segment, no backslash and no
-/// percent-encoded `.`, `/` or `\`.
+/// Whether a path (without query) reaches the application as the gate reads it, whatever
+/// server runs it. Not in normal form, so matching no `public` or `optional` rule:
+///
+/// - empty, `.` or `..` segments, and a segment ending in `.` (Windows drops trailing dots,
+///   so IIS serves `/admin./x` as `/admin/x`);
+/// - a backslash, read as `/` by IIS and some Java servers;
+/// - `;` anywhere: Tomcat, Jetty and JBoss strip path parameters (`/public/..;/admin` is
+///   `/admin` to them), and no proxy does;
+/// - a control character, raw or encoded;
+/// - a `%` not followed by two hex digits (`%u002e` is IIS's `.`), or an escape of what never
+///   needs one: an unreserved character (`%2e`, `%61` for `a`), `/`, `\`, `;` or `%` itself
+///   (`%252e` becomes `.` in applications that decode twice);
+/// - escapes that do not decode to UTF-8 (overlong `%c0%ae` is `.` to old decoders), and
+///   look-alikes of `.`, `/` and `\` that Windows' best-fit mapping turns into them
+///   (fullwidth `%EF%BC%8F` and the like).
 #[must_use]
 pub fn is_normal_path(path: &str) -> bool {
-    if !path.starts_with('/') || path.contains('\\') {
+    if !path.starts_with('/') || path.bytes().any(|b| matches!(b, b'\\' | b';') || b.is_ascii_control()) {
         return false;
     }
-    let lower = path.to_ascii_lowercase();
-    if ["%2e", "%2f", "%5c"].iter().any(|e| lower.contains(e)) {
+    let bytes = path.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        if b != b'%' {
+            decoded.push(b);
+            i += 1;
+            continue;
+        }
+        let hex = |at: usize| bytes.get(at).and_then(|h| char::from(*h).to_digit(16));
+        let (Some(hi), Some(lo)) = (hex(i + 1), hex(i + 2)) else {
+            return false;
+        };
+        let byte = u8::try_from(hi * 16 + lo).unwrap_or(0);
+        let needless = byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~');
+        if needless || matches!(byte, b'/' | b'\\' | b';' | b'%') || byte.is_ascii_control() {
+            return false;
+        }
+        decoded.push(byte);
+        i += 3;
+    }
+    let Ok(text) = std::str::from_utf8(&decoded) else {
+        return false;
+    };
+    if text.chars().any(is_look_alike) {
         return false;
     }
     let mut segments = path.split('/').skip(1).peekable();
     while let Some(seg) = segments.next() {
         let last = segments.peek().is_none();
-        if seg == "." || seg == ".." || (seg.is_empty() && !last) {
+        // Windows also drops trailing spaces: `/admin%20/x` is `/admin/x` to IIS.
+        if (seg.is_empty() && !last) || seg.ends_with('.') || seg.ends_with("%20") {
             return false;
         }
     }
     true
 }
 
-/// Compiles a rule's regex so that it must match the whole path, as Envoy's `safe_regex` does.
-pub fn compile_regex(pattern: &str) -> Result<Regex, regex_lite::Error> {
-    Regex::new(&format!("^(?:{pattern})$"))
+/// Characters Windows' best-fit mapping (IIS, and .NET's ASCII conversions) may turn into
+/// `.`, `/` or `\`: the fullwidth and small forms, the one-dot leader, the division slash and
+/// the set minus. Whole blocks, as failing closed costs a login on paths nobody uses.
+fn is_look_alike(c: char) -> bool {
+    matches!(c, '\u{FF00}'..='\u{FFEF}' | '\u{FE50}'..='\u{FE6F}' | '\u{2024}' | '\u{2025}' | '\u{2215}' | '\u{2216}')
+}
+
+/// The path with every percent-escape's hex digits in upper case; borrowed when they already
+/// are.
+pub(crate) fn upper_escapes(path: &str) -> std::borrow::Cow<'_, str> {
+    let bytes = path.as_bytes();
+    let lower_at = |i: usize| {
+        bytes.get(i).is_some_and(|&b| b == b'%')
+            && [i + 1, i + 2].iter().any(|&j| bytes.get(j).is_some_and(u8::is_ascii_lowercase))
+    };
+    if !(0..bytes.len()).any(lower_at) {
+        return path.into();
+    }
+    let mut out = String::with_capacity(path.len());
+    let mut upper_left = 0;
+    for c in path.chars() {
+        if c == '%' {
+            upper_left = 2;
+            out.push(c);
+        } else if upper_left > 0 {
+            upper_left -= 1;
+            out.push(c.to_ascii_uppercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out.into()
+}
+
+/// Compiles a rule's regex so that it must match the whole path, as Envoy's `safe_regex` does,
+/// ignoring ASCII letter case when the rules do.
+pub fn compile_regex(pattern: &str, case: PathCase) -> Result<Regex, regex_lite::Error> {
+    let flags = match case {
+        PathCase::Sensitive => "",
+        PathCase::Insensitive => "(?i)",
+    };
+    Regex::new(&format!("{flags}^(?:{pattern})$"))
 }
 
 /// How ClaveÚnica and the old login coexist during a migration.
@@ -192,7 +301,12 @@ mod tests {
     use super::*;
 
     fn rule(path: PathMatch, methods: Option<&[&str]>, action: RuleAction) -> Rule {
-        Rule { path, methods: methods.map(|ms| ms.iter().map(|m| m.to_string()).collect()), action }
+        Rule {
+            path,
+            methods: methods.map(|ms| ms.iter().map(|m| m.to_string()).collect()),
+            action,
+            case: PathCase::Sensitive,
+        }
     }
 
     #[test]
@@ -201,7 +315,11 @@ mod tests {
             rule(PathMatch::Exact("/".into()), None, RuleAction::Optional),
             rule(PathMatch::Prefix("/static/".into()), None, RuleAction::Public),
             rule(PathMatch::Prefix("/static/private/".into()), None, RuleAction::Enforce),
-            rule(PathMatch::Regex(compile_regex("/api/v[0-9]+/health").unwrap()), Some(&["GET"]), RuleAction::Public),
+            rule(
+                PathMatch::Regex(compile_regex("/api/v[0-9]+/health", PathCase::Sensitive).unwrap()),
+                Some(&["GET"]),
+                RuleAction::Public,
+            ),
         ];
         for (method, path, want) in [
             ("GET", "/", RuleAction::Optional),
@@ -220,15 +338,19 @@ mod tests {
             assert_eq!(action_for(&rules, method, path), want, "{method} {path}");
         }
         assert_eq!(action_for(&[], "GET", "/"), RuleAction::Enforce);
-        assert!(compile_regex("(").is_err());
+        assert!(compile_regex("(", PathCase::Sensitive).is_err());
     }
 
     #[test]
     fn paths_that_could_climb_out_of_a_public_prefix_are_enforced() {
-        let rules = vec![rule(PathMatch::Prefix("/static/".into()), None, RuleAction::Public)];
-        for path in ["/static/app.css", "/static/", "/static/a/b.png"] {
+        let rules = vec![
+            rule(PathMatch::Prefix("/static/".into()), None, RuleAction::Public),
+            rule(PathMatch::Prefix("/pub/".into()), None, RuleAction::Optional),
+        ];
+        for path in ["/static/app.css", "/static/", "/static/a/b.png", "/static/caf%C3%A9.css", "/static/a%20b.png"] {
             assert_eq!(action_for(&rules, "GET", path), RuleAction::Public, "{path}");
         }
+        assert_eq!(action_for(&rules, "GET", "/pub/x"), RuleAction::Optional);
         for path in [
             "/static/../admin",
             "/static/./x",
@@ -239,9 +361,68 @@ mod tests {
             "/static/..\\admin",
             "/static/%5c..%5cadmin",
             "/static/..",
+            // Path parameters, which Tomcat, Jetty and JBoss strip.
+            "/static/..;/admin",
+            "/static;x/../admin",
+            "/static/x;jsessionid=1",
+            "/pub/..;/admin",
+            // Double-encoded dots and slashes, and escapes of what needs none.
+            "/static/%252e%252e/admin",
+            "/static/%252e%252e%252fadmin",
+            "/static/%25%32%65",
+            "/static/%2561dmin",
+            "/static/%61dmin",
+            "/static/%3b/../admin",
+            "/static/%3Bx",
+            "/static/%00",
+            "/static/%0a",
+            // Malformed escapes: IIS's `%u002e`, a lone `%`.
+            "/static/%u002e%u002e/admin",
+            "/static/%",
+            "/static/%2",
+            "/static/%zz",
+            // Overlong and invalid UTF-8, best-fit look-alikes.
+            "/static/%c0%ae%c0%ae/admin",
+            "/static/%C0%AF",
+            "/static/%ff",
+            "/static/%EF%BC%8F..%EF%BC%8Fadmin",
+            "/static/%EF%BC%8E%EF%BC%8E/admin",
+            "/static/%E2%88%95admin",
+            // Windows drops trailing dots and spaces.
+            "/static./x",
+            "/static/x.",
+            "/static%20/x",
+            // Raw control characters.
+            "/static/\tx",
         ] {
-            assert_eq!(action_for(&rules, "GET", path), RuleAction::Enforce, "{path}");
+            assert_eq!(action_for(&rules, "GET", path), RuleAction::Enforce, "{path:?}");
+            assert!(!is_normal_path(path), "{path:?}");
         }
+    }
+
+    #[test]
+    fn escapes_compare_in_upper_case_and_case_insensitive_rules_ignore_letter_case() {
+        let rules = vec![
+            rule(PathMatch::Prefix("/admin/".into()), None, RuleAction::Enforce),
+            rule(PathMatch::Prefix("/caf%C3%A9/".into()), None, RuleAction::Public),
+            rule(PathMatch::Prefix("/".into()), None, RuleAction::Public),
+        ];
+        assert_eq!(action_for(&rules, "GET", "/caf%c3%a9/x"), RuleAction::Public);
+        assert_eq!(action_for(&rules, "GET", "/admin/x"), RuleAction::Enforce);
+        // Case-sensitive rules: `/ADMIN/` is another path (right for Apache, wrong for IIS).
+        assert_eq!(action_for(&rules, "GET", "/ADMIN/x"), RuleAction::Public);
+        let insensitive: Vec<Rule> = rules.into_iter().map(|r| Rule { case: PathCase::Insensitive, ..r }).collect();
+        for path in ["/ADMIN/x", "/Admin/x", "/aDmIn/", "/%41dmin/x"] {
+            assert_eq!(action_for(&insensitive, "GET", path), RuleAction::Enforce, "{path}");
+        }
+        assert_eq!(action_for(&insensitive, "GET", "/CAF%C3%A9/x"), RuleAction::Public);
+        assert_eq!(action_for(&insensitive, "GET", "/public"), RuleAction::Public);
+        // A prefix longer than the path, or ending inside a character, is not there.
+        assert_eq!(action_for(&insensitive[..1], "GET", "/adm"), RuleAction::Enforce);
+        let accented = vec![rule(PathMatch::Prefix("/ab".into()), None, RuleAction::Public)];
+        assert_eq!(action_for(&accented, "GET", "/\u{e9}x"), RuleAction::Enforce);
+        let re = compile_regex("/api/v[0-9]+/health", PathCase::Insensitive).unwrap();
+        assert!(re.is_match("/API/V2/Health") && !re.is_match("/api/v2/health/x"));
     }
 
     #[test]

@@ -159,7 +159,8 @@ fn production_yaml_without_its_secrets_is_refused_by_envoy_validate() {
 fn production_gate_configuration_keeps_secrets_out_and_is_accepted() {
     let bootstrap = production();
     let plugin = wasm_plugin_config(&bootstrap);
-    assert_eq!(plugin["failure_policy"], "FAIL_CLOSED");
+    // Fails closed, and replaces a VM that failed (docs/security.md, "VM failure").
+    assert_eq!(plugin["failure_policy"], "FAIL_RELOAD");
     assert_eq!(plugin["vm_config"]["runtime"], "envoy.wasm.runtime.v8");
     assert_eq!(plugin["vm_config"]["environment_variables"]["host_env_keys"], json!([SECRET_VAR, KEYS_VAR]));
     assert_eq!(plugin["configuration"]["@type"], "type.googleapis.com/google.protobuf.StringValue");
@@ -233,7 +234,7 @@ fn istio_wasmplugin_fails_closed_before_istio_authn() {
     let plugin = wasm_plugin();
     let spec = &plugin["spec"];
     assert_eq!(spec["phase"], "AUTHN");
-    assert_eq!(spec["failStrategy"], "FAIL_CLOSE");
+    assert_eq!(spec["failStrategy"], "FAIL_RELOAD");
     assert_eq!(spec["selector"]["matchLabels"]["app"], "legacy-portal");
     assert!(str_at(spec, "/url").starts_with("oci://"), "{spec:#}");
     assert_eq!(spec["imagePullPolicy"], "IfNotPresent");

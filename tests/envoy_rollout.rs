@@ -54,14 +54,7 @@ fn counters_move_and_are_summed_over_workers() {
     // own VM and counters): the admin shows the sum.
     let cookie = browser.jar[SESSION_COOKIE].clone();
     let accepted = c("sessions_accepted");
-    let per_worker = || -> Vec<u64> {
-        stack
-            .stats_matching(r"^listener\..*\.worker_[0-9]+\.downstream_cx_total$")
-            .into_iter()
-            .map(|(_, v)| v.parse().unwrap_or(0))
-            .collect()
-    };
-    let connections_before = per_worker();
+    let connections_before = stack.connections_per_worker();
     const N: u64 = 24;
     for _ in 0..N {
         let mut b = stack.browser();
@@ -71,8 +64,9 @@ fn counters_move_and_are_summed_over_workers() {
     // Accepted sessions are handed to Envoy once a tick (a second), not on every request.
     wait_until(Duration::from_secs(5), || c("sessions_accepted") >= accepted + N);
     assert_eq!(c("sessions_accepted"), accepted + N, "counts lost between workers");
-    let connections: Vec<u64> = per_worker().iter().zip(&connections_before).map(|(a, b)| a - b).collect();
-    assert_eq!(connections.len(), 2, "per-worker listener stats: {:?}", per_worker());
+    let connections: Vec<u64> =
+        stack.connections_per_worker().iter().zip(&connections_before).map(|(a, b)| a - b).collect();
+    assert_eq!(connections.len(), 2, "per-worker listener stats: {:?}", stack.connections_per_worker());
     assert!(connections.iter().all(|n| *n > 0), "not both workers served ({connections:?}); the sum was not tested");
 
     // Logout.

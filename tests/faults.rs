@@ -1,26 +1,37 @@
 #![cfg(not(target_arch = "wasm32"))]
 //! Faults: a provider that is slow, answers 500 or HTML, truncates, closes the connection or
-//! rotates its signing key mid-run, and Envoy reloading the gate's configuration. Logins fail
-//! with the right page (503 when ClaveÚnica cannot be reached or times out, 502 when it answers
-//! wrongly) and come back by themselves when the provider does; sessions already open keep
-//! working the whole time; a JWKS failure keeps the last good keys; a reload keeps sessions
-//! and shows in the counters.
+//! rotates its signing key mid-run, Envoy reloading the gate's configuration, and the gate's VM
+//! failing. Logins fail with the right page (503 when ClaveÚnica cannot be reached or times out,
+//! 502 when it answers wrongly) and come back by themselves when the provider does; sessions
+//! already open keep working the whole time; a JWKS failure keeps the last good keys; a reload
+//! keeps sessions and shows in the counters; a failed VM fails closed, and under `FAIL_RELOAD`
+//! Envoy replaces it.
+//!
+//! The VM failure drill runs `claveunica_gate_drill.wasm` (`envoy/drill/`: the product's filter
+//! code, plus a trap a request can ask for), never the product with a switch in it.
 //!
 //! Run with:
 //! ```text
 //! cargo build --release --target wasm32-wasip1 && \
+//! cargo build --release --target wasm32-wasip1 -p claveunica-gate-drill && \
 //! cargo build --release -p claveunica-emulator -p legacy-app && \
 //! cargo test --test faults
 //! ```
 
 mod support;
 
+use std::fs;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use support::checks::{log_caught_up, start_gate, GateUnderTest, Host};
-use support::{log_line_with, wait_until, Browser, Response, Stack, PASSWORD, RUN, SESSION_COOKIE};
+use support::checks::{assert_identified, log_caught_up, start_gate, GateUnderTest, Host};
+use support::envoy::FailurePolicy;
+use support::process::built;
+use support::{
+    assert_sent_to_login, log_line_with, logged_in, wait_until, Browser, Response, Stack, BUILD_HINT, DRILL_BUILD_HINT,
+    PASSWORD, RUN, SESSION_COOKIE,
+};
 
 /// The gate's `timeout_ms` in these stacks, and how long a slow provider takes.
 const TIMEOUT_MS: u64 = 1000;
@@ -191,13 +202,19 @@ fn a_truncated_answer_fails_the_login_without_crashing_the_vm(host: Host) {
 fn key_rotation_mid_run_and_a_failing_jwks_keep_the_last_good_keys() {
     // One worker, so the JWKS rate limit (one fetch per 30 s for an unknown kid) is one clock.
     let stack = Stack::builder().concurrency(1).edit_config(|c| c["timeout_ms"] = json!(TIMEOUT_MS)).start();
-    let started = Instant::now();
     let session = assert_login_works(&stack, "before the rotation").jar[SESSION_COOKIE].clone();
     let c = |name: &str| stack.gate_counter(&format!("claveunica_gate.{name}"));
 
-    // The background fetch at start counts for the rate limit: let it pass.
-    thread::sleep(Duration::from_secs(31).saturating_sub(started.elapsed()));
-
+    // The background fetch at start does not count for the rate limit: no 30 s wait. It must
+    // have landed, though, before the fault below (it runs at the first tick, in every VM of
+    // the worker's and the main thread's that finds no keys shared yet), or it would fail,
+    // back off and fetch again after the fault clears: wait until the JWKS count settles.
+    let settled = wait_until(Duration::from_secs(10), || {
+        let before = stack.emulator_stats().jwks;
+        thread::sleep(Duration::from_millis(1500));
+        stack.emulator_stats().jwks == before
+    });
+    assert!(settled, "the gate kept fetching the JWKS at start");
     // The provider rotates its key while its JWKS endpoint fails: a login with the new kid
     // fails with a 502 page, the failed refresh is counted, open sessions keep working.
     let failures_before = c("jwks_refresh_failures");
@@ -293,4 +310,136 @@ fn a_reloaded_configuration_keeps_sessions_and_shows_in_the_counters() {
     assert_session_works(&stack, &session, "after a refused reload");
     assert_eq!(stack.browser().get("/publico/x?format=json").status, 200, "the last good configuration is gone");
     assert_login_works(&stack, "after a refused reload");
+}
+
+/// A path the gate protects; the app echoes what reached it.
+const PROTECTED: &str = "/private?format=json";
+/// The header that makes the drill's module trap (`envoy/drill/src/trap.rs`).
+const TRAP: (&str, &str) = ("x-drill", "trap");
+/// What Envoy logs when a callback traps, and what the drill's panic says before it.
+const CALLBACK_FAILED: &str = "Function: proxy_on_request_headers failed";
+const DRILL_PANIC: &str = "VM failure drill: trapping";
+
+/// Envoy's counters of VM reloads for the gate's filter (`wasm.<filter name>.vm_reload_*`).
+fn reloads(stack: &Stack, which: &str) -> u64 {
+    stack.counter(&format!("wasm.claveunica_gate.vm_reload_{which}"))
+}
+
+/// The VM failure drill, up to the failure: one worker running the drill's module (the product's
+/// filter with a trap) under `policy`, a person logged in, then one request on a protected path
+/// that the gate handles, identity set and forward decided, and whose callback then traps.
+/// Checks that the answer is a 5xx, that nothing reached the app, and that the trap really
+/// fired (the drill's panic and Envoy's failed callback in the log, once each per trap).
+/// Returns the stack and María's browser.
+fn trap_the_vm(policy: FailurePolicy) -> (Stack, Browser) {
+    let stack = Stack::builder().concurrency(1).drill_module().expect_vm_failure().failure_policy(policy).start();
+    let mut maria = logged_in(&stack, PROTECTED);
+    // The drill's module is the gate: sessions open and identity is set, and nothing has failed.
+    assert_identified(&maria.get(PROTECTED));
+    assert!(!stack.envoy_log().contains(CALLBACK_FAILED), "a VM failure before the drill:\n{}", stack.envoy_log());
+    trap(&stack, &mut maria, 1);
+    (stack, maria)
+}
+
+/// Sends the trapping request (the `nth` of the test) with María's session.
+fn trap(stack: &Stack, maria: &mut Browser, nth: usize) {
+    let before = stack.app_requests();
+    let r = maria.get_with_headers(PROTECTED, &[TRAP]);
+    assert!((500..600).contains(&r.status), "trap {nth}: a failed VM must fail closed, got {r:?}");
+    assert_eq!(stack.app_requests(), before, "trap {nth}: the request reached the app although the VM failed");
+    let failed = || {
+        let log = stack.envoy_log();
+        (log.matches(DRILL_PANIC).count(), log.matches(CALLBACK_FAILED).count())
+    };
+    assert!(
+        wait_until(Duration::from_secs(5), || failed() == (nth, nth)),
+        "trap {nth}: the log does not show the drill's trap as VM failure number {nth} ((panics, failed callbacks) = \
+         {:?}):\n{}",
+        failed(),
+        stack.envoy_log()
+    );
+}
+
+/// Sends requests with María's session and without one, in turn, until one is served (not a
+/// 5xx) or `limit` passes; every 5xx must have reached nothing. How many 5xx answers came, and
+/// when the first request was served (`None`: none was).
+fn until_served(stack: &Stack, maria: &mut Browser, limit: Duration) -> (u64, Option<Duration>) {
+    let app = stack.app_requests();
+    let started = Instant::now();
+    let mut failed = 0;
+    while started.elapsed() < limit {
+        for with_session in [true, false] {
+            let r = if with_session { maria.get(PROTECTED) } else { stack.browser().get(PROTECTED) };
+            if !(500..600).contains(&r.status) {
+                return (failed, Some(started.elapsed()));
+            }
+            failed += 1;
+            assert_eq!(stack.app_requests(), app, "a request reached the app through the failed VM: {r:?}");
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    (failed, None)
+}
+
+/// `envoy/production.yaml`'s policy. A failed VM fails closed, then the first request after the
+/// reload interval (1 to 1.5 s after the VM was loaded, Envoy's default) gets a new VM and the
+/// worker serves again: María's session reaches the app with her verified identity, a request
+/// without one is sent to log in. Twice: the VM that replaced the first is replaced in turn.
+/// Envoy's counters show each reload, and that every 503 meanwhile was a request that found the
+/// failed VM within the interval.
+#[test]
+fn a_failed_vm_fails_closed_and_fail_reload_replaces_it() {
+    let (stack, mut maria) = trap_the_vm(FailurePolicy::FailReload);
+    let mut waited_in_all = 0;
+    for round in 1..=2 {
+        if round > 1 {
+            trap(&stack, &mut maria, round);
+        }
+        let vms = stack.counter("wasm.envoy.wasm.runtime.v8.created");
+        let (waited, served) = until_served(&stack, &mut maria, Duration::from_secs(5));
+        let Some(served) = served else { panic!("round {round}: still failing 5 s after the trap") };
+        eprintln!("FAIL_RELOAD, round {round}: served again {served:?} after the trap, {waited} answers 5xx before");
+        waited_in_all += waited;
+
+        let app = stack.app_requests();
+        assert_identified(&maria.get(PROTECTED));
+        assert_sent_to_login(&stack, &stack.browser().get(PROTECTED));
+        assert_eq!(stack.app_requests(), app + 1, "round {round}: only the request with a session reaches the app");
+        assert_eq!(reloads(&stack, "success"), round as u64, "round {round}: Envoy counted no VM reload");
+        assert_eq!(reloads(&stack, "failure"), 0, "round {round}");
+        assert_eq!(stack.counter("wasm.envoy.wasm.runtime.v8.created"), vms + 1, "round {round}: one new VM");
+        assert_eq!(reloads(&stack, "backoff"), waited_in_all, "round {round}: a 5xx that was not the backoff");
+    }
+}
+
+/// The contrast that makes `FAIL_RELOAD` worth it, and the drill's positive control: under
+/// `FAIL_CLOSED` the failed VM stays, and for twice `FAIL_RELOAD`'s longest interval every
+/// request on that worker gets a 5xx, even the redirect to log in, and nothing reaches the app.
+#[test]
+fn a_failed_vm_under_fail_closed_answers_5xx_until_envoy_restarts() {
+    let (stack, mut maria) = trap_the_vm(FailurePolicy::FailClosed);
+    let (failed, served) = until_served(&stack, &mut maria, Duration::from_secs(3));
+    assert_eq!(served, None, "a request was served after the VM failed, under FAIL_CLOSED");
+    eprintln!("FAIL_CLOSED: {failed} answers 5xx in the 3 s after the trap");
+    for which in ["success", "failure", "backoff"] {
+        assert_eq!(reloads(&stack, which), 0, "vm_reload_{which} moved under FAIL_CLOSED");
+    }
+}
+
+/// The drill's trap is in the drill's module only: the product's module has neither its
+/// trigger nor its panic message, which the drill's module has (the control that the search
+/// can find them).
+#[test]
+fn the_product_module_has_no_drill_in_it() {
+    let read = |name: &str, hint: &str| {
+        let path = built(&format!("wasm32-wasip1/release/{name}"), hint);
+        fs::read(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+    };
+    let product = read("claveunica_gate.wasm", BUILD_HINT);
+    let drill = read("claveunica_gate_drill.wasm", DRILL_BUILD_HINT);
+    let has = |module: &[u8], text: &str| module.windows(text.len()).any(|w| w == text.as_bytes());
+    for text in [TRAP.0, DRILL_PANIC] {
+        assert!(has(&drill, text), "the drill's module lacks {text:?}: the search finds nothing");
+        assert!(!has(&product, text), "the product's module has {text:?} in it");
+    }
 }

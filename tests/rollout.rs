@@ -22,8 +22,8 @@ use claveunica_core::testkit::maria;
 use serde_json::json;
 use support::checks::{assert_anonymous, assert_identified, log_caught_up, start_gate, GateUnderTest, Host};
 use support::{
-    assert_sent_to_login, logged_in, now, seal_session, url_encode, wait_for_log, Browser, Response, APELLIDOS,
-    LOGOUT_PATH, NOMBRES, PASSWORD, RUN, SESSION_COOKIE,
+    assert_sent_to_login, log_line_with, logged_in, now, seal_session, url_encode, wait_for_log, Browser, Response,
+    APELLIDOS, CALLBACK_PATH, LOGOUT_PATH, NOMBRES, PASSWORD, RUN, SESSION_COOKIE,
 };
 
 on_both_hosts! {
@@ -32,6 +32,7 @@ on_both_hosts! {
     parallel_mode_lets_the_old_login_work_beside_claveunica,
     canary_mode_sends_a_sticky_share_of_new_visitors_to_claveunica,
     report_only_blocks_nothing_and_logs_what_it_would_have_done,
+    no_log_line_holds_a_full_run_from_a_path_or_a_failure,
     a_run_outside_the_pilot_list_gets_a_403_page_and_nothing_is_forwarded,
     header_templates_replace_the_default_identity_headers,
     idle_sessions_expire_and_active_ones_are_resealed,
@@ -297,6 +298,36 @@ fn report_only_blocks_nothing_and_logs_what_it_would_have_done(host: Host) {
     assert_identified(&browser.get("/perfil?format=json"));
     log_caught_up(stack);
     assert!(!stack.log().contains("for GET /perfil"), "an identified request was reported");
+}
+
+/// A RUN in a path (report_only logs the paths it would have guarded) or in what a provider
+/// sends back to the callback is masked in the log, with or without dots and dash, encoded or
+/// not.
+fn no_log_line_holds_a_full_run_from_a_path_or_a_failure(host: Host) {
+    let gate = start_gate(host, &[|c| c["migration"] = json!({"mode": "report_only"})]);
+    let stack = gate.as_ref();
+    for (path, logged) in [
+        ("/perfil/44.444.444-4", "/perfil/*****444-4"),
+        ("/perfil/44444444-4/datos", "/perfil/*****444-4/datos"),
+        ("/perfil/444444444", "/perfil/*****444-4"),
+        ("/rut/44%2E444%2E444%2D4", "/rut/*****444-4"),
+    ] {
+        assert_anonymous(&stack.browser().raw("GET", &format!("{path}?format=json&rut=44444444-4"), &[]));
+        let needle = format!("would require a ClaveÚnica login for GET {logged}");
+        assert!(wait_for_log(stack, &needle), "no {needle:?} in the log:\n{}", stack.log());
+    }
+    // A provider's error code quoted in a failure's log line.
+    let mut browser = stack.browser();
+    let authorize = browser.start_login("/claveunica/login?return_to=/perfil");
+    let callback = format!("{}{CALLBACK_PATH}?error=44444444-4&state={}", stack.base(), authorize.state);
+    let r = browser.callback(&callback);
+    let line = log_line_with(stack, &format!("ref={}", r.reference()));
+    assert!(line.contains("detail=*****444-4"), "{line}");
+    log_caught_up(stack);
+    let log = stack.log();
+    for full in ["44444444", "444444444", "44.444.444", "44%2E444"] {
+        assert!(!log.contains(full), "the log holds {full}:\n{log}");
+    }
 }
 
 fn a_run_outside_the_pilot_list_gets_a_403_page_and_nothing_is_forwarded(host: Host) {

@@ -19,6 +19,12 @@ echo "== build: the gate for Envoy (wasm32-wasip1), the emulator and the demo ap
 cargo build --release --target wasm32-wasip1
 cargo build --release -p claveunica-emulator -p legacy-app
 
+# The VM failure drill's module (envoy/drill/, tests/faults.rs): the same filter code with a trap
+# a request can ask for, written to claveunica_gate_drill.wasm beside the product, never over it.
+# It shares every dependency the build above compiled, so it costs one crate and one link.
+echo "== build: the VM failure drill's module (test only)"
+cargo build --release --target wasm32-wasip1 -p claveunica-gate-drill
+
 echo "== build: the NGINX Unit component (wasm32-wasip2)"
 cargo build --release --target wasm32-wasip2 -p claveunica-gate-unit
 

@@ -75,6 +75,28 @@ fn an_unreachable_application_gets_the_502_page_and_the_gate_keeps_serving() {
     assert_eq!(browser.get("/claveunica/logout").status, 200);
 }
 
+/// `X-Forwarded-*` say only what the component knows (the public origin of `redirect_uri`); a
+/// client's forwarding headers never reach the application. wasi:http gives no peer address to
+/// append, so `X-Forwarded-For` is not passed on at all rather than passed on unmarked. Envoy's
+/// equivalent is its own machinery (`use_remote_address` in `envoy/production.yaml`).
+#[test]
+fn forwarding_headers_are_the_components_never_the_clients() {
+    let stack = UnitStack::start();
+    let mut browser = logged_in(&stack, "/");
+    let forged = [
+        ("X-Forwarded-For", "6.6.6.6"),
+        ("X-Forwarded-Host", "evil.example"),
+        ("X-Forwarded-Proto", "https"),
+        ("Forwarded", "for=6.6.6.6;host=evil.example;proto=https"),
+    ];
+    let echo = browser.get_with_headers("/tramites?format=json", &forged).echo();
+    let public = stack.base().trim_start_matches("http://");
+    assert!(echo.all("x-forwarded-for").is_empty() && echo.all("forwarded").is_empty(), "{echo:?}");
+    assert_eq!(echo.all("x-forwarded-host"), [public], "{echo:?}");
+    assert_eq!(echo.all("x-forwarded-proto"), ["http"], "{echo:?}");
+    assert_eq!(echo.one("x-claveunica-run"), Some(support::RUN), "{echo:?}");
+}
+
 fn json(r: ureq::Response) -> serde_json::Value {
     let text = r.into_string().unwrap_or_else(|e| panic!("reading an answer: {e}"));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))

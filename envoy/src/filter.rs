@@ -8,6 +8,7 @@
 
 use std::cell::RefCell;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use claveunica_core::config::{Config, EnvoySettings};
@@ -16,18 +17,16 @@ use claveunica_core::gate::{
     Request, Response, Upstream, UpstreamAnswer,
 };
 use claveunica_core::protocol::oidc::jwks::KeyCache;
-use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType};
+use proxy_wasm::types::{Action, BufferType, ContextType, MapType};
 
+use proxy_wasm::hostcalls;
+
+use crate::abi;
 use crate::host::{self, HeaderMap, HostEntropy, Metrics, SharedData};
 
-proxy_wasm::main! {{
-    proxy_wasm::set_log_level(LogLevel::Info);
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root::default()) });
-}}
-
-const TICK: Duration = Duration::from_secs(1);
+/// The tick, in milliseconds: once a second.
+const TICK_MS: u32 = 1000;
 
 /// What every context of this plugin in this VM shares.
 struct Shared {
@@ -43,6 +42,7 @@ fn dispatch(cluster: &str, request: &Outbound) -> Result<u32, String> {
     let mut headers: Vec<(&str, &str)> =
         vec![(":method", request.method), (":path", &request.path), (":authority", &request.authority)];
     headers.extend(request.headers.iter().map(|(n, v)| (*n, v.as_str())));
+    // The SDK's helper, not `abi`: the dispatcher must learn the call's token (see abi.rs).
     hostcalls::dispatch_http_call(
         cluster,
         headers,
@@ -60,7 +60,7 @@ fn send(metrics: Option<&Metrics>, r: &Response) {
         metrics.count_all(&r.events);
     }
     let headers: Vec<(&str, &str)> = r.headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
-    if let Err(status) = hostcalls::send_http_response(u32::from(r.status), headers, Some(r.body.as_bytes())) {
+    if let Err(status) = abi::send_local_response(u32::from(r.status), &headers, r.body.as_bytes()) {
         host::log(Level::Error, &format!("could not send a local response: {status:?}"));
     }
 }
@@ -69,6 +69,12 @@ fn send(metrics: Option<&Metrics>, r: &Response) {
 fn fail(failure: HostFailure, detail: &str) -> Action {
     send(None, &fail_closed(failure, detail, &mut HostEntropy));
     Action::Pause
+}
+
+/// A worker's root context: what the host creates first in each VM, and the maker of every
+/// request's context.
+pub fn root_context() -> Box<dyn RootContext> {
+    Box::new(Root::default())
 }
 
 #[derive(Default)]
@@ -112,7 +118,7 @@ impl Context for Root {
 
 impl RootContext for Root {
     fn on_configure(&mut self, _size: usize) -> bool {
-        let bytes = match hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX) {
+        let bytes = match abi::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX) {
             Ok(Some(bytes)) => bytes,
             _ => {
                 host::log(Level::Error, "invalid configuration: (document): no plugin configuration was given");
@@ -131,14 +137,16 @@ impl RootContext for Root {
                     ),
                 );
                 let shared = Rc::new(Shared {
-                    gate: Gate::new(config),
+                    // Shared data for the ledger of spent login attempts: a replayed callback
+                    // makes no second token call on another worker.
+                    gate: Gate::with_store(config, Arc::new(SharedData)),
                     cluster,
                     keys: RefCell::new(KeyCache::default()),
                     metrics: Metrics::default(),
                 });
                 shared.metrics.count(Event::ConfigLoaded);
                 self.shared = Some(shared);
-                let _ = hostcalls::set_tick_period(TICK);
+                let _ = abi::set_tick_period_ms(TICK_MS);
                 true
             }
             Err(e) => {
@@ -194,21 +202,19 @@ impl Filter {
         match decision {
             Decision::Forward(f) => {
                 for name in &f.remove {
-                    if let Err(status) = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, None) {
+                    if let Err(status) = abi::remove_map_value(MapType::HttpRequestHeaders, name) {
                         return fail(HostFailure::HeaderRewrite, &format!("removing {name}: {status:?}"));
                     }
                 }
                 for (name, value) in f.set.iter() {
-                    if let Err(status) = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value)) {
+                    if let Err(status) = abi::set_map_value(MapType::HttpRequestHeaders, name, value.as_bytes()) {
                         return fail(HostFailure::HeaderRewrite, &format!("setting {name}: {status:?}"));
                     }
                 }
                 let cookie = match &f.cookie {
                     CookieHeader::Unchanged => Ok(()),
-                    CookieHeader::Replace(v) => {
-                        hostcalls::set_map_value(MapType::HttpRequestHeaders, "cookie", Some(v))
-                    }
-                    CookieHeader::Remove => hostcalls::set_map_value(MapType::HttpRequestHeaders, "cookie", None),
+                    CookieHeader::Replace(v) => abi::set_map_value(MapType::HttpRequestHeaders, "cookie", v.as_bytes()),
+                    CookieHeader::Remove => abi::remove_map_value(MapType::HttpRequestHeaders, "cookie"),
                 };
                 if let Err(status) = cookie {
                     return fail(HostFailure::HeaderRewrite, &format!("cookie: {status:?}"));
@@ -217,7 +223,7 @@ impl Filter {
                 shared.metrics.count_all(&f.events);
                 self.upstream = Some(f.upstream);
                 if resume {
-                    let _ = hostcalls::resume_http_request();
+                    let _ = abi::resume_request();
                 }
                 Action::Continue
             }
@@ -227,6 +233,7 @@ impl Filter {
             }
             Decision::Call(call) => {
                 let call = *call;
+                host::log_line(call.log.as_ref());
                 match dispatch(&shared.cluster, &call.request) {
                     Ok(token) => {
                         self.pending = Some((token, call.pending));
@@ -305,7 +312,7 @@ impl HttpContext for Filter {
             Err(status) => return fail(HostFailure::Internal, &format!("request trailers: {status:?}")),
         };
         for name in map.with_pairs(|trailers| shared.gate.on_request_trailers(trailers)) {
-            if let Err(status) = hostcalls::set_map_value(MapType::HttpRequestTrailers, &name, None) {
+            if let Err(status) = abi::remove_map_value(MapType::HttpRequestTrailers, &name) {
                 return fail(HostFailure::HeaderRewrite, &format!("removing trailer {name}: {status:?}"));
             }
         }
@@ -328,9 +335,15 @@ impl HttpContext for Filter {
             shared.gate.on_upstream_response(upstream, &UpstreamAnswer::UNREAD)
         };
         match change {
-            AnswerChange::Pass { add } => {
+            AnswerChange::Pass { set, add } => {
+                for (name, value) in &set {
+                    if let Err(status) = abi::set_map_value(MapType::HttpResponseHeaders, name, value.as_bytes()) {
+                        // The answer is one person's and could not be marked so: not sent.
+                        return fail(HostFailure::HeaderRewrite, &format!("setting {name}: {status:?}"));
+                    }
+                }
                 for (name, value) in &add {
-                    if let Err(status) = hostcalls::add_map_value(MapType::HttpResponseHeaders, name, value) {
+                    if let Err(status) = abi::add_map_value(MapType::HttpResponseHeaders, name, value.as_bytes()) {
                         host::log(Level::Error, &format!("could not add {name} to the answer: {status:?}"));
                     }
                 }

@@ -1,18 +1,17 @@
 //! The host services the core asks for, over proxy-wasm's host calls: the clock, WASI random
-//! bytes, the log, counters, the shared key store, and the answers of calls. Every host status
-//! is handled: the SDK's trait helpers `unwrap()` host results, and a panic here would trap
-//! the VM for every request on this worker, so this uses `hostcalls` directly.
+//! bytes, the log, counters, the store every worker shares, and the answers of calls. Every host status
+//! is handled and every header is read as bytes: a panic here would trap the VM for every
+//! request on this worker, so this uses the adapter's own host calls (`abi.rs`), never the
+//! SDK's helpers, which panic on statuses and bytes they do not expect.
 
 use std::cell::{Cell, RefCell};
-use std::time::UNIX_EPOCH;
 
-use claveunica_core::gate::{Entropy, EntropyUnavailable, Event, Events, KeyStore, Level, LogLine, StoreError};
+use claveunica_core::gate::{Entropy, EntropyUnavailable, Event, Events, Level, LogLine, SharedStore, StoreError};
 use claveunica_core::protocol::oidc::MAX_BODY_LEN;
-use proxy_wasm::hostcalls;
-use proxy_wasm::types::{BufferType, LogLevel, MapType, MetricType, Status};
+use proxy_wasm::types::{BufferType, LogLevel, MapType, MetricType};
 
-/// The shared-data key holding the provider's keys for every worker.
-const JWKS_KEY: &str = "claveunica_gate.jwks";
+use crate::abi::{self, Status};
+use crate::pairs::Pair;
 
 pub fn log(level: Level, message: &str) {
     let level = match level {
@@ -21,7 +20,7 @@ pub fn log(level: Level, message: &str) {
         Level::Error => LogLevel::Error,
     };
     // Nothing sensible is left to do if logging itself fails.
-    let _ = hostcalls::log(level, message);
+    let _ = abi::log(level, message);
 }
 
 pub fn log_line(line: Option<&LogLine>) {
@@ -31,7 +30,7 @@ pub fn log_line(line: Option<&LogLine>) {
 }
 
 pub fn now() -> u64 {
-    hostcalls::get_current_time().ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map_or(0, |d| d.as_secs())
+    abi::now_nanos().map_or(0, |ns| ns / 1_000_000_000)
 }
 
 /// WASI's `random_get`, which Envoy serves from the operating system's random source.
@@ -43,18 +42,22 @@ impl Entropy for HostEntropy {
     }
 }
 
-/// proxy-wasm shared data, which every worker's VM on the proxy sees.
+/// proxy-wasm shared data, which every worker's VM on the proxy sees, and every gate in it: the
+/// core names each gate's entries (`Gate::key_store_name`, and its ledger of spent login
+/// attempts).
 pub struct SharedData;
 
-impl KeyStore for SharedData {
-    fn read(&self) -> (Option<Vec<u8>>, Option<u32>) {
-        hostcalls::get_shared_data(JWKS_KEY).unwrap_or((None, None))
+impl SharedStore for SharedData {
+    fn read(&self, name: &str) -> Result<(Option<Vec<u8>>, Option<u32>), StoreError> {
+        // `NotFound` is nothing stored (`abi` says so); any other status is a store that
+        // failed, which the ledger must not take for an empty one.
+        abi::get_shared_data(name).map_err(|_| StoreError::Failed)
     }
 
-    fn write(&self, bytes: &[u8], version: Option<u32>) -> Result<(), StoreError> {
-        match hostcalls::set_shared_data(JWKS_KEY, Some(bytes), version) {
+    fn write(&self, name: &str, bytes: &[u8], version: Option<u32>) -> Result<(), StoreError> {
+        match abi::set_shared_data(name, bytes, version) {
             Ok(()) => Ok(()),
-            Err(Status::CasMismatch) => Err(StoreError::Conflict),
+            Err(Status::CAS_MISMATCH) => Err(StoreError::Conflict),
             Err(_) => Err(StoreError::Failed),
         }
     }
@@ -85,7 +88,7 @@ impl Metrics {
         let Ok(mut ids) = self.ids.try_borrow_mut() else { return };
         let id = match ids.iter().find(|(n, _)| *n == name) {
             Some((_, id)) => *id,
-            None => match hostcalls::define_metric(MetricType::Counter, name) {
+            None => match abi::define_metric(MetricType::Counter, name) {
                 Ok(id) => {
                     ids.push((name, id));
                     id
@@ -93,7 +96,7 @@ impl Metrics {
                 Err(_) => return,
             },
         };
-        let _ = hostcalls::increment_metric(id, i64::try_from(n).unwrap_or(i64::MAX));
+        let _ = abi::increment_metric(id, i64::try_from(n).unwrap_or(i64::MAX));
     }
 
     pub fn count_all(&self, events: &Events) {
@@ -118,13 +121,13 @@ pub fn call_answer(num_headers: usize, body_size: usize) -> (Option<u16>, Vec<u8
     if num_headers == 0 {
         return (None, Vec::new());
     }
-    let status = hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status")
+    let status = abi::get_map_value(MapType::HttpCallResponseHeaders, ":status")
         .ok()
         .flatten()
-        .and_then(|s| s.parse::<u16>().ok());
+        .and_then(|s| std::str::from_utf8(&s).ok()?.parse::<u16>().ok());
     // One byte more than the core accepts, so it can tell "too large" from "just fits".
     let body = if body_size > 0 {
-        hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size.min(MAX_BODY_LEN + 1))
+        abi::get_buffer(BufferType::HttpCallResponseBody, 0, body_size.min(MAX_BODY_LEN + 1))
             .ok()
             .flatten()
             .unwrap_or_default()
@@ -134,15 +137,15 @@ pub fn call_answer(num_headers: usize, body_size: usize) -> (Option<u16>, Vec<u8
     (status, body)
 }
 
-/// A header map read from the host. Values are bytes on the wire; invalid UTF-8 must not
-/// trap the VM, so such a value is repaired in a copy, and valid ones (all of them, in
-/// practice) are lent to the core in place.
-pub struct HeaderMap(Vec<(String, Vec<u8>)>);
+/// A header map read from the host. Names and values are bytes on the wire; invalid UTF-8
+/// must not trap the VM, so it is repaired (U+FFFD) in the text the core reads. No identity
+/// name or cookie name has a non-ASCII byte, so a repaired name never passes for one.
+pub struct HeaderMap(Vec<Pair>);
 
 impl HeaderMap {
     /// Reads a whole map with one host call.
     pub fn read(map: MapType) -> Result<Self, Status> {
-        hostcalls::get_map_bytes(map).map(Self)
+        abi::get_map(map).map(Self)
     }
 
     /// No headers.
@@ -152,8 +155,9 @@ impl HeaderMap {
 
     /// Lends the map to `f` as the `(name, value)` text pairs the core reads.
     pub fn with_pairs<R>(&self, f: impl FnOnce(&[(&str, &str)]) -> R) -> R {
-        let values: Vec<std::borrow::Cow<'_, str>> = self.0.iter().map(|(_, v)| String::from_utf8_lossy(v)).collect();
-        let pairs: Vec<(&str, &str)> = self.0.iter().zip(&values).map(|((n, _), v)| (n.as_str(), v.as_ref())).collect();
+        let text: Vec<(std::borrow::Cow<'_, str>, std::borrow::Cow<'_, str>)> =
+            self.0.iter().map(|(n, v)| (String::from_utf8_lossy(n), String::from_utf8_lossy(v))).collect();
+        let pairs: Vec<(&str, &str)> = text.iter().map(|(n, v)| (n.as_ref(), v.as_ref())).collect();
         f(&pairs)
     }
 }

@@ -132,8 +132,14 @@ fn jwks() -> Seeds {
         {"kty": "RSA", "kid": "short", "alg": "RS256", "n": "AQAB", "e": "AQAB"},
         rsa,
     ]});
-    let shared =
-        SharedJwks { keys_version: NOW, body: Some(doc.clone()), last_attempt: NOW, failures: 0, lease_until: 0 };
+    let shared = SharedJwks {
+        keys_version: NOW,
+        body: Some(doc.clone()),
+        last_attempt: NOW,
+        failures: 0,
+        lease_until: 0,
+        kid_fetch_at: 0,
+    };
     let failing = SharedJwks { failures: 3, lease_until: NOW + 30, ..shared.clone() };
     vec![
         seed("provider", &doc),

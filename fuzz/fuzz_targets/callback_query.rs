@@ -6,15 +6,17 @@
 //! Pass: no panic; the callback is never forwarded; a refusal is a 400, 401 or 500 that sets
 //! no cookie (it only clears); the gate calls the token endpoint only when the query holds
 //! one `state` whose genuine flow cookie this browser sent; no session is ever made.
+//! Each input gets a gate of its own: a gate spends an attempt at its first token call, so a
+//! shared one would refuse every later input's genuine flow before the token answer is read.
 
-use claveunica_core::gate::{CallOutcome, Decision, Request};
+use claveunica_core::gate::{CallOutcome, Decision, Gate, Request};
 use claveunica_core::protocol::flow::Flow;
 use claveunica_core::web::cookies;
 use claveunica_gate_fuzz::{gates, is_genuine_flow, key_cache, ring, SeqEntropy, NOW};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let gate = &gates()[0];
+    let gate = &Gate::new(gates()[0].config().clone());
     let config = gate.config();
     let text = String::from_utf8_lossy(data);
     let (request, token_answer) = text.split_once("\n--\n").unwrap_or((&text, ""));

@@ -123,6 +123,10 @@ fn load() -> Result<Rc<Loaded>, String> {
             config.migration.mode.as_str()
         ),
     );
+    // The ledger of spent login attempts lives in this instance's memory (the core's
+    // `MemoryStore`): wasi:http gives instances nothing to share, and wasmtime serve and Unit
+    // make an instance per request, so a replayed callback is not caught here as it is on
+    // Envoy (nginx-unit/README.md says what holds instead).
     let loaded = Rc::new(Loaded { gate: Gate::new(config), upstream });
     LOADED.with(|l| *l.borrow_mut() = Some(Rc::clone(&loaded)));
     Ok(loaded)
@@ -180,18 +184,16 @@ fn serve(request: IncomingRequest, out: ResponseOutparam) {
         decision = match decision {
             Decision::Call(call) => provider_call(gate, *call),
             Decision::Respond(r) => return respond(out, &r),
-            Decision::Forward(f) => {
-                let host = request.authority().or_else(|| {
-                    headers.iter().find(|(n, _)| n.eq_ignore_ascii_case("host")).map(|(_, v)| (*v).to_string())
-                });
-                return proxy(&loaded, request, out, &method, &path, &raw, host.as_deref(), f);
-            }
+            Decision::Forward(f) => return proxy(&loaded, request, out, &method, &path, &raw, f),
         };
     }
 }
 
 /// Makes the call the core asked for and hands it the answer.
 fn provider_call(gate: &Gate, call: Call) -> Decision {
+    if let Some(line) = &call.log {
+        log_line(line);
+    }
     let answer = fetch(&call.request);
     let outcome = match &answer {
         Ok((status, body)) => CallOutcome::Answered { status: *status, body },
@@ -338,7 +340,6 @@ fn copy(from: &InputStream, to: &OutputStream) -> Result<u64, CopyError> {
 }
 
 /// Forwards the request to the application and streams its answer back.
-#[allow(clippy::too_many_arguments)] // One call site; a struct would only rename them.
 fn proxy(
     loaded: &Loaded,
     request: IncomingRequest,
@@ -346,7 +347,6 @@ fn proxy(
     method: &Method,
     path: &str,
     raw: &[(String, Vec<u8>)],
-    host: Option<&str>,
     f: Forward,
 ) {
     let gate = &loaded.gate;
@@ -354,9 +354,9 @@ fn proxy(
         log_line(line);
     }
     let target = forward::upstream_target(&loaded.upstream, path);
-    let proto = if gate.config().secure_cookies { "https" } else { "http" };
     let changes = Changes { remove: &f.remove, set: &f.set, cookie: &f.cookie };
-    let headers = forward::upstream_headers(raw, changes, Origin { proto, host });
+    let public = forward::public_origin(&gate.config().redirect_uri);
+    let headers = forward::upstream_headers(raw, changes, Origin { proto: &public.0, host: public.1.as_deref() });
     let fields = Fields::new();
     for (name, value) in &headers {
         if let Err(e) = fields.append(name, value) {
@@ -439,16 +439,29 @@ fn proxy(
     let text: Vec<std::borrow::Cow<'_, str>> = answer_headers.iter().map(|(_, v)| String::from_utf8_lossy(v)).collect();
     let seen: Vec<(&str, &str)> =
         answer_headers.iter().zip(&text).map(|((n, _), v)| (n.as_str(), v.as_ref())).collect();
-    let add = match gate.on_upstream_response(f.upstream, &UpstreamAnswer { status, headers: &seen }) {
-        AnswerChange::Pass { add } => add,
+    let (set, add) = match gate.on_upstream_response(f.upstream, &UpstreamAnswer { status, headers: &seen }) {
+        AnswerChange::Pass { set, add } => (set, add),
         // The application's answer is replaced; its body is never read.
         AnswerChange::Replace(r) => return respond(out, &r),
     };
     let fields = Fields::new();
     for (name, value) in forward::downstream_headers(&answer_headers, forward::is_bodyless(method_str(method), status))
     {
+        // A header the gate sets replaces every copy of the application's.
+        if set.iter().any(|(s, _)| s.eq_ignore_ascii_case(&name)) {
+            continue;
+        }
         if let Err(e) = fields.append(&name, &value) {
             log(Level::Warn, &format!("response header {name} not passed on ({e:?})"));
+        }
+    }
+    for (name, value) in &set {
+        if let Err(e) = fields.append(name, value.as_bytes()) {
+            // The answer is one person's and could not be marked so: not sent.
+            return respond(
+                out,
+                &fail_closed(HostFailure::HeaderRewrite, &format!("setting {name}: {e:?}"), &mut HostEntropy),
+            );
         }
     }
     for (name, value) in &add {

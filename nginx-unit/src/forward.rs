@@ -1,6 +1,13 @@
 //! The reverse proxy's own header hygiene, without a WASI type in sight so it is tested
 //! natively: what Envoy does for the Envoy filter (hop-by-hop headers, `Host`,
-//! `X-Forwarded-Proto`/`-Host`, the upstream URL) the component must do itself on Unit. What the
+//! `X-Forwarded-For`/`-Proto`/`-Host`, the upstream URL) the component must do itself on Unit.
+//!
+//! The `X-Forwarded-*` headers say only what the component knows: the scheme and host of the
+//! configured public origin (`redirect_uri`). Envoy with `use_remote_address` appends the peer's
+//! address to `X-Forwarded-For`; wasi:http 0.2 gives a component no peer address, so it cannot
+//! mark where the client's list ends, and a list passed on unmarked is whatever the client
+//! wrote. Failing closed, the client's `X-Forwarded-For` and `Forwarded` never reach the
+//! application: it gets no client address from this component rather than a forged one. What the
 //! gate decides (identity headers removed and set, the gate's cookies) is the core's
 //! [`Forward`](claveunica_core::gate::Forward), applied here verbatim.
 
@@ -73,15 +80,29 @@ pub fn upstream_target(upstream: &Url, path_with_query: &str) -> Target {
     }
 }
 
-/// How the request was addressed on the public side, for the `X-Forwarded-*` headers.
+/// The public side of the gate, for the `X-Forwarded-*` headers.
 #[derive(Debug, Clone, Copy)]
 pub struct Origin<'a> {
-    /// The scheme the browser used. The gate's public scheme is that of `redirect_uri`: Unit
-    /// often listens on plain http behind the agency's TLS terminator.
+    /// The public scheme, that of `redirect_uri`: Unit often listens on plain http behind the
+    /// agency's TLS terminator.
     pub proto: &'a str,
-    /// The `Host` (or `:authority`) the browser sent, if any.
+    /// The public `host[:port]`, that of `redirect_uri`; never the client's `Host`, which the
+    /// client chooses.
     pub host: Option<&'a str>,
 }
+
+/// The scheme and `host[:port]` of the configured public origin (`redirect_uri`, validated
+/// by the core's configuration); `http` and no host if it does not parse.
+#[must_use]
+pub fn public_origin(redirect_uri: &str) -> (String, Option<String>) {
+    match Url::parse(redirect_uri) {
+        Ok(url) => (url.scheme().to_string(), Some(authority_of(&url)).filter(|a| !a.is_empty())),
+        Err(_) => ("http".to_string(), None),
+    }
+}
+
+/// Client headers that claim where the request came from: the component cannot vouch for them.
+const CLIENT_FORWARDING: &[&str] = &["x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "forwarded"];
 
 /// What the core decided for the forwarded request's headers: the parts of a
 /// [`Forward`](claveunica_core::gate::Forward).
@@ -96,9 +117,8 @@ pub struct Changes<'a> {
 }
 
 /// The headers to send upstream: the client's, with the core's changes applied (removals,
-/// identity set, the gate's cookies out), without hop-by-hop ones and `Host`, then
-/// `X-Forwarded-Proto`/`-Host`. `X-Forwarded-For` passes through as received: wasi:http 0.2
-/// does not tell a component the peer's address, so it cannot append it (see the README).
+/// identity set, the gate's cookies out), without hop-by-hop ones, `Host` and the client's
+/// forwarding headers, then `X-Forwarded-Proto`/`-Host` from the public origin.
 #[must_use]
 pub fn upstream_headers(
     incoming: &[(String, Vec<u8>)],
@@ -112,8 +132,7 @@ pub fn upstream_headers(
         let dropped = is_hop_by_hop(&lower)
             || listed.contains(&lower)
             || lower == "host"
-            || lower == "x-forwarded-proto"
-            || lower == "x-forwarded-host"
+            || CLIENT_FORWARDING.contains(&lower.as_str())
             || changes.remove.iter().any(|r| r.eq_ignore_ascii_case(&lower))
             || changes.set.iter().any(|(n, _)| n.eq_ignore_ascii_case(&lower))
             || (lower == "cookie" && *changes.cookie != CookieHeader::Unchanged);
@@ -217,19 +236,52 @@ mod tests {
         let out = upstream_headers(&incoming, changes, Origin { proto: "http", host: Some("portal.gob.cl") });
         assert_eq!(
             names(&out),
-            [
-                "x-forwarded-for",
-                "accept",
-                "content-length",
-                "x-claveunica-run",
-                "x-forwarded-proto",
-                "x-forwarded-host"
-            ]
+            ["accept", "content-length", "x-claveunica-run", "x-forwarded-proto", "x-forwarded-host"]
         );
         assert_eq!(value(&out, "x-claveunica-run"), ["44444444-4"]);
-        assert_eq!(value(&out, "x-forwarded-for"), ["10.0.0.1"]);
+        assert!(value(&out, "x-forwarded-for").is_empty(), "the client's list, unmarked");
         assert_eq!(value(&out, "x-forwarded-proto"), ["http"]);
         assert_eq!(value(&out, "x-forwarded-host"), ["portal.gob.cl"]);
+    }
+
+    #[test]
+    fn a_connection_header_naming_identity_headers_cannot_remove_the_verified_ones() {
+        // `Connection` makes the names it lists hop-by-hop for the client's copies only: what
+        // the core sets is added after the client's headers are filtered, so it always arrives,
+        // and a forged copy goes whether the core names it or `Connection` does.
+        let incoming = h(&[
+            ("Connection", "Upgrade, x-claveunica-run, X-ClaveUnica-Nombres"),
+            ("Upgrade", "websocket"),
+            ("X-ClaveUnica-RUN", "11111111-1"),
+            ("x-claveunica-nombres", "Mallory"),
+        ]);
+        let set = set(&[("x-claveunica-run", "44444444-4"), ("x-claveunica-nombres", "María")]);
+        let changes = Changes { remove: &[], set: &set, cookie: &CookieHeader::Unchanged };
+        let out = upstream_headers(&incoming, changes, Origin { proto: "https", host: None });
+        assert_eq!(value(&out, "x-claveunica-run"), ["44444444-4"]);
+        assert_eq!(value(&out, "x-claveunica-nombres"), ["María"]);
+        assert!(value(&out, "connection").is_empty() && value(&out, "upgrade").is_empty());
+    }
+
+    #[test]
+    fn forwarding_headers_come_from_the_public_origin_never_from_the_client() {
+        let incoming = h(&[
+            ("X-Forwarded-For", "6.6.6.6"),
+            ("x-forwarded-for", "7.7.7.7, 8.8.8.8"),
+            ("Forwarded", "for=6.6.6.6;host=evil.example;proto=https"),
+            ("X-Forwarded-Host", "evil.example"),
+            ("X-Forwarded-Proto", "https"),
+            ("Host", "evil.example"),
+        ]);
+        let (proto, host) = public_origin("https://tramites.example.gob.cl/claveunica/callback");
+        assert_eq!((proto.as_str(), host.as_deref()), ("https", Some("tramites.example.gob.cl")));
+        let changes = Changes { remove: &[], set: &[], cookie: &CookieHeader::Unchanged };
+        let out = upstream_headers(&incoming, changes, Origin { proto: &proto, host: host.as_deref() });
+        assert_eq!(names(&out), ["x-forwarded-proto", "x-forwarded-host"]);
+        assert_eq!(value(&out, "x-forwarded-host"), ["tramites.example.gob.cl"]);
+        assert_eq!(value(&out, "x-forwarded-proto"), ["https"]);
+        let (proto, host) = public_origin("http://127.0.0.1:8080/claveunica/callback");
+        assert_eq!((proto.as_str(), host.as_deref()), ("http", Some("127.0.0.1:8080")));
     }
 
     #[test]

@@ -30,8 +30,8 @@ mod testing;
 
 pub use error::{ConfigError, Problem, ProblemKind, UrlProblem};
 pub use host::{EnvoySettings, UnitSettings};
-pub use provider::{Endpoint, Endpoints, CLAVEUNICA_SCOPE};
-pub use session::{FlowSettings, SessionSettings};
+pub use provider::{Endpoint, Endpoints, CLAVEUNICA_SCOPE, CLOCK_LEEWAY_LIMIT_S};
+pub use session::{FlowSettings, SessionSettings, FLOW_MAX_AGE_LIMIT_S};
 
 use host::{Host, HostKeys};
 use reader::Reader;

@@ -25,6 +25,9 @@ pub(super) const KEYS: &[&str] = &[
     "jwks_refresh_s",
 ];
 
+/// The largest `clock_leeway_s` a configuration may set.
+pub const CLOCK_LEEWAY_LIMIT_S: u64 = 300;
+
 /// The scope ClaveÚnica's certification review checks for, exactly.
 pub const CLAVEUNICA_SCOPE: &str = "openid run name";
 
@@ -93,7 +96,7 @@ pub(super) fn read(r: &mut Reader<'_>, env: &dyn Fn(&str) -> Option<String>) -> 
     let client_secret = client_secret(r, client_secret_env.as_deref(), env);
     let endpoints = endpoints(r, issuer.as_deref().zip(issuer_url.as_ref()));
     let timeout_ms = r.integer("timeout_ms", 5_000, 100, 60_000);
-    let clock_leeway_s = r.integer("clock_leeway_s", 60, 0, 300);
+    let clock_leeway_s = r.integer("clock_leeway_s", 60, 0, CLOCK_LEEWAY_LIMIT_S);
     let scope = r.string("scope").unwrap_or_else(|| CLAVEUNICA_SCOPE.to_string());
     if !scope.split(' ').any(|s| s == "openid") {
         r.problem("scope", ProblemKind::NoOpenid);

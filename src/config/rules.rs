@@ -7,11 +7,11 @@ use serde_json::{Map, Value};
 use super::error::ProblemKind;
 use super::reader::Reader;
 use super::session::valid_cookie_name;
-use crate::policy::{self, Migration, MigrationMode, PathMatch, Rule, RuleAction};
+use crate::policy::{self, Migration, MigrationMode, PathCase, PathMatch, Rule, RuleAction};
 use crate::primitives::run::Run;
 
 /// The top-level keys this section reads.
-pub(super) const KEYS: &[&str] = &["rules", "migration", "allowed_runs"];
+pub(super) const KEYS: &[&str] = &["rules", "path_case", "migration", "allowed_runs"];
 
 const RULE_KEYS: &[&str] = &["prefix", "exact", "regex", "methods", "action"];
 
@@ -24,8 +24,16 @@ pub(super) struct Access {
 
 /// Reads the section. Nothing in it is required: a wrong part is left out, with a problem.
 pub(super) fn read(r: &mut Reader<'_>) -> Access {
+    let case = match r.string("path_case").as_deref() {
+        None | Some("sensitive") => PathCase::Sensitive,
+        Some("insensitive") => PathCase::Insensitive,
+        Some(_) => {
+            r.problem("path_case", ProblemKind::OneOf(&["sensitive", "insensitive"]));
+            PathCase::Sensitive
+        }
+    };
     let rules = r.list("rules", "a list of rules").map_or_else(Vec::new, |items| {
-        items.iter().enumerate().filter_map(|(i, item)| rule(r, &format!("rules[{i}]"), item)).collect()
+        items.iter().enumerate().filter_map(|(i, item)| rule(r, &format!("rules[{i}]"), item, case)).collect()
     });
     let migration = migration(r);
     let allowed_runs = r.list("allowed_runs", "a list of RUNs").map(|items| {
@@ -43,7 +51,7 @@ pub(super) fn read(r: &mut Reader<'_>) -> Access {
 }
 
 /// One rule, at `key` (`rules[2]`); `None` when any part of it is wrong.
-fn rule(r: &mut Reader<'_>, key: &str, item: &Value) -> Option<Rule> {
+fn rule(r: &mut Reader<'_>, key: &str, item: &Value, case: PathCase) -> Option<Rule> {
     let Value::Object(m) = item else {
         r.problem(key, ProblemKind::MustBe("an object"));
         return None;
@@ -51,7 +59,7 @@ fn rule(r: &mut Reader<'_>, key: &str, item: &Value) -> Option<Rule> {
     for k in m.keys().filter(|k| !RULE_KEYS.contains(&k.as_str())) {
         r.problem(&format!("{key}.{k}"), ProblemKind::UnknownKey);
     }
-    let path = rule_path(r, key, m);
+    let path = rule_path(r, key, m, case);
     let methods = match m.get("methods") {
         None | Some(Value::Null) => Some(None),
         Some(Value::Array(ms)) if !ms.is_empty() => ms
@@ -74,17 +82,18 @@ fn rule(r: &mut Reader<'_>, key: &str, item: &Value) -> Option<Rule> {
             None
         }
     };
-    Some(Rule { path: path?, methods: methods?, action: action? })
+    Some(Rule { path: path?, methods: methods?, action: action?, case })
 }
 
-/// Exactly one of `prefix`, `exact` (strings starting with `/`) and `regex`.
-fn rule_path(r: &mut Reader<'_>, key: &str, m: &Map<String, Value>) -> Option<PathMatch> {
-    let text = |k: &str| m.get(k).and_then(Value::as_str).map(str::to_string);
+/// Exactly one of `prefix`, `exact` (strings starting with `/`) and `regex`. Escapes in a
+/// `prefix` or `exact` are kept in upper case, as requests' are when rules are matched.
+fn rule_path(r: &mut Reader<'_>, key: &str, m: &Map<String, Value>, case: PathCase) -> Option<PathMatch> {
+    let text = |k: &str| m.get(k).and_then(Value::as_str).map(|p| policy::upper_escapes(p).into_owned());
     let given: Vec<&str> = ["prefix", "exact", "regex"].into_iter().filter(|k| m.contains_key(*k)).collect();
     let kind = match (given.as_slice(), text("prefix"), text("exact"), text("regex")) {
         (["prefix"], Some(p), _, _) if p.starts_with('/') => return Some(PathMatch::Prefix(p)),
         (["exact"], _, Some(p), _) if p.starts_with('/') => return Some(PathMatch::Exact(p)),
-        (["regex"], _, _, Some(p)) => match policy::compile_regex(&p) {
+        (["regex"], _, _, Some(p)) => match policy::compile_regex(&p, case) {
             Ok(re) => return Some(PathMatch::Regex(re)),
             Err(e) => {
                 r.problem(&format!("{key}.regex"), ProblemKind::BadRegex(e));
@@ -159,6 +168,14 @@ mod tests {
         assert_eq!(c.migration.mode, MigrationMode::Canary);
         assert_eq!(c.migration.canary_percent, 25);
         assert_eq!(c.allowed_runs.as_ref().map(Vec::len), Some(2));
+        assert!(c.rules.iter().all(|r| r.case == PathCase::Sensitive));
+        v["path_case"] = json!("insensitive");
+        v["rules"] =
+            json!([{"prefix": "/caf%c3%a9/", "action": "public"}, {"regex": "/a/[0-9]+", "action": "enforce"}]);
+        let c = load(&v).unwrap();
+        assert!(c.rules.iter().all(|r| r.case == PathCase::Insensitive));
+        assert!(matches!(&c.rules[0].path, PathMatch::Prefix(p) if p == "/caf%C3%A9/"), "{:?}", c.rules[0]);
+        assert!(matches!(&c.rules[1].path, PathMatch::Regex(re) if re.is_match("/A/7")));
         let d = load(&base()).unwrap();
         assert!(d.rules.is_empty() && d.migration.mode == MigrationMode::Enforce && d.allowed_runs.is_none());
     }
@@ -185,6 +202,8 @@ mod tests {
             ("migration", json!({"mode": "parallel", "legacy_cookies": ["bad name"]}), "migration.legacy_cookies[0]"),
             ("allowed_runs", json!(["44444444-5"]), "allowed_runs[0]"),
             ("allowed_runs", json!("44444444-4"), "allowed_runs"),
+            ("path_case", json!("ignore"), "path_case"),
+            ("path_case", json!(true), "path_case"),
         ]);
     }
 
@@ -215,6 +234,7 @@ mod tests {
             ),
             ("allowed_runs", json!(["44444444-5"]), "allowed_runs[0]", ProblemKind::BadRun(RunError::WrongCheckDigit)),
             ("allowed_runs", json!([44]), "allowed_runs[0]", ProblemKind::MustBe("a RUN such as 12345678-5")),
+            ("path_case", json!("ignore"), "path_case", ProblemKind::OneOf(&["sensitive", "insensitive"])),
         ];
         assert_kinds(&cases);
         let err = load(&with("rules", json!([{"regex": "(", "action": "public"}]))).unwrap_err();

@@ -23,6 +23,10 @@ pub struct SessionSettings {
     pub idle_timeout_s: Option<u64>,
 }
 
+/// The longest `flow.max_age_s` a configuration may set: whatever remembers a login attempt
+/// for its whole life (the ledger of spent attempts) can rely on it.
+pub const FLOW_MAX_AGE_LIMIT_S: u64 = 3600;
+
 /// Login-flow cookie settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FlowSettings {
@@ -48,7 +52,7 @@ pub(super) fn read(r: &mut Reader<'_>, env: &dyn Fn(&str) -> Option<String>, sec
     let session = session(r, prefix);
     let mut flow = FlowSettings { cookie_prefix: format!("{prefix}claveunica_flow_"), max_age_s: 600 };
     if let Some(mut s) = r.section("flow", "flow.", &["max_age_s"]) {
-        flow.max_age_s = s.integer("max_age_s", flow.max_age_s, 60, 3600);
+        flow.max_age_s = s.integer("max_age_s", flow.max_age_s, 60, FLOW_MAX_AGE_LIMIT_S);
         r.absorb(s);
     }
     let logout_response_header = match r.string("logout_response_header") {

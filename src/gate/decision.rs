@@ -74,11 +74,12 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    /// Whether the gate looks at the answer's status and headers. When it does not, the
-    /// adapter may hand [`UpstreamAnswer::UNREAD`] instead of reading them.
+    /// Whether the gate looks at the answer's status and headers: for a logout the
+    /// application asks for, and for the caching of an answer meant for one person. When it
+    /// does not, the adapter may hand [`UpstreamAnswer::UNREAD`] instead of reading them.
     #[must_use]
     pub fn reads_answer(&self) -> bool {
-        self.identified
+        self.identified || !self.set_cookies.is_empty()
     }
 
     /// The `Set-Cookie` values the answer will carry, unless the gate replaces it.
@@ -106,8 +107,11 @@ impl UpstreamAnswer<'_> {
 #[must_use]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AnswerChange {
-    /// Pass it on, adding these headers (appended, never replacing the application's own).
+    /// Pass it on: first set each header in `set` (replacing every copy the application
+    /// sent), then add those in `add` (appended beside the application's own).
     Pass {
+        /// Headers to set: a `Cache-Control` that keeps a person's answer out of shared caches.
+        set: Vec<(&'static str, String)>,
         /// Headers to add, `Set-Cookie` repeated as needed.
         add: Vec<(&'static str, String)>,
     },
@@ -158,6 +162,8 @@ pub struct Call {
     ///
     /// [`Gate::on_call_response`]: super::Gate::on_call_response
     pub pending: Pending,
+    /// A line to log, if any (the shared store held bytes the gate could not read).
+    pub log: Option<LogLine>,
 }
 
 /// What to do with a request or a call's answer.

@@ -17,6 +17,10 @@ pub enum FailGroup {
     ProviderDown,
     /// The gate could not do its part (500): no randomness, a seal that failed.
     Internal,
+    /// The gate cannot record that an attempt is spent right now (its ledger is full, or the
+    /// shared store fails), so it makes no token call (503, with Retry-After): the attempt is
+    /// not spent, and reloading the callback later may complete it.
+    Busy,
 }
 
 impl FailGroup {
@@ -29,6 +33,7 @@ impl FailGroup {
             FailGroup::ProviderWrong => 502,
             FailGroup::ProviderDown => 503,
             FailGroup::Internal => 500,
+            FailGroup::Busy => 503,
         }
     }
 }
@@ -91,6 +96,12 @@ fail_reasons! {
     ProviderError => Cancelled, "provider_error";
     /// The callback had no usable `code`.
     NoCode => BadAttempt, "no_code";
+    /// The attempt made its token call already: a replayed callback, whatever its `code`.
+    AttemptUsed => BadAttempt, "attempt_used";
+    /// The ledger of spent attempts has no room left where this attempt falls.
+    AttemptLedgerFull => Busy, "attempt_ledger_full";
+    /// The ledger of spent attempts could not be read or written.
+    AttemptLedgerUnavailable => Busy, "attempt_ledger_unavailable";
     /// The token endpoint did not answer.
     TokenUnreachable => ProviderDown, "token_unreachable";
     /// The token endpoint answered 502, 503 or 504.

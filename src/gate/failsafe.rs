@@ -4,6 +4,7 @@
 
 use super::decision::{Level, LogLine, Response};
 use super::request::Entropy;
+use crate::primitives::run::mask_runs;
 use crate::web::pages;
 
 /// What went wrong on the host's side.
@@ -68,7 +69,8 @@ impl HostFailure {
 pub fn fail_closed(failure: HostFailure, detail: &str, rng: &mut dyn Entropy) -> Response {
     let reference = reference(rng);
     let (title, message) = failure.text();
-    let detail = if detail.is_empty() { String::new() } else { format!(" detail={detail}") };
+    // The host's error text may quote a request (a header, a URL): no RUN in it.
+    let detail = if detail.is_empty() { String::new() } else { format!(" detail={}", mask_runs(detail)) };
     Response {
         status: failure.status(),
         headers: vec![

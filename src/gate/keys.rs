@@ -2,35 +2,18 @@
 //! unknown `kid`; besides that, a host that ticks (Envoy) asks [`Gate::poll_keys`] once a tick,
 //! and the core says whether to fetch, counts and logs. Where the host has a store that all its
 //! workers share (proxy-wasm shared data), the core keeps [`SharedJwks`] there through the
-//! [`KeyStore`] the adapter hands it, so N workers do not mean N fetches: one takes a lease with
-//! a compare-and-swap and fetches for all.
+//! [`SharedStore`] the adapter hands it, so N workers do not mean N fetches: one takes a lease
+//! with a compare-and-swap and fetches for all.
 
 use super::decision::{CallOutcome, Level, LogLine, Outbound};
 use super::events::{Event, Events};
+use super::store::{SharedStore, StoreError};
 use super::Gate;
 use crate::protocol::oidc::jwks::{KeyCache, SharedJwks};
 
 /// How often a lost compare-and-swap is retried before a publication is given up (the next
 /// tick tries again).
 const CAS_TRIES: usize = 4;
-
-/// A writer raced this one, or the store refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StoreError {
-    /// The value changed since it was read: read again and retry.
-    Conflict,
-    /// The store failed otherwise.
-    Failed,
-}
-
-/// A byte store shared by every worker of the host, with compare-and-swap: proxy-wasm shared
-/// data on Envoy.
-pub trait KeyStore {
-    /// The stored bytes, if any, and a version token for [`KeyStore::write`].
-    fn read(&self) -> (Option<Vec<u8>>, Option<u32>);
-    /// Stores `bytes` if the value is still at `version` (`None`: whatever it is).
-    fn write(&self, bytes: &[u8], version: Option<u32>) -> Result<(), StoreError>;
-}
 
 /// What a tick or a refresh answer comes to.
 #[must_use]
@@ -49,19 +32,22 @@ impl Gate {
     /// Once a tick: takes keys other workers published, shares keys a login of this worker
     /// fetched, and, when a refresh is due and no other worker holds the lease, takes it and
     /// asks for the fetch.
-    pub fn poll_keys(&self, keys: &mut KeyCache, store: &dyn KeyStore, now: u64) -> KeyPoll {
+    pub fn poll_keys(&self, keys: &mut KeyCache, store: &dyn SharedStore, now: u64) -> KeyPoll {
         let mut poll = KeyPoll::default();
         if let Some(fetched) = keys.take_unshared() {
             // A login of this worker fetched the keys (an unknown `kid`): share them. The
             // login counted the fetch.
             let _ = self.publish(keys, store, now, Ok(&fetched));
         }
-        let (bytes, version) = store.read();
+        let name = self.key_store_name();
+        // A store that cannot be read now is tried again at the next tick; fetching without
+        // the lease would be N workers fetching.
+        let Ok((bytes, version)) = store.read(&name) else { return poll };
         let state = SharedJwks::decode(bytes.as_deref());
         keys.load_shared(&state);
         let Some(leased) = state.take_lease(now, self.config.jwks_refresh_s) else { return poll };
         // Only the worker whose compare-and-swap wins fetches.
-        if store.write(&leased.encode(), version).is_err() {
+        if store.write(&name, &leased.encode(), version).is_err() {
             return poll;
         }
         poll.fetch = Some(self.jwks_request());
@@ -70,9 +56,10 @@ impl Gate {
 
     /// Takes keys other workers published into this worker's cache, so a login about to
     /// verify a token does not fetch what another worker already has.
-    pub fn sync_keys(&self, keys: &mut KeyCache, store: &dyn KeyStore) {
-        let (bytes, _) = store.read();
-        keys.load_shared(&SharedJwks::decode(bytes.as_deref()));
+    pub fn sync_keys(&self, keys: &mut KeyCache, store: &dyn SharedStore) {
+        if let Ok((bytes, _)) = store.read(&self.key_store_name()) {
+            keys.load_shared(&SharedJwks::decode(bytes.as_deref()));
+        }
     }
 
     /// The answer of the fetch [`Gate::poll_keys`] asked for (or [`CallOutcome::Failed`] when
@@ -80,7 +67,7 @@ impl Gate {
     pub fn on_keys_answer(
         &self,
         keys: &mut KeyCache,
-        store: &dyn KeyStore,
+        store: &dyn SharedStore,
         outcome: CallOutcome<'_>,
         now: u64,
     ) -> KeyPoll {
@@ -111,14 +98,17 @@ impl Gate {
     fn publish(
         &self,
         keys: &mut KeyCache,
-        store: &dyn KeyStore,
+        store: &dyn SharedStore,
         now: u64,
         result: Result<&[u8], ()>,
     ) -> Option<SharedJwks> {
+        let name = self.key_store_name();
         for _ in 0..CAS_TRIES {
-            let (bytes, version) = store.read();
-            let state = SharedJwks::decode(bytes.as_deref()).after_fetch(now, result);
-            match store.write(&state.encode(), version) {
+            let Ok((bytes, version)) = store.read(&name) else { break };
+            let mut state = SharedJwks::decode(bytes.as_deref()).after_fetch(now, result);
+            // A login's fetch for an unknown kid rate-limits every worker's.
+            state.kid_fetch_at = state.kid_fetch_at.max(keys.kid_fetched_at().unwrap_or(0));
+            match store.write(&name, &state.encode(), version) {
                 Err(StoreError::Conflict) => continue,
                 Err(StoreError::Failed) => break,
                 Ok(()) => {
@@ -127,8 +117,16 @@ impl Gate {
                 }
             }
         }
-        keys.fetched(now);
         None
+    }
+
+    /// The name of this gate's entry in the shared store: the issuer and the JWKS URL, so a
+    /// gate never takes keys fetched for another provider. Both, because a staging emulator may
+    /// well claim the production issuer: keys fetched from it must not verify production's
+    /// tokens in the gate beside it.
+    #[must_use]
+    pub fn key_store_name(&self) -> String {
+        format!("claveunica_gate.jwks {} {}", self.config.issuer, self.config.endpoints.jwks.url)
     }
 
     /// The GET of the provider's JWKS.
@@ -142,39 +140,9 @@ mod tests {
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
-    use std::cell::RefCell;
-
+    use super::super::store::testing::Flaky;
     use super::*;
     use crate::testkit;
-
-    /// A store like proxy-wasm shared data: a value and a version bumped on every write.
-    #[derive(Default)]
-    struct Shared {
-        value: RefCell<(Option<Vec<u8>>, u32)>,
-        /// Writes to refuse with a conflict before accepting, to play a racing worker.
-        conflicts: RefCell<usize>,
-    }
-
-    impl KeyStore for Shared {
-        fn read(&self) -> (Option<Vec<u8>>, Option<u32>) {
-            let v = self.value.borrow();
-            (v.0.clone(), Some(v.1))
-        }
-
-        fn write(&self, bytes: &[u8], version: Option<u32>) -> Result<(), StoreError> {
-            let mut conflicts = self.conflicts.borrow_mut();
-            if *conflicts > 0 {
-                *conflicts -= 1;
-                return Err(StoreError::Conflict);
-            }
-            let mut v = self.value.borrow_mut();
-            if version.is_some_and(|version| version != v.1) {
-                return Err(StoreError::Conflict);
-            }
-            *v = (Some(bytes.to_vec()), v.1 + 1);
-            Ok(())
-        }
-    }
 
     fn gate() -> Gate {
         Gate::new(testkit::config())
@@ -187,7 +155,7 @@ mod tests {
     #[test]
     fn one_worker_of_two_fetches_and_both_get_the_keys() {
         let gate = gate();
-        let store = Shared::default();
+        let store = Flaky::default();
         let (mut a, mut b) = (KeyCache::default(), KeyCache::default());
         let now = testkit::NOW;
         let fetch = gate.poll_keys(&mut a, &store, now).fetch.expect("nothing held yet: a fetch is due");
@@ -205,7 +173,7 @@ mod tests {
     #[test]
     fn failures_are_counted_logged_and_backed_off() {
         let gate = gate();
-        let store = Shared::default();
+        let store = Flaky::default();
         let mut keys = KeyCache::default();
         let now = testkit::NOW;
         assert!(gate.poll_keys(&mut keys, &store, now).fetch.is_some());
@@ -224,10 +192,10 @@ mod tests {
     #[test]
     fn a_lost_compare_and_swap_is_retried() {
         let gate = gate();
-        let store = Shared::default();
+        let store = Flaky::default();
         let mut keys = KeyCache::default();
         assert!(gate.poll_keys(&mut keys, &store, testkit::NOW).fetch.is_some());
-        *store.conflicts.borrow_mut() = 2;
+        store.conflict(2);
         let done = gate.on_keys_answer(
             &mut keys,
             &store,
@@ -235,14 +203,14 @@ mod tests {
             testkit::NOW,
         );
         assert!(done.events.contains(Event::JwksRefreshed));
-        let (stored, _) = store.read();
+        let stored = store.get(&gate.key_store_name());
         assert!(SharedJwks::decode(stored.as_deref()).body.is_some());
     }
 
     #[test]
     fn keys_a_login_fetched_are_shared_at_the_next_tick() {
         let gate = gate();
-        let store = Shared::default();
+        let store = Flaky::default();
         let (mut a, mut b) = (KeyCache::default(), KeyCache::default());
         let set = crate::protocol::oidc::jwks::parse(doc().as_bytes()).unwrap();
         a.replace_with_source(set, doc().as_bytes(), testkit::NOW);
@@ -252,5 +220,45 @@ mod tests {
         let _ = gate.poll_keys(&mut b, &store, testkit::NOW);
         assert!(b.get(testkit::KID).is_some());
         assert!(a.take_unshared().is_none(), "shared once");
+    }
+
+    #[test]
+    fn two_gates_for_two_providers_keep_their_own_keys_in_one_store() {
+        let production = gate();
+        let mut staging_config = testkit::config();
+        staging_config.issuer = "http://127.0.0.1:9/openid".into();
+        staging_config.endpoints.jwks.url = "http://127.0.0.1:9/openid/jwks".into();
+        let staging = Gate::new(staging_config);
+        assert_ne!(production.key_store_name(), staging.key_store_name());
+        // The same issuer with another JWKS is another entry too.
+        let mut elsewhere = testkit::config();
+        elsewhere.endpoints.jwks.url = "http://127.0.0.1:9/openid/jwks".into();
+        assert_ne!(production.key_store_name(), Gate::new(elsewhere).key_store_name());
+
+        let store = Flaky::default();
+        let (mut p, mut s) = (KeyCache::default(), KeyCache::default());
+        let now = testkit::NOW;
+        // Each fetches its own provider's keys: one gate's lease does not stop the other.
+        assert!(production.poll_keys(&mut p, &store, now).fetch.is_some());
+        assert!(staging.poll_keys(&mut s, &store, now).fetch.is_some(), "staging waited on production's lease");
+        let _ = production.on_keys_answer(
+            &mut p,
+            &store,
+            CallOutcome::Answered { status: 200, body: doc().as_bytes() },
+            now,
+        );
+        let other = testkit::jwks(&[("staging-kid", &testkit::other_key())]);
+        let _ = staging.on_keys_answer(
+            &mut s,
+            &store,
+            CallOutcome::Answered { status: 200, body: other.as_bytes() },
+            now + 1,
+        );
+        // A new worker of each gate takes its own provider's keys, never the other's.
+        let (mut p2, mut s2) = (KeyCache::default(), KeyCache::default());
+        production.sync_keys(&mut p2, &store);
+        staging.sync_keys(&mut s2, &store);
+        assert!(p2.get(testkit::KID).is_some() && p2.get("staging-kid").is_none(), "{p2:?}");
+        assert!(s2.get("staging-kid").is_some() && s2.get(testkit::KID).is_none(), "{s2:?}");
     }
 }

@@ -3,11 +3,12 @@
 //! can produce.
 
 use super::failsafe::reference;
-use super::request::split_query;
+use super::ledger::{Claimed, Refused, SHARD_CAPACITY};
 use super::{
     Call, CallOutcome, Decision, Entropy, Event, Events, FailGroup, FailReason, Gate, Level, LogLine, Request, Response,
 };
 use crate::config::Endpoint;
+use crate::primitives::run;
 use crate::primitives::seal::NONCE_LEN;
 use crate::primitives::secret::SecretString;
 use crate::protocol::flow::{self, Flow, FlowError, NONCE_BYTES, STATE_BYTES};
@@ -19,6 +20,14 @@ use crate::protocol::oidc::{authorize, MAX_BODY_LEN};
 use crate::protocol::session::Session;
 use crate::web::pages;
 use crate::web::redirect;
+
+/// The most login attempts a browser keeps in flight (tabs that each started a login); older
+/// ones are dropped as new ones start.
+pub const MAX_PENDING_FLOWS: usize = 3;
+/// The most bytes of flow cookies (`name=value`) a browser is left with when a login starts,
+/// unless the new attempt's cookie alone is larger: with a session cookie, well within the
+/// 8 KB a proxy allows a request header by default.
+pub const FLOW_COOKIE_BUDGET: usize = 4096;
 
 /// A login waiting for a call's answer. Opaque: only the gate makes one, so an adapter cannot
 /// skip a step.
@@ -36,6 +45,8 @@ enum Step {
 struct Login {
     flow: Flow,
     flow_cookie: String,
+    /// The attempt is spent in the ledger: no token call without it.
+    _spent: Claimed,
     /// This login fetched the provider's keys (its ID token named an unknown `kid`): counted
     /// with the login's outcome.
     fetched_keys: bool,
@@ -59,6 +70,11 @@ Intente nuevamente en unos minutos.",
             "No fue posible comunicarse con ClaveÚnica. Intente nuevamente en unos minutos.",
         ),
         FailGroup::Internal => ("Error interno", "Ocurrió un error al procesar el ingreso. Intente nuevamente."),
+        FailGroup::Busy => (
+            "Ingreso no disponible por un momento",
+            "No fue posible completar el ingreso con ClaveÚnica en este momento. Espere unos segundos y \
+vuelva a cargar esta página, o vuelva a ingresar.",
+        ),
     }
 }
 
@@ -88,22 +104,32 @@ impl Called {
     }
 }
 
-/// A failure: its reason (which knows its group), and a detail for the log only.
+/// A failure: its reason (which knows its group), a detail for the log only, and when to
+/// come back, if the failure passes by itself.
 #[derive(Debug)]
 struct Failed {
     reason: FailReason,
     detail: String,
+    retry_after_s: Option<u64>,
 }
 
 impl Failed {
     fn new(reason: FailReason) -> Self {
-        Self { reason, detail: String::new() }
+        Self { reason, detail: String::new(), retry_after_s: None }
     }
 
     fn with(reason: FailReason, detail: impl Into<String>) -> Self {
-        Self { reason, detail: detail.into() }
+        Self { reason, detail: detail.into(), retry_after_s: None }
+    }
+
+    fn retry_after(self, seconds: u64) -> Self {
+        Self { retry_after_s: Some(seconds), ..self }
     }
 }
+
+/// When to come back after the shared store failed or kept losing races: soon, since a race
+/// is over in a moment, and a longer wait would not mend a store that keeps failing.
+const STORE_RETRY_AFTER_S: u64 = 5;
 
 impl Login {
     /// The events of the login's outcome.
@@ -119,18 +145,20 @@ impl Login {
 impl Gate {
     /// A failure page, its log line, and any cookies to clear.
     fn fail(&self, failed: Failed, rng: &mut dyn Entropy, clear: &[&str], retry: Option<&str>) -> Decision {
-        let Failed { reason, detail } = failed;
+        let Failed { reason, detail, retry_after_s } = failed;
         let group = reason.group();
         let reference = reference(rng);
         let (title, message) = page_text(group);
         let mut headers =
             vec![("content-type", "text/html; charset=utf-8".to_string()), ("cache-control", "no-store".to_string())];
+        headers.extend(retry_after_s.map(|s| ("retry-after", s.to_string())));
         headers.extend(clear.iter().map(|name| ("set-cookie", self.attrs.delete(name))));
         let level = match group {
             FailGroup::BadAttempt | FailGroup::Cancelled => Level::Warn,
             _ => Level::Error,
         };
-        let detail = if detail.is_empty() { String::new() } else { format!(" detail={detail}") };
+        // The detail is outside text (a provider's error code, a parser's words): no RUN in it.
+        let detail = if detail.is_empty() { String::new() } else { format!(" detail={}", run::mask_runs(&detail)) };
         Decision::Respond(Response {
             status: group.status(),
             headers,
@@ -151,6 +179,7 @@ impl Gate {
     /// the request showed before (a session cookie to clear, a canary choice).
     pub(super) fn start_login(
         &self,
+        req: &Request<'_>,
         wanted: &str,
         now: u64,
         rng: &mut dyn Entropy,
@@ -169,32 +198,63 @@ impl Gate {
         let Some(sealed) = flow.seal(&self.ring, seal_nonce) else {
             return self.fail(Failed::new(FailReason::SealFailed), rng, &[], None);
         };
+        let name = flow.cookie_name(&self.config.flow.cookie_prefix);
         let mut headers = vec![
             ("location", authorize::authorize_url(&self.config, &flow)),
-            (
-                "set-cookie",
-                self.attrs.set(&flow.cookie_name(&self.config.flow.cookie_prefix), &sealed, self.config.flow.max_age_s),
-            ),
+            ("set-cookie", self.attrs.set(&name, &sealed, self.config.flow.max_age_s)),
             ("cache-control", "no-store".to_string()),
         ];
         headers.extend(set_cookies.into_iter().map(|c| ("set-cookie", c)));
+        let mut dropped = self.older_attempts_to_drop(req, name.len() + sealed.len());
+        dropped.retain(|n| *n != name);
+        headers.extend(dropped.iter().map(|n| ("set-cookie", self.attrs.delete(n))));
         events.push(Event::LoginStarted);
         Decision::Respond(Response { status: 302, headers, body: String::new(), log: None, events })
     }
 
-    /// A same-origin path that is not one of the gate's own, or `/`.
-    pub(super) fn return_path<'a>(&self, wanted: &'a str) -> &'a str {
-        match redirect::same_origin_path(wanted) {
-            Some(p) => {
-                let (path, _) = split_query(p);
-                let ours = [&self.config.callback_path, &self.config.login_path, &self.config.logout_path];
-                if ours.iter().any(|o| o.as_str() == path) {
-                    "/"
-                } else {
-                    p
-                }
+    /// The browser's login attempts in flight to drop as a new one (its cookie `new_len`
+    /// bytes) starts, so that starting logins again and again (each with a long return path)
+    /// cannot grow the `Cookie` header until the site, and the logout, answer 431. The newest
+    /// are kept while at most [`MAX_PENDING_FLOWS`] attempts and [`FLOW_COOKIE_BUDGET`] bytes
+    /// of them, the new one included; attempts whose cookie does not open go first.
+    fn older_attempts_to_drop<'a>(&self, req: &Request<'a>, new_len: usize) -> Vec<&'a str> {
+        let prefix = &self.config.flow.cookie_prefix;
+        let mut pending: Vec<(Option<u64>, &'a str, usize)> = req
+            .cookies()
+            .filter(|(n, _)| n.starts_with(prefix.as_str()))
+            .map(|(n, v)| (flow::started_at(&self.ring, v), n, n.len() + v.len()))
+            .collect();
+        // Newest first; those that do not open last (`None` sorts lowest).
+        pending.sort_by_key(|p| std::cmp::Reverse(p.0));
+        let (mut kept, mut bytes) = (1, new_len);
+        let mut dropped = Vec::new();
+        for (started, name, len) in pending {
+            if started.is_some() && kept < MAX_PENDING_FLOWS && bytes.saturating_add(len) <= FLOW_COOKIE_BUDGET {
+                kept += 1;
+                bytes += len;
+            } else if !dropped.contains(&name) {
+                dropped.push(name);
             }
-            None => "/",
+        }
+        dropped
+    }
+
+    /// A same-origin path that lands on none of the gate's own, or `/`.
+    ///
+    /// A login that ended on the logout path would end the session it just made; on the login
+    /// or callback path, it would start over or fail. So a return path is compared with them as
+    /// a browser and a lenient server would read it (no fragment, decoded, any letter case,
+    /// path parameters dropped), and one with dot segments, which could resolve to them,
+    /// becomes `/` too.
+    pub(super) fn return_path<'a>(&self, wanted: &'a str) -> &'a str {
+        let Some(p) = redirect::same_origin_path(wanted) else { return "/" };
+        let Some(landing) = redirect::landing_path(p) else { return "/" };
+        let ours = [&self.config.callback_path, &self.config.login_path, &self.config.logout_path];
+        let ours = ours.iter().filter_map(|o| redirect::landing_path(o));
+        if ours.into_iter().any(|o| o == landing) {
+            "/"
+        } else {
+            p
         }
     }
 
@@ -219,6 +279,13 @@ impl Gate {
         let flow_cookie = flow::cookie_name_for(prefix, state).unwrap_or_default();
         let jar: Vec<(&str, &str)> = req.cookies().collect();
         let lookup = |name: &str| jar.iter().find(|(n, _)| *n == name).map(|(_, v)| *v);
+        // Two cookies of this attempt's name: one was tossed in (by a sibling site, or at a
+        // deeper path, which the browser sends first). Neither is trusted to say whose login
+        // this is.
+        if jar.iter().filter(|(n, _)| *n == flow_cookie).count() > 1 {
+            let failed = Failed::with(FailReason::StateMismatch, "two flow cookies");
+            return self.fail(failed, rng, &[flow_cookie.as_str()], Some("/"));
+        }
         let flow = match Flow::resume(&self.ring, prefix, state, lookup, now, self.config.flow.max_age_s) {
             Ok(flow) => flow,
             Err(e) => {
@@ -240,14 +307,61 @@ impl Gate {
         let Some(code) = code.first().filter(|c| !c.is_empty() && c.len() <= 512) else {
             return self.fail(bad(FailReason::NoCode), rng, &[&flow_cookie], Some(&retry));
         };
+        // One token call per attempt, whichever worker answers its callback: the attempt is
+        // spent before the call is asked for, even if the call then fails. Remembered while
+        // the flow cookie could still be resumed, and a leeway longer, should the host's clock
+        // step back.
+        let forget_at =
+            flow.created_at().saturating_add(self.config.flow.max_age_s).saturating_add(self.config.clock_leeway_s);
+        let claim = self.ledger.claim(flow.state(), forget_at, now);
+        let garbled = claim.garbled.map(|g| format!("ledger shard {} held {g}; that part was dropped", claim.shard));
+        let spent = match claim.result {
+            Ok(spent) => spent,
+            Err(refused) => return self.refused(refused, claim.shard, garbled, &flow_cookie, &retry, rng),
+        };
         let body = token::request_body(&self.config, code, flow.state());
-        self.call(
+        let mut d = self.call(
             "POST",
             &self.config.endpoints.token,
             vec![("content-type", "application/x-www-form-urlencoded".into()), ("accept", "application/json".into())],
             Some(body.into_bytes()),
-            Step::Token(Box::new(Login { flow, flow_cookie, fetched_keys: false })),
-        )
+            Step::Token(Box::new(Login { flow, flow_cookie, _spent: spent, fetched_keys: false })),
+        );
+        if let (Decision::Call(call), Some(g)) = (&mut d, garbled) {
+            call.log = Some(LogLine { level: Level::Error, message: g });
+        }
+        d
+    }
+
+    /// The page for an attempt the ledger would not claim: spent already (400), or the ledger
+    /// cannot say (503, the attempt not spent: the flow cookie stays, so the callback reloaded
+    /// after `Retry-After` completes).
+    fn refused(
+        &self,
+        refused: Refused,
+        shard: u16,
+        garbled: Option<String>,
+        flow_cookie: &str,
+        retry: &str,
+        rng: &mut dyn Entropy,
+    ) -> Decision {
+        let (failed, clear) = match refused {
+            Refused::Used => (Failed::new(FailReason::AttemptUsed), Some(flow_cookie)),
+            Refused::Full { retry_after_s } => {
+                let detail = format!("shard={shard} entries={SHARD_CAPACITY}");
+                (Failed::with(FailReason::AttemptLedgerFull, detail).retry_after(retry_after_s), None)
+            }
+            Refused::Unavailable(why) => {
+                let detail = format!("shard={shard} {why}");
+                (Failed::with(FailReason::AttemptLedgerUnavailable, detail).retry_after(STORE_RETRY_AFTER_S), None)
+            }
+        };
+        let failed = match garbled {
+            Some(g) if failed.detail.is_empty() => Failed { detail: g, ..failed },
+            Some(g) => Failed { detail: format!("{} {g}", failed.detail), ..failed },
+            None => failed,
+        };
+        self.fail(failed, rng, clear.as_slice(), Some(retry))
     }
 
     /// A call to one of the provider's endpoints.
@@ -262,6 +376,7 @@ impl Gate {
         Decision::Call(Box::new(Call {
             request: self.outbound(method, endpoint, headers, body),
             pending: Pending(step),
+            log: None,
         }))
     }
 
@@ -358,6 +473,7 @@ impl Gate {
                 Decision::Call(Box::new(Call {
                     request: self.jwks_request(),
                     pending: Pending(Step::Jwks(login, tokens)),
+                    log: None,
                 }))
             }
             Err(e) => {
@@ -383,6 +499,8 @@ impl Gate {
             Ok(_) => Err(Failed::with(FailReason::JwksInvalid, "status")),
             Err(failed) => Err(failed),
         };
+        // Only a fetch for a kid unknown among held keys counts for the rate limit.
+        keys.fetched_for_kid(now, !keys.is_empty());
         match parsed {
             Ok((set, body)) => {
                 keys.replace_with_source(set, body, now);
@@ -390,8 +508,7 @@ impl Gate {
                 self.verify_or_fetch(login, tokens, now, rng, keys, false)
             }
             Err(failed) => {
-                // The last good keys stay; only the attempt is recorded, for the rate limit.
-                keys.fetched(now);
+                // The last good keys stay; the attempt was recorded above, for the rate limit.
                 let mut d = self.fail_login(&login, failed, rng);
                 if let Decision::Respond(r) = &mut d {
                     r.events.push(Event::JwksRefreshFailed);

@@ -5,16 +5,19 @@
 //! `mod.rs` holds the gate and the request path; `decision` the values it returns;
 //! `request` what it is told of a request; `login` the login from the redirect to the
 //! session; `upstream` the forwarded request's way there and back; `keys` keeping the
-//! provider's keys fresh; `failsafe` the answers when the host fails; `events` what gets
-//! counted; `known` the cache of opened session cookies.
+//! provider's keys fresh; `store` the store the host's workers share; `ledger` the login
+//! attempts already spent, kept there; `failsafe` the answers when the host fails; `events`
+//! what gets counted; `known` the cache of opened session cookies.
 
 mod decision;
 mod events;
 mod failsafe;
 mod keys;
 mod known;
+mod ledger;
 mod login;
 mod request;
+mod store;
 mod upstream;
 
 pub use decision::{
@@ -23,21 +26,34 @@ pub use decision::{
 };
 pub use events::{Event, Events, FailGroup, FailReason};
 pub use failsafe::{fail_closed, HostFailure};
-pub use keys::{KeyPoll, KeyStore, StoreError};
+pub use keys::KeyPoll;
 pub use known::{Known, KnownSessions, GENERATION};
 pub use login::Pending;
 pub use request::{Entropy, EntropyUnavailable, Request};
+pub use store::{MemoryStore, SharedStore, StoreError};
 
 use std::sync::Arc;
 
 use crate::config::{Config, Endpoint};
 use crate::policy::{self, MigrationMode, RuleAction};
+use crate::primitives::run;
 use crate::primitives::seal::{KeyRing, NONCE_LEN};
 use crate::protocol::session::Session;
 use crate::web::cookies::{self, CookieAttrs};
 use crate::web::pages;
 use failsafe::reference;
+use ledger::Ledger;
 use request::split_query;
+
+/// The name of a gate's ledger of spent login attempts in the shared store (each shard's value
+/// adds `/<shard>`): the token endpoint and the client, since what the ledger bounds is token
+/// calls made with this client's credentials. Gates that share them (two listeners with one
+/// configuration) share the ledger, so a flow cookie one accepts cannot buy a second call at
+/// the other; gates for other clients keep theirs apart, so one's load never fills another's.
+/// `v1` is the value's format: a gate that writes another uses another name.
+fn ledger_name(config: &Config) -> String {
+    format!("claveunica_gate.spent.v1 {} {}", config.endpoints.token.url, config.client_id)
+}
 
 /// The canary cookie: the sticky per-browser choice in canary mode.
 const CANARY_COOKIE: &str = "claveunica_canary";
@@ -48,13 +64,20 @@ const RESEAL_INTERVAL_S: u64 = 60;
 
 /// What the request's cookies say about a ClaveÚnica session.
 enum SessionState {
-    Valid { known: Arc<Known>, reseal: bool },
+    Valid {
+        known: Arc<Known>,
+        reseal: bool,
+    },
     Expired,
     Rejected,
+    /// Session cookies that open to different people (one tossed in by a sibling site or a
+    /// deeper `Path`): none of them is served.
+    Conflict,
     Absent,
 }
 
-/// The gate: a compiled configuration and its prepared keys.
+/// The gate: a compiled configuration, its prepared keys, and the ledger of the login
+/// attempts it spent.
 #[derive(Debug)]
 pub struct Gate {
     config: Config,
@@ -62,16 +85,37 @@ pub struct Gate {
     attrs: CookieAttrs,
     canary_cookie: String,
     known: KnownSessions,
+    ledger: Ledger,
 }
 
 impl Gate {
-    /// Prepares a gate for a validated configuration.
+    /// Prepares a gate for a validated configuration, whose ledger of spent login attempts is
+    /// kept in this gate's own memory ([`MemoryStore`]): right for a host whose instances share
+    /// nothing (the `wasi:http` component) and for tests. A host whose workers share a store
+    /// hands it to [`Gate::with_store`] instead, or a replayed callback that reaches another
+    /// worker makes a second token call.
     #[must_use]
     pub fn new(config: Config) -> Self {
+        Self::build(config, Arc::new(MemoryStore::default()))
+    }
+
+    /// Prepares a gate whose ledger of spent login attempts is kept in `store`, which every
+    /// worker of the host shares (proxy-wasm shared data): a login attempt then makes one token
+    /// call whichever worker answers its callback. Writes the ledger's empty values the first
+    /// time, so build the gate before it serves (when the configuration loads).
+    #[must_use]
+    pub fn with_store(config: Config, store: Arc<dyn SharedStore + Send + Sync>) -> Self {
+        let gate = Self::build(config, store);
+        gate.ledger.prepare();
+        gate
+    }
+
+    fn build(config: Config, store: Arc<dyn SharedStore + Send + Sync>) -> Self {
         let ring = KeyRing::new(&config.session_keys);
         let attrs = CookieAttrs { secure: config.secure_cookies };
         let canary_cookie = format!("{}{CANARY_COOKIE}", if config.secure_cookies { "__Host-" } else { "" });
-        Self { config, ring, attrs, canary_cookie, known: KnownSessions::default() }
+        let ledger = Ledger::new(store, ledger_name(&config));
+        Self { config, ring, attrs, canary_cookie, known: KnownSessions::default(), ledger }
     }
 
     /// The configuration.
@@ -100,22 +144,23 @@ impl Gate {
                 .find(|(k, _)| k == "return_to")
                 .map(|(_, v)| v.into_owned())
                 .unwrap_or_else(|| "/".into());
-            return self.start_login(&return_to, now, rng, Vec::new(), Events::default());
+            return self.start_login(req, &return_to, now, rng, Vec::new(), Events::default());
         }
         let action = policy::action_for(&self.config.rules, req.method, path);
         if action == RuleAction::Public {
             return self.forward_anonymous(req, Vec::new(), Events::default());
         }
-        let (mut events, clear) = match self.session(req, now) {
+        let name = &self.config.session.cookie_name;
+        let (mut events, mut set_cookies) = match self.session(req, now) {
             SessionState::Valid { known, reseal } => return self.forward_identified(req, &known, reseal, now, rng),
-            SessionState::Expired => (Events::one(Event::SessionExpired), true),
-            SessionState::Rejected => (Events::one(Event::SessionRejected), true),
-            SessionState::Absent => (Events::default(), false),
+            SessionState::Expired => (Events::one(Event::SessionExpired), vec![self.attrs.delete(name)]),
+            SessionState::Rejected => (Events::one(Event::SessionRejected), vec![self.attrs.delete(name)]),
+            // A cookie tossed in at a deeper `Path` is only cleared at that path: clear it at
+            // every path this request's cookies could have come from, or the next request
+            // meets the same conflict after the login.
+            SessionState::Conflict => (Events::one(Event::SessionRejected), self.attrs.delete_on_paths(name, path)),
+            SessionState::Absent => (Events::default(), Vec::new()),
         };
-        let mut set_cookies: Vec<String> = Vec::new();
-        if clear {
-            set_cookies.push(self.attrs.delete(&self.config.session.cookie_name));
-        }
         if action == RuleAction::Optional {
             return self.forward_anonymous(req, set_cookies, events);
         }
@@ -133,7 +178,11 @@ impl Gate {
                 if let Decision::Forward(f) = &mut d {
                     f.log = Some(LogLine {
                         level: Level::Info,
-                        message: format!("report_only: would require a ClaveÚnica login for {} {path}", req.method),
+                        message: format!(
+                            "report_only: would require a ClaveÚnica login for {} {}",
+                            run::mask_runs(req.method),
+                            run::mask_runs(path)
+                        ),
                     });
                 }
                 d
@@ -176,7 +225,7 @@ impl Gate {
     ) -> Decision {
         let api = policy::is_api_request(req.headers.iter().copied());
         if !api {
-            return self.start_login(req.path, now, rng, set_cookies, events);
+            return self.start_login(req, req.path, now, rng, set_cookies, events);
         }
         events.push(Event::ApiUnauthorized);
         let return_to = self.return_path(req.path);
@@ -199,9 +248,12 @@ impl Gate {
         Decision::Respond(Response { status: 401, headers, body, log: None, events })
     }
 
-    /// The request's ClaveÚnica session, as its cookies say.
+    /// The request's ClaveÚnica session, as its cookies say. Every session cookie is opened:
+    /// two that open to different people are a conflict, never one of them picked, since the
+    /// browser's order is the attacker's to choose (a longer `Path` comes first).
     fn session(&self, req: &Request<'_>, now: u64) -> SessionState {
         let mut state = SessionState::Absent;
+        let mut valid: Option<(Arc<Known>, bool)> = None;
         let idle_timeout_s = self.config.session.idle_timeout_s;
         for (name, value) in req.cookies() {
             if name != self.config.session.cookie_name {
@@ -220,9 +272,16 @@ impl Gate {
             let idle_reseal =
                 idle_timeout_s.is_some() && now.saturating_sub(known.session.last_seen()) >= RESEAL_INTERVAL_S;
             let reseal = known.stale_key || idle_reseal;
-            return SessionState::Valid { known, reseal };
+            match &valid {
+                None => valid = Some((known, reseal)),
+                Some((first, _)) if first.session.identity().run() == known.session.identity().run() => {}
+                Some(_) => return SessionState::Conflict,
+            }
         }
-        state
+        match valid {
+            Some((known, reseal)) => SessionState::Valid { known, reseal },
+            None => state,
+        }
     }
 
     /// What a session cookie value opens to: from the cache when this gate opened it before.
@@ -345,13 +404,17 @@ impl Gate {
             _ => "-".to_string(),
         };
         // Any login attempts in flight end too.
-        let flows = req
+        let mut deleted: Vec<String> = req
             .cookies()
             .filter(|(name, _)| name.starts_with(&self.config.flow.cookie_prefix))
             .map(|(name, _)| self.attrs.delete(name))
             .collect();
+        // Session cookies beside the one at `/` (the response deletes that one), tossed in at
+        // a deeper path, go too.
+        let (path, _) = split_query(req.path);
+        deleted.extend(self.attrs.delete_on_paths(&self.config.session.cookie_name, path).into_iter().skip(1));
         let log = LogLine { level: Level::Info, message: format!("logout run={who}") };
-        Decision::Respond(self.logout_response(200, flows, log, Events::one(Event::Logout)))
+        Decision::Respond(self.logout_response(200, deleted, log, Events::one(Event::Logout)))
     }
 
     /// A request to one of the provider's endpoints.

@@ -6,6 +6,9 @@ use wasm_bindgen_test::wasm_bindgen_test as test;
 
 use serde_json::{json, Value};
 
+use std::sync::atomic::Ordering;
+
+use super::store::testing::Flaky;
 use super::*;
 use crate::protocol::oidc::jwks::{self, KeyCache};
 use crate::protocol::oidc::MAX_BODY_LEN;
@@ -345,6 +348,19 @@ impl Harness {
         self
     }
 
+    /// A login whose ID token is signed with a key the gate does not hold yet: the gate fetches
+    /// the JWKS, which now holds it, and the login goes on to userinfo.
+    fn login_signed_with_a_new_key(&mut self) {
+        let s = self.start("/a");
+        let c = call(self.callback(&s));
+        let body = self.token_body_with_kid(&s, "rotated");
+        let jwks_call = call(self.answer(c.pending, 200, &body));
+        assert_eq!((jwks_call.request.method, jwks_call.request.path.as_str()), ("GET", "/openid/jwks"));
+        let set = testkit::jwks(&[("rotated", &testkit::other_key())]);
+        let next = call(self.answer(jwks_call.pending, 200, &set));
+        assert_eq!(next.request.path, "/openid/userinfo/");
+    }
+
     /// A token answer whose ID token names `kid` and is signed by the other test key.
     fn token_body_with_kid(&self, s: &Started, kid: &str) -> String {
         let token = testkit::sign_rs256(
@@ -379,21 +395,22 @@ fn a_bad_id_token_stops_the_login() {
 #[test]
 fn an_unknown_kid_is_fetched_once_then_refused() {
     let mut h = harness().with_known_keys();
-    let s = h.start("/a");
-    let c = call(h.callback(&s));
-    let body = h.token_body_with_kid(&s, "rotated");
-    let jwks_call = call(h.answer(c.pending, 200, &body));
-    assert_eq!(jwks_call.request.method, "GET");
-    // The provider rotated: the new set holds the new key, and the login goes on.
-    let set = testkit::jwks(&[("rotated", &testkit::other_key())]);
-    let next = call(h.answer(jwks_call.pending, 200, &set));
-    assert_eq!(next.request.path, "/openid/userinfo/");
+    h.login_signed_with_a_new_key();
 
     // A kid nobody knows, right after a fetch: refused without another fetch.
     let s = h.start("/b");
     let c = call(h.callback(&s));
     let body = h.token_body_with_kid(&s, "nowhere");
     assert_error_page(&respond(h.answer(c.pending, 200, &body)), 502);
+}
+
+#[test]
+fn a_key_rotated_just_after_a_fetch_is_fetched_by_the_next_login() {
+    // The keys were fetched this very second (first fetch or scheduled refresh), then the
+    // provider signs with a new key: the login fetches again at once and goes on.
+    let mut h = harness();
+    h.keys.replace(jwks::parse(testkit::jwks(&[(KID, &testkit::provider_key())]).as_bytes()).unwrap(), h.now);
+    h.login_signed_with_a_new_key();
 }
 
 #[test]
@@ -498,6 +515,46 @@ fn return_to_never_leaves_the_origin() {
         header(&h.login("/claveunica/login?return_to=%2Fmis-tramites%3Fa%3D1"), "location"),
         ["/mis-tramites?a=1"]
     );
+}
+
+#[test]
+fn a_login_never_lands_on_the_gates_own_paths() {
+    for wanted in [
+        "/claveunica/logout",
+        "/claveunica/logout#x",
+        "/claveunica/logout?x=1#y",
+        "/claveunica/logout/",
+        "/claveunica/logout;x",
+        "/ClaveUnica/Logout",
+        "/claveunica/%6cogout",
+        "/claveunica/logout%23x",
+        "/x/../claveunica/logout",
+        "/claveunica/x/../logout",
+        "/claveunica/./logout",
+        "/claveunica/%2e/logout",
+        "/x/%2E%2E/claveunica/logout",
+        "/x/..;/claveunica/logout",
+        "/claveunica/login#",
+        "/claveunica/login?return_to=/claveunica/logout",
+        "/claveunica/callback#x",
+    ] {
+        let mut h = harness();
+        let path = format!(
+            "/claveunica/login?return_to={}",
+            url::form_urlencoded::byte_serialize(wanted.as_bytes()).collect::<String>()
+        );
+        let done = h.login(&path);
+        assert_eq!(header(&done, "location"), ["/"], "{wanted}");
+    }
+    // Paths beside the gate's own are the application's, and kept.
+    for kept in ["/claveunica/logoutx", "/tramites#logout", "/claveunica/logout-info", "/a/b?c=1#d"] {
+        let mut h = harness();
+        let path = format!(
+            "/claveunica/login?return_to={}",
+            url::form_urlencoded::byte_serialize(kept.as_bytes()).collect::<String>()
+        );
+        assert_eq!(header(&h.login(&path), "location"), [kept], "{kept}");
+    }
 }
 
 #[test]
@@ -659,6 +716,27 @@ fn report_only_blocks_nothing_and_says_what_it_would_do() {
 }
 
 #[test]
+fn no_log_line_holds_a_full_run_from_a_path_or_a_provider() {
+    let mut h = harness_with(|v| v["migration"] = json!({"mode": "report_only"}));
+    for path in ["/perfil/44.444.444-4", "/perfil/44444444-4", "/perfil/444444444", "/p/44%2E444%2E444%2D4"] {
+        let message = forward(h.request(path, None)).log.map(|l| l.message).unwrap_or_default();
+        assert!(message.contains("for GET /p") && message.contains("*****444-4"), "{message}");
+        assert!(!message.contains("444444") && !message.contains("444.444"), "{message}");
+    }
+    // A provider's error code is quoted in the failure's log line, masked.
+    let mut h = harness();
+    let s = h.start("/");
+    let path = format!("/claveunica/callback?error=44444444-4&state={}", param(&s.authorize, "state"));
+    let r = respond(h.request(&path, Some(&s.flow_cookie)));
+    let message = r.log.map(|l| l.message).unwrap_or_default();
+    assert!(message.contains("detail=*****444-4"), "{message}");
+    // And a host's error text.
+    let r = fail_closed(HostFailure::Internal, "header x-rut: 44.444.444-4 refused", &mut SeqEntropy(0));
+    let message = r.log.map(|l| l.message).unwrap_or_default();
+    assert!(message.contains("x-rut: *****444-4 refused"), "{message}");
+}
+
+#[test]
 fn a_run_outside_the_pilot_list_gets_403_and_logout() {
     let mut h = harness_with(|v| v["allowed_runs"] = json!(["55.555.555-5"]));
     let cookie = session_cookie(&h.login("/"));
@@ -722,22 +800,70 @@ fn the_application_can_end_the_session() {
     assert!(header(&r, "set-cookie").iter().any(|c| c.starts_with("__Host-claveunica_session=;")));
     assert!(r.body.contains("/api/v1/accounts/app/logout"));
     assert!(r.events.contains(Event::AppLogout));
-    // Without the header, the answer passes untouched.
+    // Without the header, the answer passes, kept out of shared caches.
     let f = forward(h.request("/", Some(&cookie)));
     let plain = UpstreamAnswer { status: 200, headers: &asked[2..] };
-    assert_eq!(h.gate.on_upstream_response(f.upstream, &plain), AnswerChange::Pass { add: vec![] });
+    assert_eq!(
+        h.gate.on_upstream_response(f.upstream, &plain),
+        AnswerChange::Pass { set: vec![("cache-control", "private".into())], add: vec![("vary", "Cookie".into())] }
+    );
+}
+
+#[test]
+fn a_persons_answer_never_stays_in_a_shared_cache() {
+    let mut h = harness_with(|v| {
+        v["rules"] = json!([{"prefix": "/public", "action": "public"}]);
+        v["session"] = json!({"idle_timeout_s": 600});
+    });
+    let cookie = session_cookie(&h.login("/"));
+    let shared = [("content-type", "text/html"), ("Cache-Control", "public, max-age=600")];
+    let answer = UpstreamAnswer { status: 200, headers: &shared };
+    // Identified: private, and varying by cookie.
+    let f = forward(h.request("/tramites", Some(&cookie)));
+    let want = AnswerChange::Pass {
+        set: vec![("cache-control", "private, max-age=600".into())],
+        add: vec![("vary", "Cookie".into())],
+    };
+    assert_eq!(h.gate.on_upstream_response(f.upstream, &answer), want);
+    // Carrying a resealed session cookie: private too, the cookie added.
+    h.now += 120;
+    let f = forward(h.request("/tramites", Some(&cookie)));
+    assert!(!f.upstream.set_cookies().is_empty(), "no reseal to test with");
+    match h.gate.on_upstream_response(f.upstream, &answer) {
+        AnswerChange::Pass { set, add } => {
+            assert_eq!(set, [("cache-control", "private, max-age=600".to_string())]);
+            assert!(add.iter().any(|(n, v)| *n == "set-cookie" && v.starts_with("__Host-claveunica_session=")));
+            assert!(add.contains(&("vary", "Cookie".to_string())), "{add:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // An anonymous public answer is the application's to cache as it likes.
+    let f = forward(h.request("/public/app.css", None));
+    assert!(!f.upstream.reads_answer());
+    let untouched = AnswerChange::Pass { set: vec![], add: vec![] };
+    assert_eq!(h.gate.on_upstream_response(f.upstream, &answer), untouched);
+    // Already private or no-store: left as the application said, `Vary` added once.
+    let f = forward(h.request("/tramites", Some(&cookie)));
+    let private = [("cache-control", "no-store"), ("vary", "Accept-Encoding, Cookie")];
+    let private = UpstreamAnswer { status: 200, headers: &private };
+    match h.gate.on_upstream_response(f.upstream, &private) {
+        AnswerChange::Pass { set, add } => assert!(set.is_empty() && add.iter().all(|(n, _)| *n != "vary"), "{add:?}"),
+        other => panic!("{other:?}"),
+    }
 }
 
 #[test]
 fn an_anonymous_answer_cannot_log_anyone_out_and_carries_the_gates_cookies() {
     let mut h = harness_with(|v| v["rules"] = json!([{"exact": "/public", "action": "optional"}]));
+    assert!(!forward(h.request("/public", None)).upstream.reads_answer());
     let f = forward(h.request("/public", Some("__Host-claveunica_session=garbage")));
-    assert!(!f.upstream.reads_answer());
+    assert!(f.upstream.reads_answer(), "an answer with the gate's cookie is kept from shared caches");
     let asked = [("x-claveunica-logout", "1")];
     let change = h.gate.on_upstream_response(f.upstream, &UpstreamAnswer { status: 200, headers: &asked });
     match change {
-        AnswerChange::Pass { add } => {
-            assert_eq!(add.len(), 1, "{add:?}");
+        AnswerChange::Pass { set, add } => {
+            assert_eq!(set, [("cache-control", "private".to_string())]);
+            assert_eq!(add.len(), 2, "{add:?}");
             assert_eq!(add[0].0, "set-cookie");
             assert!(add[0].1.starts_with("__Host-claveunica_session=;"), "{add:?}");
         }
@@ -812,4 +938,289 @@ fn a_session_seen_before_is_still_checked_on_every_request() {
     // And a new configuration starts with nothing known.
     let h = harness();
     assert!(h.gate.known.is_empty());
+}
+
+/// A session cookie for `run`, sealed with the test configuration's key as the gate would.
+fn sealed_for(h: &Harness, run: crate::primitives::run::Run) -> String {
+    let m = testkit::maria();
+    let who =
+        crate::protocol::session::Identity::new(run, m.nombres().to_vec(), m.apellidos().to_vec(), "1".into()).unwrap();
+    let s = crate::protocol::session::Session::insecure_from_parts(who, h.now - 10, h.now + 3600, h.now - 10);
+    let value = s.seal(&testkit::key_ring(&[testkit::SESSION_KEY]), [7; NONCE_LEN]).unwrap();
+    format!("{}={value}", h.gate.config.session.cookie_name)
+}
+
+#[test]
+fn two_session_cookies_for_two_people_serve_neither() {
+    // Over http the tossed cookie may sit at a deeper path: cleared there too. Over https the
+    // cookie is `__Host-`, which only ever has `Path=/`.
+    let http = |v: &mut Value| v["redirect_uri"] = json!("http://portal.test/claveunica/callback");
+    two_session_cookies_for_two_people(harness_with(http), &["Path=/;", "Path=/tramites;", "Path=/tramites/x;"]);
+    two_session_cookies_for_two_people(harness(), &["Path=/;"]);
+}
+
+fn two_session_cookies_for_two_people(mut h: Harness, cleared_at: &[&str]) {
+    let maria = session_cookie(&h.login("/"));
+    let mallory = sealed_for(&h, crate::primitives::run::Run::new(11_111_111, '1').unwrap());
+    // Each alone is served.
+    assert_eq!(
+        forward(h.request("/tramites/x", Some(&mallory))).set.len(),
+        forward(h.request("/", Some(&maria))).set.len()
+    );
+    for jar in [format!("{mallory}; {maria}"), format!("{maria}; {mallory}")] {
+        let r = respond(h.request("/tramites/x", Some(&jar)));
+        assert_eq!(r.status, 302, "{jar}: {r:?}");
+        assert!(header(&r, "location")[0].contains("/authorize"), "a fresh login: {r:?}");
+        assert!(r.events.contains(Event::SessionRejected));
+        // Every session cookie cleared, the tossed one at its deeper path too.
+        let cleared: Vec<&str> = header(&r, "set-cookie").into_iter().filter(|c| c.contains("_session=;")).collect();
+        assert_eq!(cleared.len(), cleared_at.len(), "{cleared:?}");
+        for path in cleared_at {
+            assert!(cleared.iter().any(|c| c.contains(path)), "{path} not cleared: {cleared:?}");
+        }
+    }
+    // Two cookies for the same person (an old and a resealed one) are still that person.
+    let again = sealed_for(&h, crate::primitives::run::Run::new(44_444_444, '4').unwrap());
+    let f = forward(h.request("/", Some(&format!("{again}; {maria}"))));
+    assert!(!f.set.is_empty());
+    // A session beside garbage is still served.
+    let name = &h.gate.config.session.cookie_name.clone();
+    let f = forward(h.request("/", Some(&format!("{name}=garbage; {maria}"))));
+    assert!(!f.set.is_empty());
+}
+
+#[test]
+fn two_flow_cookies_of_one_name_at_the_callback_log_no_one_in() {
+    let mut h = harness();
+    let s = h.start("/a");
+    let other = h.start("/b");
+    let name = s.flow_cookie.split('=').next().unwrap().to_string();
+    let tossed = format!("{name}={}", other.flow_cookie.split_once('=').unwrap().1);
+    let path = format!("/claveunica/callback?code=c0de&state={}", param(&s.authorize, "state"));
+    for jar in [format!("{}; {tossed}", s.flow_cookie), format!("{tossed}; {}", s.flow_cookie)] {
+        let r = respond(h.request(&path, Some(&jar)));
+        assert_eq!(r.status, 400, "{jar}: {r:?}");
+        assert!(header(&r, "set-cookie").iter().any(|c| c.starts_with(&format!("{name}=;"))), "{r:?}");
+        assert!(header(&r, "set-cookie").iter().all(|c| !c.contains("_session=") || c.contains("_session=;")));
+    }
+    // The genuine cookie alone still logs in.
+    assert!(matches!(h.request(&path, Some(&s.flow_cookie)), Decision::Call(_)));
+}
+
+/// A browser's cookie jar, kept from the gate's `Set-Cookie`s: `name=value; ...`.
+fn apply_set_cookies(jar: &mut std::collections::BTreeMap<String, String>, r: &Response) {
+    for c in header(r, "set-cookie") {
+        let (name, value) = cookie_pair(c).split_once('=').map(|(n, v)| (n.to_string(), v.to_string())).unwrap();
+        if c.contains("Max-Age=0") {
+            jar.remove(&name);
+        } else {
+            jar.insert(name, value);
+        }
+    }
+}
+
+fn jar_header(jar: &std::collections::BTreeMap<String, String>) -> String {
+    jar.iter().map(|(n, v)| format!("{n}={v}")).collect::<Vec<_>>().join("; ")
+}
+
+#[test]
+fn starting_logins_again_and_again_keeps_the_cookie_header_bounded() {
+    let mut h = harness();
+    let mut jar = std::collections::BTreeMap::new();
+    jar.insert("theme".to_string(), "dark".to_string());
+    let long = format!("/tramites?q={}", "a".repeat(1900));
+    let mut last = None;
+    for i in 0..20 {
+        h.now += 1;
+        let path = if i % 2 == 0 { long.clone() } else { format!("/t{i}") };
+        let cookie = jar_header(&jar);
+        let r = respond(h.request(&path, Some(&cookie)));
+        assert_eq!(r.status, 302);
+        apply_set_cookies(&mut jar, &r);
+        let flows: Vec<_> = jar.keys().filter(|n| n.contains("claveunica_flow_")).collect();
+        assert!(flows.len() <= login::MAX_PENDING_FLOWS, "{} attempts kept", flows.len());
+        assert!(
+            jar_header(&jar).len() < login::FLOW_COOKIE_BUDGET + 64,
+            "a Cookie header of {}",
+            jar_header(&jar).len()
+        );
+        last = Some(header(&r, "location")[0].to_string());
+    }
+    assert_eq!(jar.get("theme").map(String::as_str), Some("dark"), "the app's cookie is the app's");
+    // The newest attempt still completes.
+    let state = param(&last.unwrap(), "state");
+    let path = format!("/claveunica/callback?code=c0de&state={state}");
+    assert!(matches!(h.request(&path, Some(&jar_header(&jar))), Decision::Call(_)));
+    // Short return paths: the last three attempts are all kept (three tabs).
+    let mut jar = std::collections::BTreeMap::new();
+    let mut states = Vec::new();
+    for i in 0..5 {
+        h.now += 1;
+        let cookie = jar_header(&jar);
+        let r = respond(h.request(&format!("/tab{i}"), Some(cookie.as_str()).filter(|c| !c.is_empty())));
+        apply_set_cookies(&mut jar, &r);
+        states.push(param(header(&r, "location")[0], "state"));
+    }
+    assert_eq!(jar.len(), login::MAX_PENDING_FLOWS);
+    for state in &states[2..] {
+        let path = format!("/claveunica/callback?code=c0de&state={state}");
+        assert!(matches!(h.request(&path, Some(&jar_header(&jar))), Decision::Call(_)), "tab with {state} lost");
+    }
+    // Logout clears every attempt.
+    let r = respond(h.request("/claveunica/logout", Some(&jar_header(&jar))));
+    apply_set_cookies(&mut jar, &r);
+    assert!(jar.is_empty(), "{jar:?}");
+}
+
+/// Two workers of one host: two gates for one configuration over one shared store. Their
+/// entropy starts half a turn apart, so they never draw the same state.
+fn workers(store: &Arc<Flaky>) -> (Harness, Harness) {
+    let worker =
+        |seed| Harness { gate: Gate::with_store(testkit::config(), store.clone()), rng: SeqEntropy(seed), ..harness() };
+    (worker(0), worker(128))
+}
+
+/// A login started on one of two workers sharing a store: the store, the worker, the other,
+/// the login and its state.
+fn started_on_a_worker(path: &str) -> (Arc<Flaky>, Harness, Harness, Started, String) {
+    let store = Arc::new(Flaky::default());
+    let (mut h, other) = workers(&store);
+    let s = h.start(path);
+    let state = param(&s.authorize, "state");
+    (store, h, other, s, state)
+}
+
+impl Harness {
+    /// The callback of a started login with `code`, sending its flow cookie.
+    fn callback_with(&mut self, s: &Started, code: &str) -> Decision {
+        let path = format!("/claveunica/callback?code={code}&state={}", param(&s.authorize, "state"));
+        self.request(&path, Some(&s.flow_cookie))
+    }
+}
+
+fn assert_attempt_used(r: &Response, return_to: &str) {
+    assert_error_page(r, 400);
+    assert_eq!(r.events.iter().collect::<Vec<_>>(), [Event::LoginFailed(FailReason::AttemptUsed)]);
+    assert!(r.log.as_ref().unwrap().message.contains("reason=attempt_used"), "{:?}", r.log);
+    assert!(r.body.contains("no es válido"), "{}", r.body);
+    assert!(r.body.contains(&format!("href=\"{return_to}\"")), "no retry link to {return_to}: {}", r.body);
+    assert!(header(r, "set-cookie").iter().any(|c| c.contains("claveunica_flow_") && c.contains("Max-Age=0")));
+}
+
+#[test]
+fn a_replayed_callback_asks_for_no_second_token_call_on_any_worker() {
+    let store = Arc::new(Flaky::default());
+    let (mut a, mut b) = workers(&store);
+    let s = a.start("/tramites?id=7");
+    // The first callback asks for the token call (the positive control)...
+    let first = call(a.callback(&s));
+    assert_eq!((first.request.method, first.request.path.as_str()), ("POST", "/openid/token/"));
+    assert!(first.log.is_none());
+    // ...and the same flow cookie and state with another code, on this worker or another,
+    // asks for none.
+    for (on_b, code) in [(false, "c0de"), (true, "other-code"), (false, "third"), (true, "c0de")] {
+        let worker = if on_b { &mut b } else { &mut a };
+        assert_attempt_used(&respond(worker.callback_with(&s, code)), "/tramites?id=7");
+    }
+    // Spent even though its token call failed: one call per attempt.
+    let s = b.start("/b");
+    let failed = call(b.callback(&s));
+    assert_error_page(&respond(b.answer(failed.pending, 400, r#"{"error":"invalid_grant"}"#)), 400);
+    assert_attempt_used(&respond(a.callback_with(&s, "a-good-code-this-time")), "/b");
+    // Other attempts are not touched: a new login on either worker completes.
+    assert_eq!(a.login("/c").status, 302);
+    assert_eq!(b.login("/d").status, 302);
+    // A gate without a shared store keeps its own ledger: within it, the same holds.
+    let mut alone = harness();
+    let s = alone.start("/e");
+    assert!(matches!(alone.callback(&s), Decision::Call(_)));
+    assert_attempt_used(&respond(alone.callback_with(&s, "other")), "/e");
+}
+
+#[test]
+fn a_spent_attempt_is_remembered_while_its_flow_lives_then_forgotten() {
+    let (_, mut h, _, s, state) = started_on_a_worker("/a");
+    let _ = call(h.callback(&s));
+    let config = h.gate.config().clone();
+    let lifetime = config.flow.max_age_s;
+    // The flow's last second: still spent.
+    h.now = NOW + lifetime;
+    assert_attempt_used(&respond(h.callback_with(&s, "late")), "/a");
+    // Past it the flow itself is refused, as before the ledger.
+    h.now = NOW + lifetime + config.clock_leeway_s + 1;
+    let r = respond(h.callback_with(&s, "later"));
+    assert_error_page(&r, 400);
+    assert_eq!(r.events.iter().collect::<Vec<_>>(), [Event::LoginFailed(FailReason::FlowExpired)]);
+    // And its entry is pruned: the slot is free again.
+    let forget_at = h.now + lifetime;
+    assert!(h.gate.ledger.claim(&state, forget_at, h.now).result.is_ok(), "the expired entry was kept");
+}
+
+/// States that fall in the same ledger shard as `state`.
+fn states_beside(state: &str, n: usize) -> Vec<String> {
+    let (shard, _) = ledger::slot(state);
+    (0u64..).map(|i| format!("{i:043}")).filter(|s| ledger::slot(s).0 == shard).take(n).collect()
+}
+
+#[test]
+fn a_full_ledger_fails_closed_with_503_and_no_token_call() {
+    let (_, mut h, _, s, state) = started_on_a_worker("/a");
+    for other in states_beside(&state, ledger::SHARD_CAPACITY) {
+        assert!(h.gate.ledger.claim(&other, NOW + 100, NOW).result.is_ok());
+    }
+    let r = respond(h.callback(&s));
+    assert_error_page(&r, 503);
+    assert_eq!(r.events.iter().collect::<Vec<_>>(), [Event::LoginFailed(FailReason::AttemptLedgerFull)]);
+    assert_eq!(header(&r, "retry-after"), ["101"], "the soonest entry is forgotten at NOW + 100");
+    let log = r.log.as_ref().unwrap();
+    assert_eq!(log.level, Level::Error);
+    assert!(log.message.contains("status=503 reason=attempt_ledger_full"), "{}", log.message);
+    // Not spent: the flow cookie is kept, and once a slot frees the same callback completes.
+    assert!(header(&r, "set-cookie").is_empty(), "{r:?}");
+    h.now = NOW + 101;
+    assert!(matches!(h.callback(&s), Decision::Call(_)), "a slot freed, the attempt was not spent");
+}
+
+#[test]
+fn a_store_that_fails_or_keeps_losing_the_race_fails_closed() {
+    let store = Arc::new(Flaky::default());
+    let (mut h, _) = workers(&store);
+    // Lost races are retried: a few conflicts cost nothing.
+    store.conflict(3);
+    let s = h.start("/a");
+    assert!(matches!(h.callback(&s), Decision::Call(_)), "three lost rounds were not retried");
+    // Losing every round, or a store that fails, is a 503 with Retry-After, and no call.
+    type Break = fn(&Flaky);
+    let cases: [(&str, Break); 3] = [
+        ("every round lost", |s| s.conflict(usize::MAX)),
+        ("reads fail", |s| s.failing_reads.store(true, Ordering::SeqCst)),
+        ("writes fail", |s| s.failing_writes.store(true, Ordering::SeqCst)),
+    ];
+    for (what, break_it) in cases {
+        let s = h.start("/b");
+        break_it(&store);
+        let r = respond(h.callback(&s));
+        assert_error_page(&r, 503);
+        let events: Vec<_> = r.events.iter().collect();
+        assert_eq!(events, [Event::LoginFailed(FailReason::AttemptLedgerUnavailable)], "{what}");
+        assert_eq!(header(&r, "retry-after"), ["5"], "{what}");
+        assert!(header(&r, "set-cookie").is_empty(), "{what}: the flow cookie was cleared");
+        store.heal();
+        assert!(matches!(h.callback(&s), Decision::Call(_)), "{what}: the refused callback spent the attempt");
+    }
+}
+
+#[test]
+fn garbage_in_the_ledger_never_stops_a_login_and_is_logged() {
+    let garbage: [&[u8]; 5] = [b"\x02another version", b"{\"keys\":[]}", b"\x01truncated", &[0xff; 40], &[1; 49]];
+    for bytes in garbage {
+        let (store, mut h, mut other, s, state) = started_on_a_worker("/a");
+        store.put(&h.gate.ledger.shard_name(ledger::slot(&state).0), bytes);
+        let c = call(h.callback(&s));
+        let log = c.log.unwrap_or_else(|| panic!("{bytes:?} was not logged"));
+        assert_eq!(log.level, Level::Error);
+        assert!(log.message.starts_with("ledger shard "), "{}", log.message);
+        // The shard was written back whole: the claim holds on the other worker.
+        assert_attempt_used(&respond(other.callback_with(&s, "again")), "/a");
+    }
 }

@@ -160,6 +160,84 @@ impl fmt::Debug for Run {
     }
 }
 
+/// `text` with everything RUN-shaped masked as [`Run::masked`] does (`*****444-4`), for log
+/// lines that carry outside text (a path, a query, a provider's words). RUN-shaped: at least
+/// six digits, dots between them allowed, then a dash and a check digit or K
+/// (`44.444.444-4`, `4444444-K`); or at least eight digits with no dash, the last taken as the
+/// check digit (`444444444`). Dots and dashes may be percent-encoded (`%2E`, `%2D`). The check
+/// digit is not verified: a typo'd RUN is still a person's.
+#[must_use]
+pub fn mask_runs(text: &str) -> std::borrow::Cow<'_, str> {
+    let bytes = text.as_bytes();
+    if bytes.iter().filter(|b| b.is_ascii_digit()).count() < 7 {
+        return text.into();
+    }
+    let at = |i: usize| bytes.get(i).copied().unwrap_or(0);
+    let escape = |i: usize, hex: u8| at(i) == b'%' && at(i + 1) == b'2' && at(i + 2).eq_ignore_ascii_case(&hex);
+    // The length of a separator (`.` or `%2E`; `-` or `%2D`) at `i`, or 0.
+    let dot = |i: usize| {
+        if at(i) == b'.' {
+            1
+        } else if escape(i, b'E') {
+            3
+        } else {
+            0
+        }
+    };
+    let dash = |i: usize| {
+        if at(i) == b'-' {
+            1
+        } else if escape(i, b'D') {
+            3
+        } else {
+            0
+        }
+    };
+    let mut out = String::with_capacity(text.len());
+    let (mut copied, mut i) = (0, 0);
+    while i < bytes.len() {
+        if !at(i).is_ascii_digit() {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        let mut digits = Vec::new();
+        loop {
+            if at(i).is_ascii_digit() {
+                digits.push(at(i));
+                i += 1;
+            } else if dot(i) > 0 && at(i + dot(i)).is_ascii_digit() {
+                i += dot(i);
+            } else {
+                break;
+            }
+        }
+        let check = |c: u8| c.is_ascii_digit() || c.eq_ignore_ascii_case(&b'k');
+        let (body, dv, end) = if dash(i) > 0 && check(at(i + dash(i))) && digits.len() >= 6 {
+            (&digits[..], at(i + dash(i)), i + dash(i) + 1)
+        } else if at(i).eq_ignore_ascii_case(&b'k') && digits.len() >= 6 {
+            (&digits[..], at(i), i + 1)
+        } else if let (Some((&dv, body)), true) = (digits.split_last(), digits.len() >= 8) {
+            (body, dv, i)
+        } else {
+            continue;
+        };
+        let keep = body.len().saturating_sub(3);
+        out.push_str(text.get(copied..start).unwrap_or_default());
+        out.push_str(&"*".repeat(keep));
+        out.extend(body.iter().skip(keep).map(|&b| char::from(b)));
+        out.push('-');
+        out.push(char::from(dv.to_ascii_uppercase()));
+        copied = end;
+        i = end;
+    }
+    if copied == 0 {
+        return text.into();
+    }
+    out.push_str(text.get(copied..).unwrap_or_default());
+    out.into()
+}
+
 #[cfg(test)]
 mod tests {
     #[cfg(target_arch = "wasm32")]
@@ -227,5 +305,28 @@ mod tests {
         assert_eq!(Run::new(6, 'k').unwrap().dotted(), "6-K");
         assert_eq!(r.masked(), "*****678-5");
         assert_eq!(format!("{r:?}"), "Run(*****678-5)");
+    }
+
+    #[test]
+    fn run_shaped_text_is_masked() {
+        for (text, want) in [
+            ("GET /perfil/44.444.444-4", "GET /perfil/*****444-4"),
+            ("GET /perfil/44444444-4", "GET /perfil/*****444-4"),
+            ("GET /perfil/444444444", "GET /perfil/*****444-4"),
+            ("run=4444444-k&x=1", "run=****444-K&x=1"),
+            ("/a/12345678K/b", "/a/*****678-K/b"),
+            ("/p?rut=44%2E444%2E444%2D4", "/p?rut=*****444-4"),
+            ("/p?rut=44%2e444%2e444%2d4", "/p?rut=*****444-4"),
+            ("/u44444444-4x", "/u*****444-4x"),
+            ("a 444.444-4 b", "a ***444-4 b"),
+            ("two 11111111-1 and 22.222.222-2", "two *****111-1 and *****222-2"),
+            ("/ñ/44444444-4/ñ", "/ñ/*****444-4/ñ"),
+        ] {
+            assert_eq!(mask_runs(text), want, "{text}");
+        }
+        // Not RUN-shaped: short numbers, ordinary ids, a reference, dates.
+        for text in ["status=503 ref=5f1c09ab", "/tramites/certificado?id=7", "/a/1234567", "2026-12-01", "/v1.2.3"] {
+            assert!(matches!(mask_runs(text), std::borrow::Cow::Borrowed(_)), "{text}");
+        }
     }
 }

@@ -78,6 +78,12 @@ impl Flow {
         &self.return_to
     }
 
+    /// When the attempt started, by the host's clock (seconds).
+    #[must_use]
+    pub fn created_at(&self) -> u64 {
+        self.created_at
+    }
+
     /// The name of this attempt's cookie.
     #[must_use]
     pub fn cookie_name(&self, prefix: &str) -> String {
@@ -115,6 +121,17 @@ impl Flow {
             return Err(FlowError::Expired);
         }
         Ok(Self { state: wire.s, nonce: wire.n, return_to: wire.r, created_at: wire.t })
+    }
+}
+
+/// When the attempt sealed in a flow cookie value started, if it opens under `ring`: for
+/// dropping a browser's oldest attempts first.
+#[must_use]
+pub fn started_at(ring: &KeyRing, value: &str) -> Option<u64> {
+    let opened = ring.open(Purpose::Flow, value)?;
+    match postcard::take_from_bytes::<Wire>(&opened.plaintext) {
+        Ok((wire, [])) => Some(wire.t),
+        _ => None,
     }
 }
 
@@ -180,6 +197,9 @@ mod tests {
         assert_eq!(Flow::resume(&ring(8), P, a.state(), lookup, 1_100, 600), Err(FlowError::Tampered));
         assert_eq!(Flow::resume(&r, P, a.state(), lookup, 1_601, 600), Err(FlowError::Expired));
         assert_eq!(Flow::resume(&r, P, a.state(), lookup, 999, 600), Err(FlowError::Expired));
+        assert_eq!(started_at(&r, &jar[0].1), Some(1_000));
+        assert_eq!(started_at(&ring(8), &jar[0].1), None);
+        assert_eq!(started_at(&r, "garbage"), None);
         assert_eq!(Flow::resume(&r, P, &format!("{}\r\n", a.state()), lookup, 1_100, 600), Err(FlowError::BadState));
     }
 

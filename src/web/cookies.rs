@@ -36,6 +36,9 @@ pub fn without<'a>(headers: impl IntoIterator<Item = &'a str>, is_ours: impl Fn(
     (!out.is_empty()).then_some(out)
 }
 
+/// The most paths a cookie is deleted at in one answer ([`CookieAttrs::delete_on_paths`]).
+pub const MAX_DELETE_PATHS: usize = 8;
+
 /// Attributes shared by every cookie the gate sets.
 #[derive(Debug, Clone, Copy)]
 pub struct CookieAttrs {
@@ -54,8 +57,45 @@ impl CookieAttrs {
     /// A `Set-Cookie` value that deletes the cookie.
     #[must_use]
     pub fn delete(&self, name: &str) -> String {
+        self.delete_at(name, "/")
+    }
+
+    /// A `Set-Cookie` value that deletes the cookie set with this `Path`.
+    fn delete_at(&self, name: &str, path: &str) -> String {
         let secure = if self.secure { "; Secure" } else { "" };
-        format!("{name}=; Path=/; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT; HttpOnly; SameSite=Lax{secure}")
+        format!(
+            "{name}=; Path={path}; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT; HttpOnly; SameSite=Lax{secure}"
+        )
+    }
+
+    /// Deletions of the cookie at `/` and at every path a cookie sent with a request for
+    /// `request_path` may have been set with (its ancestors, and itself), shallowest first: a
+    /// cookie another site tossed in at a deeper `Path` is cleared only there. At most
+    /// [`MAX_DELETE_PATHS`]; a path with characters that could end the attribute is skipped.
+    /// (A cookie set for a parent `Domain` cannot be named from here; the `__Host-` prefix of
+    /// an https gate keeps those out in the first place.)
+    #[must_use]
+    pub fn delete_on_paths(&self, name: &str, request_path: &str) -> Vec<String> {
+        let mut out = vec![self.delete(name)];
+        let safe = request_path.bytes().all(|b| b.is_ascii_graphic() && b != b';' && b != b',');
+        // A `__Host-` cookie only ever has `Path=/`: browsers refuse one set elsewhere.
+        if !safe || !request_path.starts_with('/') || name.starts_with("__Host-") {
+            return out;
+        }
+        let mut end = 0;
+        while out.len() < MAX_DELETE_PATHS {
+            let next = request_path[end + 1..].find('/').map_or(request_path.len(), |i| end + 1 + i);
+            if next <= end + 1 {
+                break;
+            }
+            let prefix = &request_path[..next];
+            out.push(self.delete_at(name, prefix));
+            if next == request_path.len() {
+                break;
+            }
+            end = next;
+        }
+        out
     }
 }
 
@@ -92,5 +132,26 @@ mod tests {
         assert_eq!(s, "__Host-s=v; Path=/; Max-Age=60; HttpOnly; SameSite=Lax; Secure");
         assert!(CookieAttrs { secure: false }.delete("s").contains("Max-Age=0"));
         assert!(!CookieAttrs { secure: false }.set("s", "v", 1).contains("Secure"));
+    }
+
+    #[test]
+    fn deletions_reach_every_path_a_cookie_could_come_from() {
+        let a = CookieAttrs { secure: false };
+        let paths = |p: &str| -> Vec<String> {
+            a.delete_on_paths("s", p)
+                .iter()
+                .map(|c| c.split("; ").find_map(|x| x.strip_prefix("Path=")).unwrap_or("?").to_string())
+                .collect()
+        };
+        assert_eq!(paths("/"), ["/"]);
+        assert_eq!(paths("/tramites"), ["/", "/tramites"]);
+        assert_eq!(paths("/tramites/certificado/"), ["/", "/tramites", "/tramites/certificado"]);
+        assert_eq!(paths("/a//b"), ["/", "/a"]);
+        // Nothing that could end the attribute or add one.
+        assert_eq!(paths("/a;Domain=evil.example"), ["/"]);
+        assert_eq!(paths("/a b"), ["/"]);
+        assert_eq!(paths(&"/x".repeat(50)).len(), MAX_DELETE_PATHS);
+        assert!(a.delete_on_paths("s", "/t").iter().all(|c| c.contains("Max-Age=0")));
+        assert_eq!(a.delete_on_paths("__Host-s", "/a/b").len(), 1);
     }
 }

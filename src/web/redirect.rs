@@ -25,6 +25,36 @@ pub fn same_origin_path(candidate: &str) -> Option<&str> {
     decoded_ok.then_some(candidate)
 }
 
+/// The path a browser sent to `candidate` (a same-origin path) asks the server for, in a
+/// form to compare with the gate's own paths: without fragment and query, percent-decoded,
+/// path parameters (`;x`) and a trailing `/` dropped, in lower case. `None` when a dot
+/// segment or an empty one is in it, decoded or not: browsers and proxies resolve those
+/// (`/x/../claveunica/logout`, `/%2e%2e/`), so the path could land anywhere.
+#[must_use]
+pub fn landing_path(candidate: &str) -> Option<String> {
+    let path = candidate.split(['?', '#']).next().unwrap_or_default();
+    let decoded = percent_decode_str(path).decode_utf8_lossy();
+    // Cut again: a `%23` or `%3F` that some server decodes first is no longer part of the path.
+    let decoded = decoded.split(['?', '#']).next().unwrap_or_default();
+    let mut landing = String::with_capacity(decoded.len());
+    let mut segments = decoded.split('/').skip(1).peekable();
+    while let Some(segment) = segments.next() {
+        let segment = segment.split(';').next().unwrap_or_default();
+        let last = segments.peek().is_none();
+        if segment == "." || segment == ".." || (segment.is_empty() && !last) {
+            return None;
+        }
+        if !segment.is_empty() {
+            landing.push('/');
+            landing.push_str(&segment.to_lowercase());
+        }
+    }
+    if landing.is_empty() {
+        landing.push('/');
+    }
+    Some(landing)
+}
+
 fn plain_path(p: &str) -> bool {
     let mut bytes = p.bytes();
     bytes.next() == Some(b'/')
@@ -70,5 +100,28 @@ mod tests {
             assert_eq!(same_origin_path(p), None, "{p:?}");
         }
         assert_eq!(same_origin_path(&format!("/{}", "a".repeat(MAX_RETURN_LEN))), None);
+    }
+
+    #[test]
+    fn where_a_return_path_lands() {
+        for (p, want) in [
+            ("/", Some("/")),
+            ("/a/b?x=1#f", Some("/a/b")),
+            ("/claveunica/logout#x", Some("/claveunica/logout")),
+            ("/claveunica/logout/", Some("/claveunica/logout")),
+            ("/claveunica/logout;x=1", Some("/claveunica/logout")),
+            ("/ClaveUnica/%6Cogout", Some("/claveunica/logout")),
+            ("/claveunica/logout%23x", Some("/claveunica/logout")),
+            ("/claveunica/logout%3Fx", Some("/claveunica/logout")),
+            ("/caf%C3%A9", Some("/caf\u{e9}")),
+            ("/x/../claveunica/logout", None),
+            ("/claveunica/./logout", None),
+            ("/x/%2e%2e/claveunica/logout", None),
+            ("/x/.%2E/claveunica/logout", None),
+            ("/x/..;/claveunica/logout", None),
+            ("/x//claveunica", None),
+        ] {
+            assert_eq!(landing_path(p).as_deref(), want, "{p}");
+        }
     }
 }

@@ -1,7 +1,7 @@
 //! Envoy's side of the harness: its binary, and the bootstrap it runs, made from the
 //! templates in `envoy/` (ports, the wasm path and the gate's configuration filled in; the
 //! configuration as a `Struct`; the listener in a watched LDS file so it can be reloaded; the
-//! listener speaking TLS).
+//! listener speaking TLS; another failure policy).
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -69,6 +69,34 @@ pub fn struct_configuration(template: &str) -> String {
     template.replacen(&block, &replacement, 1)
 }
 
+/// How Envoy treats requests when the gate's VM has failed (`failure_policy` of the wasm
+/// filter).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailurePolicy {
+    /// Every request on that worker gets a 503 until Envoy restarts (the test templates').
+    FailClosed,
+    /// Those requests get a 503 too, and a request after a failure starts a new VM, at most
+    /// once a reload interval (`envoy/production.yaml`'s).
+    FailReload,
+}
+
+impl FailurePolicy {
+    /// The value in Envoy's configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailurePolicy::FailClosed => "FAIL_CLOSED",
+            FailurePolicy::FailReload => "FAIL_RELOAD",
+        }
+    }
+}
+
+/// Sets the template's `failure_policy: FAIL_CLOSED` to `policy`.
+pub fn with_failure_policy(template: &str, policy: FailurePolicy) -> String {
+    let closed = "failure_policy: FAIL_CLOSED\n";
+    assert_eq!(template.matches(closed).count(), 1, "the template has not exactly one `{closed}`:\n{template}");
+    template.replacen(closed, &format!("failure_policy: {}\n", policy.as_str()), 1)
+}
+
 /// Makes the template's listener speak TLS (a downstream TLS transport socket) with the
 /// certificate chain and private key in these PEM files.
 pub fn tls_listener(template: &str, cert_pem: &Path, key_pem: &Path) -> String {
@@ -94,6 +122,39 @@ pub fn tls_listener(template: &str, cert_pem: &Path, key_pem: &Path) -> String {
     template.replacen(plain, &secured, 1)
 }
 
+/// Adds a second gate to the template: a listener `staging` on `${LISTEN_PORT_2}` with the same
+/// filter and VM (so the same proxy-wasm shared data) and its own configuration,
+/// `${GATE_CONFIG_2}`, calling its own provider through the cluster `claveunica_staging` at
+/// `${PROVIDER_PORT_2}`: staging and production in one Envoy.
+pub fn second_gate(template: &str) -> String {
+    let listeners = "  listeners:\n";
+    let clusters = "  clusters:\n";
+    let cluster = "  - name: claveunica\n";
+    let (Some(l), Some(c), Some(p)) = (template.find(listeners), template.find(clusters), template.find(cluster))
+    else {
+        panic!("the template has no listeners, clusters or `claveunica` cluster to copy:\n{template}");
+    };
+    let listener = &template[l + listeners.len()..c];
+    let staging_listener = listener
+        .replacen("  - name: portal\n", "  - name: staging\n", 1)
+        .replacen("stat_prefix: portal", "stat_prefix: staging", 1)
+        .replace("${LISTEN_PORT}", "${LISTEN_PORT_2}")
+        .replace("${GATE_CONFIG}", "${GATE_CONFIG_2}");
+    // The `claveunica` cluster runs to the end of the template.
+    let staging_cluster = template[p..]
+        .replace("name: claveunica\n", "name: claveunica_staging\n")
+        .replace("cluster_name: claveunica\n", "cluster_name: claveunica_staging\n")
+        .replace("${PROVIDER_PORT}", "${PROVIDER_PORT_2}");
+    assert!(staging_listener.contains("${GATE_CONFIG_2}") && staging_cluster.contains("${PROVIDER_PORT_2}"));
+    let mut text = template.to_string();
+    if !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text.push_str(&staging_cluster);
+    text.insert_str(c, &staging_listener);
+    text
+}
+
 /// What Envoy's bootstrap is made of, besides the template.
 pub struct Bootstrap<'a> {
     /// Listen in a watched LDS file (`envoy/gate-reload.yaml.tmpl`) instead of inline.
@@ -102,10 +163,15 @@ pub struct Bootstrap<'a> {
     pub struct_config: bool,
     /// Listen with TLS: the certificate chain's and the private key's PEM files.
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// The wasm filter's `failure_policy`.
+    pub failure_policy: FailurePolicy,
     /// `ADMIN_PORT`, `LISTEN_PORT`, `APP_PORT`, `PROVIDER_PORT`, `WASM_PATH` and their values.
     pub values: Vec<(&'a str, String)>,
     /// The gate's configuration.
     pub gate_config: &'a serde_json::Value,
+    /// A second gate's configuration ([`second_gate`]; with `LISTEN_PORT_2` and
+    /// `PROVIDER_PORT_2` among the values).
+    pub second_gate: Option<&'a serde_json::Value>,
 }
 
 impl Bootstrap<'_> {
@@ -121,6 +187,12 @@ impl Bootstrap<'_> {
         }
         if let Some((cert, key)) = &self.tls {
             template = tls_listener(&template, cert, key);
+        }
+        if self.failure_policy != FailurePolicy::FailClosed {
+            template = with_failure_policy(&template, self.failure_policy);
+        }
+        if let Some(second) = self.second_gate {
+            template = fill(&second_gate(&template), &[("GATE_CONFIG_2", second.to_string())]);
         }
         let lds_dir = dir.join("lds");
         let mut values = self.values.clone();

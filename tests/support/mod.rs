@@ -29,6 +29,7 @@ macro_rules! on_both_hosts {
 pub mod checks;
 pub mod client;
 pub mod envoy;
+pub mod http2;
 pub mod parse;
 pub mod process;
 pub mod stack;
@@ -51,6 +52,9 @@ pub use stack::Stack;
 /// How to build what the harness runs.
 pub const BUILD_HINT: &str = "cargo build --release --target wasm32-wasip1 && \
 cargo build --release -p claveunica-emulator -p legacy-app";
+/// How to build the VM failure drill's module ([`stack::StackBuilder::drill_module`]), which
+/// `cargo build --release --target wasm32-wasip1` leaves out (`tests/run.sh` builds it).
+pub const DRILL_BUILD_HINT: &str = "cargo build --release --target wasm32-wasip1 -p claveunica-gate-drill";
 /// The session cookie's name (plain http, so no `__Host-` prefix).
 pub const SESSION_COOKIE: &str = "claveunica_session";
 /// The prefix of the per-login flow cookies.

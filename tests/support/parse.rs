@@ -76,11 +76,9 @@ impl Response {
         let headers = v
             .get("headers")
             .and_then(|h| h.as_array())
-            .unwrap_or_else(|| panic!("echo without headers: {}", self.body))
-            .iter()
-            .filter_map(|pair| Some((pair.get(0)?.as_str()?.to_string(), pair.get(1)?.as_str()?.to_string())))
-            .collect();
-        Echo { path: text("path"), query: text("query"), headers }
+            .unwrap_or_else(|| panic!("echo without headers: {}", self.body));
+        let trailers = v.get("trailers").and_then(|t| t.as_array()).map(|list| pairs(list));
+        Echo { path: text("path"), query: text("query"), headers: pairs(headers), trailers }
     }
 }
 
@@ -93,6 +91,8 @@ pub struct Echo {
     pub query: String,
     /// Headers, lower-cased names, in order, repeats kept.
     pub headers: Vec<(String, String)>,
+    /// Trailers, likewise: only the raw echo (`legacy-app --raw-echo`) reports them.
+    pub trailers: Option<Vec<(String, String)>>,
 }
 
 impl Echo {
@@ -116,6 +116,13 @@ impl Echo {
             .filter_map(|p| p.split_once('=').map(|(n, _)| n.trim().to_string()))
             .collect()
     }
+}
+
+/// The echo's `[name, value]` pairs.
+fn pairs(list: &[serde_json::Value]) -> Vec<(String, String)> {
+    list.iter()
+        .filter_map(|pair| Some((pair.get(0)?.as_str()?.to_string(), pair.get(1)?.as_str()?.to_string())))
+        .collect()
 }
 
 /// The name of the cookie a `Set-Cookie` line sets.

@@ -153,6 +153,27 @@ pub fn spawn_listening(name: &'static str, mut cmd: Command, dir: &Path, childre
     }
 }
 
+/// Which server of the legacy app a stack puts behind the gate.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum App {
+    /// The portal (tiny_http): the JSON echo, the old login, the test aids of its query.
+    #[default]
+    Portal,
+    /// `--raw-echo`: only the JSON echo, from the app's own HTTP/1.1 reader, with the
+    /// request's trailers (which tiny_http drops).
+    RawEcho,
+}
+
+/// Starts the built legacy app (`bin`) as `app` on a port the kernel picks; returns its URL.
+pub fn spawn_app(bin: &Path, app: App, dir: &Path, children: &mut Children) -> String {
+    let mut cmd = Command::new(bin);
+    cmd.args(["--listen", "127.0.0.1:0"]);
+    if app == App::RawEcho {
+        cmd.arg("--raw-echo");
+    }
+    spawn_listening("legacy-app", cmd, dir, children)
+}
+
 /// Ends a stack: kills its processes, then removes its scratch `dir`, or, when the test
 /// failed, keeps it and prints where it is and the tail of the `log` the `host` wrote.
 pub fn tear_down(children: &mut Children, dir: &Path, stack: &str, host: &str, log: &Path) {

@@ -13,10 +13,12 @@ use claveunica_core::primitives::seal::KeyRing;
 use claveunica_core::testkit;
 
 use super::client::{agent, url_encode, Browser, HTTP_TIMEOUT};
-use super::envoy::{envoy_bin, Bootstrap, Reload};
-use super::process::{built, free_port, random_key, spawn_listening, tail, tear_down, unique_dir, Children};
+use super::envoy::{envoy_bin, Bootstrap, FailurePolicy, Reload};
+use super::process::{
+    built, free_port, random_key, spawn_app, spawn_listening, tail, tear_down, unique_dir, App, Children,
+};
 use super::tls::TestCert;
-use super::{BUILD_HINT, CALLBACK_PATH, CLIENT_ID, CLIENT_SECRET, LOGIN_PATH};
+use super::{BUILD_HINT, CALLBACK_PATH, CLIENT_ID, CLIENT_SECRET, DRILL_BUILD_HINT, LOGIN_PATH};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
 const START_ATTEMPTS: u32 = 3;
@@ -26,6 +28,12 @@ const PORT_CLASH: &str = "Address already in use";
 /// Lines that must not be in Envoy's log once it is ready: an error or a crash while the gate
 /// loaded and configured itself.
 const LOAD_FAILURE_MARKS: &[&str] = &["[error]", "[critical]", "panicked", "wasm trap", "Function: proxy_on_"];
+/// Lines that must never be in Envoy's log, unless the stack expects a VM failure
+/// ([`StackBuilder::expect_vm_failure`]): the gate's VM failed (a panic, a trap, a callback that
+/// did not return). Checked again when the stack is dropped, so a VM failure during any test
+/// fails it, whatever the answers looked like (a failed VM answers 503, which a test of a
+/// refusal could take for one).
+const VM_FAILURE_MARKS: &[&str] = &["panicked", "wasm trap", "Function: proxy_on_"];
 
 /// Options for a [`Stack`].
 #[derive(Debug, Clone)]
@@ -39,6 +47,11 @@ pub struct StackBuilder {
     reloadable: bool,
     tls: bool,
     wasm_log_level: &'static str,
+    second_gate: bool,
+    app: App,
+    failure_policy: FailurePolicy,
+    drill_module: bool,
+    expect_vm_failure: bool,
 }
 
 impl Default for StackBuilder {
@@ -53,6 +66,11 @@ impl Default for StackBuilder {
             reloadable: false,
             tls: false,
             wasm_log_level: "info",
+            second_gate: false,
+            app: App::Portal,
+            failure_policy: FailurePolicy::FailClosed,
+            drill_module: false,
+            expect_vm_failure: false,
         }
     }
 }
@@ -127,6 +145,38 @@ impl StackBuilder {
         self
     }
 
+    /// Which server of the legacy app Envoy forwards to. Default: the portal.
+    #[must_use]
+    pub fn app(mut self, app: App) -> Self {
+        self.app = app;
+        self
+    }
+
+    /// The wasm filter's `failure_policy`. Default: `FAIL_CLOSED`, as in the test templates;
+    /// `envoy/production.yaml` has `FAIL_RELOAD`.
+    #[must_use]
+    pub fn failure_policy(mut self, policy: FailurePolicy) -> Self {
+        self.failure_policy = policy;
+        self
+    }
+
+    /// Runs the VM failure drill's module (`claveunica_gate_drill.wasm`, built from
+    /// `envoy/drill/`) instead of the product: the same filter, whose VM traps after a request
+    /// with `x-drill: trap` is handled. Never in a deployment.
+    #[must_use]
+    pub fn drill_module(mut self) -> Self {
+        self.drill_module = true;
+        self
+    }
+
+    /// The test provokes a VM failure: a trap or panic in Envoy's log after the stack started
+    /// does not fail it when the stack is dropped (the start itself must still be clean).
+    #[must_use]
+    pub fn expect_vm_failure(mut self) -> Self {
+        self.expect_vm_failure = true;
+        self
+    }
+
     /// Starts everything with a configuration the gate must refuse, and returns Envoy's log
     /// once Envoy has exited. Panics if Envoy gets ready instead.
     pub fn start_refused(self) -> String {
@@ -177,11 +227,23 @@ impl StackBuilder {
         Ok(stack)
     }
 
+    /// A second gate in the same Envoy (same VM, same shared data): its own listener, its own
+    /// emulator (another issuer, other keys) and cluster; see [`Stack::second`].
+    #[must_use]
+    pub fn second_gate(mut self) -> Self {
+        self.second_gate = true;
+        self
+    }
+
     /// Spawns the processes without waiting for Envoy.
     fn launch(&self) -> Stack {
         let emulator_bin = built("release/claveunica-emulator", BUILD_HINT);
         let app_bin = built("release/legacy-app", BUILD_HINT);
-        let wasm = built("wasm32-wasip1/release/claveunica_gate.wasm", BUILD_HINT);
+        let wasm = if self.drill_module {
+            built("wasm32-wasip1/release/claveunica_gate_drill.wasm", DRILL_BUILD_HINT)
+        } else {
+            built("wasm32-wasip1/release/claveunica_gate.wasm", BUILD_HINT)
+        };
 
         let dir = unique_dir();
         let mut children = Children::default();
@@ -199,10 +261,25 @@ impl StackBuilder {
         let provider = spawn_listening("claveunica-emulator", cmd, &dir, &mut children);
         let provider_port = port_of(&provider);
 
-        let mut cmd = Command::new(&app_bin);
-        cmd.args(["--listen", "127.0.0.1:0"]);
-        let app = spawn_listening("legacy-app", cmd, &dir, &mut children);
+        let app = spawn_app(&app_bin, self.app, &dir, &mut children);
         let app_port = port_of(&app);
+
+        let second = self.second_gate.then(|| {
+            let port = free_port();
+            let base = format!("http://127.0.0.1:{port}");
+            let mut cmd = Command::new(&emulator_bin);
+            cmd.args(["--listen", "127.0.0.1:0", "--redirect-uri", &format!("{base}{CALLBACK_PATH}")]);
+            let provider = spawn_listening("claveunica-emulator", cmd, &dir, &mut children);
+            let config = serde_json::json!({
+                "issuer": format!("{provider}/openid"),
+                "cluster": "claveunica_staging",
+                "client_id": CLIENT_ID,
+                "client_secret_env": "CLAVEUNICA_CLIENT_SECRET",
+                "redirect_uri": format!("{base}{CALLBACK_PATH}"),
+                "session_keys": [random_key()],
+            });
+            (port, base, provider, config)
+        });
 
         let mut gate_config = serde_json::json!({
             "issuer": format!("{provider}/openid"),
@@ -223,18 +300,25 @@ impl StackBuilder {
             }
             (cert_path, key_path)
         });
+        let mut values = vec![
+            ("ADMIN_PORT", admin_port.to_string()),
+            ("LISTEN_PORT", listen_port.to_string()),
+            ("APP_PORT", app_port.to_string()),
+            ("PROVIDER_PORT", provider_port.to_string()),
+            ("WASM_PATH", wasm.display().to_string()),
+        ];
+        if let Some((port, _, provider, _)) = &second {
+            values.push(("LISTEN_PORT_2", port.to_string()));
+            values.push(("PROVIDER_PORT_2", port_of(provider).to_string()));
+        }
         let (yaml_path, reload) = Bootstrap {
             reloadable: self.reloadable,
             struct_config: self.struct_config,
             tls,
-            values: vec![
-                ("ADMIN_PORT", admin_port.to_string()),
-                ("LISTEN_PORT", listen_port.to_string()),
-                ("APP_PORT", app_port.to_string()),
-                ("PROVIDER_PORT", provider_port.to_string()),
-                ("WASM_PATH", wasm.display().to_string()),
-            ],
+            failure_policy: self.failure_policy,
+            values,
             gate_config: &gate_config,
+            second_gate: second.as_ref().map(|(_, _, _, config)| config),
         }
         .write(&dir);
 
@@ -269,6 +353,8 @@ impl StackBuilder {
             login_path,
             reload,
             cert,
+            second: second.map(|(_, base, provider, _)| (base, provider)),
+            expect_vm_failure: self.expect_vm_failure,
         }
     }
 }
@@ -295,6 +381,10 @@ pub struct Stack {
     login_path: String,
     reload: Option<Reload>,
     cert: Option<TestCert>,
+    /// The second gate's base URL and its emulator's ([`StackBuilder::second_gate`]).
+    second: Option<(String, String)>,
+    /// A VM failure in the log is what the test is after ([`StackBuilder::expect_vm_failure`]).
+    expect_vm_failure: bool,
 }
 
 /// How many requests each emulator endpoint has received (`GET /__emulator/stats`).
@@ -439,6 +529,16 @@ impl Stack {
         body.lines().filter_map(|l| l.split_once(": ")).map(|(n, v)| (n.to_string(), v.trim().to_string())).collect()
     }
 
+    /// Connections each of Envoy's workers has accepted on its listeners so far, worker by
+    /// worker (Envoy's `listener.<address>.worker_<n>.downstream_cx_total`): whether requests
+    /// sent on fresh connections reached more than one worker, and so more than one VM.
+    pub fn connections_per_worker(&self) -> Vec<u64> {
+        self.stats_matching(r"^listener\..*\.worker_[0-9]+\.downstream_cx_total$")
+            .into_iter()
+            .map(|(_, v)| v.parse().unwrap_or(0))
+            .collect()
+    }
+
     /// How many requests each emulator endpoint has received.
     pub fn emulator_stats(&self) -> EmulatorStats {
         emulator_stats(&self.provider)
@@ -492,6 +592,11 @@ impl Stack {
         self.counter("cluster.claveunica.upstream_rq_total")
     }
 
+    /// The second gate's base URL and its emulator's URL ([`StackBuilder::second_gate`]).
+    pub fn second(&self) -> Option<(&str, &str)> {
+        self.second.as_ref().map(|(base, provider)| (base.as_str(), provider.as_str()))
+    }
+
     /// A browser with an empty cookie jar.
     pub fn browser(&self) -> Browser {
         match &self.cert {
@@ -503,6 +608,12 @@ impl Stack {
 
 impl Drop for Stack {
     fn drop(&mut self) {
+        if !self.expect_vm_failure && !thread::panicking() {
+            let log = self.envoy_log();
+            let failures: Vec<&str> = log.lines().filter(|l| VM_FAILURE_MARKS.iter().any(|m| l.contains(m))).collect();
+            // The processes stop as the fields drop; the files stay, as for any failed test.
+            assert!(failures.is_empty(), "the gate's VM failed during the test:\n{}", failures.join("\n"));
+        }
         tear_down(&mut self.children, &self.dir, "end-to-end stack", "Envoy", &self.log_path);
     }
 }

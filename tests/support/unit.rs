@@ -16,7 +16,7 @@ use std::thread;
 use std::time::Duration;
 
 use super::client::Browser;
-use super::process::{built, random_key, spawn_listening, tail, tear_down, unique_dir, Children};
+use super::process::{built, random_key, spawn_app, spawn_listening, tail, tear_down, unique_dir, App, Children};
 use super::stack::emulator_mode;
 use super::{CALLBACK_PATH, CLIENT_ID, CLIENT_SECRET};
 
@@ -81,6 +81,11 @@ pub struct UnitStack {
 impl UnitStack {
     /// Starts everything with the default configuration: every path enforced but `/public/`.
     pub fn start() -> UnitStack {
+        UnitStack::start_with(App::Portal)
+    }
+
+    /// Likewise, with this server of the legacy app as the upstream.
+    pub fn start_with(app: App) -> UnitStack {
         let emulator_bin = built("release/claveunica-emulator", UNIT_BUILD_HINT);
         let app_bin = built("release/legacy-app", UNIT_BUILD_HINT);
         let wasm = built("wasm32-wasip2/release/claveunica_gate_unit.wasm", UNIT_BUILD_HINT);
@@ -117,9 +122,7 @@ impl UnitStack {
         let mut cmd = Command::new(&emulator_bin);
         cmd.args(["--listen", "127.0.0.1:0", "--redirect-uri", &redirect_uri]);
         let provider = spawn_listening("claveunica-emulator", cmd, &dir, &mut children);
-        let mut cmd = Command::new(&app_bin);
-        cmd.args(["--listen", "127.0.0.1:0"]);
-        let app = spawn_listening("legacy-app", cmd, &dir, &mut children);
+        let app = spawn_app(&app_bin, app, &dir, &mut children);
 
         let config = serde_json::json!({
             "issuer": format!("{provider}/openid"),

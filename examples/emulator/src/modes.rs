@@ -13,7 +13,9 @@
 //! - `id_token` (what the token endpoint signs): `normal`, `alg_none`, `hs256_confusion`
 //!   (HMAC-SHA256 keyed with the RSA public key's PEM), `unknown_kid`, `crit` (a critical
 //!   header extension), `huge` (a 100 KB claim), `typ_at_jwt`, `wrong_nonce`, `wrong_issuer`,
-//!   `wrong_audience`, `expired`.
+//!   `wrong_audience`, `expired`, `multi_audience` (`aud` this client and another, no `azp`),
+//!   `multi_audience_wrong_azp` (the same with `azp` the other client), `wrong_azp` (`aud` this
+//!   client alone, `azp` another).
 //! - `userinfo`: `normal`, `numero_missing`, `numero_null`, `numero_negative`, `numero_text`,
 //!   `wrong_dv`, `tipo_dni`, `names_100k`, `invalid_utf8`.
 //! - `fault.endpoint`: `token`, `userinfo`, `jwks` or `all` (the three); `fault.kind`: `none`,
@@ -67,6 +69,9 @@ pub enum IdTokenMode {
     WrongIssuer,
     WrongAudience,
     Expired,
+    MultiAudience,
+    MultiAudienceWrongAzp,
+    WrongAzp,
 }
 
 impl Named for IdTokenMode {
@@ -82,6 +87,9 @@ impl Named for IdTokenMode {
         ("wrong_issuer", Self::WrongIssuer),
         ("wrong_audience", Self::WrongAudience),
         ("expired", Self::Expired),
+        ("multi_audience", Self::MultiAudience),
+        ("multi_audience_wrong_azp", Self::MultiAudienceWrongAzp),
+        ("wrong_azp", Self::WrongAzp),
     ];
 }
 

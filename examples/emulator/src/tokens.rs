@@ -183,6 +183,19 @@ impl Keys {
                 claims["aud"] = serde_json::json!("another-client");
                 self.sign_rs256(&header("RS256"), &claims)
             }
+            IdTokenMode::MultiAudience => {
+                claims["aud"] = serde_json::json!([grant.client_id, "another-client"]);
+                self.sign_rs256(&header("RS256"), &claims)
+            }
+            IdTokenMode::MultiAudienceWrongAzp => {
+                claims["aud"] = serde_json::json!([grant.client_id, "another-client"]);
+                claims["azp"] = serde_json::json!("another-client");
+                self.sign_rs256(&header("RS256"), &claims)
+            }
+            IdTokenMode::WrongAzp => {
+                claims["azp"] = serde_json::json!("another-client");
+                self.sign_rs256(&header("RS256"), &claims)
+            }
             IdTokenMode::Expired => {
                 claims["iat"] = serde_json::json!(now.saturating_sub(3 * ID_TOKEN_TTL_SECS));
                 claims["exp"] = serde_json::json!(now.saturating_sub(2 * ID_TOKEN_TTL_SECS));

@@ -2,7 +2,7 @@
 //! ClaveÚnica gate, in the demo and the integration tests.
 //!
 //! ```text
-//! legacy-app [--listen 127.0.0.1:8901]
+//! legacy-app [--listen 127.0.0.1:8901] [--raw-echo]
 //! ```
 //!
 //! It trusts whatever identity headers reach it, like the real legacy apps do,
@@ -15,9 +15,24 @@
 //! `PHPSESSID` cookie and sends the browser to `/`. And with `app_logout=1` in the
 //! query it answers `x-claveunica-logout: 1`, as an app that does not know the RUN
 //! would, to ask the gate to end the ClaveÚnica session; `app_logout_header=NAME` answers
-//! `NAME: 1` instead, for a gate configured with another `logout_response_header`.
+//! `NAME: 1` instead, for a gate configured with another `logout_response_header`. With
+//! `cache=public` it answers `Cache-Control: public, max-age=600`, as an app that lets shared
+//! caches keep its pages would, so tests can see the gate keep a person's answer out of them.
+//!
+//! A WebSocket handshake (`Upgrade: websocket`) gets `101 Switching Protocols` and then the
+//! echo, raw, on the upgraded connection, so tests see what the upgrade request carried.
+//!
+//! Test aid: with `raw_header_hex=HEX` in the query it answers 200 with the header line whose
+//! bytes are HEX written as they are (no HTTP library would write a non-UTF-8 name or value),
+//! so tests can see what the gate does with whatever an application sends (`raw.rs`);
+//! `raw_pad=N` appends N bytes `v` to the line (up to 1 MiB), for values longer than a URL.
+//!
+//! Test aid: with `--raw-echo` it serves nothing but the JSON echo, from its own HTTP/1.1
+//! reader, which also reports the request's trailers (`raw_echo.rs`); tiny_http drops them.
 
 mod bulk;
+mod raw;
+mod raw_echo;
 
 use std::io::Write;
 use std::sync::Arc;
@@ -26,7 +41,7 @@ use std::sync::Arc;
 // and attribute values alike.
 use html_escape::encode_quoted_attribute;
 
-const USAGE: &str = "usage: legacy-app [--listen ADDR:PORT]";
+const USAGE: &str = "usage: legacy-app [--listen ADDR:PORT] [--raw-echo]";
 const WORKERS: usize = 4;
 /// Identity headers the gate adds start with this (lower-case) prefix.
 const IDENTITY_PREFIX: &str = "x-claveunica-";
@@ -108,7 +123,8 @@ fn percent_decode_lossy(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn echo_json(seen: &Seen) -> String {
+/// The echo of a request, as JSON.
+fn echo_value(seen: &Seen) -> serde_json::Value {
     let headers: Vec<[&str; 2]> = seen.headers.iter().map(|(n, v)| [n.as_str(), v.as_str()]).collect();
     serde_json::json!({
         "method": seen.method,
@@ -117,7 +133,10 @@ fn echo_json(seen: &Seen) -> String {
         "headers": headers,
         "body_len": seen.body_len,
     })
-    .to_string()
+}
+
+fn echo_json(seen: &Seen) -> String {
+    echo_value(seen).to_string()
 }
 
 fn portal_html(seen: &Seen) -> String {
@@ -214,6 +233,15 @@ fn html(status: u16, body: String) -> Reply {
 
 /// Everything the app answers, decided from what it saw.
 fn handle(seen: &Seen) -> Reply {
+    let mut reply = answer(seen);
+    if seen.query_has("cache", "public") {
+        reply.headers.push(("Cache-Control".into(), "public, max-age=600".into()));
+    }
+    reply
+}
+
+/// The answer before the cache header `cache=public` adds.
+fn answer(seen: &Seen) -> Reply {
     let custom_logout = seen.query_value("app_logout_header");
     if seen.query_has("app_logout", "1") || custom_logout.is_some() {
         let mut reply = html(200, "<p>RUN desconocido</p>\n".into());
@@ -259,12 +287,19 @@ fn read_seen(request: &mut tiny_http::Request) -> Seen {
         .iter()
         .map(|h| (h.field.as_str().as_str().to_ascii_lowercase(), h.value.as_str().to_string()))
         .collect();
+    let headers: Vec<(String, String)> = headers;
     // The body is kept up to MAX_BODY and counted whole: draining it keeps the connection
-    // reusable.
+    // reusable. An upgrade request (a WebSocket handshake) has no body, and tiny_http hands it
+    // the raw connection as its "body", which would never end: the app answers it as a plain
+    // GET (its echo, never 101) without reading.
     let mut body = Vec::new();
-    let reader = request.as_reader();
-    let kept = std::io::copy(&mut std::io::Read::take(&mut *reader, MAX_BODY), &mut body).unwrap_or(0);
-    let body_len = kept + std::io::copy(reader, &mut std::io::sink()).unwrap_or(0);
+    let upgrade = headers.iter().any(|(n, _)| n == "upgrade");
+    let mut body_len = 0;
+    if !upgrade {
+        let reader = request.as_reader();
+        let kept = std::io::copy(&mut std::io::Read::take(&mut *reader, MAX_BODY), &mut body).unwrap_or(0);
+        body_len = kept + std::io::copy(reader, &mut std::io::sink()).unwrap_or(0);
+    }
     Seen { method: request.method().as_str().to_string(), path, query, headers, body_len, body }
 }
 
@@ -272,6 +307,23 @@ fn respond(request: tiny_http::Request) {
     // Large bodies for the streaming tests (`/__bulk`, see bulk.rs).
     let Some(mut request) = bulk::serve(request) else { return };
     let seen = read_seen(&mut request);
+    if let Some(mut line) = seen.query_value("raw_header_hex").and_then(|hex| raw::decode_hex(&hex)) {
+        raw::pad(&mut line, seen.query_value("raw_pad").and_then(|n| n.parse().ok()).unwrap_or(0));
+        eprintln!("{} {} 200 (raw header)", seen.method, seen.path);
+        raw::answer_with_header(request.into_writer(), &line);
+        return;
+    }
+    if seen.header("upgrade").is_some_and(|u| u.eq_ignore_ascii_case("websocket")) {
+        // A WebSocket handshake: switch protocols, send the echo as the first bytes on the
+        // upgraded connection (not a WebSocket frame: tests read it raw), and close.
+        eprintln!("{} {} 101", seen.method, seen.path);
+        let switch = tiny_http::Response::empty(101);
+        let mut stream = request.upgrade("websocket", switch);
+        if let Err(e) = stream.write_all(echo_json(&seen).as_bytes()).and_then(|()| stream.flush()) {
+            eprintln!("write failed: {e}");
+        }
+        return;
+    }
     let reply = handle(&seen);
     let mut response = tiny_http::Response::from_string(reply.body).with_status_code(reply.status);
     for (name, value) in &reply.headers {
@@ -285,34 +337,55 @@ fn respond(request: tiny_http::Request) {
     }
 }
 
-fn parse_listen(mut args: impl Iterator<Item = String>) -> Result<String, String> {
-    let mut listen = "127.0.0.1:8901".to_string();
+/// What the command line asks for.
+#[derive(Debug, PartialEq, Eq)]
+struct Args {
+    listen: String,
+    /// Serve the raw echo (`raw_echo.rs`) instead of the portal.
+    raw_echo: bool,
+}
+
+fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
+    let mut parsed = Args { listen: "127.0.0.1:8901".to_string(), raw_echo: false };
     while let Some(arg) = args.next() {
         if let Some(v) = arg.strip_prefix("--listen=") {
-            listen = v.to_string();
+            parsed.listen = v.to_string();
         } else if arg == "--listen" {
-            listen = args.next().ok_or_else(|| format!("--listen needs a value\n{USAGE}"))?;
+            parsed.listen = args.next().ok_or_else(|| format!("--listen needs a value\n{USAGE}"))?;
+        } else if arg == "--raw-echo" {
+            parsed.raw_echo = true;
         } else {
             return Err(format!("unknown argument {arg:?}\n{USAGE}"));
         }
     }
-    Ok(listen)
+    Ok(parsed)
+}
+
+/// Says where the app listens, the line the demo and the tests wait for.
+fn announce(addr: std::net::SocketAddr) -> std::io::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "legacy-app listening on http://{addr}")?;
+    stdout.flush()
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let listen = match parse_listen(std::env::args().skip(1)) {
-        Ok(l) => l,
+    let Args { listen, raw_echo } = match parse_args(std::env::args().skip(1)) {
+        Ok(args) => args,
         Err(msg) => {
             eprintln!("{msg}");
             std::process::exit(2);
         }
     };
+    if raw_echo {
+        let listener =
+            std::net::TcpListener::bind(listen.as_str()).map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+        announce(listener.local_addr()?)?;
+        raw_echo::serve(&listener);
+        return Ok(());
+    }
     let server = tiny_http::Server::http(listen.as_str()).map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     let addr = server.server_addr().to_ip().ok_or("listening socket has no IP address")?;
-    let mut stdout = std::io::stdout().lock();
-    writeln!(stdout, "legacy-app listening on http://{addr}")?;
-    stdout.flush()?;
-    drop(stdout);
+    announce(addr)?;
 
     let server = Arc::new(server);
     let workers: Vec<_> = (0..WORKERS)
@@ -337,6 +410,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_command_line_chooses_the_address_and_the_raw_echo() {
+        let args = |list: &[&str]| parse_args(list.iter().map(|a| (*a).to_string()));
+        assert_eq!(args(&[]), Ok(Args { listen: "127.0.0.1:8901".into(), raw_echo: false }));
+        assert_eq!(
+            args(&["--listen", "127.0.0.1:0", "--raw-echo"]),
+            Ok(Args { listen: "127.0.0.1:0".into(), raw_echo: true })
+        );
+        assert_eq!(args(&["--listen=[::1]:80"]).map(|a| a.listen), Ok("[::1]:80".into()));
+        assert!(args(&["--listen"]).is_err() && args(&["--echo"]).is_err());
+    }
 
     #[test]
     fn decodes_percent_encoded_utf8() {
@@ -427,6 +512,9 @@ mod tests {
         assert!(header(&custom, "x-claveunica-logout").is_none());
         let echo = handle(&seen(&[], "format=json"));
         assert!(header(&echo, "content-type").unwrap().starts_with("application/json"));
+        assert!(header(&echo, "cache-control").is_none());
+        let cached = handle(&seen(&[], "format=json&cache=public"));
+        assert_eq!(header(&cached, "cache-control"), Some("public, max-age=600"));
     }
 
     #[test]

@@ -2,17 +2,28 @@
 //! token lets the gate go on to userinfo and a session (rustls' proof-value pattern).
 
 use jwt_simple::algorithms::RSAPublicKeyLike;
+use jwt_simple::claims::Audiences;
 use jwt_simple::common::VerificationOptions;
-use jwt_simple::prelude::{Duration, NoCustomClaims, UnixTimeStamp};
+use jwt_simple::prelude::{Duration, UnixTimeStamp};
 use jwt_simple::token::Token;
 use jwt_simple::JWTError;
+use serde::{Deserialize, Serialize};
 
 use super::jwks::KeyCache;
 
 /// The longest ID token accepted.
 pub const MAX_TOKEN_LEN: usize = 16 * 1024;
 
-/// Proof that an ID token was verified: signature, issuer, audience, lifetime and nonce.
+/// The claims jwt-simple does not know and verification reads.
+#[derive(Debug, Serialize, Deserialize)]
+struct Extra {
+    /// The authorized party: the client the token was issued to (OpenID Connect Core 3.1.3.7).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    azp: Option<String>,
+}
+
+/// Proof that an ID token was verified: signature, issuer, audience and authorized party,
+/// lifetime and nonce.
 #[derive(Debug, Clone)]
 pub struct VerifiedIdToken {
     sub: Option<String>,
@@ -37,7 +48,9 @@ pub struct Expectations<'a> {
     pub nonce: &'a str,
     /// The current time (Unix seconds).
     pub now: u64,
-    /// Leeway for `exp` and `iat`, in seconds.
+    /// Leeway for `exp` and `iat`, in seconds. The token is minted when the gate redeems the
+    /// code, just before this check, so a genuine `iat` is now, give or take the clocks' skew:
+    /// one further than this either way is refused.
     pub leeway_s: u64,
 }
 
@@ -57,9 +70,12 @@ pub enum IdTokenError {
     Issuer,
     /// `aud` is missing or does not hold the client id.
     Audience,
+    /// `azp` is present and not the client id, or `aud` names other clients too and `azp` is
+    /// missing: the token was issued to another party.
+    AuthorizedParty,
     /// `exp` is past (beyond the leeway) or missing.
     Expired,
-    /// `iat` is in the future (beyond the leeway) or missing.
+    /// `iat` is missing, or further from now than the leeway either way.
     IssuedAt,
     /// `nonce` is not the flow's.
     NonceMismatch,
@@ -101,33 +117,44 @@ pub fn verify(token: &str, keys: &KeyCache, expect: &Expectations<'_>) -> Result
         max_header_length: Some(2048),
         ..VerificationOptions::default()
     };
-    let claims =
-        key.verify_token::<NoCustomClaims>(token, Some(options)).map_err(|e| match e.downcast_ref::<JWTError>() {
-            Some(JWTError::InvalidSignature) => IdTokenError::Signature,
-            Some(JWTError::RequiredIssuerMismatch | JWTError::RequiredIssuerMissing) => IdTokenError::Issuer,
-            Some(JWTError::RequiredAudienceMismatch | JWTError::RequiredAudienceMissing) => IdTokenError::Audience,
-            Some(JWTError::TokenHasExpired) => IdTokenError::Expired,
-            Some(JWTError::ClockDrift | JWTError::TokenNotValidYet) => IdTokenError::IssuedAt,
-            Some(JWTError::RequiredNonceMismatch) => IdTokenError::NonceMismatch,
-            Some(JWTError::RequiredNonceMissing) => IdTokenError::NonceMissing,
-            Some(JWTError::AlgorithmMismatch) => IdTokenError::Algorithm("mismatch".into()),
-            Some(
-                JWTError::KeyIdentifierMismatch
-                | JWTError::MissingJWTKeyIdentifier
-                | JWTError::RequiredKeyIdMissing
-                | JWTError::RequiredKeyIdMismatch,
-            ) => IdTokenError::UnknownKey,
-            Some(JWTError::UnknownCriticalExtension | JWTError::NotJWT | JWTError::RequiredSignatureTypeMismatch) => {
-                IdTokenError::Header
-            }
-            _ => IdTokenError::Malformed,
-        })?;
+    let claims = key.verify_token::<Extra>(token, Some(options)).map_err(|e| match e.downcast_ref::<JWTError>() {
+        Some(JWTError::InvalidSignature) => IdTokenError::Signature,
+        Some(JWTError::RequiredIssuerMismatch | JWTError::RequiredIssuerMissing) => IdTokenError::Issuer,
+        Some(JWTError::RequiredAudienceMismatch | JWTError::RequiredAudienceMissing) => IdTokenError::Audience,
+        Some(JWTError::TokenHasExpired) => IdTokenError::Expired,
+        Some(JWTError::ClockDrift | JWTError::TokenNotValidYet) => IdTokenError::IssuedAt,
+        Some(JWTError::RequiredNonceMismatch) => IdTokenError::NonceMismatch,
+        Some(JWTError::RequiredNonceMissing) => IdTokenError::NonceMissing,
+        Some(JWTError::AlgorithmMismatch) => IdTokenError::Algorithm("mismatch".into()),
+        Some(
+            JWTError::KeyIdentifierMismatch
+            | JWTError::MissingJWTKeyIdentifier
+            | JWTError::RequiredKeyIdMissing
+            | JWTError::RequiredKeyIdMismatch,
+        ) => IdTokenError::UnknownKey,
+        Some(JWTError::UnknownCriticalExtension | JWTError::NotJWT | JWTError::RequiredSignatureTypeMismatch) => {
+            IdTokenError::Header
+        }
+        _ => IdTokenError::Malformed,
+    })?;
     // jwt-simple checks `exp` and `iat` only when present; OpenID Connect requires both.
     if claims.expires_at.is_none() {
         return Err(IdTokenError::Expired);
     }
-    if claims.issued_at.is_none() {
-        return Err(IdTokenError::IssuedAt);
+    // jwt-simple refuses an `iat` in the future; one in the past is a token minted long before
+    // this code was redeemed (a replay, a provider clock far behind): refused too. Checked after
+    // `exp`, so an expired token is reported as expired.
+    match claims.issued_at {
+        Some(iat) if expect.now.saturating_sub(iat.as_secs()) <= expect.leeway_s => {}
+        _ => return Err(IdTokenError::IssuedAt),
+    }
+    // With several audiences the token is also meant for others; only `azp` says it was issued
+    // to this client. A present `azp` must name this client whatever `aud` holds.
+    let several = matches!(&claims.audiences, Some(Audiences::AsSet(set)) if set.len() > 1);
+    match claims.custom.azp.as_deref() {
+        Some(azp) if azp == expect.client_id => {}
+        None if !several => {}
+        _ => return Err(IdTokenError::AuthorizedParty),
     }
     Ok(VerifiedIdToken { sub: claims.subject })
 }
@@ -172,11 +199,47 @@ mod tests {
     fn a_genuine_token_verifies() {
         let v = check(&id_token(&claims(NONCE))).unwrap();
         assert_eq!(v.sub(), Some("2594"));
-        // aud may be a list holding the client id.
-        assert!(check(&with("aud", json!(["other", CLIENT_ID]))).is_ok());
-        // Within the leeway.
+        // aud may be a list holding the client id: alone, or with others when azp names it.
+        assert!(check(&with("aud", json!([CLIENT_ID]))).is_ok());
+        assert!(check(&with("azp", json!(CLIENT_ID))).is_ok());
+        let mut c = claims(NONCE);
+        c["aud"] = json!(["other", CLIENT_ID]);
+        c["azp"] = json!(CLIENT_ID);
+        assert!(check(&id_token(&c)).is_ok());
+        // Within the leeway, either way.
         assert!(check(&with("exp", json!(NOW - 30))).is_ok());
         assert!(check(&with("iat", json!(NOW + 30))).is_ok());
+        assert!(check(&with("iat", json!(NOW - 60))).is_ok());
+    }
+
+    #[test]
+    fn a_token_issued_to_another_party_is_refused() {
+        // Several audiences and no azp: also meant for "other", maybe issued to it.
+        assert_eq!(check(&with("aud", json!(["other", CLIENT_ID]))).unwrap_err(), IdTokenError::AuthorizedParty);
+        // Several audiences, azp another client.
+        let mut c = claims(NONCE);
+        c["aud"] = json!([CLIENT_ID, "other"]);
+        c["azp"] = json!("other");
+        assert_eq!(check(&id_token(&c)).unwrap_err(), IdTokenError::AuthorizedParty);
+        // One audience, ours, and an azp naming another client.
+        assert_eq!(check(&with("azp", json!("other"))).unwrap_err(), IdTokenError::AuthorizedParty);
+        assert_eq!(check(&with("azp", json!(""))).unwrap_err(), IdTokenError::AuthorizedParty);
+        // An azp that is not a string is no azp of ours.
+        assert!(check(&with("azp", json!([CLIENT_ID]))).is_err());
+    }
+
+    #[test]
+    fn an_iat_far_in_the_past_is_refused_even_before_exp() {
+        // Minted long ago but with a long exp: a replayed or stockpiled token.
+        let mut c = claims(NONCE);
+        c["iat"] = json!(NOW - 61);
+        c["exp"] = json!(NOW + 3600);
+        assert_eq!(check(&id_token(&c)).unwrap_err(), IdTokenError::IssuedAt);
+        c["iat"] = json!(NOW - 86_400 * 365);
+        assert_eq!(check(&id_token(&c)).unwrap_err(), IdTokenError::IssuedAt);
+        // Expired and old: reported as expired.
+        c["exp"] = json!(NOW - 600);
+        assert_eq!(check(&id_token(&c)).unwrap_err(), IdTokenError::Expired);
     }
 
     #[test]

@@ -10,7 +10,9 @@ const MIN_MODULUS_BYTES: usize = 256;
 /// More keys than this in one set is not a JWKS a provider sends.
 const MAX_KEYS: usize = 32;
 /// An unknown `kid` triggers a refetch at most this often, so a stream of forged tokens
-/// cannot make the gate hammer the provider.
+/// cannot make the gate hammer the provider. Only such fetches count: the first fetch and the
+/// scheduled refresh do not, so a provider that starts signing with a new key just after the
+/// gate fetched its keys costs the next login one fetch, not a wait.
 pub const MIN_REFETCH_INTERVAL_S: u64 = 30;
 
 /// Why a JWKS is refused.
@@ -80,8 +82,9 @@ pub struct KeyCache {
     version: u64,
     /// The JWKS document the keys came from, for sharing with other workers.
     source: Option<Vec<u8>>,
-    /// The last fetch attempt, successful or not, for rate limiting.
-    fetched_at: Option<u64>,
+    /// The last fetch for an unknown `kid` while keys were held, successful or not, here or
+    /// in another worker: the only fetches rate limited.
+    kid_fetched_at: Option<u64>,
     /// A login of this worker fetched the keys held, and they were not shared yet.
     unshared: bool,
 }
@@ -92,7 +95,7 @@ impl core::fmt::Debug for KeyCache {
         f.debug_struct("KeyCache")
             .field("kids", &kids)
             .field("version", &self.version)
-            .field("fetched_at", &self.fetched_at)
+            .field("kid_fetched_at", &self.kid_fetched_at)
             .finish()
     }
 }
@@ -110,16 +113,28 @@ impl KeyCache {
         self.keys.is_empty()
     }
 
-    /// Whether a fetch is allowed now: always when nothing was fetched yet, else at most once
-    /// per [`MIN_REFETCH_INTERVAL_S`].
+    /// Whether a login may fetch the keys for an unknown `kid` now: always while no key is
+    /// held (the first fetch, as a host without a key cache does for every login), else at
+    /// most once per [`MIN_REFETCH_INTERVAL_S`] counted from the last such fetch only.
     #[must_use]
     pub fn may_fetch(&self, now: u64) -> bool {
-        self.fetched_at.is_none_or(|t| now.saturating_sub(t) >= MIN_REFETCH_INTERVAL_S || now < t)
+        self.keys.is_empty()
+            || self.kid_fetched_at.is_none_or(|t| now.saturating_sub(t) >= MIN_REFETCH_INTERVAL_S || now < t)
     }
 
-    /// Records a fetch attempt, successful or not, for rate limiting.
-    pub fn fetched(&mut self, now: u64) {
-        self.fetched_at = Some(now);
+    /// Records a login's fetch for an unknown `kid`, successful or not, for the rate limit.
+    /// `had_keys`: whether keys were held when it was asked for; the first fetch is not
+    /// limited, so it does not count.
+    pub fn fetched_for_kid(&mut self, now: u64, had_keys: bool) {
+        if had_keys {
+            self.kid_fetched_at = Some(now);
+        }
+    }
+
+    /// When a login last fetched for an unknown `kid` here, for sharing with other workers.
+    #[must_use]
+    pub fn kid_fetched_at(&self) -> Option<u64> {
+        self.kid_fetched_at
     }
 
     /// Replaces the keys with a freshly fetched set. A failed fetch does not call this, so the
@@ -127,7 +142,6 @@ impl KeyCache {
     pub fn replace(&mut self, keys: Vec<(String, RS256PublicKey)>, now: u64) {
         self.keys = keys;
         self.version = now.max(1);
-        self.fetched_at = Some(now);
     }
 
     /// Like [`KeyCache::replace`], keeping the document for other workers.
@@ -158,9 +172,10 @@ impl KeyCache {
                 }
             }
         }
-        // Another worker's attempt counts for the rate limit here too.
-        if shared.last_attempt > self.fetched_at.unwrap_or(0) {
-            self.fetched_at = Some(shared.last_attempt);
+        // Another worker's fetch for an unknown kid counts for the rate limit here too; a
+        // scheduled refresh does not.
+        if shared.kid_fetch_at > self.kid_fetched_at.unwrap_or(0) {
+            self.kid_fetched_at = Some(shared.kid_fetch_at);
         }
         newer
     }
@@ -181,6 +196,10 @@ pub struct SharedJwks {
     pub failures: u32,
     /// No other worker starts a fetch before this time.
     pub lease_until: u64,
+    /// When a login last fetched for an unknown `kid` (0: never): the rate limit's clock,
+    /// shared. Absent in what older versions stored.
+    #[serde(default)]
+    pub kid_fetch_at: u64,
 }
 
 /// How long a worker holds the lease while its fetch is under way.
@@ -237,6 +256,7 @@ impl SharedJwks {
                 last_attempt: now,
                 failures: 0,
                 lease_until: 0,
+                kid_fetch_at: self.kid_fetch_at,
             },
             Err(()) => {
                 Self { last_attempt: now, failures: self.failures.saturating_add(1), lease_until: 0, ..self.clone() }
@@ -306,7 +326,30 @@ mod tests {
         assert!(cache.load_shared(&decoded));
         assert!(cache.get("k1").is_some());
         assert!(!cache.load_shared(&decoded), "same version twice");
-        assert!(!cache.may_fetch(510), "another worker's fetch counts for the rate limit");
+        assert!(cache.may_fetch(510), "a scheduled fetch is no reason to wait for a new kid");
+        let by_login = SharedJwks { kid_fetch_at: 505, ..decoded };
+        cache.load_shared(&by_login);
+        assert!(!cache.may_fetch(510), "another worker's fetch for a kid counts for the rate limit");
+        assert!(cache.may_fetch(535));
         assert_eq!(SharedJwks::decode(Some(b"garbage")), SharedJwks::default());
+        // What an older version stored still reads.
+        let old = br#"{"keys_version":1,"body":null,"last_attempt":1,"failures":0,"lease_until":0}"#;
+        assert_eq!(SharedJwks::decode(Some(old)).keys_version, 1);
+    }
+
+    #[test]
+    fn only_fetches_for_an_unknown_kid_are_rate_limited() {
+        let mut cache = KeyCache::default();
+        // Nothing held: a login may fetch, again and again (the first fetch).
+        assert!(cache.may_fetch(1_000));
+        cache.fetched_for_kid(1_000, false);
+        assert!(cache.may_fetch(1_001));
+        // Keys just fetched (first or scheduled): a new kid a second later is fetched at once.
+        cache.replace(parse(doc().as_bytes()).unwrap(), 1_001);
+        assert!(cache.may_fetch(1_002));
+        // That fetch counts: the next unknown kid waits out the interval.
+        cache.fetched_for_kid(1_002, true);
+        assert!(!cache.may_fetch(1_002 + MIN_REFETCH_INTERVAL_S - 1));
+        assert!(cache.may_fetch(1_002 + MIN_REFETCH_INTERVAL_S));
     }
 }
