@@ -502,19 +502,23 @@ fn return_to_never_leaves_the_origin() {
         "javascript:alert(1)",
         "/claveunica/logout",
     ] {
-        let mut h = harness();
-        let path = format!(
-            "/claveunica/login?return_to={}",
-            url::form_urlencoded::byte_serialize(evil.as_bytes()).collect::<String>()
-        );
-        let done = h.login(&path);
-        assert_eq!(header(&done, "location"), ["/"], "{evil}");
+        assert_eq!(landing_after_login(evil), ["/"], "{evil}");
     }
     let mut h = harness();
     assert_eq!(
         header(&h.login("/claveunica/login?return_to=%2Fmis-tramites%3Fa%3D1"), "location"),
         ["/mis-tramites?a=1"]
     );
+}
+
+/// Where a whole login started at the login path with `return_to` set to `wanted` sends the
+/// browser at its end.
+fn landing_after_login(wanted: &str) -> Vec<String> {
+    let path = format!(
+        "/claveunica/login?return_to={}",
+        url::form_urlencoded::byte_serialize(wanted.as_bytes()).collect::<String>()
+    );
+    header(&harness().login(&path), "location").into_iter().map(str::to_string).collect()
 }
 
 #[test]
@@ -538,22 +542,11 @@ fn a_login_never_lands_on_the_gates_own_paths() {
         "/claveunica/login?return_to=/claveunica/logout",
         "/claveunica/callback#x",
     ] {
-        let mut h = harness();
-        let path = format!(
-            "/claveunica/login?return_to={}",
-            url::form_urlencoded::byte_serialize(wanted.as_bytes()).collect::<String>()
-        );
-        let done = h.login(&path);
-        assert_eq!(header(&done, "location"), ["/"], "{wanted}");
+        assert_eq!(landing_after_login(wanted), ["/"], "{wanted}");
     }
     // Paths beside the gate's own are the application's, and kept.
     for kept in ["/claveunica/logoutx", "/tramites#logout", "/claveunica/logout-info", "/a/b?c=1#d"] {
-        let mut h = harness();
-        let path = format!(
-            "/claveunica/login?return_to={}",
-            url::form_urlencoded::byte_serialize(kept.as_bytes()).collect::<String>()
-        );
-        assert_eq!(header(&h.login(&path), "location"), [kept], "{kept}");
+        assert_eq!(landing_after_login(kept), [kept], "{kept}");
     }
 }
 
