@@ -20,7 +20,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use base64::Engine as _;
-use claveunica_core::check::{review, Finding, Severity};
+use claveunica_core::check::{effective_endpoints, registration, review, Finding, Severity};
 use claveunica_core::config::Config;
 
 const USAGE: &str = "\
@@ -29,16 +29,20 @@ usage: claveunica-gate check [--strict] <config.json>
 
 Commands:
   check   Validate a ClaveÚnica Gate configuration (a JSON file, or - for standard input)
-          with the same code the filter runs, then warn about what ClaveÚnica's
-          certification review rejects (http, a port or an IP in redirect_uri, an inline
-          secret, no post-logout redirect, a scope other than `openid run name`, ...).
+          with the same code the filter runs, then print what the certification review
+          reads: the endpoints in effect (each not on https://accounts.claveunica.gob.cl is
+          flagged), what to register with ClaveÚnica (Redirect URI, Logout URI), and a
+          warning, worded as the manual words it (required or recommended), for each thing
+          to change (http, a port or an IP in redirect_uri, an inline client id or secret, no
+          post-logout redirect, a scope other than `openid run name`, ...).
 
 Options:
   --strict        exit 1 on warnings too, not only on errors
   -h, --help      print this help
   -V, --version   print the version
 
-The variables named by client_secret_env and session_keys_env are read from this shell.
+The variables named by client_id_env, client_secret_env and session_keys_env are read
+from this shell.
 When one is not set, a placeholder stands in and a note says to set it where the proxy runs.
 
 Exit status: 0 valid; 1 invalid, or warnings with --strict; 2 usage error or unreadable file.";
@@ -102,7 +106,7 @@ struct Report {
 }
 
 /// The keys whose value names an environment variable, as `Config::from_json` reads them.
-const ENV_KEYS: [&str; 2] = ["client_secret_env", "session_keys_env"];
+const ENV_KEYS: [&str; 3] = ["client_id_env", "client_secret_env", "session_keys_env"];
 
 /// Which `*_env` key of the document names `var`, for a note that points at the right key.
 fn env_key_naming(text: &[u8], var: &str) -> &'static str {
@@ -142,7 +146,11 @@ fn check(text: &[u8], name: &str, strict: bool, env: &dyn Fn(&str) -> Option<Str
     for var in missing.into_inner() {
         let key = env_key_naming(text, &var);
         placeholder_keys |= key == "session_keys_env";
-        let what = if key == "session_keys_env" { "comma-separated base64 keys, newest first" } else { "the secret" };
+        let what = match key {
+            "session_keys_env" => "comma-separated base64 keys, newest first",
+            "client_id_env" => "the client id",
+            _ => "the secret",
+        };
         env_notes.push(Finding {
             severity: Severity::Note,
             key,
@@ -172,6 +180,9 @@ fn check(text: &[u8], name: &str, strict: bool, env: &dyn Fn(&str) -> Option<Str
     findings.sort_by_key(|f| f.severity);
 
     lines.push(format!("ok: {name} is a valid ClaveÚnica Gate configuration"));
+    // The review asks for evidence of the back-channel calls: these are the URLs they go to.
+    lines.extend(effective_endpoints(&config).iter().map(|(_, what, url)| format!("endpoint: {what}: {url}")));
+    lines.extend(registration(&config).iter().map(|(what, value)| format!("register: {what}: {value}")));
     lines.extend(findings.iter().map(line));
     let warned = findings.iter().any(|f| f.severity == Severity::Warning);
     Report { lines, status: u8::from(strict && warned) }

@@ -64,6 +64,9 @@ pub struct Config {
     pub issuer: String,
     /// The client id registered with ClaveÚnica.
     pub client_id: String,
+    /// Where the client id came from: `None` when written inline in the document, else the
+    /// name of the environment variable.
+    pub client_id_env: Option<String>,
     /// The client secret.
     pub client_secret: SecretString,
     /// Where the secret came from: `None` when written inline in the document, else the name
@@ -158,6 +161,7 @@ impl Config {
         let config = provider.zip(site).zip(sessions).map(|((provider, site), sessions)| Config {
             issuer: provider.issuer,
             client_id: provider.client_id,
+            client_id_env: provider.client_id_env,
             client_secret: provider.client_secret,
             client_secret_env: provider.client_secret_env,
             redirect_uri: site.redirect_uri,
@@ -327,9 +331,10 @@ mod tests {
         let err = load(&v).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "invalid configuration: client_id: is required; session_keys[0]: must decode to 32 bytes, not 5"
+            "invalid configuration: client_id: is required (or client_id_env); session_keys[0]: must decode to 32 \
+             bytes, not 5"
         );
-        assert_eq!(kind_of(&err, "client_id"), Some(ProblemKind::Missing));
+        assert_eq!(kind_of(&err, "client_id"), Some(ProblemKind::MissingEither("client_id_env")));
         assert_eq!(kind_of(&err, "session_keys[0]"), Some(ProblemKind::KeyLength(5)));
         // envoy/README.md quotes this one.
         let mut v = without("client_secret");
