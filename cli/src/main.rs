@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! claveunica-gate check [--strict] <config.json | ->
+//! claveunica-gate certify [options] <URL>
 //! claveunica-gate --help | --version
 //! ```
 //!
@@ -10,6 +11,12 @@
 //! against ClaveÚnica's certification checklist ([`claveunica_core::check::review`]).
 //! Exit status: 0 valid (warnings allowed unless `--strict`), 1 invalid or, with `--strict`,
 //! warned about, 2 usage error or unreadable file.
+//!
+//! `certify` walks a deployed gate through the review's checklist over HTTP ([`certify`]) and
+//! writes a Markdown evidence report. Exit status: 0 every item passes, 1 one fails, 2 usage
+//! error or the gate cannot be reached.
+
+mod certify;
 
 use std::cell::RefCell;
 use std::collections::hash_map::RandomState;
@@ -25,6 +32,7 @@ use claveunica_core::config::Config;
 
 const USAGE: &str = "\
 usage: claveunica-gate check [--strict] <config.json>
+       claveunica-gate certify [options] <URL>
        claveunica-gate --help | --version
 
 Commands:
@@ -36,8 +44,24 @@ Commands:
           to change (http, a port or an IP in redirect_uri, an inline client id or secret, no
           post-logout redirect, a scope other than `openid run name`, ...).
 
-Options:
+  certify Walk the gate deployed at URL (its public origin, https://tramites.example.gob.cl)
+          through the points of the certification review an anonymous browser can see, and
+          write a Markdown evidence report: the redirect to the authorize endpoint with the
+          exact scope, a state of 30+ characters that changes every time, the redirect_uri
+          form, the page with the button, no login inside a frame, logout through
+          ClaveÚnica's logout. A failing item says what to change. Follows no redirect.
+
+Options of check:
   --strict        exit 1 on warnings too, not only on errors
+
+Options of certify:
+  --out FILE            write the report to FILE (default: standard output)
+  --path PATH           a protected page (default /)
+  --login-path PATH     the gate's login_path (default /claveunica/login)
+  --logout-path PATH    the gate's logout_path (default /claveunica/logout)
+  --button-page URL     your own page with the ClaveÚnica button, if the gate does not serve it
+  --provider ORIGIN     rehearse against an emulator at ORIGIN instead of ClaveÚnica
+
   -h, --help      print this help
   -V, --version   print the version
 
@@ -45,7 +69,8 @@ The variables named by client_id_env, client_secret_env and session_keys_env are
 from this shell.
 When one is not set, a placeholder stands in and a note says to set it where the proxy runs.
 
-Exit status: 0 valid; 1 invalid, or warnings with --strict; 2 usage error or unreadable file.";
+Exit status of check: 0 valid; 1 invalid, or warnings with --strict; 2 usage error or
+unreadable file. Of certify: 0 every item passes; 1 one fails; 2 usage error or unreachable.";
 
 /// Where the configuration document comes from.
 #[derive(Debug, PartialEq, Eq)]
@@ -59,6 +84,7 @@ enum Command {
     Help,
     Version,
     Check { source: Source, strict: bool },
+    Certify { options: Box<certify::Options>, out: Option<PathBuf> },
 }
 
 /// Parses the arguments after the program name. `OsString`s, because `std::env::args` panics
@@ -70,6 +96,7 @@ fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Command, Strin
         Some("-h" | "--help" | "help") => return Ok(Command::Help),
         Some("-V" | "--version") => return Ok(Command::Version),
         Some("check") => {}
+        Some("certify") => return parse_certify(args),
         _ => return Err(format!("unknown command {:?}", command.to_string_lossy())),
     }
     let mut source = None;
@@ -96,6 +123,81 @@ fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Command, Strin
     }
     let source = source.ok_or("check needs a configuration file (or - for standard input)")?;
     Ok(Command::Check { source, strict })
+}
+
+/// The options of `certify`; each takes a value.
+const CERTIFY_OPTIONS: [&str; 6] = ["--out", "--path", "--login-path", "--logout-path", "--button-page", "--provider"];
+
+/// The arguments of `certify`: options with a value each, and the gate's URL.
+fn parse_certify(args: impl Iterator<Item = OsString>) -> Result<Command, String> {
+    let mut args = args.map(|a| a.into_string().map_err(|a| format!("not Unicode: {a:?}")));
+    let mut url = None;
+    let mut out = None;
+    let mut values: Vec<(&'static str, String)> = Vec::new();
+    while let Some(arg) = args.next() {
+        let arg = arg?;
+        if arg == "-h" || arg == "--help" {
+            return Ok(Command::Help);
+        }
+        if let Some(key) = CERTIFY_OPTIONS.into_iter().find(|k| *k == arg) {
+            let value = args.next().ok_or(format!("{key} needs a value"))??;
+            values.push((key, value));
+        } else if arg.starts_with('-') {
+            return Err(format!("unknown option {arg:?}"));
+        } else if url.replace(arg).is_some() {
+            return Err("certify takes one URL".into());
+        }
+    }
+    let url = url.ok_or("certify needs the gate's URL")?;
+    let base = url::Url::parse(&url)
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+        .ok_or(format!("{url:?} is not an http(s) URL"))?;
+    let mut options = certify::Options::new(base);
+    for (key, value) in values {
+        let path = || {
+            if value.starts_with('/') {
+                Ok(value.clone())
+            } else {
+                Err(format!("{key} takes a path starting with /"))
+            }
+        };
+        match key {
+            "--out" => out = Some(PathBuf::from(&value)),
+            "--path" => options.path = path()?,
+            "--login-path" => options.login_path = path()?,
+            "--logout-path" => options.logout_path = path()?,
+            "--button-page" => options.button_page = Some(value),
+            _ => options.provider = value,
+        }
+    }
+    Ok(Command::Certify { options: Box::new(options), out })
+}
+
+/// Runs `certify` and writes its report; the exit status.
+fn run_certify(options: &certify::Options, out: Option<&std::path::Path>) -> ExitCode {
+    let items = match certify::certify(options) {
+        Ok(items) => items,
+        Err(e) => {
+            eprintln!("claveunica-gate certify: cannot reach the gate: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let report = certify::report(options, &items, &certify::utc(now));
+    let written = match out {
+        Some(path) => std::fs::write(path, &report).map_err(|e| format!("{}: {e}", path.display())),
+        None => std::io::stdout().lock().write_all(report.as_bytes()).map_err(|e| e.to_string()),
+    };
+    if let Err(e) = written {
+        eprintln!("claveunica-gate certify: cannot write the report: {e}");
+        return ExitCode::from(2);
+    }
+    // A summary on stderr, so a report piped to a file still leaves a verdict on the terminal.
+    for item in &items {
+        eprintln!("{}: {}", if item.passed { "pass" } else { "FAIL" }, item.title);
+    }
+    ExitCode::from(u8::from(items.iter().any(|i| !i.passed)))
 }
 
 /// What `check` prints, one line each, and its exit status.
@@ -231,6 +333,7 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Command::Check { source, strict } => (source, strict),
+        Command::Certify { options, out } => return run_certify(&options, out.as_deref()),
     };
     let (text, name) = match read(&source) {
         Ok(r) => r,
@@ -270,11 +373,46 @@ mod tests {
             (vec!["--help"], Ok(Command::Help)),
             (vec!["check", "-h"], Ok(Command::Help)),
             (vec!["-V"], Ok(Command::Version)),
+            (vec!["certify", "-h"], Ok(Command::Help)),
         ];
         for (args, want) in cases {
             assert_eq!(parse(&args), want, "{args:?}");
         }
         for bad in [&[][..], &["chek", "c.json"], &["check"], &["check", "a", "b"], &["check", "--stric", "a"]] {
+            assert!(parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn certify_arguments() {
+        let Ok(Command::Certify { options, out }) = parse(&[
+            "certify",
+            "--path",
+            "/tramites",
+            "https://tramites.example.gob.cl",
+            "--out",
+            "evidence.md",
+            "--provider",
+            "http://127.0.0.1:8900",
+        ]) else {
+            panic!("not parsed")
+        };
+        assert_eq!(options.base.as_str(), "https://tramites.example.gob.cl/");
+        assert_eq!((options.path.as_str(), options.login_path.as_str()), ("/tramites", "/claveunica/login"));
+        assert_eq!(options.provider, "http://127.0.0.1:8900");
+        assert_eq!(out, Some(PathBuf::from("evidence.md")));
+        let defaults = parse(&["certify", "https://x.gob.cl"]);
+        assert!(matches!(defaults, Ok(Command::Certify { ref options, out: None })
+            if options.provider == "https://accounts.claveunica.gob.cl" && options.logout_path == "/claveunica/logout"));
+        for bad in [
+            &["certify"][..],
+            &["certify", "ftp://x.gob.cl"],
+            &["certify", "tramites.gob.cl"],
+            &["certify", "https://a.gob.cl", "https://b.gob.cl"],
+            &["certify", "https://a.gob.cl", "--path"],
+            &["certify", "https://a.gob.cl", "--path", "tramites"],
+            &["certify", "https://a.gob.cl", "--strict"],
+        ] {
             assert!(parse(bad).is_err(), "{bad:?}");
         }
     }
