@@ -228,20 +228,32 @@ pub fn effective_endpoints(config: &Config) -> [(&'static str, &'static str, &st
     effective
 }
 
-/// What the agency registers with ClaveÚnica for this configuration, as `(what, value)`: the
-/// Redirect URI, exactly as the gate sends it, and the Logout URI, the origin of
-/// `post_logout_redirect` (ClaveÚnica's logout only sends the browser back to a registered
-/// origin; it answers 204 otherwise).
+/// One thing the agency registers with ClaveÚnica: what, the value, and why that value.
+pub type Registration = (&'static str, String, &'static str);
+
+/// What the agency registers with ClaveÚnica for this configuration: the Redirect URI, exactly
+/// as the gate sends it, and the Logout URI, the origin of `post_logout_redirect`
+/// (ClaveÚnica's logout only sends the browser back to a registered origin; it answers 204
+/// otherwise).
 #[must_use]
-pub fn registration(config: &Config) -> Vec<(&'static str, String)> {
-    let mut register = vec![("Redirect URI", config.redirect_uri.clone())];
+pub fn registration(config: &Config) -> Vec<Registration> {
+    let mut register = vec![(
+        "Redirect URI",
+        config.redirect_uri.clone(),
+        "exactly as the gate sends it; ClaveÚnica compares it as text",
+    )];
     if let Some(origin) = config
         .post_logout_redirect
         .as_deref()
         .and_then(|u| Url::parse(u).ok())
         .map(|u| u.origin().ascii_serialization())
     {
-        register.push(("Logout URI", origin));
+        register.push((
+            "Logout URI",
+            origin,
+            "the origin of post_logout_redirect: ClaveÚnica's logout sends the browser back only to a registered \
+             Logout URI, and answers 204 otherwise",
+        ));
     }
     register
 }
@@ -458,13 +470,17 @@ mod tests {
     #[test]
     fn what_to_register_is_the_redirect_uri_and_the_logout_origin() {
         let config = |v: &Value| Config::from_json(v.to_string().as_bytes(), &|_| Some("x".into())).unwrap();
+        let register =
+            registration(&config(&with(&json!({"post_logout_redirect": "https://tramites.example.gob.cl/adios?x=1"}))));
+        let values: Vec<_> = register.iter().map(|(what, value, _)| (*what, value.as_str())).collect();
         assert_eq!(
-            registration(&config(&with(&json!({"post_logout_redirect": "https://tramites.example.gob.cl/adios?x=1"})))),
-            vec![
-                ("Redirect URI", "https://tramites.example.gob.cl/claveunica/callback".to_string()),
-                ("Logout URI", "https://tramites.example.gob.cl".to_string()),
+            values,
+            [
+                ("Redirect URI", "https://tramites.example.gob.cl/claveunica/callback"),
+                ("Logout URI", "https://tramites.example.gob.cl"),
             ]
         );
+        assert!(register[1].2.contains("origin of post_logout_redirect"), "{register:?}");
         let none = registration(&config(&with(&json!({"post_logout_redirect": null}))));
         assert_eq!(none.len(), 1, "{none:?}");
     }

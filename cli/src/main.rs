@@ -284,7 +284,7 @@ fn check(text: &[u8], name: &str, strict: bool, env: &dyn Fn(&str) -> Option<Str
     lines.push(format!("ok: {name} is a valid ClaveÚnica Gate configuration"));
     // The review asks for evidence of the back-channel calls: these are the URLs they go to.
     lines.extend(effective_endpoints(&config).iter().map(|(_, what, url)| format!("endpoint: {what}: {url}")));
-    lines.extend(registration(&config).iter().map(|(what, value)| format!("register: {what}: {value}")));
+    lines.extend(registration(&config).iter().map(|(what, value, why)| format!("register: {what}: {value} ({why})")));
     lines.extend(findings.iter().map(line));
     let warned = findings.iter().any(|f| f.severity == Severity::Warning);
     Report { lines, status: u8::from(strict && warned) }

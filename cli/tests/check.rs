@@ -108,8 +108,10 @@ endpoint: token: https://accounts.claveunica.gob.cl/openid/token/
 endpoint: userinfo: https://accounts.claveunica.gob.cl/openid/userinfo/
 endpoint: keys: https://accounts.claveunica.gob.cl/openid/jwks
 endpoint: logout: https://accounts.claveunica.gob.cl/api/v1/accounts/app/logout
-register: Redirect URI: https://tramites.example.gob.cl/claveunica/callback
-register: Logout URI: https://tramites.example.gob.cl
+register: Redirect URI: https://tramites.example.gob.cl/claveunica/callback (exactly as the gate sends it; \
+ClaveÚnica compares it as text)
+register: Logout URI: https://tramites.example.gob.cl (the origin of post_logout_redirect: ClaveÚnica's logout \
+sends the browser back only to a registered Logout URI, and answers 204 otherwise)
 ";
 
 #[test]
@@ -166,7 +168,7 @@ fn the_logout_uri_to_register_is_the_post_logout_redirects_origin() {
     let mut doc = production_like();
     doc["post_logout_redirect"] = json!("https://portal.example.gob.cl/sesion-cerrada");
     let r = check(&write("logout-origin", &doc), SECRET_SET);
-    assert!(r.has("register: Logout URI: https://portal.example.gob.cl"), "{r:?}");
+    assert!(r.has("register: Logout URI: https://portal.example.gob.cl (the origin of post_logout_redirect"), "{r:?}");
     assert!(!r.stdout.contains("register: Logout URI: https://tramites"), "{r:?}");
     // Without one there is no Logout URI to register, and the warning says it is a recommendation.
     doc.as_object_mut().unwrap().remove("post_logout_redirect");
