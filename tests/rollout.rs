@@ -23,7 +23,7 @@ use serde_json::json;
 use support::checks::{assert_anonymous, assert_identified, log_caught_up, start_gate, GateUnderTest, Host};
 use support::{
     assert_sent_to_login, log_line_with, logged_in, now, seal_session, url_encode, wait_for_log, Browser, Response,
-    APELLIDOS, CALLBACK_PATH, LOGOUT_PATH, NOMBRES, PASSWORD, RUN, SESSION_COOKIE,
+    APELLIDOS, CALLBACK_PATH, NOMBRES, PASSWORD, RUN, SESSION_COOKIE,
 };
 
 on_both_hosts! {
@@ -33,7 +33,7 @@ on_both_hosts! {
     canary_mode_sends_a_sticky_share_of_new_visitors_to_claveunica,
     report_only_blocks_nothing_and_logs_what_it_would_have_done,
     no_log_line_holds_a_full_run_from_a_path_or_a_failure,
-    a_run_outside_the_pilot_list_gets_a_403_page_and_nothing_is_forwarded,
+    a_run_outside_the_pilot_list_gets_a_403_nothing_forwarded_and_is_logged_out_at_claveunica,
     header_templates_replace_the_default_identity_headers,
     idle_sessions_expire_and_active_ones_are_resealed,
     the_app_can_end_the_session_with_a_response_header,
@@ -330,7 +330,7 @@ fn no_log_line_holds_a_full_run_from_a_path_or_a_failure(host: Host) {
     }
 }
 
-fn a_run_outside_the_pilot_list_gets_a_403_page_and_nothing_is_forwarded(host: Host) {
+fn a_run_outside_the_pilot_list_gets_a_403_nothing_forwarded_and_is_logged_out_at_claveunica(host: Host) {
     let gate = start_gate(host, &[|c| c["allowed_runs"] = json!(["55555555-5"])]);
     let stack = gate.as_ref();
     let mut browser = stack.browser();
@@ -342,7 +342,13 @@ fn a_run_outside_the_pilot_list_gets_a_403_page_and_nothing_is_forwarded(host: H
     assert_eq!(r.status, 403, "{r:?}");
     assert!(r.header("content-type").is_some_and(|c| c.starts_with("text/html")), "{r:?}");
     assert!(r.body.contains("Acceso no habilitado") && r.body.contains("no está habilitado"), "{}", r.body);
-    assert!(r.body.contains(&format!("href=\"{LOGOUT_PATH}\"")), "no logout link: {}", r.body);
+    // The gate's session ends with the page, which takes the browser through ClaveÚnica's
+    // logout (ClaveÚnica's manual asks for it when the service does not know the RUN).
+    assert!(r.set_cookie(SESSION_COOKIE).is_some_and(|c| c.contains("Max-Age=0")), "session not ended: {r:?}");
+    assert!(!browser.jar.contains_key(SESSION_COOKIE));
+    let provider_logout = format!("{}/api/v1/accounts/app/logout", stack.provider());
+    assert!(r.body.contains(&format!("href=\"{provider_logout}\"")), "no ClaveÚnica logout link: {}", r.body);
+    assert!(r.body.contains(&format!("var p=\"{provider_logout}\"")), "no ClaveÚnica logout script: {}", r.body);
     let reference = r.reference();
     assert!(wait_for_log(stack, &format!("ref={reference}")), "reference {reference} not in the log");
     assert!(stack.log().contains("run=*****444-4"), "{}", stack.log());
@@ -350,10 +356,11 @@ fn a_run_outside_the_pilot_list_gets_a_403_page_and_nothing_is_forwarded(host: H
     assert_eq!(stack.app_requests(), before, "a RUN outside the pilot list reached the app");
     assert_counted(stack, "claveunica_gate.forbidden", forbidden, 1);
 
-    // The link out works, and a RUN on the list gets through.
-    let r = browser.get(LOGOUT_PATH);
-    assert_eq!(r.status, 200, "{r:?}");
-    assert!(!browser.jar.contains_key(SESSION_COOKIE));
+    // The next request has no session to refuse: it is sent to the login.
+    assert_sent_to_login(stack, &browser.get("/tramites"));
+    let r = browser.get_url(&provider_logout);
+    assert!(r.status < 400, "ClaveÚnica's logout: {r:?}");
+    // A RUN on the list gets through.
     let r = browser.login("/tramites", "55.555.555-5", PASSWORD);
     assert_eq!(r.status, 302, "{r:?}");
     let echo = browser.get("/tramites?format=json").echo();

@@ -329,7 +329,7 @@ impl Gate {
         let session = &known.session;
         if let Some(allowed) = &self.config.allowed_runs {
             if !allowed.contains(&session.identity().run()) {
-                return self.forbidden(session, rng);
+                return self.forbidden(req, session, rng);
             }
         }
         let mut set_cookies = Vec::new();
@@ -346,21 +346,27 @@ impl Gate {
         })
     }
 
-    /// A RUN outside the pilot list: a page that offers logout, nothing forwarded.
-    fn forbidden(&self, session: &Session, rng: &mut dyn Entropy) -> Decision {
+    /// A RUN outside the pilot list: nothing forwarded, the gate's session ends, and the page
+    /// takes the browser through ClaveÚnica's logout, as ClaveÚnica's manual asks of a service
+    /// that does not know the RUN that logged in (else ClaveÚnica's single sign-on would log the
+    /// same person straight back in).
+    fn forbidden(&self, req: &Request<'_>, session: &Session, rng: &mut dyn Entropy) -> Decision {
         let reference = reference(rng);
-        let body = pages::forbidden(&self.config.logout_path, &reference);
+        let fallback = self.config.post_logout_redirect.as_deref().unwrap_or("/");
+        let body = pages::forbidden(&self.provider_logout_url(), fallback, &reference);
+        let mut headers =
+            vec![("content-type", "text/html; charset=utf-8".to_string()), ("cache-control", "no-store".to_string())];
+        let (path, _) = split_query(req.path);
+        let ended = self.attrs.delete_on_paths(&self.config.session.cookie_name, path);
+        headers.extend(ended.into_iter().map(|c| ("set-cookie", c)));
         Decision::Respond(Response {
             status: 403,
-            headers: vec![
-                ("content-type", "text/html; charset=utf-8".to_string()),
-                ("cache-control", "no-store".to_string()),
-            ],
+            headers,
             body,
             log: Some(LogLine {
                 level: Level::Warn,
                 message: format!(
-                    "forbidden: run={} is not in allowed_runs ref={reference}",
+                    "forbidden: run={} is not in allowed_runs; session ended, logging out at ClaveÚnica ref={reference}",
                     session.identity().run().masked()
                 ),
             }),

@@ -737,13 +737,20 @@ fn no_log_line_holds_a_full_run_from_a_path_or_a_provider() {
 }
 
 #[test]
-fn a_run_outside_the_pilot_list_gets_403_and_logout() {
+fn a_run_outside_the_pilot_list_gets_403_and_is_logged_out_at_claveunica() {
     let mut h = harness_with(|v| v["allowed_runs"] = json!(["55.555.555-5"]));
     let cookie = session_cookie(&h.login("/"));
-    let r = respond(h.request("/tramites", Some(&cookie)));
+    let r = respond(h.request("/tramites/pago", Some(&cookie)));
     assert_eq!(r.status, 403);
-    assert!(r.body.contains("href=\"/claveunica/logout\""));
     assert!(r.events.contains(Event::Forbidden));
+    // The gate's session ends, at the path it was asked from too (a cookie tossed in deeper).
+    let set = header(&r, "set-cookie");
+    assert!(set.iter().any(|c| c.starts_with("__Host-claveunica_session=;") && c.contains("Max-Age=0")), "{set:?}");
+    // And the page goes through ClaveÚnica's logout, like the logout path's page.
+    let provider = "https://idp.test/api/v1/accounts/app/logout?redirect=https%3A%2F%2Fportal.test%2F";
+    assert!(r.body.contains(&format!("href=\"{provider}\"")), "{}", r.body);
+    assert!(r.body.contains(&format!("var p=\"{provider}\"")), "{}", r.body);
+    assert!(r.log.is_some_and(|l| l.message.contains("session ended") && l.message.contains("*****444-4")));
     let mut h = harness_with(|v| v["allowed_runs"] = json!(["44444444-4"]));
     let cookie = session_cookie(&h.login("/"));
     assert!(!forward(h.request("/tramites", Some(&cookie))).set.is_empty());
