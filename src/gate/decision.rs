@@ -60,6 +60,14 @@ pub struct Forward {
     pub events: Events,
     /// A line to log, if any (report-only mode says what it would have done).
     pub log: Option<LogLine>,
+    /// The person this request goes upstream for, as the access register names them (see
+    /// [`AccessSubject`]); `None` for an anonymous request. The host records it beside the
+    /// time of the access: Envoy in its access log (the adapter publishes it to the request's
+    /// filter state), the Unit component in a line of its own ([`access_line`]).
+    ///
+    /// [`AccessSubject`]: crate::config::AccessSubject
+    /// [`access_line`]: super::access_line
+    pub access: Option<Arc<str>>,
 }
 
 /// The continuation of a forwarded request: what the gate will do with the upstream's

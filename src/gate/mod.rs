@@ -7,7 +7,8 @@
 //! session; `upstream` the forwarded request's way there and back; `keys` keeping the
 //! provider's keys fresh; `store` the store the host's workers share; `ledger` the login
 //! attempts already spent, kept there; `failsafe` the answers when the host fails; `events`
-//! what gets counted; `known` the cache of opened session cookies.
+//! what gets counted; `known` the cache of opened session cookies; `register` the lines of
+//! the access register.
 
 mod decision;
 mod events;
@@ -16,6 +17,7 @@ mod keys;
 mod known;
 mod ledger;
 mod login;
+mod register;
 mod request;
 mod store;
 mod upstream;
@@ -29,6 +31,7 @@ pub use failsafe::{fail_closed, HostFailure};
 pub use keys::KeyPoll;
 pub use known::{Known, KnownSessions, GENERATION};
 pub use login::Pending;
+pub use register::{access_line, utc};
 pub use request::{Entropy, EntropyUnavailable, Request};
 pub use store::{MemoryStore, SharedStore, StoreError};
 
@@ -291,7 +294,8 @@ impl Gate {
         }
         let (session, stale_key) = Session::unseal(&self.ring, value)?;
         let headers = Arc::from(self.config.headers.render(session.identity()));
-        let known = Arc::new(Known { session, stale_key, headers });
+        let subject = Arc::from(self.config.access_log.name(&session.identity().run()));
+        let known = Arc::new(Known { session, stale_key, headers, subject });
         self.known.insert(value, Arc::clone(&known));
         Some(known)
     }
@@ -315,6 +319,7 @@ impl Gate {
             upstream: Upstream { identified: false, set_cookies },
             events,
             log: None,
+            access: None,
         })
     }
 
@@ -343,6 +348,7 @@ impl Gate {
             upstream: Upstream { identified: true, set_cookies },
             events: Events::one(Event::SessionAccepted),
             log: None,
+            access: Some(Arc::clone(&known.subject)),
         })
     }
 

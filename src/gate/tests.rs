@@ -757,6 +757,19 @@ fn a_run_outside_the_pilot_list_gets_403_and_is_logged_out_at_claveunica() {
 }
 
 #[test]
+fn an_identified_request_names_its_person_for_the_access_register() {
+    let mut h = harness_with(|v| v["rules"] = json!([{"prefix": "/public/", "action": "public"}]));
+    let cookie = session_cookie(&h.login("/"));
+    let f = forward(h.request("/tramites", Some(&cookie)));
+    assert_eq!(f.access.as_deref(), Some("*****444-4"));
+    // Anonymous requests name nobody.
+    assert_eq!(forward(h.request("/public/x", None)).access, None);
+    let mut h = harness_with(|v| v["access_log"] = json!({"run": "full"}));
+    let cookie = session_cookie(&h.login("/"));
+    assert_eq!(forward(h.request("/tramites", Some(&cookie))).access.as_deref(), Some("44444444-4"));
+}
+
+#[test]
 fn custom_header_templates_replace_the_defaults() {
     let mut h = harness_with(|v| v["headers"] = json!({"X-Rut": "{run_dotted}", "x-nombre": "{nombres} {apellidos}"}));
     let cookie = session_cookie(&h.login("/"));
