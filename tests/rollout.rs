@@ -23,7 +23,7 @@ use serde_json::json;
 use support::checks::{assert_anonymous, assert_identified, log_caught_up, start_gate, GateUnderTest, Host};
 use support::{
     assert_sent_to_login, log_line_with, logged_in, now, seal_session, url_encode, wait_for_log, Browser, Response,
-    APELLIDOS, CALLBACK_PATH, NOMBRES, PASSWORD, RUN, SESSION_COOKIE,
+    APELLIDOS, CALLBACK_PATH, LOGOUT_PATH, NOMBRES, PASSWORD, RUN, SESSION_COOKIE,
 };
 
 on_both_hosts! {
@@ -38,6 +38,7 @@ on_both_hosts! {
     idle_sessions_expire_and_active_ones_are_resealed,
     the_app_can_end_the_session_with_a_response_header,
     api_clients_without_a_session_get_a_401_json_not_a_redirect,
+    logins_logouts_and_refusals_are_one_json_register_line_each,
 }
 
 /// A counter of the gate's moved by exactly `by` since `before`. Envoy counts; the Unit host
@@ -512,4 +513,49 @@ fn api_clients_without_a_session_get_a_401_json_not_a_redirect(host: Host) {
     for headers in [&[][..], &[("Accept", "*/*")], &[("Sec-Fetch-Mode", "navigate"), ("Accept", "text/html")]] {
         assert_sent_to_login(stack, &stack.browser().get_with_headers("/api/datos", headers));
     }
+}
+
+/// The register's JSON lines in the host's log (Envoy's wasm log lines and Unit's stderr put a
+/// prefix before the object).
+fn register_lines(gate: &dyn GateUnderTest, event: &str) -> Vec<serde_json::Value> {
+    let needle = format!("\"register\":\"{event}\"");
+    gate.log()
+        .lines()
+        .filter(|l| l.contains(&needle))
+        .filter_map(|l| l.find('{').and_then(|i| l.get(i..)))
+        .filter_map(|json| serde_json::from_str::<serde_json::Value>(json.trim_end()).ok())
+        .collect()
+}
+
+/// Logins, logouts and refusals are one JSON line each in the host's log, with the masked RUN,
+/// the UTC time, the page's reference and, on Envoy, the request id Envoy gave the request.
+fn logins_logouts_and_refusals_are_one_json_register_line_each(host: Host) {
+    let gate = start_gate(host, &[]);
+    let stack = gate.as_ref();
+    let before = claveunica_core::gate::utc(now());
+    let mut browser = logged_in(stack, "/");
+    let r = browser.get(&format!("{CALLBACK_PATH}?code=x&state=not-a-state"));
+    assert_eq!(r.status, 400, "{r:?}");
+    let reference = r.reference();
+    assert_eq!(browser.get(LOGOUT_PATH).status, 200);
+    log_caught_up(stack);
+    let logins = register_lines(stack, "login");
+    let refusals = register_lines(stack, "refused");
+    let logouts = register_lines(stack, "logout");
+    assert_eq!(logins.len(), 1, "{}", stack.log());
+    assert_eq!(logouts.len(), 1, "{}", stack.log());
+    for line in logins.iter().chain(&logouts) {
+        assert_eq!(line["subject"], "*****444-4", "{line}");
+    }
+    let refused = refusals.iter().find(|v| v["ref"] == reference.as_str());
+    let refused = refused.unwrap_or_else(|| panic!("no refusal with ref {reference}: {refusals:?}"));
+    assert!(refused["reason"].as_str().is_some_and(|r| !r.is_empty()), "{refused}");
+    for line in logins.iter().chain(&logouts).chain([refused]) {
+        let time = line["time"].as_str().unwrap_or_default();
+        assert!(time.ends_with('Z') && time.get(..16) >= before.get(..16), "time {time:?}, sent at {before}");
+        if host == Host::Envoy {
+            assert!(line["request_id"].as_str().is_some_and(|id| !id.is_empty()), "{line}");
+        }
+    }
+    assert!(!stack.log().contains("44444444"), "a full RUN in the log");
 }

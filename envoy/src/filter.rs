@@ -61,6 +61,9 @@ fn dispatch(cluster: &str, request: &Outbound) -> Result<u32, String> {
 /// Answers the request directly.
 fn send(metrics: Option<&Metrics>, r: &Response) {
     host::log_line(r.log.as_ref());
+    if let Some(record) = &r.register {
+        host::log(Level::Info, &record.line());
+    }
     if let Some(metrics) = metrics {
         metrics.count_all(&r.events);
     }

@@ -547,6 +547,9 @@ fn respond(out: ResponseOutparam, r: &Response) {
     if let Some(line) = &r.log {
         log_line(line);
     }
+    if let Some(record) = &r.register {
+        log(Level::Info, &record.line());
+    }
     write_response(out, r.status, &r.headers, r.body.as_bytes());
 }
 

@@ -4,7 +4,50 @@
 //! carry the person (the Unit component); Envoy's access log takes the person from the
 //! request's filter state instead.
 //!
+//! Logins, logouts and refusals are a [`Record`] each, which an adapter logs as one JSON line
+//! with the request's id, on both hosts.
+//!
 //! [`AccessSubject`]: crate::config::AccessSubject
+
+/// A login, a logout or a refusal, for the register: one JSON line ([`Record::line`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// `login`, `logout` or `refused`.
+    pub event: &'static str,
+    /// The person, as the register names them, when the gate knows who it is.
+    pub subject: Option<String>,
+    /// Why: a failed login's reason, `not_in_allowed_runs`, `application` (a logout the
+    /// application asked for).
+    pub reason: Option<&'static str>,
+    /// The reference shown on the page, which the log line of the answer also holds.
+    pub reference: Option<String>,
+    /// The request's `X-Request-Id`, when it had one (Envoy gives every request one).
+    pub request_id: Option<String>,
+    /// When, in seconds since the Unix epoch.
+    pub time: u64,
+}
+
+impl Record {
+    /// A record of `event` with nothing else known yet; the gate fills in the request's id and
+    /// time where it answers.
+    pub(super) fn new(event: &'static str) -> Self {
+        Self { event, subject: None, reason: None, reference: None, request_id: None, time: 0 }
+    }
+
+    /// The line to log: `{"register":"login","time":…,"subject":…,"request_id":…,…}`.
+    #[must_use]
+    pub fn line(&self) -> String {
+        serde_json::json!({
+            "register": self.event,
+            "time": utc(self.time),
+            "subject": self.subject,
+            "reason": self.reason,
+            "ref": self.reference,
+            "request_id": self.request_id,
+        })
+        .to_string()
+    }
+}
 
 /// The JSON line for one authenticated access: `{"register":"access","time":…,"subject":…,
 /// "method":…,"request_id":…}`. The path is left out: a legacy application's paths may hold a
@@ -46,6 +89,24 @@ mod tests {
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
     use super::*;
+
+    #[test]
+    fn a_record_is_one_json_line() {
+        let record = Record {
+            subject: Some("*****444-4".into()),
+            reason: Some("not_in_allowed_runs"),
+            reference: Some("R1".into()),
+            request_id: Some("id-1".into()),
+            time: 1_700_000_000,
+            ..Record::new("refused")
+        };
+        let v: serde_json::Value = serde_json::from_str(&record.line()).unwrap();
+        assert_eq!(v["register"], "refused");
+        assert_eq!(v["time"], "2023-11-14T22:13:20Z");
+        assert_eq!((v["subject"].as_str(), v["reason"].as_str()), (Some("*****444-4"), Some("not_in_allowed_runs")));
+        assert_eq!((v["ref"].as_str(), v["request_id"].as_str()), (Some("R1"), Some("id-1")));
+        assert!(!record.line().contains('\n'));
+    }
 
     #[test]
     fn times_are_written_in_utc() {
