@@ -4,7 +4,8 @@
 //!
 //! Each section of the document is read by its own module, beside the types it yields: the
 //! provider and client in `provider`, the gate's own URLs in `site`, keys and cookies in
-//! `session`, rules, migration and the pilot list in `rules`, identity headers in `identity`.
+//! `session`, rules, migration and the pilot list in `rules`, identity headers in `identity`,
+//! how the access register names the person in `access_log`.
 //! `reader` holds what they share (collecting problems, refusing unknown keys) and `error`
 //! what a refusal says. [`Config::from_json`] composes the sections.
 
@@ -17,6 +18,7 @@ use crate::primitives::secret::SecretString;
 use crate::protocol::oidc::Registration;
 use crate::web::headers::IdentityHeaders;
 
+mod access_log;
 mod error;
 mod host;
 mod identity;
@@ -28,6 +30,7 @@ mod site;
 #[cfg(test)]
 mod testing;
 
+pub use access_log::AccessSubject;
 pub use error::{ConfigError, Problem, ProblemKind, UrlProblem};
 pub use host::{EnvoySettings, UnitSettings};
 pub use provider::{Endpoint, Endpoints, CLAVEUNICA_SCOPE, CLOCK_LEEWAY_LIMIT_S};
@@ -110,6 +113,8 @@ pub struct Config {
     pub logout_response_header: String,
     /// How often the provider's keys are refreshed in the background, in seconds.
     pub jwks_refresh_s: u64,
+    /// How the access register names the person.
+    pub access_log: AccessSubject,
 }
 
 impl Config {
@@ -151,12 +156,21 @@ impl Config {
         host: Host,
     ) -> Result<(Self, HostKeys), ConfigError> {
         let mut r = Reader::new(map);
-        r.unknown_keys(&[provider::KEYS, site::KEYS, session::KEYS, rules::KEYS, identity::KEYS, host::KEYS]);
+        r.unknown_keys(&[
+            provider::KEYS,
+            site::KEYS,
+            session::KEYS,
+            rules::KEYS,
+            identity::KEYS,
+            access_log::KEYS,
+            host::KEYS,
+        ]);
         let provider = provider::read(&mut r, env);
         let site = site::read(&mut r);
         let sessions = session::read(&mut r, env, site.as_ref().is_some_and(|s| s.secure_cookies));
         let access = rules::read(&mut r);
         let headers = identity::read(&mut r);
+        let access_log = access_log::read(&mut r, env);
         let host_keys = host::read(&mut r, host);
         let config = provider.zip(site).zip(sessions).map(|((provider, site), sessions)| Config {
             issuer: provider.issuer,
@@ -183,6 +197,7 @@ impl Config {
             headers,
             logout_response_header: sessions.logout_response_header,
             jwks_refresh_s: provider.jwks_refresh_s,
+            access_log,
         });
         r.finish(config.map(|config| (config, host_keys)))
     }

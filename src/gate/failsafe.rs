@@ -72,6 +72,7 @@ pub fn fail_closed(failure: HostFailure, detail: &str, rng: &mut dyn Entropy) ->
     // The host's error text may quote a request (a header, a URL): no RUN in it.
     let detail = if detail.is_empty() { String::new() } else { format!(" detail={}", mask_runs(detail)) };
     Response {
+        register: None,
         status: failure.status(),
         headers: vec![
             ("content-type", "text/html; charset=utf-8".to_string()),

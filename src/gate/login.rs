@@ -4,6 +4,7 @@
 
 use super::failsafe::reference;
 use super::ledger::{Claimed, Refused, SHARD_CAPACITY};
+use super::register::Record;
 use super::{
     Call, CallOutcome, Decision, Entropy, Event, Events, FailGroup, FailReason, Gate, Level, LogLine, Request, Response,
 };
@@ -50,6 +51,8 @@ struct Login {
     /// This login fetched the provider's keys (its ID token named an unknown `kid`): counted
     /// with the login's outcome.
     fetched_keys: bool,
+    /// The callback's `X-Request-Id`, for the register's record of the login's outcome.
+    request_id: Option<String>,
 }
 
 /// The title and message of a failure's page.
@@ -172,6 +175,11 @@ impl Gate {
                 ),
             }),
             events: Events::one(Event::LoginFailed(reason)),
+            register: Some(Record {
+                reason: Some(reason.as_str()),
+                reference: Some(reference),
+                ..Record::new("refused")
+            }),
         })
     }
 
@@ -209,7 +217,7 @@ impl Gate {
         dropped.retain(|n| *n != name);
         headers.extend(dropped.iter().map(|n| ("set-cookie", self.attrs.delete(n))));
         events.push(Event::LoginStarted);
-        Decision::Respond(Response { status: 302, headers, body: String::new(), log: None, events })
+        Decision::Respond(Response { status: 302, headers, body: String::new(), log: None, events, register: None })
     }
 
     /// The browser's login attempts in flight to drop as a new one (its cookie `new_len`
@@ -325,7 +333,13 @@ impl Gate {
             &self.config.endpoints.token,
             vec![("content-type", "application/x-www-form-urlencoded".into()), ("accept", "application/json".into())],
             Some(body.into_bytes()),
-            Step::Token(Box::new(Login { flow, flow_cookie, _spent: spent, fetched_keys: false })),
+            Step::Token(Box::new(Login {
+                flow,
+                flow_cookie,
+                _spent: spent,
+                fetched_keys: false,
+                request_id: super::request_id(req),
+            })),
         );
         if let (Decision::Call(call), Some(g)) = (&mut d, garbled) {
             call.log = Some(LogLine { level: Level::Error, message: g });
@@ -390,11 +404,19 @@ impl Gate {
         rng: &mut dyn Entropy,
         keys: &mut KeyCache,
     ) -> Decision {
-        match pending.0 {
+        let request_id = match &pending.0 {
+            Step::Token(login) | Step::Jwks(login, _) | Step::Userinfo(login, _, _) => login.request_id.clone(),
+        };
+        let mut d = match pending.0 {
             Step::Token(login) => self.after_token(login, outcome, now, rng, keys),
             Step::Jwks(login, tokens) => self.after_jwks(login, tokens, outcome, now, rng, keys),
             Step::Userinfo(login, id_token, _access_token) => self.after_userinfo(login, &id_token, outcome, now, rng),
+        };
+        if let Decision::Respond(Response { register: Some(record), .. }) = &mut d {
+            record.request_id = request_id;
+            record.time = now;
         }
+        d
     }
 
     /// Sorts a call's answer: the body when the status is `ok_status`, else the failure.
@@ -547,6 +569,7 @@ impl Gate {
             }
         };
         let run = identity.run().masked();
+        let subject = self.config.access_log.name(&identity.run());
         let session = Session::start(id_token, identity, now, self.config.session.max_age_s);
         let Some(cookie) = self.seal_session(&session, rng) else {
             return self.fail_login(&login, Failed::new(FailReason::SealFailed), rng);
@@ -564,6 +587,7 @@ impl Gate {
             body: String::new(),
             log: Some(LogLine { level: Level::Info, message: format!("login completed: run={run} ref={reference}") }),
             events: login.events(Event::LoginCompleted),
+            register: Some(Record { subject: Some(subject), reference: Some(reference), ..Record::new("login") }),
         })
     }
 

@@ -737,16 +737,79 @@ fn no_log_line_holds_a_full_run_from_a_path_or_a_provider() {
 }
 
 #[test]
-fn a_run_outside_the_pilot_list_gets_403_and_logout() {
+fn a_run_outside_the_pilot_list_gets_403_and_is_logged_out_at_claveunica() {
     let mut h = harness_with(|v| v["allowed_runs"] = json!(["55.555.555-5"]));
     let cookie = session_cookie(&h.login("/"));
-    let r = respond(h.request("/tramites", Some(&cookie)));
+    let r = respond(h.request("/tramites/pago", Some(&cookie)));
     assert_eq!(r.status, 403);
-    assert!(r.body.contains("href=\"/claveunica/logout\""));
     assert!(r.events.contains(Event::Forbidden));
+    // The gate's session ends, at the path it was asked from too (a cookie tossed in deeper).
+    let set = header(&r, "set-cookie");
+    assert!(set.iter().any(|c| c.starts_with("__Host-claveunica_session=;") && c.contains("Max-Age=0")), "{set:?}");
+    // And the page goes through ClaveÚnica's logout, like the logout path's page.
+    let provider = "https://idp.test/api/v1/accounts/app/logout?redirect=https%3A%2F%2Fportal.test%2F";
+    assert!(r.body.contains(&format!("href=\"{provider}\"")), "{}", r.body);
+    assert!(r.body.contains(&format!("var p=\"{provider}\"")), "{}", r.body);
+    assert!(r.log.is_some_and(|l| l.message.contains("session ended") && l.message.contains("*****444-4")));
     let mut h = harness_with(|v| v["allowed_runs"] = json!(["44444444-4"]));
     let cookie = session_cookie(&h.login("/"));
     assert!(!forward(h.request("/tramites", Some(&cookie))).set.is_empty());
+}
+
+#[test]
+fn an_identified_request_names_its_person_for_the_access_register() {
+    let mut h = harness_with(|v| v["rules"] = json!([{"prefix": "/public/", "action": "public"}]));
+    let cookie = session_cookie(&h.login("/"));
+    let f = forward(h.request("/tramites", Some(&cookie)));
+    assert_eq!(f.access.as_deref(), Some("*****444-4"));
+    // Anonymous requests name nobody.
+    assert_eq!(forward(h.request("/public/x", None)).access, None);
+    let mut h = harness_with(|v| v["access_log"] = json!({"run": "full"}));
+    let cookie = session_cookie(&h.login("/"));
+    assert_eq!(forward(h.request("/tramites", Some(&cookie))).access.as_deref(), Some("44444444-4"));
+}
+
+#[test]
+fn logins_logouts_and_refusals_are_one_register_record_each() {
+    let mut h = harness_with(|v| v["allowed_runs"] = json!(["55.555.555-5"]));
+    // A login: who, when, and the callback's request id, carried through the provider calls.
+    let s = h.start("/");
+    let path = format!("/claveunica/callback?code=c0de&state={}", param(&s.authorize, "state"));
+    let token_call = call(request_with(&mut h, "GET", &path, &[("cookie", &s.flow_cookie), ("x-request-id", "cb-1")]));
+    let body = h.token_body(&s);
+    let mut next = call(h.answer(token_call.pending, 200, &body));
+    if next.request.method == "GET" {
+        next = call(h.answer(next.pending, 200, &testkit::jwks(&[(KID, &testkit::provider_key())])));
+    }
+    let r = respond(h.answer(next.pending, 200, USERINFO));
+    let login = r.register.clone().unwrap();
+    assert_eq!((login.event, login.subject.as_deref()), ("login", Some("*****444-4")));
+    assert_eq!((login.request_id.as_deref(), login.time), (Some("cb-1"), h.now));
+    // A refusal: the RUN is outside the pilot list.
+    let session = session_cookie(&r);
+    let d = request_with(&mut h, "GET", "/x", &[("cookie", &session), ("x-request-id", "rq-2")]);
+    let refused = respond(d).register.unwrap();
+    assert_eq!((refused.event, refused.reason), ("refused", Some("not_in_allowed_runs")));
+    assert_eq!((refused.subject.as_deref(), refused.request_id.as_deref()), (Some("*****444-4"), Some("rq-2")));
+    // A failed login is a refusal too, with its reason.
+    let bad = respond(request_with(&mut h, "GET", "/claveunica/callback?code=x", &[("x-request-id", "rq-3")]));
+    let record = bad.register.unwrap();
+    assert_eq!(
+        (record.event, record.reason, record.request_id.as_deref()),
+        ("refused", Some("no_state"), Some("rq-3"))
+    );
+    // A logout, and one the application asks for.
+    let mut h = harness();
+    let session = session_cookie(&h.login("/"));
+    let out = respond(request_with(&mut h, "GET", "/claveunica/logout", &[("cookie", &session)])).register.unwrap();
+    assert_eq!((out.event, out.subject.as_deref(), out.request_id), ("logout", Some("*****444-4"), None));
+    let f = forward(request_with(&mut h, "GET", "/x", &[("cookie", &session), ("x-request-id", "rq-4")]));
+    let answer = UpstreamAnswer { status: 200, headers: &[("x-claveunica-logout", "1")] };
+    let AnswerChange::Replace(r) = h.gate.on_upstream_response(f.upstream, &answer) else { panic!("not replaced") };
+    let out = r.register.unwrap();
+    assert_eq!((out.event, out.reason, out.request_id.as_deref()), ("logout", Some("application"), Some("rq-4")));
+    // Forwards and redirects to ClaveÚnica are no record (the access register has those).
+    assert!(respond(h.request("/y", None)).register.is_none());
 }
 
 #[test]

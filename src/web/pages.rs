@@ -53,34 +53,49 @@ Indíquelo si contacta a la mesa de ayuda.</p>",
     )
 }
 
-/// The page for a RUN outside the pilot list (`allowed_runs`): nothing is forwarded, and
-/// logout is offered so the person can leave ClaveÚnica's session too.
+/// The page for a RUN outside the pilot list (`allowed_runs`): nothing is forwarded, the
+/// gate's session has ended, and the page takes the browser through ClaveÚnica's logout after
+/// [`FORBIDDEN_LOGOUT_DELAY_MS`] (time to read why), since ClaveÚnica's manual asks a service
+/// to log out a RUN it does not know. The link does it at once, and without JavaScript.
 #[must_use]
-pub fn forbidden(logout_path: &str, reference: &str) -> String {
+pub fn forbidden(provider_logout_url: &str, fallback: &str, reference: &str) -> String {
     layout(
         "Acceso no habilitado",
         &format!(
             "<h1>Acceso no habilitado</h1><p>Su RUN aún no está habilitado para ingresar con ClaveÚnica a este \
-servicio. Si cree que es un error, contacte a la mesa de ayuda.</p>\
-<p><a href=\"{}\">Cerrar sesión</a></p><p class=\"ref\">Código de referencia: <code>{}</code>.</p>",
-            escape(logout_path),
+servicio. Si cree que es un error, contacte a la mesa de ayuda.</p><p>Cerrando también su sesión de ClaveÚnica…</p>\
+{script}<p><a href=\"{}\">Cerrar sesión</a></p><p class=\"ref\">Código de referencia: <code>{}</code>.</p>",
+            escape(provider_logout_url),
             escape(reference),
+            script = leave_claveunica(provider_logout_url, fallback, FORBIDDEN_LOGOUT_DELAY_MS),
         ),
         "",
     )
 }
 
-/// The logout page. It sends the browser to ClaveÚnica's logout by a top-level navigation
-/// and, after a moment, to `fallback`: ClaveÚnica's logout sometimes answers 204 without a
-/// redirect, which leaves the browser on this page, and the timer then takes it home.
-#[must_use]
-pub fn logout(provider_logout_url: &str, fallback: &str) -> String {
-    let script = format!(
-        "<script>(function(){{var p={},f={};window.location.assign(p);\
-setTimeout(function(){{window.location.assign(f);}},1500);}})();</script>",
+/// How long the page for a RUN outside the pilot list stays before it takes the browser to
+/// ClaveÚnica's logout.
+pub const FORBIDDEN_LOGOUT_DELAY_MS: u32 = 5000;
+
+/// The script that takes the browser, after `delay_ms`, to ClaveÚnica's logout by a top-level
+/// navigation (a server-side call does not end ClaveÚnica's session) and, 1.5 s later, to
+/// `fallback`: ClaveÚnica's logout sometimes answers 204 without a redirect, which leaves the
+/// browser on this page, and the timer then takes it on.
+fn leave_claveunica(provider_logout_url: &str, fallback: &str, delay_ms: u32) -> String {
+    let go = "window.location.assign(p);setTimeout(function(){window.location.assign(f);},1500);";
+    let go = if delay_ms == 0 { go.to_string() } else { format!("setTimeout(function(){{{go}}},{delay_ms});") };
+    format!(
+        "<script>(function(){{var p={},f={};{go}}})();</script>",
         js_string(provider_logout_url),
         js_string(fallback),
-    );
+    )
+}
+
+/// The logout page. It sends the browser to ClaveÚnica's logout at once, then to `fallback`
+/// (see `leave_claveunica`).
+#[must_use]
+pub fn logout(provider_logout_url: &str, fallback: &str) -> String {
+    let script = leave_claveunica(provider_logout_url, fallback, 0);
     layout(
         "Sesión cerrada",
         &format!(
@@ -120,5 +135,16 @@ mod tests {
         assert_eq!(page.matches("<script>").count(), 1);
         assert!(page.contains("\\u003c/script\\u003e"));
         assert!(page.contains("setTimeout"));
+    }
+
+    #[test]
+    fn the_forbidden_page_leaves_claveunica_after_a_moment() {
+        let page = forbidden("https://p/logout?redirect=</script>", "/\"", "R1");
+        assert_eq!(page.matches("<script>").count(), 1);
+        assert!(page.contains("\\u003c/script\\u003e"));
+        assert!(page.contains(&format!("}},{FORBIDDEN_LOGOUT_DELAY_MS});")), "{page}");
+        assert!(page.contains("href=\"https://p/logout?redirect=&lt;/script&gt;\""), "{page}");
+        // The logout page itself does not wait.
+        assert!(!logout("https://p/logout", "/").contains(&format!("{FORBIDDEN_LOGOUT_DELAY_MS}")));
     }
 }
