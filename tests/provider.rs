@@ -1,7 +1,7 @@
 #![cfg(not(target_arch = "wasm32"))]
 //! The gate against ClaveÚnica's own behaviours, as the emulator plays them
 //! (`docs/claveunica.md`): its one-minute single sign-on, its logout that sends the browser
-//! back only to the origin of a registered Logout URI (204 otherwise), its exact comparison of
+//! back only to the authority of a registered Logout URI (204 otherwise), its exact comparison of
 //! `redirect_uri` with the registered one, and the page a client whose credentials are not
 //! enabled gets. Each is something an agency meets at certification or on its first day in
 //! production; the gate must behave right in front of each. On both hosts.
@@ -24,13 +24,13 @@ use support::{logged_in, param, with_param, CALLBACK_PATH, LOGOUT_PATH, PASSWORD
 
 on_both_hosts! {
     within_the_provider_minute_a_login_skips_the_form_and_the_gate_logout_ends_it,
-    the_provider_logout_returns_only_to_a_registered_origin,
+    the_provider_logout_returns_only_to_a_registered_logout_uri,
     a_redirect_uri_other_than_the_registered_one_stops_at_the_provider,
     a_disabled_client_stops_at_the_provider_and_opens_no_session,
 }
 
-/// Where the gate sends the browser after logout, on its own origin (registered as the
-/// Logout URI's origin by the test stacks).
+/// Where the gate sends the browser after logout, on its own address (registered as the
+/// Logout URI by the test stacks).
 const GOODBYE_PATH: &str = "/adios";
 
 /// The `href`s of a page, in order, with `&amp;` undone.
@@ -85,12 +85,13 @@ fn within_the_provider_minute_a_login_skips_the_form_and_the_gate_logout_ends_it
     assert_eq!(r.status, 200, "ClaveÚnica's session outlived the logout the gate sent the browser through: {r:?}");
 }
 
-/// With `post_logout_redirect` on the gate's origin (the origin registered as the Logout URI),
-/// the link on the gate's logout page takes the browser through ClaveÚnica's logout and back to
-/// it. ClaveÚnica sends the browser nowhere else: the same logout asking for another origin
-/// (here the app's, which an agency might configure without registering it) gets a 204 with no
-/// `Location`, which is why the gate's page also holds its fallback, the same goodbye page.
-fn the_provider_logout_returns_only_to_a_registered_origin(host: Host) {
+/// With `post_logout_redirect` on the gate's address (registered as the Logout URI: ClaveÚnica
+/// registers its authority, `host[:port]`), the link on the gate's logout page takes the browser
+/// through ClaveÚnica's logout and back to it. ClaveÚnica sends the browser nowhere else: the
+/// same logout asking for another address (here the app's, which an agency might configure
+/// without registering it) gets a 204 with no `Location`, which is why the gate's page also
+/// holds its fallback, the same goodbye page.
+fn the_provider_logout_returns_only_to_a_registered_logout_uri(host: Host) {
     let gate = start_gate(
         host,
         &[|c: &mut Value| {
@@ -106,11 +107,11 @@ fn the_provider_logout_returns_only_to_a_registered_origin(host: Host) {
     let link = provider_logout_link(gate.as_ref(), &page.body);
     assert_eq!(param(&link, "redirect").as_deref(), Some(goodbye.as_str()), "{link}");
     let r = browser.get_url(&link);
-    assert_eq!((r.status, r.location()), (302, goodbye.as_str()), "a registered origin: {r:?}");
+    assert_eq!((r.status, r.location()), (302, goodbye.as_str()), "a registered Logout URI: {r:?}");
 
     let elsewhere = format!("{}/", gate.app());
     let r = browser.get_url(&with_param(&link, "redirect", Some(&elsewhere)));
-    assert_eq!((r.status, r.header("location")), (204, None), "an origin not registered: {r:?}");
+    assert_eq!((r.status, r.header("location")), (204, None), "an address not registered: {r:?}");
 }
 
 /// A gate whose `redirect_uri` differs from the registered one by a trailing slash (the

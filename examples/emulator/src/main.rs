@@ -9,8 +9,9 @@
 //! ```
 //!
 //! `--redirect-uri` and `--logout-uri` are what an agency registers with its credentials: the
-//! one redirect URI accepted (exact comparison), and the Logout URIs whose origins the logout
-//! endpoint redirects to (repeat the flag for several). Without either, the emulator accepts any
+//! one redirect URI accepted (exact comparison), and the Logout URIs whose authorities
+//! (`host[:port]`, all ClaveÚnica registers of them) the logout endpoint redirects to (a URL or a
+//! bare authority; repeat the flag, or separate with commas, for several). Without either, the emulator accepts any
 //! http(s) redirect URI and logout target, a development convenience the real service lacks.
 //!
 //! Once bound it prints `claveunica-emulator listening on http://ADDR` on stdout
@@ -126,9 +127,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             return Err(format!("--redirect-uri {uri:?} is not an absolute http(s) URL").into());
         }
     }
-    for uri in &args.logout_uris {
-        if !endpoints::is_plain_http_url(uri) {
-            return Err(format!("--logout-uri {uri:?} is not an absolute http(s) URL").into());
+    for uri in args.logout_uris.iter().flat_map(|u| u.split(',')) {
+        if endpoints::logout_authority(uri).is_none() {
+            return Err(format!("--logout-uri {uri:?} names no host").into());
         }
     }
     let keys = tokens::Keys::generate()?;

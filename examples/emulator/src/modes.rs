@@ -29,9 +29,9 @@
 //!   genuine token's). `iat_offset_s: 5` plays a provider whose clock runs 5 s ahead;
 //!   `exp_offset_s: -5` a token that expired 5 s ago. They apply to every `id_token` mode but
 //!   `expired`, which sets its own.
-//! - `logout`: `normal` (a 302 to `redirect` when its origin is a registered Logout URI's, else
-//!   204, as ClaveÚnica does; see `src/endpoints/logout.rs`), `no_content` (204 even for a
-//!   registered origin, as ClaveÚnica's logout has also been seen answering).
+//! - `logout`: `normal` (a 302 to `redirect` when its authority is a registered Logout URI's,
+//!   else 204, as ClaveÚnica does; see `src/endpoints/logout.rs`), `no_content` (204 even for a
+//!   registered one, as ClaveÚnica's logout has also been seen answering).
 //! - `client`: `enabled`, or `disabled`: the client's credentials are not (or no longer) enabled,
 //!   as production credentials are until certification. The authorization endpoint then shows
 //!   the error page "La institución no está habilitada en ClaveÚnica" and sends nothing back,

@@ -57,9 +57,10 @@ pub struct Config {
     pub client_secret: String,
     /// When set, the only redirect URI accepted (exact string comparison).
     pub redirect_uri: Option<String>,
-    /// The registered Logout URIs: the logout endpoint redirects only to their origins. Empty:
-    /// none registered, and (a development convenience, unless `redirect_uri` is registered)
-    /// any origin is accepted; see `logout.rs`.
+    /// The registered Logout URIs, each a URL or a bare authority (`host[:port]`), or several
+    /// separated by commas: ClaveÚnica registers only a Logout URI's authority, and the logout
+    /// endpoint redirects only to those authorities. Empty: none registered, and (a development
+    /// convenience, unless `redirect_uri` is registered) any is accepted; see `logout.rs`.
     pub logout_uris: Vec<String>,
     pub numero_as_string: bool,
 }
@@ -187,6 +188,19 @@ fn set_sso_cookie(reply: &mut Reply, id: Option<&str>, max_age: u64) {
         };
         reply.headers.push(("Set-Cookie", line));
     }
+}
+
+/// The authority (`host[:port]`, host lower-cased, a default port left out) of a Logout URI as
+/// registered (a URL or a bare authority) or of a logout target: what ClaveÚnica compares.
+pub fn logout_authority(uri: &str) -> Option<String> {
+    let text = uri.trim();
+    let url = if text.contains("://") { url::Url::parse(text) } else { url::Url::parse(&format!("https://{text}/")) };
+    let url = url.ok()?;
+    let host = url.host_str().filter(|h| !h.is_empty())?.to_ascii_lowercase();
+    Some(match url.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host,
+    })
 }
 
 /// An OAuth error answer of the token and userinfo endpoints.
