@@ -23,7 +23,10 @@ fn registered(config: &Config, target: &str) -> bool {
 }
 
 pub(super) fn logout(app: &App, req: &Req, mode: LogoutMode) -> Reply {
-    let ended = sso_cookie(req).is_some_and(|id| app.state().end_sso(id));
+    let session = sso_cookie(req);
+    if let Some(id) = session {
+        app.state().end_sso(id);
+    }
     let p = req.query_params();
     let mut reply = match p.get("redirect") {
         _ if mode == LogoutMode::NoContent => Reply::empty(204),
@@ -37,7 +40,7 @@ pub(super) fn logout(app: &App, req: &Req, mode: LogoutMode) -> Reply {
         Some(_) => error_page(400, "La dirección de retorno no es válida"),
         None => Reply::empty(204),
     };
-    if ended || sso_cookie(req).is_some() {
+    if session.is_some() {
         set_sso_cookie(&mut reply, None, 0);
     }
     reply
