@@ -47,7 +47,7 @@ pids=()
 cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }
 trap cleanup EXIT INT TERM
 
-target/release/claveunica-emulator --listen "127.0.0.1:$PROVIDER_PORT" --redirect-uri "$base/claveunica/callback" \
+target/release/claveunica-emulator --listen "127.0.0.1:$PROVIDER_PORT" --redirect-uri "$base/claveunica/callback" --logout-uri "$base/" \
   >"$state/emulator.out" 2>"$state/emulator.log" &
 pids+=($!)
 target/release/legacy-app --listen "127.0.0.1:$APP_PORT" >"$state/app.out" 2>"$state/app.log" &
