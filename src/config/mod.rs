@@ -4,7 +4,8 @@
 //!
 //! Each section of the document is read by its own module, beside the types it yields: the
 //! provider and client in `provider`, the gate's own URLs in `site`, keys and cookies in
-//! `session`, rules, migration and the pilot list in `rules`, identity headers in `identity`.
+//! `session`, rules, migration and the pilot list in `rules`, identity headers in `identity`,
+//! the agency the pages speak for and the button page in `pages`.
 //! `reader` holds what they share (collecting problems, refusing unknown keys) and `error`
 //! what a refusal says. [`Config::from_json`] composes the sections.
 
@@ -16,10 +17,12 @@ use crate::primitives::seal::SessionKey;
 use crate::primitives::secret::SecretString;
 use crate::protocol::oidc::Registration;
 use crate::web::headers::IdentityHeaders;
+use crate::web::pages::Agency;
 
 mod error;
 mod host;
 mod identity;
+mod pages;
 mod provider;
 mod reader;
 mod rules;
@@ -107,6 +110,14 @@ pub struct Config {
     pub logout_response_header: String,
     /// How often the provider's keys are refreshed in the background, in seconds.
     pub jwks_refresh_s: u64,
+    /// Who the gate's pages speak for: the agency, its help contact, its home.
+    pub agency: Agency,
+    /// Whether a browser without a session on an enforced path, and the login path without a
+    /// return path, get the page with the ClaveÚnica button instead of going to ClaveÚnica.
+    pub button_page: bool,
+    /// The old login, offered on the button page as a secondary link while a migration keeps
+    /// it.
+    pub legacy_login: Option<String>,
 }
 
 impl Config {
@@ -148,12 +159,21 @@ impl Config {
         host: Host,
     ) -> Result<(Self, HostKeys), ConfigError> {
         let mut r = Reader::new(map);
-        r.unknown_keys(&[provider::KEYS, site::KEYS, session::KEYS, rules::KEYS, identity::KEYS, host::KEYS]);
+        r.unknown_keys(&[
+            provider::KEYS,
+            site::KEYS,
+            session::KEYS,
+            rules::KEYS,
+            identity::KEYS,
+            host::KEYS,
+            pages::KEYS,
+        ]);
         let provider = provider::read(&mut r, env);
         let site = site::read(&mut r);
         let sessions = session::read(&mut r, env, site.as_ref().is_some_and(|s| s.secure_cookies));
         let access = rules::read(&mut r);
         let headers = identity::read(&mut r);
+        let pages = pages::read(&mut r);
         let host_keys = host::read(&mut r, host);
         let config = provider.zip(site).zip(sessions).map(|((provider, site), sessions)| Config {
             issuer: provider.issuer,
@@ -179,6 +199,9 @@ impl Config {
             headers,
             logout_response_header: sessions.logout_response_header,
             jwks_refresh_s: provider.jwks_refresh_s,
+            agency: pages.agency,
+            button_page: pages.button_page,
+            legacy_login: pages.legacy_login,
         });
         r.finish(config.map(|config| (config, host_keys)))
     }

@@ -140,11 +140,15 @@ impl Gate {
             return self.logout(req, now);
         }
         if path == self.config.login_path {
-            let return_to = url::form_urlencoded::parse(query.as_bytes())
-                .find(|(k, _)| k == "return_to")
-                .map(|(_, v)| v.into_owned())
-                .unwrap_or_else(|| "/".into());
-            return self.start_login(req, &return_to, now, rng, Vec::new(), Events::default());
+            let return_to =
+                url::form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == "return_to").map(|(_, v)| v);
+            return match return_to {
+                None if self.config.button_page => self.button_page(req, "/", Vec::new(), Events::default()),
+                _ => {
+                    let return_to = return_to.unwrap_or_else(|| "/".into());
+                    self.start_login(req, &return_to, now, rng, Vec::new(), Events::default())
+                }
+            };
         }
         let action = policy::action_for(&self.config.rules, req.method, path);
         if action == RuleAction::Public {
@@ -214,7 +218,7 @@ impl Gate {
     }
 
     /// A request on an enforced path without a session: a 401 for API clients, a login for
-    /// browsers.
+    /// browsers (or the page with the ClaveÚnica button, when configured).
     fn require_login(
         &self,
         req: &Request<'_>,
@@ -224,16 +228,14 @@ impl Gate {
         mut events: Events,
     ) -> Decision {
         let api = policy::is_api_request(req.headers.iter().copied());
+        if !api && self.config.button_page {
+            return self.button_page(req, req.path, set_cookies, events);
+        }
         if !api {
             return self.start_login(req, req.path, now, rng, set_cookies, events);
         }
         events.push(Event::ApiUnauthorized);
-        let return_to = self.return_path(req.path);
-        let login_url = format!(
-            "{}?return_to={}",
-            self.config.login_path,
-            url::form_urlencoded::byte_serialize(return_to.as_bytes()).collect::<String>()
-        );
+        let login_url = self.login_href(req.path);
         let body = serde_json::json!({
             "error": "login_required",
             "message": "Se requiere iniciar sesión con ClaveÚnica.",
@@ -349,7 +351,7 @@ impl Gate {
     /// A RUN outside the pilot list: a page that offers logout, nothing forwarded.
     fn forbidden(&self, session: &Session, rng: &mut dyn Entropy) -> Decision {
         let reference = reference(rng);
-        let body = pages::forbidden(&self.config.logout_path, &reference);
+        let body = pages::forbidden(&self.config.agency, &self.config.logout_path, &reference);
         Decision::Respond(Response {
             status: 403,
             headers: vec![
@@ -395,7 +397,13 @@ impl Gate {
             ("set-cookie", self.attrs.delete(&self.config.session.cookie_name)),
         ];
         headers.extend(extra_cookies.into_iter().map(|c| ("set-cookie", c)));
-        Response { status, headers, body: pages::logout(&self.provider_logout_url(), fallback), log: Some(log), events }
+        Response {
+            status,
+            headers,
+            body: pages::logout(&self.config.agency, &self.provider_logout_url(), fallback),
+            log: Some(log),
+            events,
+        }
     }
 
     fn logout(&self, req: &Request<'_>, now: u64) -> Decision {
