@@ -88,7 +88,7 @@ fn layout(agency: &Agency, title: &str, main: &str, head_extra: &str) -> String 
         "<!DOCTYPE html>\n<html lang=\"es\"><head><meta charset=\"utf-8\">\
 <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
 <meta name=\"robots\" content=\"noindex\"><title>{title} | {name}</title>{head_extra}\
-<style>body{{font-family:system-ui,sans-serif;max-width:36rem;margin:0 auto;padding:0 1rem;color:#1c1c1c;\
+<style>html{{background:#fff}}body{{font-family:system-ui,sans-serif;max-width:36rem;margin:0 auto;padding:0 1rem;color:#1c1c1c;\
 line-height:1.5}}header{{border-bottom:4px solid #0F69C4;padding:1rem 0}}header a{{color:#1c1c1c;\
 font-weight:700;text-decoration:none}}main{{padding:1.5rem 0}}h1{{font-size:1.5rem;color:#0A4B8C}}\
 a{{color:#0A4B8C}}.ref{{color:#4a4a4a;font-size:.9rem}}footer{{border-top:1px solid #ccc;padding:1rem 0;\
