@@ -111,7 +111,7 @@ pub fn error(agency: &Agency, title: &str, message: &str, reference: &str, retry
         agency,
         title,
         &format!(
-            "<h1>{}</h1><p>{}</p>{retry}<p class=\"ref\">Si pides ayuda, indica este código: <code>{}</code></p>",
+            "<h1>{}</h1><p>{}</p>{retry}<p class=\"ref\">Código de referencia: <code>{}</code>. Indícalo si pides ayuda.</p>",
             escape(title),
             escape(message),
             escape(reference),
@@ -130,7 +130,7 @@ pub fn forbidden(agency: &Agency, logout_path: &str, reference: &str) -> String 
         &format!(
             "<h1>Acceso no habilitado</h1><p>Tu RUN aún no está habilitado para usar este servicio con ClaveÚnica. \
 Si crees que es un error, pide ayuda.</p><p><a href=\"{}\">Cerrar sesión</a></p>\
-<p class=\"ref\">Si pides ayuda, indica este código: <code>{}</code></p>",
+<p class=\"ref\">Código de referencia: <code>{}</code>. Indícalo si pides ayuda.</p>",
             escape(logout_path),
             escape(reference),
         ),

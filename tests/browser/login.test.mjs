@@ -146,7 +146,7 @@ test("a bad login attempt shows the Spanish error page", async () => {
   assert.equal(response.status(), 400);
   const body = await page.textContent("body");
   assert.match(body, /no es válido o ya expiró/);
-  assert.match(body, /Si pides ayuda, indica este código: [0-9a-f]{8}/);
+  assert.match(body, /Código de referencia: [0-9a-f]{8}\. Indícalo si pides ayuda\./);
   await page.screenshot({ path: `${ARTIFACTS}/error.png`, fullPage: true });
   await context.close();
 });
