@@ -5,7 +5,8 @@
 //! Each section of the document is read by its own module, beside the types it yields: the
 //! provider and client in `provider`, the gate's own URLs in `site`, keys and cookies in
 //! `session`, rules, migration and the pilot list in `rules`, identity headers in `identity`,
-//! how the access register names the person in `access_log`.
+//! how the access register names the person in `access_log`, the agency the pages speak
+//! for and the button page in `pages`.
 //! `reader` holds what they share (collecting problems, refusing unknown keys) and `error`
 //! what a refusal says. [`Config::from_json`] composes the sections.
 
@@ -17,11 +18,13 @@ use crate::primitives::seal::SessionKey;
 use crate::primitives::secret::SecretString;
 use crate::protocol::oidc::Registration;
 use crate::web::headers::IdentityHeaders;
+use crate::web::pages::Agency;
 
 mod access_log;
 mod error;
 mod host;
 mod identity;
+mod pages;
 mod provider;
 mod reader;
 mod rules;
@@ -115,6 +118,14 @@ pub struct Config {
     pub jwks_refresh_s: u64,
     /// How the access register names the person.
     pub access_log: AccessSubject,
+    /// Who the gate's pages speak for: the agency, its help contact, its home.
+    pub agency: Agency,
+    /// Whether a browser without a session on an enforced path, and the login path without a
+    /// return path, get the page with the ClaveÚnica button instead of going to ClaveÚnica.
+    pub button_page: bool,
+    /// The old login, offered on the button page as a secondary link while a migration keeps
+    /// it.
+    pub legacy_login: Option<String>,
 }
 
 impl Config {
@@ -164,6 +175,7 @@ impl Config {
             identity::KEYS,
             access_log::KEYS,
             host::KEYS,
+            pages::KEYS,
         ]);
         let provider = provider::read(&mut r, env);
         let site = site::read(&mut r);
@@ -171,6 +183,7 @@ impl Config {
         let access = rules::read(&mut r);
         let headers = identity::read(&mut r);
         let access_log = access_log::read(&mut r, env);
+        let pages = pages::read(&mut r);
         let host_keys = host::read(&mut r, host);
         let config = provider.zip(site).zip(sessions).map(|((provider, site), sessions)| Config {
             issuer: provider.issuer,
@@ -198,6 +211,9 @@ impl Config {
             logout_response_header: sessions.logout_response_header,
             jwks_refresh_s: provider.jwks_refresh_s,
             access_log,
+            agency: pages.agency,
+            button_page: pages.button_page,
+            legacy_login: pages.legacy_login,
         });
         r.finish(config.map(|config| (config, host_keys)))
     }

@@ -157,11 +157,15 @@ impl Gate {
             return self.logout(req, now);
         }
         if path == self.config.login_path {
-            let return_to = url::form_urlencoded::parse(query.as_bytes())
-                .find(|(k, _)| k == "return_to")
-                .map(|(_, v)| v.into_owned())
-                .unwrap_or_else(|| "/".into());
-            return self.start_login(req, &return_to, now, rng, Vec::new(), Events::default());
+            let return_to =
+                url::form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == "return_to").map(|(_, v)| v);
+            return match return_to {
+                None if self.config.button_page => self.button_page(req, "/", Vec::new(), Events::default()),
+                _ => {
+                    let return_to = return_to.unwrap_or_else(|| "/".into());
+                    self.start_login(req, &return_to, now, rng, Vec::new(), Events::default())
+                }
+            };
         }
         let action = policy::action_for(&self.config.rules, req.method, path);
         if action == RuleAction::Public {
@@ -231,7 +235,7 @@ impl Gate {
     }
 
     /// A request on an enforced path without a session: a 401 for API clients, a login for
-    /// browsers.
+    /// browsers (or the page with the ClaveÚnica button, when configured).
     fn require_login(
         &self,
         req: &Request<'_>,
@@ -241,16 +245,14 @@ impl Gate {
         mut events: Events,
     ) -> Decision {
         let api = policy::is_api_request(req.headers.iter().copied());
+        if !api && self.config.button_page {
+            return self.button_page(req, req.path, set_cookies, events);
+        }
         if !api {
             return self.start_login(req, req.path, now, rng, set_cookies, events);
         }
         events.push(Event::ApiUnauthorized);
-        let return_to = self.return_path(req.path);
-        let login_url = format!(
-            "{}?return_to={}",
-            self.config.login_path,
-            url::form_urlencoded::byte_serialize(return_to.as_bytes()).collect::<String>()
-        );
+        let login_url = self.login_href(req.path);
         let body = serde_json::json!({
             "error": "login_required",
             "message": "Se requiere iniciar sesión con ClaveÚnica.",
@@ -381,7 +383,7 @@ impl Gate {
     fn forbidden(&self, req: &Request<'_>, session: &Session, rng: &mut dyn Entropy) -> Decision {
         let reference = reference(rng);
         let fallback = self.config.post_logout_redirect.as_deref().unwrap_or("/");
-        let body = pages::forbidden(&self.provider_logout_url(), fallback, &reference);
+        let body = pages::forbidden(&self.config.agency, &self.provider_logout_url(), fallback, &reference);
         let mut headers =
             vec![("content-type", "text/html; charset=utf-8".to_string()), ("cache-control", "no-store".to_string())];
         let (path, _) = split_query(req.path);
@@ -442,7 +444,7 @@ impl Gate {
             ("set-cookie", self.attrs.delete(&self.config.session.cookie_name)),
         ];
         headers.extend(extra_cookies.into_iter().map(|c| ("set-cookie", c)));
-        let body = pages::logout(&self.provider_logout_url(), fallback);
+        let body = pages::logout(&self.config.agency, &self.provider_logout_url(), fallback);
         Response { status, headers, body, log: Some(log), events, register: Some(register) }
     }
 

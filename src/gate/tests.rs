@@ -1287,3 +1287,89 @@ fn garbage_in_the_ledger_never_stops_a_login_and_is_logged() {
         assert_attempt_used(&respond(other.callback_with(&s, "again")), "/a");
     }
 }
+
+#[test]
+fn the_button_page_stands_before_claveunica_when_configured() {
+    let mut h = harness_with(|v| {
+        v["pages"] = json!({"button_page": true, "agency": "Servicio de Prueba", "legacy_login": "/login"});
+    });
+    // A protected page: the button page, which leads to the login path with the return path;
+    // no flow cookie yet (a login starts only when the button is followed).
+    let r = respond(h.request("/tramites/certificado?id=7", None));
+    assert_eq!(r.status, 200);
+    assert!(header(&r, "location").is_empty() && header(&r, "set-cookie").is_empty(), "{:?}", r.headers);
+    assert_eq!(header(&r, "cache-control"), ["no-store"]);
+    assert!(
+        r.body.contains("href=\"/claveunica/login?return_to=%2Ftramites%2Fcertificado%3Fid%3D7\" target=\"_top\""),
+        "{}",
+        r.body
+    );
+    assert!(r.body.contains("Ingresa a Servicio de Prueba") && r.body.contains("href=\"/login\""), "{}", r.body);
+    // The login path without a return path shows it too, leading home.
+    let r = respond(h.request("/claveunica/login", None));
+    assert_eq!(r.status, 200);
+    assert!(r.body.contains("href=\"/claveunica/login?return_to=%2F\""), "{}", r.body);
+    // Following the button starts the login.
+    let r = respond(h.request("/claveunica/login?return_to=%2Ftramites", None));
+    assert_eq!(r.status, 302);
+    assert!(header(&r, "location")[0].starts_with("https://idp.test/openid/authorize/"));
+    // An API client still gets the 401, and a session still passes.
+    let api = respond(request_with(&mut h, "GET", "/api/x", &[("accept", "application/json")]));
+    assert_eq!(api.status, 401);
+    let cookie = session_cookie(&h.login("/claveunica/login?return_to=%2Fa"));
+    assert!(!forward(h.request("/tramites", Some(&cookie))).set.is_empty());
+    // Positive control: without the setting, the same request goes straight to ClaveÚnica.
+    assert_eq!(respond(harness().request("/tramites/certificado?id=7", None)).status, 302);
+    assert_eq!(respond(harness().request("/claveunica/login", None)).status, 302);
+}
+
+#[test]
+fn a_login_inside_a_frame_takes_the_top_window_instead() {
+    for button_page in [false, true] {
+        let mut h = harness_with(|v| v["pages"] = json!({"button_page": button_page}));
+        for dest in ["iframe", "frame", "IFrame"] {
+            for path in ["/tramites?a=1", "/claveunica/login?return_to=%2Ftramites%3Fa%3D1"] {
+                let r = respond(request_with(&mut h, "GET", path, &[("sec-fetch-dest", dest)]));
+                assert_eq!(r.status, 200, "{dest} {path}");
+                assert!(header(&r, "location").is_empty(), "{dest} {path}: {:?}", r.headers);
+                assert!(header(&r, "set-cookie").is_empty(), "no login attempt starts inside a frame");
+                assert!(
+                    r.body.contains("window.top.location.assign(\"/claveunica/login?return_to=%2Ftramites%3Fa%3D1\")"),
+                    "{}",
+                    r.body
+                );
+                assert!(r.body.contains("target=\"_top\""), "{}", r.body);
+            }
+        }
+        // Positive control: the same requests as a whole page (or from an older browser that
+        // does not say) go to ClaveÚnica, or to the button page when configured.
+        for dest in [Some("document"), None] {
+            let headers: Vec<(&str, &str)> = dest.map(|d| ("sec-fetch-dest", d)).into_iter().collect();
+            let r = respond(request_with(&mut h, "GET", "/claveunica/login?return_to=%2Ft", &headers));
+            assert_eq!(r.status, 302, "{dest:?}");
+            let r = respond(request_with(&mut h, "GET", "/tramites", &headers));
+            assert_eq!(r.status, if button_page { 200 } else { 302 }, "{dest:?}");
+            assert!(!r.body.contains("window.top"));
+        }
+    }
+}
+
+#[test]
+fn every_page_names_the_configured_agency() {
+    let mut h = harness_with(|v| {
+        v["pages"] = json!({"agency": "Servicio de Prueba", "help": "Mesa de ayuda", "help_url": "tel:600",
+                            "home": "https://www.prueba.gob.cl/"});
+        v["allowed_runs"] = json!(["55.555.555-5"]);
+    });
+    let error = respond(h.request("/claveunica/callback?code=x&state=y", None));
+    let cookie = session_cookie(&h.login("/a"));
+    let forbidden = respond(h.request("/a", Some(&cookie)));
+    let logout = respond(h.request("/claveunica/logout", None));
+    for (name, r) in [("error", error), ("forbidden", forbidden), ("logout", logout)] {
+        assert!(
+            r.body.contains("<header><a href=\"https://www.prueba.gob.cl/\">Servicio de Prueba</a></header>"),
+            "{name}"
+        );
+        assert!(r.body.contains("<a href=\"tel:600\">Mesa de ayuda</a>"), "{name}: {}", r.body);
+    }
+}
