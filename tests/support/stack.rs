@@ -334,6 +334,9 @@ impl StackBuilder {
             .args(["--log-level", "warn", "--component-log-level", &format!("wasm:{}", self.wasm_log_level)])
             // No hot restart, so no shared memory to clash between concurrent Envoys.
             .arg("--disable-hot-restart")
+            // Envoy writes access logs from a buffer it flushes every 10 s by default; tests read
+            // the log right after a request.
+            .args(["--file-flush-interval-msec", "100"])
             .env("CLAVEUNICA_CLIENT_SECRET", &self.client_secret)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
