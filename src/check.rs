@@ -8,7 +8,7 @@
 
 use url::{Host, Url};
 
-use crate::config::{Config, CLAVEUNICA_SCOPE};
+use crate::config::{AccessSubject, Config, CLAVEUNICA_SCOPE};
 
 /// The `iss` of ClaveÚnica's ID tokens in sandbox, QA and production alike (one host for all).
 pub const CLAVEUNICA_ISSUER: &str = "https://accounts.claveunica.gob.cl/openid";
@@ -123,6 +123,19 @@ pub fn review(config: &Config) -> Vec<Finding> {
                  key to use it",
                 config.scope
             ),
+        );
+    }
+
+    if matches!(config.access_log, AccessSubject::Full) {
+        // Decreto 9 asks for an identifier of the person, not the RUN itself; a log full of RUNs
+        // is personal data every log reader and log store then holds.
+        add(
+            Severity::Note,
+            "access_log",
+            "run is \"full\": the proxy's access log holds every person's RUN. The register Decreto 9 asks for \
+             needs an identifier of the person: \"masked\" (the default) or \"hashed\" (a keyed hash the agency \
+             can recompute for one RUN when it must answer for an access) keeps the RUN out of the logs"
+                .into(),
         );
     }
 
@@ -343,6 +356,12 @@ mod tests {
     #[test]
     fn a_production_like_configuration_has_no_findings() {
         assert_eq!(review_of(&good()), vec![]);
+    }
+
+    #[test]
+    fn a_register_of_full_runs_is_pointed_out() {
+        assert_finding(&[json!({"access_log": {"run": "full"}})], Severity::Note, "access_log", "masked");
+        assert!(review_of(&with(&json!({"access_log": {"run": "masked"}}))).is_empty());
     }
 
     #[test]

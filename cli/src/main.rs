@@ -285,6 +285,11 @@ fn check(text: &[u8], name: &str, strict: bool, env: &dyn Fn(&str) -> Option<Str
     // The review asks for evidence of the back-channel calls: these are the URLs they go to.
     lines.extend(effective_endpoints(&config).iter().map(|(_, what, url)| format!("endpoint: {what}: {url}")));
     lines.extend(registration(&config).iter().map(|(what, value, why)| format!("register: {what}: {value} ({why})")));
+    // How the access register (Decreto 9) will name a person, shown with ClaveÚnica's test RUN.
+    if let Ok(run) = claveunica_core::primitives::run::Run::parse("44444444-4") {
+        let example = config.access_log.name(&run);
+        lines.push(format!("access register: run {} (44444444-4 is logged as {example})", config.access_log.as_str()));
+    }
     lines.extend(findings.iter().map(line));
     let warned = findings.iter().any(|f| f.severity == Severity::Warning);
     Report { lines, status: u8::from(strict && warned) }

@@ -54,7 +54,8 @@ impl Run {
     /// The lines after `ok:` that judge the configuration, not the evidence lines
     /// (`endpoint:`, `register:`) every valid configuration prints.
     fn findings(&self) -> Vec<&str> {
-        self.stdout.lines().filter(|l| !l.starts_with("endpoint: ") && !l.starts_with("register: ")).skip(1).collect()
+        let evidence = ["endpoint: ", "register: ", "access register: "];
+        self.stdout.lines().filter(|l| !evidence.iter().any(|e| l.starts_with(e))).skip(1).collect()
     }
 
     fn has(&self, line_start: &str) -> bool {
@@ -112,6 +113,7 @@ register: Redirect URI: https://tramites.example.gob.cl/claveunica/callback (exa
 ClaveÚnica compares it as text)
 register: Logout URI: https://tramites.example.gob.cl (the origin of post_logout_redirect: ClaveÚnica's logout \
 sends the browser back only to a registered Logout URI, and answers 204 otherwise)
+access register: run masked (44444444-4 is logged as *****444-4)
 ";
 
 #[test]

@@ -123,7 +123,9 @@ pub fn error(agency: &Agency, title: &str, message: &str, reference: &str, retry
 /// The page for a RUN outside the pilot list (`allowed_runs`): nothing is forwarded, the
 /// gate's session has ended, and the page takes the browser through ClaveÚnica's logout after
 /// [`FORBIDDEN_LOGOUT_DELAY_MS`] (time to read why), since ClaveÚnica's manual asks a service
-/// to log out a RUN it does not know. The link does it at once, and without JavaScript.
+/// to log out a RUN it does not know. The link does it at once, and without JavaScript. A
+/// "stay" button stops the timer: a page that moves on by itself must let the person turn
+/// that off (WCAG 2.2.1, Timing Adjustable); it is shown only where the timer runs.
 #[must_use]
 pub fn forbidden(agency: &Agency, provider_logout_url: &str, fallback: &str, reference: &str) -> String {
     layout(
@@ -132,10 +134,13 @@ pub fn forbidden(agency: &Agency, provider_logout_url: &str, fallback: &str, ref
         &format!(
             "<h1>Acceso no habilitado</h1><p>Tu RUN aún no está habilitado para usar este servicio con ClaveÚnica. \
 Si crees que es un error, pide ayuda.</p><p>Ahora cerramos también tu sesión de ClaveÚnica.</p>\
+<p id=\"cu-wait\" hidden>En {seconds} segundos te llevamos a ClaveÚnica. \
+<button type=\"button\" id=\"cu-stay\">Quedarme aquí</button></p>\
 {script}<p><a href=\"{}\">Cerrar sesión</a></p>\
 <p class=\"ref\">Código de referencia: <code>{}</code>. Indícalo si pides ayuda.</p>",
             escape(provider_logout_url),
             escape(reference),
+            seconds = FORBIDDEN_LOGOUT_DELAY_MS / 1000,
             script = leave_claveunica(provider_logout_url, fallback, FORBIDDEN_LOGOUT_DELAY_MS),
         ),
         "",
@@ -150,9 +155,20 @@ pub const FORBIDDEN_LOGOUT_DELAY_MS: u32 = 5000;
 /// navigation (a server-side call does not end ClaveÚnica's session) and, 1.5 s later, to
 /// `fallback`: ClaveÚnica's logout sometimes answers 204 without a redirect, which leaves the
 /// browser on this page, and the timer then takes it on.
+///
+/// With a delay, the script also shows the page's `cu-wait` notice and lets its `cu-stay`
+/// button cancel the timer.
 fn leave_claveunica(provider_logout_url: &str, fallback: &str, delay_ms: u32) -> String {
     let go = "window.location.assign(p);setTimeout(function(){window.location.assign(f);},1500);";
-    let go = if delay_ms == 0 { go.to_string() } else { format!("setTimeout(function(){{{go}}},{delay_ms});") };
+    let go = if delay_ms == 0 {
+        go.to_string()
+    } else {
+        format!(
+            "var t=setTimeout(function(){{{go}}},{delay_ms});\
+var w=document.getElementById('cu-wait'),s=document.getElementById('cu-stay');\
+if(w&&s){{w.hidden=false;s.onclick=function(){{clearTimeout(t);w.hidden=true;}};}}"
+        )
+    };
     format!(
         "<script>(function(){{var p={},f={};{go}}})();</script>",
         js_string(provider_logout_url),
@@ -366,6 +382,8 @@ aria-label=\"Iniciar sesión con ClaveÚnica\">";
         assert_eq!(page.matches("<script>").count(), 1);
         assert!(page.contains("\\u003c/script\\u003e"));
         assert!(page.contains(&format!("}},{FORBIDDEN_LOGOUT_DELAY_MS});")), "{page}");
+        // The timer can be stopped, and its notice is hidden until the script runs.
+        assert!(page.contains("<p id=\"cu-wait\" hidden>En 5 segundos") && page.contains("clearTimeout(t)"), "{page}");
         assert!(page.contains("href=\"https://p/logout?redirect=&lt;/script&gt;\""), "{page}");
         // The logout page itself does not wait.
         assert!(!logout(&Agency::default(), "https://p/logout", "/").contains(&format!("{FORBIDDEN_LOGOUT_DELAY_MS}")));
