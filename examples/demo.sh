@@ -5,8 +5,14 @@
 #   bash examples/demo.sh          (Ctrl-C stops everything)
 #
 # Ports can be changed with GATE_PORT, PROVIDER_PORT, APP_PORT and ADMIN_PORT; logs and the
-# session key live in .demo/ (or DEMO_STATE). /publico is a public path, to show a page
-# without a session; everything else needs ClaveÚnica.
+# session key live in .demo/ (or DEMO_STATE).
+#
+# The demo is the pattern an agency should copy: the home page (/) is open to everyone and
+# offers the ClaveÚnica button; the pages behind it (/tramites/...) need ClaveÚnica, and a
+# visitor without a session sees the gate's page with the button first (pages.button_page);
+# logout goes through ClaveÚnica and ends on /sesion-cerrada, a public page, rather than back
+# at the login form. /publico is another public page. DEMO_MIGRATION=parallel runs the old
+# login beside ClaveÚnica, offered as a secondary link, never as a second button.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -34,8 +40,17 @@ mkdir -p "$state"
 key=$(cat "$state/session_key")
 
 base="http://localhost:$GATE_PORT"
+migration='' legacy_login='' app_flags=()
+case "${DEMO_MIGRATION:-enforce}" in
+  enforce) ;;
+  parallel)
+    migration=',"migration":{"mode":"parallel","legacy_cookies":["PHPSESSID"]}'
+    legacy_login=',"legacy_login":"/login"'
+    app_flags=(--legacy-login) ;;
+  *) echo "DEMO_MIGRATION must be enforce or parallel" >&2; exit 2 ;;
+esac
 config=$(cat <<JSON
-{"issuer":"http://127.0.0.1:$PROVIDER_PORT/openid","cluster":"claveunica","client_id":"demo-client","client_secret_env":"CLAVEUNICA_CLIENT_SECRET","redirect_uri":"$base/claveunica/callback","session_keys":["$key"],"post_logout_redirect":"$base/","rules":[{"prefix":"/publico","action":"public"}]}
+{"issuer":"http://127.0.0.1:$PROVIDER_PORT/openid","cluster":"claveunica","client_id":"demo-client","client_secret_env":"CLAVEUNICA_CLIENT_SECRET","redirect_uri":"$base/claveunica/callback","session_keys":["$key"],"post_logout_redirect":"$base/sesion-cerrada","rules":[{"exact":"/","action":"optional"},{"exact":"/sesion-cerrada","action":"public"},{"prefix":"/publico","action":"public"}],"pages":{"agency":"Portal Legado (demo)","help":"Mesa de ayuda del Portal Legado","help_url":"$base/publico","home":"/","button_page":true$legacy_login}$migration}
 JSON
 )
 sed -e "s|\${ADMIN_PORT}|$ADMIN_PORT|" -e "s|\${LISTEN_PORT}|$GATE_PORT|" -e "s|\${APP_PORT}|$APP_PORT|" \
@@ -47,10 +62,10 @@ pids=()
 cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }
 trap cleanup EXIT INT TERM
 
-target/release/claveunica-emulator --listen "127.0.0.1:$PROVIDER_PORT" --redirect-uri "$base/claveunica/callback" \
+target/release/claveunica-emulator --listen "127.0.0.1:$PROVIDER_PORT" --redirect-uri "$base/claveunica/callback" --logout-uri "$base/" \
   >"$state/emulator.out" 2>"$state/emulator.log" &
 pids+=($!)
-target/release/legacy-app --listen "127.0.0.1:$APP_PORT" >"$state/app.out" 2>"$state/app.log" &
+target/release/legacy-app --listen "127.0.0.1:$APP_PORT" "${app_flags[@]}" >"$state/app.out" 2>"$state/app.log" &
 pids+=($!)
 CLAVEUNICA_CLIENT_SECRET=demo-secret envoy -c "$state/envoy.yaml" --concurrency 2 --use-dynamic-base-id \
   --log-level warn --component-log-level wasm:info 2>"$state/envoy.log" &
@@ -68,7 +83,8 @@ cat <<TXT
 
 ClaveÚnica Gate demo is running.
 
-  Open:        $base/
+  Open:        $base/   (home, open to everyone, with the ClaveÚnica button)
+  Protected:   $base/tramites/certificado?id=7
   Test RUNs:   44.444.444-4, 55.555.555-5, 88.888.888-8, 99.999.999-9   (password: testing)
   Logout:      $base/claveunica/logout
   Public page: $base/publico   (no login needed)

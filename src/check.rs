@@ -8,15 +8,29 @@
 
 use url::{Host, Url};
 
-use crate::config::{Config, CLAVEUNICA_SCOPE};
+use crate::config::{AccessSubject, Config, CLAVEUNICA_SCOPE};
 
 /// The `iss` of ClaveÚnica's ID tokens in sandbox, QA and production alike (one host for all).
 pub const CLAVEUNICA_ISSUER: &str = "https://accounts.claveunica.gob.cl/openid";
 
-/// How much a finding matters.
+/// ClaveÚnica's endpoints as its integration manual lists them (`docs/claveunica.md`): the
+/// configuration key that overrides each, what the review calls it, and the URL.
+pub const CLAVEUNICA_ENDPOINTS: [(&str, &str, &str); 5] = [
+    ("authorization_endpoint", "authorize", "https://accounts.claveunica.gob.cl/openid/authorize/"),
+    ("token_endpoint", "token", "https://accounts.claveunica.gob.cl/openid/token/"),
+    ("userinfo_endpoint", "userinfo", "https://accounts.claveunica.gob.cl/openid/userinfo/"),
+    ("jwks_uri", "keys", "https://accounts.claveunica.gob.cl/openid/jwks"),
+    ("logout_endpoint", "logout", "https://accounts.claveunica.gob.cl/api/v1/accounts/app/logout"),
+];
+
+/// The origin every ClaveÚnica endpoint is on.
+pub const CLAVEUNICA_ORIGIN: &str = "https://accounts.claveunica.gob.cl";
+
+/// How much a finding matters. Each warning's message says whether the manual requires the
+/// change or only recommends it, because an agency plans differently for the two.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Severity {
-    /// Certification would reject it, or production would break: fix before going live.
+    /// The manual requires it, recommends it, or production would break: fix before going live.
     Warning,
     /// Worth knowing; fine as it is in some setups.
     Note,
@@ -66,25 +80,36 @@ pub fn review(config: &Config) -> Vec<Finding> {
         }
     }
 
-    if config.client_secret_env.is_none() {
-        add(
-            Severity::Warning,
-            "client_secret",
-            "is written in the configuration: certification asks for secrets outside source code; use \
-             client_secret_env and give the proxy the variable (Envoy: vm_config.environment_variables)"
-                .into(),
-        );
+    for (key, env_key, written) in [
+        ("client_id", "client_id_env", config.client_id_env.is_none()),
+        ("client_secret", "client_secret_env", config.client_secret_env.is_none()),
+    ] {
+        if written {
+            add(
+                Severity::Warning,
+                key,
+                format!(
+                    "is written in the configuration: the manual requires the client id and secret to stay out of \
+                     source code; use {env_key} and give the proxy the variable (Envoy: \
+                     vm_config.environment_variables)"
+                ),
+            );
+        }
     }
 
-    review_redirect_uri(&config.redirect_uri, &mut add);
+    review_endpoints(config, &mut add);
+
+    findings.extend(review_redirect_uri(&config.redirect_uri));
+    let mut add = |severity, key, message: String| findings.push(Finding { severity, key, message });
 
     if config.post_logout_redirect.is_none() {
         add(
             Severity::Warning,
             "post_logout_redirect",
-            "is not set, so after ClaveÚnica's logout the browser is not sent back to the application; \
-             certification requires a working logout, and although the gate falls back to the application by \
-             itself, a registered post-logout redirect is expected"
+            "is not set: recommended, not required. The manual requires a working logout, which the gate \
+             provides by itself (it takes the browser through ClaveÚnica's logout, then back to the application); \
+             with a post-logout redirect whose origin is registered as the Logout URI, ClaveÚnica sends the \
+             browser back itself"
                 .into(),
         );
     }
@@ -94,9 +119,23 @@ pub fn review(config: &Config) -> Vec<Finding> {
             Severity::Warning,
             "scope",
             format!(
-                "is {:?}: certification checks for exactly {CLAVEUNICA_SCOPE:?}; remove the key to use it",
+                "is {:?}: the manual requires exactly {CLAVEUNICA_SCOPE:?}, and the review checks it; remove the \
+                 key to use it",
                 config.scope
             ),
+        );
+    }
+
+    if matches!(config.access_log, AccessSubject::Full) {
+        // Decreto 9 asks for an identifier of the person, not the RUN itself; a log full of RUNs
+        // is personal data every log reader and log store then holds.
+        add(
+            Severity::Note,
+            "access_log",
+            "run is \"full\": the proxy's access log holds every person's RUN. The register Decreto 9 asks for \
+             needs an identifier of the person: \"masked\" (the default) or \"hashed\" (a keyed hash the agency \
+             can recompute for one RUN when it must answer for an access) keeps the RUN out of the logs"
+                .into(),
         );
     }
 
@@ -117,15 +156,22 @@ pub fn review(config: &Config) -> Vec<Finding> {
 }
 
 /// The `redirect_uri` rules of the authorization request: registered exactly, with no query
-/// string, no port, no IP address, and a `.gob.cl` host in production.
-fn review_redirect_uri(redirect_uri: &str, add: &mut impl FnMut(Severity, &'static str, String)) {
+/// string, no port, no IP address, and a `.gob.cl` host in production. Public because
+/// `claveunica-gate certify` judges the `redirect_uri` a deployed gate sends by the same rules.
+#[must_use]
+pub fn review_redirect_uri(redirect_uri: &str) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    let mut add = |severity, key, message: String| findings.push(Finding { severity, key, message });
     // Config::from_json accepted it as an absolute http(s) URL, so this only fails if the two
-    // ever disagree; then there is nothing sound to say about it.
-    let Ok(url) = Url::parse(redirect_uri) else { return };
+    // ever disagree (or certify read something else); then it is not a URL ClaveÚnica takes.
     let key = "redirect_uri";
+    let Ok(url) = Url::parse(redirect_uri) else {
+        add(Severity::Warning, key, "is not an absolute URL: the manual requires one".into());
+        return findings;
+    };
 
     if url.scheme() == "http" {
-        add(Severity::Warning, key, "uses http: certification requires HTTPS everywhere".into());
+        add(Severity::Warning, key, "uses http: the manual requires HTTPS everywhere".into());
     }
     if url.query().is_some() {
         add(Severity::Warning, key, "has a query string, which ClaveÚnica does not accept in a redirect_uri".into());
@@ -154,6 +200,75 @@ fn review_redirect_uri(redirect_uri: &str, add: &mut impl FnMut(Severity, &'stat
         ),
         _ => {}
     }
+    findings
+}
+
+/// Every endpoint the gate calls or sends browsers to, against the manual's URLs: the review
+/// looks for the back-channel calls to ClaveÚnica itself, and an override (a proxy, a mock
+/// left in) is what it would find instead.
+fn review_endpoints(config: &Config, add: &mut impl FnMut(Severity, &'static str, String)) {
+    for ((key, what, url), (_, _, expected)) in effective_endpoints(config).into_iter().zip(CLAVEUNICA_ENDPOINTS) {
+        if url == expected {
+            continue;
+        }
+        let on_claveunica = Url::parse(url).is_ok_and(|u| u.origin().ascii_serialization() == CLAVEUNICA_ORIGIN);
+        let message = if on_claveunica {
+            format!(
+                "the {what} endpoint is {url}, not {expected} as the manual lists it: the review checks the exact \
+                 URL; remove {key} from the configuration"
+            )
+        } else {
+            format!(
+                "the {what} endpoint is {url}, not on {CLAVEUNICA_ORIGIN}: fine for the emulator or a test \
+                 service, but in production the manual requires calling ClaveÚnica itself ({expected}); set \
+                 issuer to {CLAVEUNICA_ISSUER} and remove any {key} override"
+            )
+        };
+        add(Severity::Warning, key, message);
+    }
+}
+
+/// The endpoints the configuration makes the gate use, in [`CLAVEUNICA_ENDPOINTS`]'s order:
+/// the configuration key that overrides each, what the review calls it, and the URL in effect.
+#[must_use]
+pub fn effective_endpoints(config: &Config) -> [(&'static str, &'static str, &str); 5] {
+    let e = &config.endpoints;
+    let urls = [e.authorization.as_str(), &e.token.url, &e.userinfo.url, &e.jwks.url, &e.logout];
+    let mut effective = CLAVEUNICA_ENDPOINTS.map(|(key, what, _)| (key, what, ""));
+    for (slot, url) in effective.iter_mut().zip(urls) {
+        slot.2 = url;
+    }
+    effective
+}
+
+/// One thing the agency registers with ClaveÚnica: what, the value, and why that value.
+pub type Registration = (&'static str, String, &'static str);
+
+/// What the agency registers with ClaveÚnica for this configuration: the Redirect URI, exactly
+/// as the gate sends it, and the Logout URI, the origin of `post_logout_redirect`
+/// (ClaveÚnica's logout only sends the browser back to a registered origin; it answers 204
+/// otherwise).
+#[must_use]
+pub fn registration(config: &Config) -> Vec<Registration> {
+    let mut register = vec![(
+        "Redirect URI",
+        config.redirect_uri.clone(),
+        "exactly as the gate sends it; ClaveÚnica compares it as text",
+    )];
+    if let Some(origin) = config
+        .post_logout_redirect
+        .as_deref()
+        .and_then(|u| Url::parse(u).ok())
+        .map(|u| u.origin().ascii_serialization())
+    {
+        register.push((
+            "Logout URI",
+            origin,
+            "the origin of post_logout_redirect: ClaveÚnica's logout sends the browser back only to a registered \
+             Logout URI, and answers 204 otherwise",
+        ));
+    }
+    register
 }
 
 /// Whether the URL's text names a port. `Url::port` hides a default port (`https://x:443/`
@@ -195,7 +310,7 @@ mod tests {
         json!({
             "issuer": "https://accounts.claveunica.gob.cl/openid",
             "cluster": "claveunica",
-            "client_id": "abc",
+            "client_id_env": "CU_ID",
             "client_secret_env": "CU_SECRET",
             "redirect_uri": "https://tramites.example.gob.cl/claveunica/callback",
             "post_logout_redirect": "https://tramites.example.gob.cl/",
@@ -241,6 +356,12 @@ mod tests {
     #[test]
     fn a_production_like_configuration_has_no_findings() {
         assert_eq!(review_of(&good()), vec![]);
+    }
+
+    #[test]
+    fn a_register_of_full_runs_is_pointed_out() {
+        assert_finding(&[json!({"access_log": {"run": "full"}})], Severity::Note, "access_log", "masked");
+        assert!(review_of(&with(&json!({"access_log": {"run": "masked"}}))).is_empty());
     }
 
     #[test]
@@ -322,9 +443,65 @@ mod tests {
     }
 
     #[test]
-    fn no_post_logout_redirect() {
+    fn client_id_written_inline() {
+        let bad = [json!({"client_id_env": null, "client_id": "abc"})];
+        assert_finding(&bad, Severity::Warning, "client_id", "client_id_env");
+    }
+
+    #[test]
+    fn no_post_logout_redirect_is_recommended_not_rejected() {
         let bad = [json!({"post_logout_redirect": null})];
-        assert_finding(&bad, Severity::Warning, "post_logout_redirect", "logout");
+        assert_finding(&bad, Severity::Warning, "post_logout_redirect", "recommended, not required");
+        let findings = review_of(&with(&bad[0]));
+        assert!(!has(&findings, Severity::Warning, "post_logout_redirect", "reject"), "{findings:#?}");
+    }
+
+    #[test]
+    fn every_endpoint_off_claveunica_is_flagged() {
+        for (key, _, _) in CLAVEUNICA_ENDPOINTS {
+            let bad =
+                [json!({ key: "https://proxy.example.gob.cl/claveunica" }), json!({ key: "http://127.0.0.1:8900/x" })];
+            assert_finding(&bad, Severity::Warning, key, "not on https://accounts.claveunica.gob.cl");
+            // On the right host but not the manual's exact URL.
+            let near = [json!({ key: "https://accounts.claveunica.gob.cl/other/" })];
+            assert_finding(&near, Severity::Warning, key, "the review checks the exact URL");
+        }
+        // Derived from an issuer that is not ClaveÚnica's: every endpoint is flagged.
+        let findings = review_of(&with(&json!({"issuer": "http://127.0.0.1:8900/openid"})));
+        for (key, _, _) in CLAVEUNICA_ENDPOINTS {
+            assert!(has(&findings, Severity::Warning, key, "http://127.0.0.1:8900/"), "{key}: {findings:#?}");
+        }
+    }
+
+    #[test]
+    fn the_effective_endpoints_are_the_manuals_unless_overridden() {
+        let config = |v: &Value| Config::from_json(v.to_string().as_bytes(), &|_| Some("x".into())).unwrap();
+        let good = config(&good());
+        let urls: Vec<_> = effective_endpoints(&good).iter().map(|e| e.2.to_string()).collect();
+        let manual: Vec<_> = CLAVEUNICA_ENDPOINTS.iter().map(|e| e.2.to_string()).collect();
+        assert_eq!(urls, manual);
+        let proxied = config(&with(&json!({"userinfo_endpoint": "https://proxy.example.gob.cl/ui"})));
+        let effective = effective_endpoints(&proxied);
+        assert_eq!(effective[2], ("userinfo_endpoint", "userinfo", "https://proxy.example.gob.cl/ui"));
+        assert_eq!(effective[1].2, manual[1]);
+    }
+
+    #[test]
+    fn what_to_register_is_the_redirect_uri_and_the_logout_origin() {
+        let config = |v: &Value| Config::from_json(v.to_string().as_bytes(), &|_| Some("x".into())).unwrap();
+        let register =
+            registration(&config(&with(&json!({"post_logout_redirect": "https://tramites.example.gob.cl/adios?x=1"}))));
+        let values: Vec<_> = register.iter().map(|(what, value, _)| (*what, value.as_str())).collect();
+        assert_eq!(
+            values,
+            [
+                ("Redirect URI", "https://tramites.example.gob.cl/claveunica/callback"),
+                ("Logout URI", "https://tramites.example.gob.cl"),
+            ]
+        );
+        assert!(register[1].2.contains("origin of post_logout_redirect"), "{register:?}");
+        let none = registration(&config(&with(&json!({"post_logout_redirect": null}))));
+        assert_eq!(none.len(), 1, "{none:?}");
     }
 
     #[test]

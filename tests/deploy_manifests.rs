@@ -19,6 +19,7 @@ use serde_json::{json, Value};
 
 /// Where production.yaml expects the filter; the validate test points it at the built one.
 const WASM_PLACEHOLDER: &str = "/etc/envoy/wasm/claveunica_gate.wasm";
+const ID_VAR: &str = "CLAVEUNICA_CLIENT_ID";
 const SECRET_VAR: &str = "CLAVEUNICA_CLIENT_SECRET";
 const KEYS_VAR: &str = "CLAVEUNICA_SESSION_KEYS";
 const PROVIDER_HOST: &str = "accounts.claveunica.gob.cl";
@@ -42,9 +43,10 @@ fn yaml(relative: &str) -> Value {
     serde_norway::from_str(&read(relative)).unwrap_or_else(|e| panic!("{relative} is not valid YAML: {e}"))
 }
 
-/// The environment the manifests promise the gate: both variables set to valid values.
+/// The environment the manifests promise the gate: each variable set to a valid value.
 fn test_env(name: &str) -> Option<String> {
     match name {
+        ID_VAR => Some("client".into()),
         SECRET_VAR => Some("x".into()),
         KEYS_VAR => Some(SESSION_KEY.into()),
         _ => None,
@@ -123,9 +125,15 @@ fn envoy_validate(copy_name: &str, secrets: bool) -> Output {
 
     let envoy = std::env::var_os("ENVOY_BIN").map_or_else(|| PathBuf::from("envoy"), PathBuf::from);
     let mut cmd = Command::new(&envoy);
-    cmd.arg("--mode").arg("validate").arg("-c").arg(&copy).env_remove(SECRET_VAR).env_remove(KEYS_VAR);
+    cmd.arg("--mode")
+        .arg("validate")
+        .arg("-c")
+        .arg(&copy)
+        .env_remove(ID_VAR)
+        .env_remove(SECRET_VAR)
+        .env_remove(KEYS_VAR);
     if secrets {
-        cmd.env(SECRET_VAR, "x").env(KEYS_VAR, SESSION_KEY);
+        cmd.env(ID_VAR, "client").env(SECRET_VAR, "x").env(KEYS_VAR, SESSION_KEY);
     }
     cmd.output().unwrap_or_else(|e| {
         panic!(
@@ -149,8 +157,8 @@ fn production_yaml_without_its_secrets_is_refused_by_envoy_validate() {
     let out = envoy_validate("production-no-secrets.yaml", false);
     let log = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(!out.status.success(), "validation passed although the secrets are missing:\n{log}");
-    // The gate's refusal names both keys and both variables.
-    for needle in ["client_secret_env", SECRET_VAR, "session_keys_env", KEYS_VAR] {
+    // The gate's refusal names every key and every variable.
+    for needle in ["client_id_env", ID_VAR, "client_secret_env", SECRET_VAR, "session_keys_env", KEYS_VAR] {
         assert!(log.contains("invalid configuration") && log.contains(needle), "{needle}:\n{log}");
     }
 }
@@ -162,14 +170,15 @@ fn production_gate_configuration_keeps_secrets_out_and_is_accepted() {
     // Fails closed, and replaces a VM that failed (docs/security.md, "VM failure").
     assert_eq!(plugin["failure_policy"], "FAIL_RELOAD");
     assert_eq!(plugin["vm_config"]["runtime"], "envoy.wasm.runtime.v8");
-    assert_eq!(plugin["vm_config"]["environment_variables"]["host_env_keys"], json!([SECRET_VAR, KEYS_VAR]));
+    assert_eq!(plugin["vm_config"]["environment_variables"]["host_env_keys"], json!([ID_VAR, SECRET_VAR, KEYS_VAR]));
     assert_eq!(plugin["configuration"]["@type"], "type.googleapis.com/google.protobuf.StringValue");
 
     let text = str_at(plugin, "/configuration/value");
     let doc: Value = serde_json::from_str(text).unwrap_or_else(|e| panic!("the gate's configuration is not JSON: {e}"));
-    for inline in ["client_secret", "session_keys"] {
+    for inline in ["client_id", "client_secret", "session_keys"] {
         assert!(doc.get(inline).is_none(), "production.yaml must not hold {inline}: {doc:#}");
     }
+    assert_eq!(doc["client_id_env"], ID_VAR);
     assert_eq!(doc["client_secret_env"], SECRET_VAR);
     assert_eq!(doc["session_keys_env"], KEYS_VAR);
 
@@ -247,12 +256,13 @@ fn istio_plugin_config_is_accepted_as_istio_delivers_it() {
     let spec = &plugin["spec"];
     let config = &spec["pluginConfig"];
     assert_eq!(config["cluster"], ISTIO_CLUSTER);
+    assert!(config.get("client_id").is_none(), "the client id comes from the environment: {config:#}");
     assert!(config.get("client_secret").is_none(), "no secret in the manifest: {config:#}");
     assert!(config.get("session_keys").is_none(), "no session key in the manifest: {config:#}");
 
     // Every variable the configuration reads is passed from the proxy's environment.
     let env = array_at(spec, "/vmConfig/env");
-    for key in ["client_secret_env", "session_keys_env"] {
+    for key in ["client_id_env", "client_secret_env", "session_keys_env"] {
         let var = str_at(config, &format!("/{key}"));
         assert!(
             env.iter().any(|e| e["name"] == var && e["valueFrom"] == "HOST" && e.get("value").is_none()),
@@ -310,7 +320,7 @@ fn istio_secret_reaches_the_proxy_environment() {
     assert_eq!(secret["kind"], "Secret");
     let name = str_at(&secret, "/metadata/name");
     let data = secret["stringData"].as_object().expect("stringData");
-    for var in [SECRET_VAR, KEYS_VAR] {
+    for var in [ID_VAR, SECRET_VAR, KEYS_VAR] {
         let value = data.get(var).and_then(Value::as_str).unwrap_or_else(|| panic!("the Secret has no {var}"));
         assert!(value.starts_with("REPLACE_WITH_"), "secret.yaml is a template, it must hold no real value: {var}");
     }
@@ -321,7 +331,7 @@ fn istio_secret_reaches_the_proxy_environment() {
     let proxy = containers.iter().find(|c| c["name"] == "istio-proxy").expect("an istio-proxy container override");
     assert_eq!(proxy["image"], "auto", "the injector picks the proxy image");
     let env = array_at(proxy, "/env");
-    for var in [SECRET_VAR, KEYS_VAR] {
+    for var in [ID_VAR, SECRET_VAR, KEYS_VAR] {
         let entry = env.iter().find(|e| e["name"] == var).unwrap_or_else(|| panic!("istio-proxy gets no {var}"));
         assert_eq!(entry["valueFrom"]["secretKeyRef"], json!({"name": name, "key": var}));
     }

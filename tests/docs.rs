@@ -26,7 +26,7 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
 /// every snake_case string literal (configuration keys, emulator modes).
 fn defined_names(root: &Path) -> Vec<String> {
     let mut files = Vec::new();
-    for dir in ["src", "tests", "envoy/src", "nginx-unit/src", "cli/src"] {
+    for dir in ["src", "tests", "envoy/src", "nginx-unit/src", "cli/src", "cli/tests"] {
         rust_files(&root.join(dir), &mut files);
     }
     let mut names = Vec::new();

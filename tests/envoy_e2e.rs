@@ -203,3 +203,58 @@ fn a_replayed_callback_makes_one_token_call_whichever_worker_answers() {
     assert_identified(&honest.get("/?format=json"));
     assert_eq!(stack.emulator_stats().token - tokens, 2);
 }
+
+/// The access lines of Envoy's own access log (`envoy/gate.yaml.tmpl`, as in
+/// `envoy/production.yaml`), parsed.
+fn access_lines(stack: &Stack) -> Vec<serde_json::Value> {
+    stack
+        .log()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["register"] == "access")
+        .collect()
+}
+
+/// The access register on Envoy: the gate publishes the person to the request's filter state
+/// and Envoy's own access log records it beside the UTC time, a masked RUN by default; an
+/// anonymous request's line names nobody (the positive control that the field is not filled
+/// from elsewhere), and no line holds the full RUN.
+#[test]
+fn envoys_access_log_records_who_and_when_with_a_masked_run() {
+    let stack = Stack::start();
+    let mut browser = logged_in(&stack, "/");
+    let before = claveunica_core::gate::utc(support::now());
+    let r = browser.get("/tramites?format=json");
+    assert_eq!(r.status, 200, "{r:?}");
+    let mut found = Vec::new();
+    support::wait_until(Duration::from_secs(5), || {
+        found = access_lines(&stack);
+        found.iter().any(|v| v["subject"] == "*****444-4")
+    });
+    let identified: Vec<_> = found.iter().filter(|v| v["subject"] == "*****444-4").collect();
+    assert!(!identified.is_empty(), "no access line names the person:\n{}", stack.log());
+    let line = identified.last().copied().unwrap_or(&serde_json::Value::Null);
+    let time = line["time"].as_str().unwrap_or_default();
+    // Envoy's %START_TIME%: UTC, `2026-12-01T23:05:09.123Z`, no earlier than the minute before.
+    assert!(time.ends_with('Z') && time.get(..16) >= before.get(..16), "time {time:?}, sent at {before}");
+    assert!(line["request_id"].as_str().is_some_and(|id| !id.is_empty()), "{line}");
+    assert_eq!(line["method"], "GET");
+    // The redirect to ClaveÚnica and the callback went without identity: named nobody.
+    assert!(found.iter().any(|v| v["subject"].is_null() || v["subject"] == "-"), "{found:?}");
+    assert!(!stack.log().contains("44444444"), "a full RUN in Envoy's log:\n{}", stack.log());
+}
+
+/// With `access_log.run: "full"` the register holds the full RUN, only because the
+/// configuration says so.
+#[test]
+fn envoys_access_log_holds_the_full_run_only_when_configured() {
+    let stack = Stack::builder().edit_config(|c| c["access_log"] = serde_json::json!({"run": "full"})).start();
+    let mut browser = logged_in(&stack, "/");
+    assert_eq!(browser.get("/tramites?format=json").status, 200);
+    let mut found = Vec::new();
+    support::wait_until(Duration::from_secs(5), || {
+        found = access_lines(&stack);
+        found.iter().any(|v| v["subject"] == "44444444-4")
+    });
+    assert!(found.iter().any(|v| v["subject"] == "44444444-4"), "{found:?}\n{}", stack.log());
+}

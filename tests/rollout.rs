@@ -33,11 +33,12 @@ on_both_hosts! {
     canary_mode_sends_a_sticky_share_of_new_visitors_to_claveunica,
     report_only_blocks_nothing_and_logs_what_it_would_have_done,
     no_log_line_holds_a_full_run_from_a_path_or_a_failure,
-    a_run_outside_the_pilot_list_gets_a_403_page_and_nothing_is_forwarded,
+    a_run_outside_the_pilot_list_gets_a_403_nothing_forwarded_and_is_logged_out_at_claveunica,
     header_templates_replace_the_default_identity_headers,
     idle_sessions_expire_and_active_ones_are_resealed,
     the_app_can_end_the_session_with_a_response_header,
     api_clients_without_a_session_get_a_401_json_not_a_redirect,
+    logins_logouts_and_refusals_are_one_json_register_line_each,
 }
 
 /// A counter of the gate's moved by exactly `by` since `before`. Envoy counts; the Unit host
@@ -330,7 +331,7 @@ fn no_log_line_holds_a_full_run_from_a_path_or_a_failure(host: Host) {
     }
 }
 
-fn a_run_outside_the_pilot_list_gets_a_403_page_and_nothing_is_forwarded(host: Host) {
+fn a_run_outside_the_pilot_list_gets_a_403_nothing_forwarded_and_is_logged_out_at_claveunica(host: Host) {
     let gate = start_gate(host, &[|c| c["allowed_runs"] = json!(["55555555-5"])]);
     let stack = gate.as_ref();
     let mut browser = stack.browser();
@@ -342,7 +343,13 @@ fn a_run_outside_the_pilot_list_gets_a_403_page_and_nothing_is_forwarded(host: H
     assert_eq!(r.status, 403, "{r:?}");
     assert!(r.header("content-type").is_some_and(|c| c.starts_with("text/html")), "{r:?}");
     assert!(r.body.contains("Acceso no habilitado") && r.body.contains("no está habilitado"), "{}", r.body);
-    assert!(r.body.contains(&format!("href=\"{LOGOUT_PATH}\"")), "no logout link: {}", r.body);
+    // The gate's session ends with the page, which takes the browser through ClaveÚnica's
+    // logout (ClaveÚnica's manual asks for it when the service does not know the RUN).
+    assert!(r.set_cookie(SESSION_COOKIE).is_some_and(|c| c.contains("Max-Age=0")), "session not ended: {r:?}");
+    assert!(!browser.jar.contains_key(SESSION_COOKIE));
+    let provider_logout = format!("{}/api/v1/accounts/app/logout", stack.provider());
+    assert!(r.body.contains(&format!("href=\"{provider_logout}\"")), "no ClaveÚnica logout link: {}", r.body);
+    assert!(r.body.contains(&format!("var p=\"{provider_logout}\"")), "no ClaveÚnica logout script: {}", r.body);
     let reference = r.reference();
     assert!(wait_for_log(stack, &format!("ref={reference}")), "reference {reference} not in the log");
     assert!(stack.log().contains("run=*****444-4"), "{}", stack.log());
@@ -350,10 +357,11 @@ fn a_run_outside_the_pilot_list_gets_a_403_page_and_nothing_is_forwarded(host: H
     assert_eq!(stack.app_requests(), before, "a RUN outside the pilot list reached the app");
     assert_counted(stack, "claveunica_gate.forbidden", forbidden, 1);
 
-    // The link out works, and a RUN on the list gets through.
-    let r = browser.get(LOGOUT_PATH);
-    assert_eq!(r.status, 200, "{r:?}");
-    assert!(!browser.jar.contains_key(SESSION_COOKIE));
+    // The next request has no session to refuse: it is sent to the login.
+    assert_sent_to_login(stack, &browser.get("/tramites"));
+    let r = browser.get_url(&provider_logout);
+    assert!(r.status < 400, "ClaveÚnica's logout: {r:?}");
+    // A RUN on the list gets through.
     let r = browser.login("/tramites", "55.555.555-5", PASSWORD);
     assert_eq!(r.status, 302, "{r:?}");
     let echo = browser.get("/tramites?format=json").echo();
@@ -505,4 +513,49 @@ fn api_clients_without_a_session_get_a_401_json_not_a_redirect(host: Host) {
     for headers in [&[][..], &[("Accept", "*/*")], &[("Sec-Fetch-Mode", "navigate"), ("Accept", "text/html")]] {
         assert_sent_to_login(stack, &stack.browser().get_with_headers("/api/datos", headers));
     }
+}
+
+/// The register's JSON lines in the host's log (Envoy's wasm log lines and Unit's stderr put a
+/// prefix before the object).
+fn register_lines(gate: &dyn GateUnderTest, event: &str) -> Vec<serde_json::Value> {
+    let needle = format!("\"register\":\"{event}\"");
+    gate.log()
+        .lines()
+        .filter(|l| l.contains(&needle))
+        .filter_map(|l| l.find('{').and_then(|i| l.get(i..)))
+        .filter_map(|json| serde_json::from_str::<serde_json::Value>(json.trim_end()).ok())
+        .collect()
+}
+
+/// Logins, logouts and refusals are one JSON line each in the host's log, with the masked RUN,
+/// the UTC time, the page's reference and, on Envoy, the request id Envoy gave the request.
+fn logins_logouts_and_refusals_are_one_json_register_line_each(host: Host) {
+    let gate = start_gate(host, &[]);
+    let stack = gate.as_ref();
+    let before = claveunica_core::gate::utc(now());
+    let mut browser = logged_in(stack, "/");
+    let r = browser.get(&format!("{CALLBACK_PATH}?code=x&state=not-a-state"));
+    assert_eq!(r.status, 400, "{r:?}");
+    let reference = r.reference();
+    assert_eq!(browser.get(LOGOUT_PATH).status, 200);
+    log_caught_up(stack);
+    let logins = register_lines(stack, "login");
+    let refusals = register_lines(stack, "refused");
+    let logouts = register_lines(stack, "logout");
+    assert_eq!(logins.len(), 1, "{}", stack.log());
+    assert_eq!(logouts.len(), 1, "{}", stack.log());
+    for line in logins.iter().chain(&logouts) {
+        assert_eq!(line["subject"], "*****444-4", "{line}");
+    }
+    let refused = refusals.iter().find(|v| v["ref"] == reference.as_str());
+    let refused = refused.unwrap_or_else(|| panic!("no refusal with ref {reference}: {refusals:?}"));
+    assert!(refused["reason"].as_str().is_some_and(|r| !r.is_empty()), "{refused}");
+    for line in logins.iter().chain(&logouts).chain([refused]) {
+        let time = line["time"].as_str().unwrap_or_default();
+        assert!(time.ends_with('Z') && time.get(..16) >= before.get(..16), "time {time:?}, sent at {before}");
+        if host == Host::Envoy {
+            assert!(line["request_id"].as_str().is_some_and(|id| !id.is_empty()), "{line}");
+        }
+    }
+    assert!(!stack.log().contains("44444444"), "a full RUN in the log");
 }

@@ -196,3 +196,33 @@ fn the_unit_configuration_passes_everything_to_the_component() {
     }
     assert!(listeners.values().any(|l| l["pass"] == "applications/claveunica-gate"));
 }
+
+/// The access register on Unit, which has no access log that could carry the person: one JSON
+/// line per authenticated access, with the masked RUN and the UTC time; an anonymous request
+/// writes none, and no line holds the full RUN.
+#[test]
+fn each_authenticated_access_is_one_register_line() {
+    let stack = UnitStack::start();
+    let mut browser = logged_in(&stack, "/");
+    let before = claveunica_core::gate::utc(support::now());
+    for path in ["/tramites?format=json", "/perfil?format=json"] {
+        assert_eq!(browser.get(path).status, 200, "{path}");
+    }
+    assert_eq!(stack.browser().get("/public/x?format=json").status, 200);
+    support::checks::log_caught_up(&stack);
+    let log = stack.log();
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .filter_map(|l| l.split_once("claveunica-gate info: ").map(|(_, json)| json))
+        .filter_map(|json| serde_json::from_str::<serde_json::Value>(json).ok())
+        .filter(|v| v["register"] == "access")
+        .collect();
+    assert_eq!(lines.len(), 2, "one line per authenticated access:\n{log}");
+    for line in &lines {
+        assert_eq!(line["subject"], "*****444-4", "{line}");
+        assert_eq!(line["method"], "GET", "{line}");
+        let time = line["time"].as_str().unwrap_or_default();
+        assert!(time.ends_with('Z') && time.get(..16) >= before.get(..16), "time {time:?}, sent at {before}");
+    }
+    assert!(!log.contains("44444444"), "a full RUN in the log:\n{log}");
+}

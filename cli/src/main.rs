@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! claveunica-gate check [--strict] <config.json | ->
+//! claveunica-gate certify [options] <URL>
 //! claveunica-gate --help | --version
 //! ```
 //!
@@ -10,6 +11,12 @@
 //! against ClaveÚnica's certification checklist ([`claveunica_core::check::review`]).
 //! Exit status: 0 valid (warnings allowed unless `--strict`), 1 invalid or, with `--strict`,
 //! warned about, 2 usage error or unreadable file.
+//!
+//! `certify` walks a deployed gate through the review's checklist over HTTP ([`certify`]) and
+//! writes a Markdown evidence report. Exit status: 0 every item passes, 1 one fails, 2 usage
+//! error or the gate cannot be reached.
+
+mod certify;
 
 use std::cell::RefCell;
 use std::collections::hash_map::RandomState;
@@ -20,28 +27,50 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use base64::Engine as _;
-use claveunica_core::check::{review, Finding, Severity};
+use claveunica_core::check::{effective_endpoints, registration, review, Finding, Severity};
 use claveunica_core::config::Config;
 
 const USAGE: &str = "\
 usage: claveunica-gate check [--strict] <config.json>
+       claveunica-gate certify [options] <URL>
        claveunica-gate --help | --version
 
 Commands:
   check   Validate a ClaveÚnica Gate configuration (a JSON file, or - for standard input)
-          with the same code the filter runs, then warn about what ClaveÚnica's
-          certification review rejects (http, a port or an IP in redirect_uri, an inline
-          secret, no post-logout redirect, a scope other than `openid run name`, ...).
+          with the same code the filter runs, then print what the certification review
+          reads: the endpoints in effect (each not on https://accounts.claveunica.gob.cl is
+          flagged), what to register with ClaveÚnica (Redirect URI, Logout URI), and a
+          warning, worded as the manual words it (required or recommended), for each thing
+          to change (http, a port or an IP in redirect_uri, an inline client id or secret, no
+          post-logout redirect, a scope other than `openid run name`, ...).
 
-Options:
+  certify Walk the gate deployed at URL (its public origin, https://tramites.example.gob.cl)
+          through the points of the certification review an anonymous browser can see, and
+          write a Markdown evidence report: the redirect to the authorize endpoint with the
+          exact scope, a state of 30+ characters that changes every time, the redirect_uri
+          form, the page with the button, no login inside a frame, logout through
+          ClaveÚnica's logout. A failing item says what to change. Follows no redirect.
+
+Options of check:
   --strict        exit 1 on warnings too, not only on errors
+
+Options of certify:
+  --out FILE            write the report to FILE (default: standard output)
+  --path PATH           a protected page (default /)
+  --login-path PATH     the gate's login_path (default /claveunica/login)
+  --logout-path PATH    the gate's logout_path (default /claveunica/logout)
+  --button-page URL     your own page with the ClaveÚnica button, if the gate does not serve it
+  --provider ORIGIN     rehearse against an emulator at ORIGIN instead of ClaveÚnica
+
   -h, --help      print this help
   -V, --version   print the version
 
-The variables named by client_secret_env and session_keys_env are read from this shell.
+The variables named by client_id_env, client_secret_env and session_keys_env are read
+from this shell.
 When one is not set, a placeholder stands in and a note says to set it where the proxy runs.
 
-Exit status: 0 valid; 1 invalid, or warnings with --strict; 2 usage error or unreadable file.";
+Exit status of check: 0 valid; 1 invalid, or warnings with --strict; 2 usage error or
+unreadable file. Of certify: 0 every item passes; 1 one fails; 2 usage error or unreachable.";
 
 /// Where the configuration document comes from.
 #[derive(Debug, PartialEq, Eq)]
@@ -55,6 +84,7 @@ enum Command {
     Help,
     Version,
     Check { source: Source, strict: bool },
+    Certify { options: Box<certify::Options>, out: Option<PathBuf> },
 }
 
 /// Parses the arguments after the program name. `OsString`s, because `std::env::args` panics
@@ -66,6 +96,7 @@ fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Command, Strin
         Some("-h" | "--help" | "help") => return Ok(Command::Help),
         Some("-V" | "--version") => return Ok(Command::Version),
         Some("check") => {}
+        Some("certify") => return parse_certify(args),
         _ => return Err(format!("unknown command {:?}", command.to_string_lossy())),
     }
     let mut source = None;
@@ -94,6 +125,81 @@ fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Command, Strin
     Ok(Command::Check { source, strict })
 }
 
+/// The options of `certify`; each takes a value.
+const CERTIFY_OPTIONS: [&str; 6] = ["--out", "--path", "--login-path", "--logout-path", "--button-page", "--provider"];
+
+/// The arguments of `certify`: options with a value each, and the gate's URL.
+fn parse_certify(args: impl Iterator<Item = OsString>) -> Result<Command, String> {
+    let mut args = args.map(|a| a.into_string().map_err(|a| format!("not Unicode: {a:?}")));
+    let mut url = None;
+    let mut out = None;
+    let mut values: Vec<(&'static str, String)> = Vec::new();
+    while let Some(arg) = args.next() {
+        let arg = arg?;
+        if arg == "-h" || arg == "--help" {
+            return Ok(Command::Help);
+        }
+        if let Some(key) = CERTIFY_OPTIONS.into_iter().find(|k| *k == arg) {
+            let value = args.next().ok_or(format!("{key} needs a value"))??;
+            values.push((key, value));
+        } else if arg.starts_with('-') {
+            return Err(format!("unknown option {arg:?}"));
+        } else if url.replace(arg).is_some() {
+            return Err("certify takes one URL".into());
+        }
+    }
+    let url = url.ok_or("certify needs the gate's URL")?;
+    let base = url::Url::parse(&url)
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+        .ok_or(format!("{url:?} is not an http(s) URL"))?;
+    let mut options = certify::Options::new(base);
+    for (key, value) in values {
+        let path = || {
+            if value.starts_with('/') {
+                Ok(value.clone())
+            } else {
+                Err(format!("{key} takes a path starting with /"))
+            }
+        };
+        match key {
+            "--out" => out = Some(PathBuf::from(&value)),
+            "--path" => options.path = path()?,
+            "--login-path" => options.login_path = path()?,
+            "--logout-path" => options.logout_path = path()?,
+            "--button-page" => options.button_page = Some(value),
+            _ => options.provider = value,
+        }
+    }
+    Ok(Command::Certify { options: Box::new(options), out })
+}
+
+/// Runs `certify` and writes its report; the exit status.
+fn run_certify(options: &certify::Options, out: Option<&std::path::Path>) -> ExitCode {
+    let items = match certify::certify(options) {
+        Ok(items) => items,
+        Err(e) => {
+            eprintln!("claveunica-gate certify: cannot reach the gate: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let report = certify::report(options, &items, &certify::utc(now));
+    let written = match out {
+        Some(path) => std::fs::write(path, &report).map_err(|e| format!("{}: {e}", path.display())),
+        None => std::io::stdout().lock().write_all(report.as_bytes()).map_err(|e| e.to_string()),
+    };
+    if let Err(e) = written {
+        eprintln!("claveunica-gate certify: cannot write the report: {e}");
+        return ExitCode::from(2);
+    }
+    // A summary on stderr, so a report piped to a file still leaves a verdict on the terminal.
+    for item in &items {
+        eprintln!("{}: {}", if item.passed { "pass" } else { "FAIL" }, item.title);
+    }
+    ExitCode::from(u8::from(items.iter().any(|i| !i.passed)))
+}
+
 /// What `check` prints, one line each, and its exit status.
 #[derive(Debug)]
 struct Report {
@@ -102,7 +208,7 @@ struct Report {
 }
 
 /// The keys whose value names an environment variable, as `Config::from_json` reads them.
-const ENV_KEYS: [&str; 2] = ["client_secret_env", "session_keys_env"];
+const ENV_KEYS: [&str; 3] = ["client_id_env", "client_secret_env", "session_keys_env"];
 
 /// Which `*_env` key of the document names `var`, for a note that points at the right key.
 fn env_key_naming(text: &[u8], var: &str) -> &'static str {
@@ -142,7 +248,11 @@ fn check(text: &[u8], name: &str, strict: bool, env: &dyn Fn(&str) -> Option<Str
     for var in missing.into_inner() {
         let key = env_key_naming(text, &var);
         placeholder_keys |= key == "session_keys_env";
-        let what = if key == "session_keys_env" { "comma-separated base64 keys, newest first" } else { "the secret" };
+        let what = match key {
+            "session_keys_env" => "comma-separated base64 keys, newest first",
+            "client_id_env" => "the client id",
+            _ => "the secret",
+        };
         env_notes.push(Finding {
             severity: Severity::Note,
             key,
@@ -172,6 +282,14 @@ fn check(text: &[u8], name: &str, strict: bool, env: &dyn Fn(&str) -> Option<Str
     findings.sort_by_key(|f| f.severity);
 
     lines.push(format!("ok: {name} is a valid ClaveÚnica Gate configuration"));
+    // The review asks for evidence of the back-channel calls: these are the URLs they go to.
+    lines.extend(effective_endpoints(&config).iter().map(|(_, what, url)| format!("endpoint: {what}: {url}")));
+    lines.extend(registration(&config).iter().map(|(what, value, why)| format!("register: {what}: {value} ({why})")));
+    // How the access register (Decreto 9) will name a person, shown with ClaveÚnica's test RUN.
+    if let Ok(run) = claveunica_core::primitives::run::Run::parse("44444444-4") {
+        let example = config.access_log.name(&run);
+        lines.push(format!("access register: run {} (44444444-4 is logged as {example})", config.access_log.as_str()));
+    }
     lines.extend(findings.iter().map(line));
     let warned = findings.iter().any(|f| f.severity == Severity::Warning);
     Report { lines, status: u8::from(strict && warned) }
@@ -220,6 +338,7 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Command::Check { source, strict } => (source, strict),
+        Command::Certify { options, out } => return run_certify(&options, out.as_deref()),
     };
     let (text, name) = match read(&source) {
         Ok(r) => r,
@@ -259,11 +378,46 @@ mod tests {
             (vec!["--help"], Ok(Command::Help)),
             (vec!["check", "-h"], Ok(Command::Help)),
             (vec!["-V"], Ok(Command::Version)),
+            (vec!["certify", "-h"], Ok(Command::Help)),
         ];
         for (args, want) in cases {
             assert_eq!(parse(&args), want, "{args:?}");
         }
         for bad in [&[][..], &["chek", "c.json"], &["check"], &["check", "a", "b"], &["check", "--stric", "a"]] {
+            assert!(parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn certify_arguments() {
+        let Ok(Command::Certify { options, out }) = parse(&[
+            "certify",
+            "--path",
+            "/tramites",
+            "https://tramites.example.gob.cl",
+            "--out",
+            "evidence.md",
+            "--provider",
+            "http://127.0.0.1:8900",
+        ]) else {
+            panic!("not parsed")
+        };
+        assert_eq!(options.base.as_str(), "https://tramites.example.gob.cl/");
+        assert_eq!((options.path.as_str(), options.login_path.as_str()), ("/tramites", "/claveunica/login"));
+        assert_eq!(options.provider, "http://127.0.0.1:8900");
+        assert_eq!(out, Some(PathBuf::from("evidence.md")));
+        let defaults = parse(&["certify", "https://x.gob.cl"]);
+        assert!(matches!(defaults, Ok(Command::Certify { ref options, out: None })
+            if options.provider == "https://accounts.claveunica.gob.cl" && options.logout_path == "/claveunica/logout"));
+        for bad in [
+            &["certify"][..],
+            &["certify", "ftp://x.gob.cl"],
+            &["certify", "tramites.gob.cl"],
+            &["certify", "https://a.gob.cl", "https://b.gob.cl"],
+            &["certify", "https://a.gob.cl", "--path"],
+            &["certify", "https://a.gob.cl", "--path", "tramites"],
+            &["certify", "https://a.gob.cl", "--strict"],
+        ] {
             assert!(parse(bad).is_err(), "{bad:?}");
         }
     }

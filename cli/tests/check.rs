@@ -10,14 +10,20 @@ use serde_json::{json, Value};
 
 /// Variables the test documents name; removed from the child's environment unless a test
 /// sets them, so the outcome does not depend on the shell the tests run in.
-const VARS: [&str; 4] =
-    ["CU_CHECK_TEST_SECRET", "CU_CHECK_TEST_KEYS", "CLAVEUNICA_CLIENT_SECRET", "CLAVEUNICA_SESSION_KEYS"];
+const VARS: [&str; 6] = [
+    "CU_CHECK_TEST_ID",
+    "CU_CHECK_TEST_SECRET",
+    "CU_CHECK_TEST_KEYS",
+    "CLAVEUNICA_CLIENT_ID",
+    "CLAVEUNICA_CLIENT_SECRET",
+    "CLAVEUNICA_SESSION_KEYS",
+];
 
 fn production_like() -> Value {
     json!({
         "issuer": "https://accounts.claveunica.gob.cl/openid",
         "cluster": "claveunica",
-        "client_id": "abc",
+        "client_id_env": "CU_CHECK_TEST_ID",
         "client_secret_env": "CU_CHECK_TEST_SECRET",
         "redirect_uri": "https://tramites.example.gob.cl/claveunica/callback",
         "post_logout_redirect": "https://tramites.example.gob.cl/",
@@ -43,6 +49,13 @@ struct Run {
 impl Run {
     fn lines(&self, prefix: &str) -> Vec<&str> {
         self.stdout.lines().filter(|l| l.starts_with(prefix)).collect()
+    }
+
+    /// The lines after `ok:` that judge the configuration, not the evidence lines
+    /// (`endpoint:`, `register:`) every valid configuration prints.
+    fn findings(&self) -> Vec<&str> {
+        let evidence = ["endpoint: ", "register: ", "access register: "];
+        self.stdout.lines().filter(|l| !evidence.iter().any(|e| l.starts_with(e))).skip(1).collect()
     }
 
     fn has(&self, line_start: &str) -> bool {
@@ -86,12 +99,27 @@ fn check_strict(path: &Path, env: &[(&str, &str)]) -> Run {
     run(&["check", "--strict", path.to_str().unwrap()], env)
 }
 
-const SECRET_SET: &[(&str, &str)] = &[("CU_CHECK_TEST_SECRET", "s3cret")];
+const SECRET_SET: &[(&str, &str)] = &[("CU_CHECK_TEST_ID", "abc"), ("CU_CHECK_TEST_SECRET", "s3cret")];
+
+/// What `check` prints for every valid configuration with ClaveÚnica's issuer: the endpoints
+/// the review asks evidence of, and what to register.
+const EVIDENCE: &str = "\
+endpoint: authorize: https://accounts.claveunica.gob.cl/openid/authorize/
+endpoint: token: https://accounts.claveunica.gob.cl/openid/token/
+endpoint: userinfo: https://accounts.claveunica.gob.cl/openid/userinfo/
+endpoint: keys: https://accounts.claveunica.gob.cl/openid/jwks
+endpoint: logout: https://accounts.claveunica.gob.cl/api/v1/accounts/app/logout
+register: Redirect URI: https://tramites.example.gob.cl/claveunica/callback (exactly as the gate sends it; \
+ClaveÚnica compares it as text)
+register: Logout URI: https://tramites.example.gob.cl (the origin of post_logout_redirect: ClaveÚnica's logout \
+sends the browser back only to a registered Logout URI, and answers 204 otherwise)
+access register: run masked (44444444-4 is logged as *****444-4)
+";
 
 #[test]
 fn a_broken_configuration_exits_1_naming_each_key() {
     let mut doc = production_like();
-    doc.as_object_mut().unwrap().remove("client_id");
+    doc.as_object_mut().unwrap().remove("client_id_env");
     doc["session_keys"] = json!(["c2hvcnQ="]);
     let path = write("broken", &doc);
     let r = check(&path, SECRET_SET);
@@ -108,12 +136,64 @@ fn a_broken_configuration_exits_1_naming_each_key() {
 }
 
 #[test]
-fn a_production_like_configuration_is_ok_without_a_word() {
+fn a_production_like_configuration_is_ok_and_shows_the_evidence_without_a_warning() {
     let path = write("clean", &production_like());
     let r = check(&path, SECRET_SET);
     assert_eq!(r.status, 0, "{r:?}");
-    assert_eq!(r.stdout, format!("ok: {} is a valid ClaveÚnica Gate configuration\n", path.display()), "{r:?}");
+    assert_eq!(
+        r.stdout,
+        format!("ok: {} is a valid ClaveÚnica Gate configuration\n{EVIDENCE}", path.display()),
+        "{r:?}"
+    );
     assert_eq!(check_strict(&path, SECRET_SET).status, 0);
+}
+
+#[test]
+fn an_endpoint_override_is_shown_in_effect_and_flagged() {
+    let mut doc = production_like();
+    doc["token_endpoint"] = json!("https://proxy.example.gob.cl/token/");
+    let path = write("override", &doc);
+    let r = check(&path, SECRET_SET);
+    assert_eq!(r.status, 0, "{r:?}");
+    assert!(r.has("endpoint: token: https://proxy.example.gob.cl/token/"), "{r:?}");
+    assert!(r.has("endpoint: userinfo: https://accounts.claveunica.gob.cl/openid/userinfo/"), "{r:?}");
+    assert!(
+        r.has("warning: token_endpoint: the token endpoint is https://proxy.example.gob.cl/token/, not on"),
+        "{r:?}"
+    );
+    assert_eq!(r.lines("warning:").len(), 1, "{r:?}");
+    assert_eq!(check_strict(&path, SECRET_SET).status, 1);
+}
+
+#[test]
+fn the_logout_uri_to_register_is_the_post_logout_redirects_origin() {
+    let mut doc = production_like();
+    doc["post_logout_redirect"] = json!("https://portal.example.gob.cl/sesion-cerrada");
+    let r = check(&write("logout-origin", &doc), SECRET_SET);
+    assert!(r.has("register: Logout URI: https://portal.example.gob.cl (the origin of post_logout_redirect"), "{r:?}");
+    assert!(!r.stdout.contains("register: Logout URI: https://tramites"), "{r:?}");
+    // Without one there is no Logout URI to register, and the warning says it is a recommendation.
+    doc.as_object_mut().unwrap().remove("post_logout_redirect");
+    let r = check(&write("no-logout", &doc), SECRET_SET);
+    assert!(!r.has("register: Logout URI"), "{r:?}");
+    assert!(r.has("warning: post_logout_redirect: is not set: recommended, not required"), "{r:?}");
+}
+
+#[test]
+fn an_inline_client_id_warns_like_an_inline_secret() {
+    let mut doc = production_like();
+    doc.as_object_mut().unwrap().remove("client_id_env");
+    doc["client_id"] = json!("abc");
+    let r = check(&write("inline-id", &doc), SECRET_SET);
+    assert_eq!(r.status, 0, "{r:?}");
+    assert!(
+        r.has("warning: client_id: is written in the configuration") && r.stdout.contains("client_id_env"),
+        "{r:?}"
+    );
+    // From the environment, unset here: a note, like the secret's.
+    let r = check(&write("clean", &production_like()), &[("CU_CHECK_TEST_SECRET", "s3cret")]);
+    assert!(r.has("note: client_id_env: environment variable CU_CHECK_TEST_ID is not set"), "{r:?}");
+    assert!(!r.has("warning:"), "{r:?}");
 }
 
 #[test]
@@ -124,7 +204,7 @@ fn http_redirect_and_inline_secret_warn_and_fail_only_when_strict() {
     doc["client_secret"] = json!("s3cret");
     let path = write("http-inline", &doc);
 
-    let r = check(&path, &[]);
+    let r = check(&path, SECRET_SET);
     assert_eq!(r.status, 0, "{r:?}");
     assert!(r.has(&format!("ok: {}", path.display())), "{r:?}");
     assert!(r.has("warning: redirect_uri: uses http"), "{r:?}");
@@ -133,7 +213,7 @@ fn http_redirect_and_inline_secret_warn_and_fail_only_when_strict() {
     // The secret's value is never printed.
     assert!(!r.stdout.contains("s3cret") && !r.stderr.contains("s3cret"), "{r:?}");
 
-    let strict = check_strict(&path, &[]);
+    let strict = check_strict(&path, SECRET_SET);
     assert_eq!(strict.status, 1, "{strict:?}");
     assert_eq!(strict.stdout, r.stdout);
 }
@@ -145,23 +225,24 @@ fn a_variable_missing_here_is_a_note_not_an_error() {
     doc["session_keys_env"] = json!("CU_CHECK_TEST_KEYS");
     let path = write("env", &doc);
 
-    let r = check(&path, &[]);
+    let r = check(&path, &[("CU_CHECK_TEST_ID", "abc")]);
     assert_eq!(r.status, 0, "{r:?}");
     assert!(!r.has("error:") && !r.has("warning:"), "{r:?}");
     assert!(r.has("note: client_secret_env: environment variable CU_CHECK_TEST_SECRET is not set"), "{r:?}");
     assert!(r.has("note: session_keys_env: environment variable CU_CHECK_TEST_KEYS is not set"), "{r:?}");
     // The placeholder is a single key: no advice on rotating it.
     assert!(!r.has("note: session_keys:"), "{r:?}");
-    assert_eq!(check_strict(&path, &[]).status, 0);
+    assert_eq!(check_strict(&path, &[("CU_CHECK_TEST_ID", "abc")]).status, 0);
 
     // Set in this shell, the real values are checked, and a bad one is an error.
-    let r = check(&path, &[("CU_CHECK_TEST_SECRET", "s3cret"), ("CU_CHECK_TEST_KEYS", "c2hvcnQ=")]);
+    let all = |keys| [("CU_CHECK_TEST_ID", "abc"), ("CU_CHECK_TEST_SECRET", "s3cret"), ("CU_CHECK_TEST_KEYS", keys)];
+    let r = check(&path, &all("c2hvcnQ="));
     assert_eq!(r.status, 1, "{r:?}");
     assert!(r.has("error: session_keys_env[0]: must decode to 32 bytes"), "{r:?}");
     assert!(!r.has("note: client_secret_env"), "{r:?}");
     let keys = format!("{KEY},{OTHER_KEY}");
-    let r = check(&path, &[("CU_CHECK_TEST_SECRET", "s3cret"), ("CU_CHECK_TEST_KEYS", &keys)]);
-    assert_eq!((r.status, r.lines("").len()), (0, 1), "{r:?}");
+    let r = check(&path, &all(&keys));
+    assert_eq!((r.status, r.findings()), (0, vec![]), "{r:?}");
 }
 
 /// The example files an operator starts from.
@@ -176,7 +257,9 @@ fn the_production_example_gives_no_warning() {
     assert_eq!(r.status, 0, "{r:?}");
     assert!(r.has("ok:") && !r.has("warning:") && !r.has("error:"), "{r:?}");
     // Its secrets come from the environment, as certification asks.
-    assert!(r.has("note: client_secret_env:") && r.has("note: session_keys_env:"), "{r:?}");
+    for key in ["client_id_env", "client_secret_env", "session_keys_env"] {
+        assert!(r.has(&format!("note: {key}:")), "{key}: {r:?}");
+    }
 }
 
 #[test]

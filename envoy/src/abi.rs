@@ -85,6 +85,7 @@ extern "C" {
     fn proxy_replace_header_map_value(map: u32, key: *const u8, key_len: usize, val: *const u8, len: usize) -> u32;
     fn proxy_remove_header_map_value(map_type: u32, key_data: *const u8, key_size: usize) -> u32;
     fn proxy_add_header_map_value(map: u32, key: *const u8, key_len: usize, val: *const u8, len: usize) -> u32;
+    fn proxy_set_property(path_data: *const u8, path_size: usize, value_data: *const u8, value_size: usize) -> u32;
     #[allow(clippy::too_many_arguments)]
     fn proxy_send_local_response(
         status_code: u32,
@@ -192,6 +193,13 @@ pub fn remove_map_value(map: MapType, name: &str) -> Result<(), Status> {
 pub fn add_map_value(map: MapType, name: &str, value: &[u8]) -> Result<(), Status> {
     // SAFETY: both slices outlive the call.
     check(unsafe { proxy_add_header_map_value(map as u32, name.as_ptr(), name.len(), value.as_ptr(), value.len()) })
+}
+
+/// Sets a property of the request: Envoy keeps a one-segment `path` in the request's filter
+/// state as `wasm.<path>`, where its access log reads it (`%FILTER_STATE(wasm.<path>:PLAIN)%`).
+pub fn set_property(path: &str, value: &[u8]) -> Result<(), Status> {
+    // SAFETY: both slices outlive the call.
+    check(unsafe { proxy_set_property(path.as_ptr(), path.len(), value.as_ptr(), value.len()) })
 }
 
 /// Answers the request here instead of forwarding it.

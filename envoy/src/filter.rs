@@ -25,6 +25,11 @@ use proxy_wasm::hostcalls;
 use crate::abi;
 use crate::host::{self, HeaderMap, HostEntropy, Metrics, SharedData};
 
+/// The property (filter state `wasm.claveunica_gate.subject`) that holds the person an
+/// identified request went upstream for, as the core names them for the access register:
+/// Envoy's access log records it (`envoy/production.yaml`, `envoy/README.md`).
+const SUBJECT_PROPERTY: &str = "claveunica_gate.subject";
+
 /// The tick, in milliseconds: once a second.
 const TICK_MS: u32 = 1000;
 
@@ -56,6 +61,9 @@ fn dispatch(cluster: &str, request: &Outbound) -> Result<u32, String> {
 /// Answers the request directly.
 fn send(metrics: Option<&Metrics>, r: &Response) {
     host::log_line(r.log.as_ref());
+    if let Some(record) = &r.register {
+        host::log(Level::Info, &record.line());
+    }
     if let Some(metrics) = metrics {
         metrics.count_all(&r.events);
     }
@@ -218,6 +226,12 @@ impl Filter {
                 };
                 if let Err(status) = cookie {
                     return fail(HostFailure::HeaderRewrite, &format!("cookie: {status:?}"));
+                }
+                if let Some(subject) = &f.access {
+                    // The access register: no access goes upstream unrecorded.
+                    if let Err(status) = abi::set_property(SUBJECT_PROPERTY, subject.as_bytes()) {
+                        return fail(HostFailure::Internal, &format!("access register: {status:?}"));
+                    }
                 }
                 host::log_line(f.log.as_ref());
                 shared.metrics.count_all(&f.events);

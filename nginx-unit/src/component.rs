@@ -17,8 +17,8 @@ use std::rc::Rc;
 
 use claveunica_core::config::{Config, UnitSettings};
 use claveunica_core::gate::{
-    fail_closed, AnswerChange, Call, CallOutcome, Decision, Entropy, EntropyUnavailable, Forward, Gate, HostFailure,
-    Level, LogLine, Outbound, Request, Response, UpstreamAnswer,
+    access_line, fail_closed, AnswerChange, Call, CallOutcome, Decision, Entropy, EntropyUnavailable, Forward, Gate,
+    HostFailure, Level, LogLine, Outbound, Request, Response, UpstreamAnswer,
 };
 use claveunica_core::protocol::oidc::jwks::KeyCache;
 use claveunica_core::protocol::oidc::MAX_BODY_LEN;
@@ -184,7 +184,15 @@ fn serve(request: IncomingRequest, out: ResponseOutparam) {
         decision = match decision {
             Decision::Call(call) => provider_call(gate, *call),
             Decision::Respond(r) => return respond(out, &r),
-            Decision::Forward(f) => return proxy(&loaded, request, out, &method, &path, &raw, f),
+            Decision::Forward(f) => {
+                if let Some(subject) = &f.access {
+                    // The access register (Decreto 9): one line per authenticated access, since
+                    // this host has no access log that could carry the person.
+                    let id = headers.iter().find(|(n, _)| n.eq_ignore_ascii_case("x-request-id")).map(|(_, v)| *v);
+                    log(Level::Info, &access_line(subject, method_str(&method), now(), id));
+                }
+                return proxy(&loaded, request, out, &method, &path, &raw, f);
+            }
         };
     }
 }
@@ -538,6 +546,9 @@ fn request_trailers(gate: &Gate, body: IncomingBody) -> Option<Fields> {
 fn respond(out: ResponseOutparam, r: &Response) {
     if let Some(line) = &r.log {
         log_line(line);
+    }
+    if let Some(record) = &r.register {
+        log(Level::Info, &record.line());
     }
     write_response(out, r.status, &r.headers, r.body.as_bytes());
 }

@@ -4,7 +4,9 @@
 //!
 //! Each section of the document is read by its own module, beside the types it yields: the
 //! provider and client in `provider`, the gate's own URLs in `site`, keys and cookies in
-//! `session`, rules, migration and the pilot list in `rules`, identity headers in `identity`.
+//! `session`, rules, migration and the pilot list in `rules`, identity headers in `identity`,
+//! how the access register names the person in `access_log`, the agency the pages speak
+//! for and the button page in `pages`.
 //! `reader` holds what they share (collecting problems, refusing unknown keys) and `error`
 //! what a refusal says. [`Config::from_json`] composes the sections.
 
@@ -16,10 +18,13 @@ use crate::primitives::seal::SessionKey;
 use crate::primitives::secret::SecretString;
 use crate::protocol::oidc::Registration;
 use crate::web::headers::IdentityHeaders;
+use crate::web::pages::Agency;
 
+mod access_log;
 mod error;
 mod host;
 mod identity;
+mod pages;
 mod provider;
 mod reader;
 mod rules;
@@ -28,6 +33,7 @@ mod site;
 #[cfg(test)]
 mod testing;
 
+pub use access_log::AccessSubject;
 pub use error::{ConfigError, Problem, ProblemKind, UrlProblem};
 pub use host::{EnvoySettings, UnitSettings};
 pub use provider::{Endpoint, Endpoints, CLAVEUNICA_SCOPE, CLOCK_LEEWAY_LIMIT_S};
@@ -64,6 +70,9 @@ pub struct Config {
     pub issuer: String,
     /// The client id registered with ClaveÚnica.
     pub client_id: String,
+    /// Where the client id came from: `None` when written inline in the document, else the
+    /// name of the environment variable.
+    pub client_id_env: Option<String>,
     /// The client secret.
     pub client_secret: SecretString,
     /// Where the secret came from: `None` when written inline in the document, else the name
@@ -107,6 +116,16 @@ pub struct Config {
     pub logout_response_header: String,
     /// How often the provider's keys are refreshed in the background, in seconds.
     pub jwks_refresh_s: u64,
+    /// How the access register names the person.
+    pub access_log: AccessSubject,
+    /// Who the gate's pages speak for: the agency, its help contact, its home.
+    pub agency: Agency,
+    /// Whether a browser without a session on an enforced path, and the login path without a
+    /// return path, get the page with the ClaveÚnica button instead of going to ClaveÚnica.
+    pub button_page: bool,
+    /// The old login, offered on the button page as a secondary link while a migration keeps
+    /// it.
+    pub legacy_login: Option<String>,
 }
 
 impl Config {
@@ -148,16 +167,28 @@ impl Config {
         host: Host,
     ) -> Result<(Self, HostKeys), ConfigError> {
         let mut r = Reader::new(map);
-        r.unknown_keys(&[provider::KEYS, site::KEYS, session::KEYS, rules::KEYS, identity::KEYS, host::KEYS]);
+        r.unknown_keys(&[
+            provider::KEYS,
+            site::KEYS,
+            session::KEYS,
+            rules::KEYS,
+            identity::KEYS,
+            access_log::KEYS,
+            host::KEYS,
+            pages::KEYS,
+        ]);
         let provider = provider::read(&mut r, env);
         let site = site::read(&mut r);
         let sessions = session::read(&mut r, env, site.as_ref().is_some_and(|s| s.secure_cookies));
         let access = rules::read(&mut r);
         let headers = identity::read(&mut r);
+        let access_log = access_log::read(&mut r, env);
+        let pages = pages::read(&mut r);
         let host_keys = host::read(&mut r, host);
         let config = provider.zip(site).zip(sessions).map(|((provider, site), sessions)| Config {
             issuer: provider.issuer,
             client_id: provider.client_id,
+            client_id_env: provider.client_id_env,
             client_secret: provider.client_secret,
             client_secret_env: provider.client_secret_env,
             redirect_uri: site.redirect_uri,
@@ -179,6 +210,10 @@ impl Config {
             headers,
             logout_response_header: sessions.logout_response_header,
             jwks_refresh_s: provider.jwks_refresh_s,
+            access_log,
+            agency: pages.agency,
+            button_page: pages.button_page,
+            legacy_login: pages.legacy_login,
         });
         r.finish(config.map(|config| (config, host_keys)))
     }
@@ -327,9 +362,10 @@ mod tests {
         let err = load(&v).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "invalid configuration: client_id: is required; session_keys[0]: must decode to 32 bytes, not 5"
+            "invalid configuration: client_id: is required (or client_id_env); session_keys[0]: must decode to 32 \
+             bytes, not 5"
         );
-        assert_eq!(kind_of(&err, "client_id"), Some(ProblemKind::Missing));
+        assert_eq!(kind_of(&err, "client_id"), Some(ProblemKind::MissingEither("client_id_env")));
         assert_eq!(kind_of(&err, "session_keys[0]"), Some(ProblemKind::KeyLength(5)));
         // envoy/README.md quotes this one.
         let mut v = without("client_secret");

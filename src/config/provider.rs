@@ -12,6 +12,7 @@ use crate::primitives::secret::SecretString;
 pub(super) const KEYS: &[&str] = &[
     "issuer",
     "client_id",
+    "client_id_env",
     "client_secret",
     "client_secret_env",
     "authorization_endpoint",
@@ -78,6 +79,7 @@ pub struct Endpoints {
 pub(super) struct Provider {
     pub(super) issuer: String,
     pub(super) client_id: String,
+    pub(super) client_id_env: Option<String>,
     pub(super) client_secret: SecretString,
     pub(super) client_secret_env: Option<String>,
     pub(super) endpoints: Endpoints,
@@ -91,9 +93,11 @@ pub(super) struct Provider {
 pub(super) fn read(r: &mut Reader<'_>, env: &dyn Fn(&str) -> Option<String>) -> Option<Provider> {
     let issuer = r.required_string("issuer");
     let issuer_url = issuer.as_deref().and_then(|s| r.base_url("issuer", s));
-    let client_id = r.required_string("client_id");
+    let client_id_env = r.string("client_id_env");
+    let client_id = inline_or_env(r, ("client_id", "client_id_env"), client_id_env.as_deref(), env);
     let client_secret_env = r.string("client_secret_env");
-    let client_secret = client_secret(r, client_secret_env.as_deref(), env);
+    let client_secret = inline_or_env(r, ("client_secret", "client_secret_env"), client_secret_env.as_deref(), env)
+        .map(SecretString::new);
     let endpoints = endpoints(r, issuer.as_deref().zip(issuer_url.as_ref()));
     let timeout_ms = r.integer("timeout_ms", 5_000, 100, 60_000);
     let clock_leeway_s = r.integer("clock_leeway_s", 60, 0, CLOCK_LEEWAY_LIMIT_S);
@@ -105,6 +109,7 @@ pub(super) fn read(r: &mut Reader<'_>, env: &dyn Fn(&str) -> Option<String>) -> 
     Some(Provider {
         issuer: issuer?,
         client_id: client_id?,
+        client_id_env,
         client_secret: client_secret?,
         client_secret_env,
         endpoints: endpoints?,
@@ -115,25 +120,32 @@ pub(super) fn read(r: &mut Reader<'_>, env: &dyn Fn(&str) -> Option<String>) -> 
     })
 }
 
-/// The secret, written inline or named by an environment variable, never both.
-fn client_secret(r: &mut Reader<'_>, var: Option<&str>, env: &dyn Fn(&str) -> Option<String>) -> Option<SecretString> {
-    match (r.string("client_secret"), var) {
+/// A value written inline under `keys.0` or named by an environment variable under `keys.1`
+/// (`var`), never both. The manual asks for the client's id and secret to stay out of the code,
+/// so both may come from the environment.
+fn inline_or_env(
+    r: &mut Reader<'_>,
+    (key, env_key): (&'static str, &'static str),
+    var: Option<&str>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Option<String> {
+    match (r.string(key), var) {
         (Some(_), Some(_)) => {
-            r.problem("client_secret", ProblemKind::NotBoth("client_secret", "client_secret_env"));
+            r.problem(key, ProblemKind::NotBoth(key, env_key));
             None
         }
-        (Some(s), None) => Some(SecretString::new(s)),
+        (Some(s), None) => Some(s),
         (None, Some(var)) => {
             let value = env(var).filter(|v| !v.is_empty());
             if value.is_none() {
-                r.problem("client_secret_env", ProblemKind::EnvUnsetOrEmpty(var.to_string()));
+                r.problem(env_key, ProblemKind::EnvUnsetOrEmpty(var.to_string()));
             }
-            value.map(SecretString::new)
+            value
         }
         (None, None) => {
-            // A client_secret_env that was given but unusable has been named already.
-            if !r.named("client_secret") {
-                r.problem("client_secret", ProblemKind::MissingEither("client_secret_env"));
+            // An env key that was given but unusable has been named already.
+            if !r.named(key) {
+                r.problem(key, ProblemKind::MissingEither(env_key));
             }
             None
         }
@@ -171,7 +183,8 @@ mod tests {
 
     use serde_json::json;
 
-    use super::super::testing::{assert_kinds, assert_refused, base, load, with};
+    use super::super::testing::{assert_kinds, assert_refused, base, kind_of, load, with, without};
+    use super::super::Config;
     use super::super::{ProblemKind, UrlProblem};
 
     #[test]
@@ -249,6 +262,28 @@ mod tests {
             ),
         ];
         assert_kinds(&cases);
+    }
+
+    #[test]
+    fn the_client_id_may_come_from_the_environment_like_the_secret() {
+        let mut v = without("client_id");
+        v["client_id_env"] = json!("CU_ID");
+        let env = |var: &str| (var == "CU_ID").then(|| "from-env".to_string());
+        let c = Config::from_json(v.to_string().as_bytes(), &env).unwrap();
+        assert_eq!((c.client_id.as_str(), c.client_id_env.as_deref()), ("from-env", Some("CU_ID")));
+        // Written inline, it is that and says so.
+        let c = load(&base()).unwrap();
+        assert_eq!(c.client_id_env, None);
+        assert_kinds(&[
+            ("client_id_env", json!("CU_ID"), "client_id", ProblemKind::NotBoth("client_id", "client_id_env")),
+            ("client_id", json!(null), "client_id", ProblemKind::MissingEither("client_id_env")),
+        ]);
+        // Unset or empty in the environment: refused, naming the variable.
+        for value in [None, Some(String::new())] {
+            let err = Config::from_json(v.to_string().as_bytes(), &|_| value.clone()).unwrap_err();
+            assert_eq!(kind_of(&err, "client_id_env"), Some(ProblemKind::EnvUnsetOrEmpty("CU_ID".into())), "{err}");
+            assert!(!err.names("client_id"), "one problem, on the variable: {err}");
+        }
     }
 
     #[test]

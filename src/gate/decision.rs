@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use super::events::Events;
 use super::login::Pending;
+use super::register::Record;
 
 /// How important a log line is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,6 +61,14 @@ pub struct Forward {
     pub events: Events,
     /// A line to log, if any (report-only mode says what it would have done).
     pub log: Option<LogLine>,
+    /// The person this request goes upstream for, as the access register names them (see
+    /// [`AccessSubject`]); `None` for an anonymous request. The host records it beside the
+    /// time of the access: Envoy in its access log (the adapter publishes it to the request's
+    /// filter state), the Unit component in a line of its own ([`access_line`]).
+    ///
+    /// [`AccessSubject`]: crate::config::AccessSubject
+    /// [`access_line`]: super::access_line
+    pub access: Option<Arc<str>>,
 }
 
 /// The continuation of a forwarded request: what the gate will do with the upstream's
@@ -68,6 +77,9 @@ pub struct Forward {
 pub struct Upstream {
     /// The request went with identity, so the answer may ask for a logout.
     pub(super) identified: bool,
+    /// For the register, should the answer ask for a logout: who, the request's id, and when
+    /// the request came.
+    pub(super) record: Option<Box<Record>>,
     /// `Set-Cookie` values to add to the answer (a resealed session, a cleared one, the
     /// canary choice).
     pub(super) set_cookies: Vec<String>,
@@ -132,6 +144,8 @@ pub struct Response {
     pub log: Option<LogLine>,
     /// What this decision stands for.
     pub events: Events,
+    /// A login, logout or refusal for the register: log [`Record::line`] as it is.
+    pub register: Option<Record>,
 }
 
 /// An HTTP request the gate wants sent to the provider.

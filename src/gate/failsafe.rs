@@ -49,15 +49,15 @@ impl HostFailure {
         match self {
             HostFailure::NotConfigured => (
                 "Servicio no disponible",
-                "El acceso con ClaveÚnica no está configurado. Intente nuevamente más tarde.",
+                "El ingreso con ClaveÚnica no está disponible por ahora. Inténtalo más tarde.",
             ),
             HostFailure::HeaderRewrite | HostFailure::Internal => {
-                ("Error interno", "Ocurrió un error al procesar la solicitud. Intente nuevamente.")
+                ("Ocurrió un error", "No pudimos procesar tu solicitud. Inténtalo de nuevo.")
             }
-            HostFailure::RequestBody => ("Solicitud incompleta", "La solicitud no llegó completa. Intente nuevamente."),
+            HostFailure::RequestBody => ("Solicitud incompleta", "Tu solicitud no llegó completa. Inténtalo de nuevo."),
             HostFailure::AppUnreachable => (
                 "La aplicación no está disponible",
-                "No fue posible comunicarse con la aplicación. Intente nuevamente en unos minutos.",
+                "No pudimos comunicarnos con el servicio. Inténtalo de nuevo en unos minutos.",
             ),
         }
     }
@@ -72,12 +72,13 @@ pub fn fail_closed(failure: HostFailure, detail: &str, rng: &mut dyn Entropy) ->
     // The host's error text may quote a request (a header, a URL): no RUN in it.
     let detail = if detail.is_empty() { String::new() } else { format!(" detail={}", mask_runs(detail)) };
     Response {
+        register: None,
         status: failure.status(),
         headers: vec![
             ("content-type", "text/html; charset=utf-8".to_string()),
             ("cache-control", "no-store".to_string()),
         ],
-        body: pages::error(title, message, &reference, None),
+        body: pages::error(&pages::Agency::default(), title, message, &reference, None),
         log: Some(LogLine {
             level: Level::Error,
             message: format!(
@@ -111,8 +112,8 @@ mod tests {
     fn every_failure_has_its_status_page_and_reference() {
         let table = [
             (HostFailure::NotConfigured, 503, "Servicio no disponible"),
-            (HostFailure::HeaderRewrite, 500, "Error interno"),
-            (HostFailure::Internal, 500, "Error interno"),
+            (HostFailure::HeaderRewrite, 500, "Ocurrió un error"),
+            (HostFailure::Internal, 500, "Ocurrió un error"),
             (HostFailure::RequestBody, 400, "Solicitud incompleta"),
             (HostFailure::AppUnreachable, 502, "La aplicación no está disponible"),
         ];

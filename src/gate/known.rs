@@ -31,6 +31,8 @@ pub struct Known {
     pub stale_key: bool,
     /// The identity headers, rendered once.
     pub headers: Arc<[(String, String)]>,
+    /// The person's name in the access register, made once (a keyed hash costs an HMAC).
+    pub subject: Arc<str>,
 }
 
 #[derive(Debug, Default)]
@@ -98,7 +100,7 @@ mod tests {
     fn known(n: u64) -> Arc<Known> {
         let identity = Identity::new(Run::new(44_444_444, '4').unwrap(), vec![], vec![], "1".into()).unwrap();
         let session = Session::insecure_from_parts(identity, n, n + 10, n);
-        Arc::new(Known { session, stale_key: false, headers: Arc::from(Vec::new()) })
+        Arc::new(Known { session, stale_key: false, headers: Arc::from(Vec::new()), subject: Arc::from("") })
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 use super::failsafe::reference;
 use super::ledger::{Claimed, Refused, SHARD_CAPACITY};
+use super::register::Record;
 use super::{
     Call, CallOutcome, Decision, Entropy, Event, Events, FailGroup, FailReason, Gate, Level, LogLine, Request, Response,
 };
@@ -50,6 +51,8 @@ struct Login {
     /// This login fetched the provider's keys (its ID token named an unknown `kid`): counted
     /// with the login's outcome.
     fetched_keys: bool,
+    /// The callback's `X-Request-Id`, for the register's record of the login's outcome.
+    request_id: Option<String>,
 }
 
 /// The title and message of a failure's page.
@@ -57,23 +60,25 @@ fn page_text(group: FailGroup) -> (&'static str, &'static str) {
     match group {
         FailGroup::BadAttempt => (
             "Intento de ingreso no válido o vencido",
-            "Este intento de ingreso con ClaveÚnica no es válido o ya expiró. Vuelva a ingresar.",
+            "Este intento de ingreso con ClaveÚnica no es válido o ya expiró. Inicia sesión de nuevo.",
         ),
-        FailGroup::Cancelled => ("Ingreso cancelado", "El ingreso con ClaveÚnica fue cancelado o no se completó."),
+        FailGroup::Cancelled => {
+            ("Ingreso cancelado", "No terminaste el ingreso con ClaveÚnica. Puedes intentarlo de nuevo.")
+        }
         FailGroup::ProviderWrong => (
             "ClaveÚnica respondió con un error",
-            "No fue posible completar el ingreso porque ClaveÚnica entregó una respuesta inesperada. \
-Intente nuevamente en unos minutos.",
+            "ClaveÚnica entregó una respuesta inesperada y no pudimos completar tu ingreso. Inténtalo de nuevo en \
+unos minutos.",
         ),
         FailGroup::ProviderDown => (
             "ClaveÚnica no está disponible",
-            "No fue posible comunicarse con ClaveÚnica. Intente nuevamente en unos minutos.",
+            "No pudimos comunicarnos con ClaveÚnica. Inténtalo de nuevo en unos minutos.",
         ),
-        FailGroup::Internal => ("Error interno", "Ocurrió un error al procesar el ingreso. Intente nuevamente."),
+        FailGroup::Internal => ("Ocurrió un error", "No pudimos procesar tu ingreso. Inténtalo de nuevo."),
         FailGroup::Busy => (
             "Ingreso no disponible por un momento",
-            "No fue posible completar el ingreso con ClaveÚnica en este momento. Espere unos segundos y \
-vuelva a cargar esta página, o vuelva a ingresar.",
+            "No pudimos completar tu ingreso con ClaveÚnica en este momento. Espera unos segundos y vuelve a \
+cargar esta página.",
         ),
     }
 }
@@ -162,7 +167,7 @@ impl Gate {
         Decision::Respond(Response {
             status: group.status(),
             headers,
-            body: pages::error(title, message, &reference, retry),
+            body: pages::error(&self.config.agency, title, message, &reference, retry),
             log: Some(LogLine {
                 level,
                 message: format!(
@@ -172,6 +177,11 @@ impl Gate {
                 ),
             }),
             events: Events::one(Event::LoginFailed(reason)),
+            register: Some(Record {
+                reason: Some(reason.as_str()),
+                reference: Some(reference),
+                ..Record::new("refused")
+            }),
         })
     }
 
@@ -186,6 +196,12 @@ impl Gate {
         set_cookies: Vec<String>,
         mut events: Events,
     ) -> Decision {
+        if is_framed(req) {
+            // ClaveÚnica's form must be a whole page with its address in view: never a redirect
+            // inside the frame. The login starts again from the top window.
+            let body = pages::frame_breakout(&self.config.agency, &self.login_href(wanted));
+            return Decision::Respond(page_response(body, set_cookies, events));
+        }
         let return_to = self.return_path(wanted);
         let mut state = [0u8; STATE_BYTES];
         let mut nonce = [0u8; NONCE_BYTES];
@@ -209,7 +225,34 @@ impl Gate {
         dropped.retain(|n| *n != name);
         headers.extend(dropped.iter().map(|n| ("set-cookie", self.attrs.delete(n))));
         events.push(Event::LoginStarted);
-        Decision::Respond(Response { status: 302, headers, body: String::new(), log: None, events })
+        Decision::Respond(Response { status: 302, headers, body: String::new(), log: None, events, register: None })
+    }
+
+    /// The page with the ClaveÚnica button, whose button starts a login that comes back to
+    /// `wanted`; inside a frame, the page that takes the top window there instead.
+    pub(super) fn button_page(
+        &self,
+        req: &Request<'_>,
+        wanted: &str,
+        set_cookies: Vec<String>,
+        events: Events,
+    ) -> Decision {
+        let href = self.login_href(wanted);
+        let body = if is_framed(req) {
+            pages::frame_breakout(&self.config.agency, &href)
+        } else {
+            pages::button_page(&self.config.agency, &href, self.config.legacy_login.as_deref())
+        };
+        Decision::Respond(page_response(body, set_cookies, events))
+    }
+
+    /// The login path with the return path a login for `wanted` comes back to.
+    pub(super) fn login_href(&self, wanted: &str) -> String {
+        format!(
+            "{}?return_to={}",
+            self.config.login_path,
+            url::form_urlencoded::byte_serialize(self.return_path(wanted).as_bytes()).collect::<String>()
+        )
     }
 
     /// The browser's login attempts in flight to drop as a new one (its cookie `new_len`
@@ -325,7 +368,13 @@ impl Gate {
             &self.config.endpoints.token,
             vec![("content-type", "application/x-www-form-urlencoded".into()), ("accept", "application/json".into())],
             Some(body.into_bytes()),
-            Step::Token(Box::new(Login { flow, flow_cookie, _spent: spent, fetched_keys: false })),
+            Step::Token(Box::new(Login {
+                flow,
+                flow_cookie,
+                _spent: spent,
+                fetched_keys: false,
+                request_id: super::request_id(req),
+            })),
         );
         if let (Decision::Call(call), Some(g)) = (&mut d, garbled) {
             call.log = Some(LogLine { level: Level::Error, message: g });
@@ -390,11 +439,19 @@ impl Gate {
         rng: &mut dyn Entropy,
         keys: &mut KeyCache,
     ) -> Decision {
-        match pending.0 {
+        let request_id = match &pending.0 {
+            Step::Token(login) | Step::Jwks(login, _) | Step::Userinfo(login, _, _) => login.request_id.clone(),
+        };
+        let mut d = match pending.0 {
             Step::Token(login) => self.after_token(login, outcome, now, rng, keys),
             Step::Jwks(login, tokens) => self.after_jwks(login, tokens, outcome, now, rng, keys),
             Step::Userinfo(login, id_token, _access_token) => self.after_userinfo(login, &id_token, outcome, now, rng),
+        };
+        if let Decision::Respond(Response { register: Some(record), .. }) = &mut d {
+            record.request_id = request_id;
+            record.time = now;
         }
+        d
     }
 
     /// Sorts a call's answer: the body when the status is `ok_status`, else the failure.
@@ -547,6 +604,7 @@ impl Gate {
             }
         };
         let run = identity.run().masked();
+        let subject = self.config.access_log.name(&identity.run());
         let session = Session::start(id_token, identity, now, self.config.session.max_age_s);
         let Some(cookie) = self.seal_session(&session, rng) else {
             return self.fail_login(&login, Failed::new(FailReason::SealFailed), rng);
@@ -564,6 +622,7 @@ impl Gate {
             body: String::new(),
             log: Some(LogLine { level: Level::Info, message: format!("login completed: run={run} ref={reference}") }),
             events: login.events(Event::LoginCompleted),
+            register: Some(Record { subject: Some(subject), reference: Some(reference), ..Record::new("login") }),
         })
     }
 
@@ -574,4 +633,20 @@ impl Gate {
         }
         d
     }
+}
+
+/// Whether the browser says this navigation is inside a frame (`Sec-Fetch-Dest`, sent by
+/// every current browser). A browser that does not say gets the redirect, and ClaveÚnica's own
+/// framing rules.
+fn is_framed(req: &Request<'_>) -> bool {
+    req.header_values("sec-fetch-dest").any(|v| v.eq_ignore_ascii_case("iframe") || v.eq_ignore_ascii_case("frame"))
+}
+
+/// A page of the gate's, answered 200: never cached, with the cookies the request's state
+/// asked to set or clear.
+fn page_response(body: String, set_cookies: Vec<String>, events: Events) -> Response {
+    let mut headers =
+        vec![("content-type", "text/html; charset=utf-8".to_string()), ("cache-control", "no-store".to_string())];
+    headers.extend(set_cookies.into_iter().map(|c| ("set-cookie", c)));
+    Response { status: 200, headers, body, log: None, events, register: None }
 }

@@ -7,7 +7,8 @@
 //! session; `upstream` the forwarded request's way there and back; `keys` keeping the
 //! provider's keys fresh; `store` the store the host's workers share; `ledger` the login
 //! attempts already spent, kept there; `failsafe` the answers when the host fails; `events`
-//! what gets counted; `known` the cache of opened session cookies.
+//! what gets counted; `known` the cache of opened session cookies; `register` the lines of
+//! the access register.
 
 mod decision;
 mod events;
@@ -16,6 +17,7 @@ mod keys;
 mod known;
 mod ledger;
 mod login;
+mod register;
 mod request;
 mod store;
 mod upstream;
@@ -29,6 +31,7 @@ pub use failsafe::{fail_closed, HostFailure};
 pub use keys::KeyPoll;
 pub use known::{Known, KnownSessions, GENERATION};
 pub use login::Pending;
+pub use register::{access_line, utc, Record};
 pub use request::{Entropy, EntropyUnavailable, Request};
 pub use store::{MemoryStore, SharedStore, StoreError};
 
@@ -53,6 +56,11 @@ use request::split_query;
 /// `v1` is the value's format: a gate that writes another uses another name.
 fn ledger_name(config: &Config) -> String {
     format!("claveunica_gate.spent.v1 {} {}", config.endpoints.token.url, config.client_id)
+}
+
+/// The request's `X-Request-Id`, for the register: Envoy gives every request one.
+fn request_id(req: &Request<'_>) -> Option<String> {
+    req.header_values("x-request-id").next().map(|id| run::mask_runs(id).chars().take(128).collect())
 }
 
 /// The canary cookie: the sticky per-browser choice in canary mode.
@@ -132,6 +140,15 @@ impl Gate {
 
     /// Decides what to do with a request whose headers have arrived.
     pub fn on_request(&self, req: &Request<'_>, now: u64, rng: &mut dyn Entropy) -> Decision {
+        let mut d = self.decide(req, now, rng);
+        if let Decision::Respond(Response { register: Some(record), .. }) = &mut d {
+            record.request_id = request_id(req);
+            record.time = now;
+        }
+        d
+    }
+
+    fn decide(&self, req: &Request<'_>, now: u64, rng: &mut dyn Entropy) -> Decision {
         let (path, query) = split_query(req.path);
         if path == self.config.callback_path {
             return self.callback(req, query, now, rng);
@@ -140,11 +157,15 @@ impl Gate {
             return self.logout(req, now);
         }
         if path == self.config.login_path {
-            let return_to = url::form_urlencoded::parse(query.as_bytes())
-                .find(|(k, _)| k == "return_to")
-                .map(|(_, v)| v.into_owned())
-                .unwrap_or_else(|| "/".into());
-            return self.start_login(req, &return_to, now, rng, Vec::new(), Events::default());
+            let return_to =
+                url::form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == "return_to").map(|(_, v)| v);
+            return match return_to {
+                None if self.config.button_page => self.button_page(req, "/", Vec::new(), Events::default()),
+                _ => {
+                    let return_to = return_to.unwrap_or_else(|| "/".into());
+                    self.start_login(req, &return_to, now, rng, Vec::new(), Events::default())
+                }
+            };
         }
         let action = policy::action_for(&self.config.rules, req.method, path);
         if action == RuleAction::Public {
@@ -214,7 +235,7 @@ impl Gate {
     }
 
     /// A request on an enforced path without a session: a 401 for API clients, a login for
-    /// browsers.
+    /// browsers (or the page with the ClaveÚnica button, when configured).
     fn require_login(
         &self,
         req: &Request<'_>,
@@ -224,16 +245,14 @@ impl Gate {
         mut events: Events,
     ) -> Decision {
         let api = policy::is_api_request(req.headers.iter().copied());
+        if !api && self.config.button_page {
+            return self.button_page(req, req.path, set_cookies, events);
+        }
         if !api {
             return self.start_login(req, req.path, now, rng, set_cookies, events);
         }
         events.push(Event::ApiUnauthorized);
-        let return_to = self.return_path(req.path);
-        let login_url = format!(
-            "{}?return_to={}",
-            self.config.login_path,
-            url::form_urlencoded::byte_serialize(return_to.as_bytes()).collect::<String>()
-        );
+        let login_url = self.login_href(req.path);
         let body = serde_json::json!({
             "error": "login_required",
             "message": "Se requiere iniciar sesión con ClaveÚnica.",
@@ -245,7 +264,7 @@ impl Gate {
             ("cache-control", "no-store".to_string()),
         ];
         headers.extend(set_cookies.into_iter().map(|c| ("set-cookie", c)));
-        Decision::Respond(Response { status: 401, headers, body, log: None, events })
+        Decision::Respond(Response { status: 401, headers, body, log: None, events, register: None })
     }
 
     /// The request's ClaveÚnica session, as its cookies say. Every session cookie is opened:
@@ -291,7 +310,8 @@ impl Gate {
         }
         let (session, stale_key) = Session::unseal(&self.ring, value)?;
         let headers = Arc::from(self.config.headers.render(session.identity()));
-        let known = Arc::new(Known { session, stale_key, headers });
+        let subject = Arc::from(self.config.access_log.name(&session.identity().run()));
+        let known = Arc::new(Known { session, stale_key, headers, subject });
         self.known.insert(value, Arc::clone(&known));
         Some(known)
     }
@@ -312,9 +332,10 @@ impl Gate {
             remove: self.removals(req, &[]),
             set: Arc::from(Vec::new()),
             cookie: self.cookie_header(req),
-            upstream: Upstream { identified: false, set_cookies },
+            upstream: Upstream { identified: false, record: None, set_cookies },
             events,
             log: None,
+            access: None,
         })
     }
 
@@ -329,9 +350,17 @@ impl Gate {
         let session = &known.session;
         if let Some(allowed) = &self.config.allowed_runs {
             if !allowed.contains(&session.identity().run()) {
-                return self.forbidden(session, rng);
+                return self.forbidden(req, session, rng);
             }
         }
+        // Should the application's answer ask for a logout, the register's record of it.
+        let record = Record {
+            subject: Some(known.subject.to_string()),
+            reason: Some("application"),
+            request_id: request_id(req),
+            time: now,
+            ..Record::new("logout")
+        };
         let mut set_cookies = Vec::new();
         if reseal {
             set_cookies.extend(self.seal_session(&session.touched(now), rng));
@@ -340,31 +369,44 @@ impl Gate {
             remove: self.removals(req, &known.headers),
             set: Arc::clone(&known.headers),
             cookie: self.cookie_header(req),
-            upstream: Upstream { identified: true, set_cookies },
+            upstream: Upstream { identified: true, record: Some(Box::new(record)), set_cookies },
             events: Events::one(Event::SessionAccepted),
             log: None,
+            access: Some(Arc::clone(&known.subject)),
         })
     }
 
-    /// A RUN outside the pilot list: a page that offers logout, nothing forwarded.
-    fn forbidden(&self, session: &Session, rng: &mut dyn Entropy) -> Decision {
+    /// A RUN outside the pilot list: nothing forwarded, the gate's session ends, and the page
+    /// takes the browser through ClaveÚnica's logout, as ClaveÚnica's manual asks of a service
+    /// that does not know the RUN that logged in (else ClaveÚnica's single sign-on would log the
+    /// same person straight back in).
+    fn forbidden(&self, req: &Request<'_>, session: &Session, rng: &mut dyn Entropy) -> Decision {
         let reference = reference(rng);
-        let body = pages::forbidden(&self.config.logout_path, &reference);
+        let fallback = self.config.post_logout_redirect.as_deref().unwrap_or("/");
+        let body = pages::forbidden(&self.config.agency, &self.provider_logout_url(), fallback, &reference);
+        let mut headers =
+            vec![("content-type", "text/html; charset=utf-8".to_string()), ("cache-control", "no-store".to_string())];
+        let (path, _) = split_query(req.path);
+        let ended = self.attrs.delete_on_paths(&self.config.session.cookie_name, path);
+        headers.extend(ended.into_iter().map(|c| ("set-cookie", c)));
         Decision::Respond(Response {
             status: 403,
-            headers: vec![
-                ("content-type", "text/html; charset=utf-8".to_string()),
-                ("cache-control", "no-store".to_string()),
-            ],
+            headers,
             body,
             log: Some(LogLine {
                 level: Level::Warn,
                 message: format!(
-                    "forbidden: run={} is not in allowed_runs ref={reference}",
+                    "forbidden: run={} is not in allowed_runs; session ended, logging out at ClaveÚnica ref={reference}",
                     session.identity().run().masked()
                 ),
             }),
             events: Events::one(Event::Forbidden),
+            register: Some(Record {
+                subject: Some(self.config.access_log.name(&session.identity().run())),
+                reason: Some("not_in_allowed_runs"),
+                reference: Some(reference),
+                ..Record::new("refused")
+            }),
         })
     }
 
@@ -387,7 +429,14 @@ impl Gate {
         provider
     }
 
-    fn logout_response(&self, status: u16, extra_cookies: Vec<String>, log: LogLine, events: Events) -> Response {
+    fn logout_response(
+        &self,
+        status: u16,
+        extra_cookies: Vec<String>,
+        log: LogLine,
+        events: Events,
+        register: Record,
+    ) -> Response {
         let fallback = self.config.post_logout_redirect.as_deref().unwrap_or("/");
         let mut headers = vec![
             ("content-type", "text/html; charset=utf-8".to_string()),
@@ -395,13 +444,16 @@ impl Gate {
             ("set-cookie", self.attrs.delete(&self.config.session.cookie_name)),
         ];
         headers.extend(extra_cookies.into_iter().map(|c| ("set-cookie", c)));
-        Response { status, headers, body: pages::logout(&self.provider_logout_url(), fallback), log: Some(log), events }
+        let body = pages::logout(&self.config.agency, &self.provider_logout_url(), fallback);
+        Response { status, headers, body, log: Some(log), events, register: Some(register) }
     }
 
     fn logout(&self, req: &Request<'_>, now: u64) -> Decision {
-        let who = match self.session(req, now) {
-            SessionState::Valid { known, .. } => known.session.identity().run().masked(),
-            _ => "-".to_string(),
+        let (who, subject) = match self.session(req, now) {
+            SessionState::Valid { known, .. } => {
+                (known.session.identity().run().masked(), Some(known.subject.to_string()))
+            }
+            _ => ("-".to_string(), None),
         };
         // Any login attempts in flight end too.
         let mut deleted: Vec<String> = req
@@ -414,7 +466,8 @@ impl Gate {
         let (path, _) = split_query(req.path);
         deleted.extend(self.attrs.delete_on_paths(&self.config.session.cookie_name, path).into_iter().skip(1));
         let log = LogLine { level: Level::Info, message: format!("logout run={who}") };
-        Decision::Respond(self.logout_response(200, deleted, log, Events::one(Event::Logout)))
+        let record = Record { subject, ..Record::new("logout") };
+        Decision::Respond(self.logout_response(200, deleted, log, Events::one(Event::Logout), record))
     }
 
     /// A request to one of the provider's endpoints.

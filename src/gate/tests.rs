@@ -730,16 +730,79 @@ fn no_log_line_holds_a_full_run_from_a_path_or_a_provider() {
 }
 
 #[test]
-fn a_run_outside_the_pilot_list_gets_403_and_logout() {
+fn a_run_outside_the_pilot_list_gets_403_and_is_logged_out_at_claveunica() {
     let mut h = harness_with(|v| v["allowed_runs"] = json!(["55.555.555-5"]));
     let cookie = session_cookie(&h.login("/"));
-    let r = respond(h.request("/tramites", Some(&cookie)));
+    let r = respond(h.request("/tramites/pago", Some(&cookie)));
     assert_eq!(r.status, 403);
-    assert!(r.body.contains("href=\"/claveunica/logout\""));
     assert!(r.events.contains(Event::Forbidden));
+    // The gate's session ends, at the path it was asked from too (a cookie tossed in deeper).
+    let set = header(&r, "set-cookie");
+    assert!(set.iter().any(|c| c.starts_with("__Host-claveunica_session=;") && c.contains("Max-Age=0")), "{set:?}");
+    // And the page goes through ClaveÚnica's logout, like the logout path's page.
+    let provider = "https://idp.test/api/v1/accounts/app/logout?redirect=https%3A%2F%2Fportal.test%2F";
+    assert!(r.body.contains(&format!("href=\"{provider}\"")), "{}", r.body);
+    assert!(r.body.contains(&format!("var p=\"{provider}\"")), "{}", r.body);
+    assert!(r.log.is_some_and(|l| l.message.contains("session ended") && l.message.contains("*****444-4")));
     let mut h = harness_with(|v| v["allowed_runs"] = json!(["44444444-4"]));
     let cookie = session_cookie(&h.login("/"));
     assert!(!forward(h.request("/tramites", Some(&cookie))).set.is_empty());
+}
+
+#[test]
+fn an_identified_request_names_its_person_for_the_access_register() {
+    let mut h = harness_with(|v| v["rules"] = json!([{"prefix": "/public/", "action": "public"}]));
+    let cookie = session_cookie(&h.login("/"));
+    let f = forward(h.request("/tramites", Some(&cookie)));
+    assert_eq!(f.access.as_deref(), Some("*****444-4"));
+    // Anonymous requests name nobody.
+    assert_eq!(forward(h.request("/public/x", None)).access, None);
+    let mut h = harness_with(|v| v["access_log"] = json!({"run": "full"}));
+    let cookie = session_cookie(&h.login("/"));
+    assert_eq!(forward(h.request("/tramites", Some(&cookie))).access.as_deref(), Some("44444444-4"));
+}
+
+#[test]
+fn logins_logouts_and_refusals_are_one_register_record_each() {
+    let mut h = harness_with(|v| v["allowed_runs"] = json!(["55.555.555-5"]));
+    // A login: who, when, and the callback's request id, carried through the provider calls.
+    let s = h.start("/");
+    let path = format!("/claveunica/callback?code=c0de&state={}", param(&s.authorize, "state"));
+    let token_call = call(request_with(&mut h, "GET", &path, &[("cookie", &s.flow_cookie), ("x-request-id", "cb-1")]));
+    let body = h.token_body(&s);
+    let mut next = call(h.answer(token_call.pending, 200, &body));
+    if next.request.method == "GET" {
+        next = call(h.answer(next.pending, 200, &testkit::jwks(&[(KID, &testkit::provider_key())])));
+    }
+    let r = respond(h.answer(next.pending, 200, USERINFO));
+    let login = r.register.clone().unwrap();
+    assert_eq!((login.event, login.subject.as_deref()), ("login", Some("*****444-4")));
+    assert_eq!((login.request_id.as_deref(), login.time), (Some("cb-1"), h.now));
+    // A refusal: the RUN is outside the pilot list.
+    let session = session_cookie(&r);
+    let d = request_with(&mut h, "GET", "/x", &[("cookie", &session), ("x-request-id", "rq-2")]);
+    let refused = respond(d).register.unwrap();
+    assert_eq!((refused.event, refused.reason), ("refused", Some("not_in_allowed_runs")));
+    assert_eq!((refused.subject.as_deref(), refused.request_id.as_deref()), (Some("*****444-4"), Some("rq-2")));
+    // A failed login is a refusal too, with its reason.
+    let bad = respond(request_with(&mut h, "GET", "/claveunica/callback?code=x", &[("x-request-id", "rq-3")]));
+    let record = bad.register.unwrap();
+    assert_eq!(
+        (record.event, record.reason, record.request_id.as_deref()),
+        ("refused", Some("no_state"), Some("rq-3"))
+    );
+    // A logout, and one the application asks for.
+    let mut h = harness();
+    let session = session_cookie(&h.login("/"));
+    let out = respond(request_with(&mut h, "GET", "/claveunica/logout", &[("cookie", &session)])).register.unwrap();
+    assert_eq!((out.event, out.subject.as_deref(), out.request_id), ("logout", Some("*****444-4"), None));
+    let f = forward(request_with(&mut h, "GET", "/x", &[("cookie", &session), ("x-request-id", "rq-4")]));
+    let answer = UpstreamAnswer { status: 200, headers: &[("x-claveunica-logout", "1")] };
+    let AnswerChange::Replace(r) = h.gate.on_upstream_response(f.upstream, &answer) else { panic!("not replaced") };
+    let out = r.register.unwrap();
+    assert_eq!((out.event, out.reason, out.request_id.as_deref()), ("logout", Some("application"), Some("rq-4")));
+    // Forwards and redirects to ClaveÚnica are no record (the access register has those).
+    assert!(respond(h.request("/y", None)).register.is_none());
 }
 
 #[test]
@@ -1215,5 +1278,91 @@ fn garbage_in_the_ledger_never_stops_a_login_and_is_logged() {
         assert!(log.message.starts_with("ledger shard "), "{}", log.message);
         // The shard was written back whole: the claim holds on the other worker.
         assert_attempt_used(&respond(other.callback_with(&s, "again")), "/a");
+    }
+}
+
+#[test]
+fn the_button_page_stands_before_claveunica_when_configured() {
+    let mut h = harness_with(|v| {
+        v["pages"] = json!({"button_page": true, "agency": "Servicio de Prueba", "legacy_login": "/login"});
+    });
+    // A protected page: the button page, which leads to the login path with the return path;
+    // no flow cookie yet (a login starts only when the button is followed).
+    let r = respond(h.request("/tramites/certificado?id=7", None));
+    assert_eq!(r.status, 200);
+    assert!(header(&r, "location").is_empty() && header(&r, "set-cookie").is_empty(), "{:?}", r.headers);
+    assert_eq!(header(&r, "cache-control"), ["no-store"]);
+    assert!(
+        r.body.contains("href=\"/claveunica/login?return_to=%2Ftramites%2Fcertificado%3Fid%3D7\" target=\"_top\""),
+        "{}",
+        r.body
+    );
+    assert!(r.body.contains("Ingresa a Servicio de Prueba") && r.body.contains("href=\"/login\""), "{}", r.body);
+    // The login path without a return path shows it too, leading home.
+    let r = respond(h.request("/claveunica/login", None));
+    assert_eq!(r.status, 200);
+    assert!(r.body.contains("href=\"/claveunica/login?return_to=%2F\""), "{}", r.body);
+    // Following the button starts the login.
+    let r = respond(h.request("/claveunica/login?return_to=%2Ftramites", None));
+    assert_eq!(r.status, 302);
+    assert!(header(&r, "location")[0].starts_with("https://idp.test/openid/authorize/"));
+    // An API client still gets the 401, and a session still passes.
+    let api = respond(request_with(&mut h, "GET", "/api/x", &[("accept", "application/json")]));
+    assert_eq!(api.status, 401);
+    let cookie = session_cookie(&h.login("/claveunica/login?return_to=%2Fa"));
+    assert!(!forward(h.request("/tramites", Some(&cookie))).set.is_empty());
+    // Positive control: without the setting, the same request goes straight to ClaveÚnica.
+    assert_eq!(respond(harness().request("/tramites/certificado?id=7", None)).status, 302);
+    assert_eq!(respond(harness().request("/claveunica/login", None)).status, 302);
+}
+
+#[test]
+fn a_login_inside_a_frame_takes_the_top_window_instead() {
+    for button_page in [false, true] {
+        let mut h = harness_with(|v| v["pages"] = json!({"button_page": button_page}));
+        for dest in ["iframe", "frame", "IFrame"] {
+            for path in ["/tramites?a=1", "/claveunica/login?return_to=%2Ftramites%3Fa%3D1"] {
+                let r = respond(request_with(&mut h, "GET", path, &[("sec-fetch-dest", dest)]));
+                assert_eq!(r.status, 200, "{dest} {path}");
+                assert!(header(&r, "location").is_empty(), "{dest} {path}: {:?}", r.headers);
+                assert!(header(&r, "set-cookie").is_empty(), "no login attempt starts inside a frame");
+                assert!(
+                    r.body.contains("window.top.location.assign(\"/claveunica/login?return_to=%2Ftramites%3Fa%3D1\")"),
+                    "{}",
+                    r.body
+                );
+                assert!(r.body.contains("target=\"_top\""), "{}", r.body);
+            }
+        }
+        // Positive control: the same requests as a whole page (or from an older browser that
+        // does not say) go to ClaveÚnica, or to the button page when configured.
+        for dest in [Some("document"), None] {
+            let headers: Vec<(&str, &str)> = dest.map(|d| ("sec-fetch-dest", d)).into_iter().collect();
+            let r = respond(request_with(&mut h, "GET", "/claveunica/login?return_to=%2Ft", &headers));
+            assert_eq!(r.status, 302, "{dest:?}");
+            let r = respond(request_with(&mut h, "GET", "/tramites", &headers));
+            assert_eq!(r.status, if button_page { 200 } else { 302 }, "{dest:?}");
+            assert!(!r.body.contains("window.top"));
+        }
+    }
+}
+
+#[test]
+fn every_page_names_the_configured_agency() {
+    let mut h = harness_with(|v| {
+        v["pages"] = json!({"agency": "Servicio de Prueba", "help": "Mesa de ayuda", "help_url": "tel:600",
+                            "home": "https://www.prueba.gob.cl/"});
+        v["allowed_runs"] = json!(["55.555.555-5"]);
+    });
+    let error = respond(h.request("/claveunica/callback?code=x&state=y", None));
+    let cookie = session_cookie(&h.login("/a"));
+    let forbidden = respond(h.request("/a", Some(&cookie)));
+    let logout = respond(h.request("/claveunica/logout", None));
+    for (name, r) in [("error", error), ("forbidden", forbidden), ("logout", logout)] {
+        assert!(
+            r.body.contains("<header><a href=\"https://www.prueba.gob.cl/\">Servicio de Prueba</a></header>"),
+            "{name}"
+        );
+        assert!(r.body.contains("<a href=\"tel:600\">Mesa de ayuda</a>"), "{name}: {}", r.body);
     }
 }

@@ -2,8 +2,9 @@
 //! the application, and what becomes of the application's answer (the logout it may ask for,
 //! the cookies the gate adds, and the caching of an answer meant for one person).
 
-use super::decision::{AnswerChange, Level, LogLine, Response, Upstream, UpstreamAnswer};
+use super::decision::{AnswerChange, Level, LogLine, Upstream, UpstreamAnswer};
 use super::events::{Event, Events};
+use super::register::Record;
 use super::request::Request;
 use super::Gate;
 
@@ -48,7 +49,14 @@ impl Gate {
         let asked = &self.config.logout_response_header;
         if upstream.identified && answer.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(asked)) {
             let log = LogLine { level: Level::Info, message: "logout requested by the application".into() };
-            return AnswerChange::Replace(self.app_logout(log));
+            let record = upstream.record.map_or_else(|| Record::new("logout"), |r| *r);
+            return AnswerChange::Replace(self.logout_response(
+                200,
+                Vec::new(),
+                log,
+                Events::one(Event::AppLogout),
+                record,
+            ));
         }
         let personal = upstream.identified || !upstream.set_cookies.is_empty();
         let mut add: Vec<(&'static str, String)> =
@@ -63,10 +71,6 @@ impl Gate {
             }
         }
         AnswerChange::Pass { set, add }
-    }
-
-    fn app_logout(&self, log: LogLine) -> Response {
-        self.logout_response(200, Vec::new(), log, Events::one(Event::AppLogout))
     }
 }
 

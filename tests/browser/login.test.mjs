@@ -1,55 +1,30 @@
 // A real browser (Debian's Chromium, headless, driven by playwright-core) through the whole
 // ClaveÚnica login on the demo stack that run.sh starts: Envoy with the gate, the emulator and
 // the demo legacy app. BASE is the gate's origin; ARTIFACTS is where screenshots go;
-// PROVIDER_PORT is the emulator's port, for its test modes.
-import { test, before, after } from "node:test";
+// PROVIDER_PORT is the emulator's port, for its test modes. The demo shows the gate's page with
+// the ClaveÚnica button before a protected page (pages.button_page), so each login here starts
+// by following that button, as a person would.
+import { test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdirSync } from "node:fs";
-import { chromium } from "playwright-core";
+import {
+  ARTIFACTS,
+  BASE,
+  PROVIDER,
+  SESSION_COOKIE,
+  claveUnicaButton,
+  emulatorMode,
+  loginAtClaveUnica,
+  loginWithButton,
+  useBrowser,
+} from "./support.mjs";
 
-const BASE = process.env.BASE ?? "http://localhost:8000";
-const ARTIFACTS = process.env.ARTIFACTS ?? "../../target/browser-artifacts";
-const SESSION_COOKIE = "claveunica_session";
-const PROVIDER = `http://127.0.0.1:${process.env.PROVIDER_PORT ?? 8900}`;
-
-let browser;
-
-before(async () => {
-  mkdirSync(ARTIFACTS, { recursive: true });
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-    // The flags this machine needs: no sandbox as root, and no background traffic to hosts
-    // that cannot be reached.
-    args: [
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-    ],
-  });
-});
-
-after(async () => {
-  await browser?.close();
-});
-
-/** Types a sandbox RUN and password into the emulator's form and submits it. */
-async function loginAtClaveUnica(page, run = "44.444.444-4", password = "testing") {
-  await page.waitForURL(/\/openid\/authorize\//);
-  assert.match(await page.title(), /ClaveÚnica/);
-  await page.fill("#run", run);
-  await page.fill("#password", password);
-  await Promise.all([page.waitForURL((u) => u.origin === new URL(BASE).origin), page.click("button[name=login]")]);
-}
+const browser = useBrowser();
 
 test("a protected page sends the browser through ClaveÚnica and back, with the RUN", async () => {
-  const context = await browser.newContext();
+  const context = await browser().newContext();
   const page = await context.newPage();
   await page.goto(`${BASE}/tramites/certificado?id=7`);
-  await loginAtClaveUnica(page);
+  await loginWithButton(page);
   const landed = new URL(page.url());
   assert.equal(landed.pathname + landed.search, "/tramites/certificado?id=7");
   const body = await page.textContent("body");
@@ -69,11 +44,15 @@ test("a protected page sends the browser through ClaveÚnica and back, with the 
 });
 
 test("two tabs log in at the same time and each lands on its own page", async () => {
-  const context = await browser.newContext();
+  const context = await browser().newContext();
   const [a, b] = [await context.newPage(), await context.newPage()];
   await a.goto(`${BASE}/tramites/a`);
   await b.goto(`${BASE}/tramites/b`);
-  // Both tabs wait at ClaveÚnica; finish the second first.
+  // Both tabs follow the button and wait at ClaveÚnica; finish the second first.
+  for (const tab of [a, b]) {
+    await claveUnicaButton(tab).click();
+    await tab.waitForURL(/\/openid\/authorize\//);
+  }
   await loginAtClaveUnica(b, "55.555.555-5");
   await loginAtClaveUnica(a, "55.555.555-5");
   assert.equal(new URL(a.url()).pathname, "/tramites/a");
@@ -85,38 +64,36 @@ test("two tabs log in at the same time and each lands on its own page", async ()
 
 /** A new browser context whose page logged in from the app's home and holds a session. */
 async function loggedInAtHome() {
-  const context = await browser.newContext();
+  const context = await browser().newContext();
   const page = await context.newPage();
+  // The home is open to everyone and offers the button; the login comes back to it.
   await page.goto(`${BASE}/`);
-  await loginAtClaveUnica(page);
+  await loginWithButton(page);
+  assert.equal(new URL(page.url()).pathname, "/");
+  assert.match(await page.textContent("body"), /Hola, María Carmen/);
   assert.ok((await context.cookies()).some((c) => c.name === SESSION_COOKIE));
   return { context, page };
 }
 
-test("logout ends the session in the browser", async () => {
+test("logout goes through ClaveÚnica and ends on the sesión cerrada page, not the login form", async () => {
   const { context, page } = await loggedInAtHome();
-  // The logout page sends the browser to ClaveÚnica's logout, which comes back to the app,
-  // which (no session any more) sends it to ClaveÚnica's login form.
+  // The logout page sends the browser to ClaveÚnica's logout, which comes back to the demo's
+  // post_logout_redirect: a public page that says the session ended.
+  const visited = [];
+  page.on("request", (r) => r.isNavigationRequest() && r.frame() === page.mainFrame() && visited.push(r.url()));
   await page.goto(`${BASE}/claveunica/logout`);
-  await page.waitForURL(/\/openid\/authorize\//, { timeout: 10_000 });
+  await page.waitForURL(`${BASE}/sesion-cerrada`, { timeout: 10_000 });
+  assert.ok(visited.some((u) => u.startsWith(`${PROVIDER}/api/v1/accounts/app/logout`)), visited.join("\n"));
+  assert.ok(!visited.some((u) => /\/openid\/authorize\//.test(u)), `sent to the login form: ${visited.join("\n")}`);
+  assert.equal(await page.textContent("h1"), "Sesión cerrada");
   assert.ok(!(await context.cookies()).some((c) => c.name === SESSION_COOKIE), "the session cookie is gone");
   await context.close();
 });
 
-/** Switches the emulator's test modes (`POST /__emulator/mode`, examples/emulator/src/modes.rs). */
-async function emulatorMode(modes) {
-  const r = await fetch(`${PROVIDER}/__emulator/mode`, {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify(modes),
-  });
-  assert.equal(r.status, 200, await r.text());
-}
-
 test("when ClaveÚnica's logout answers 204, the logout page falls back to the app", async () => {
   const { context, page } = await loggedInAtHome();
-  // The demo's post_logout_redirect: the app's home.
-  const fallback = `${BASE}/`;
+  // The demo's post_logout_redirect: the public sesión cerrada page.
+  const fallback = `${BASE}/sesion-cerrada`;
   await emulatorMode({ logout: "no_content" });
   try {
     const providerLogout = page.waitForResponse((r) => r.url().startsWith(`${PROVIDER}/api/v1/accounts/app/logout`));
@@ -136,8 +113,8 @@ test("when ClaveÚnica's logout answers 204, the logout page falls back to the a
     const waited = requestedAt - started;
     assert.equal(request.redirectedFrom(), null, "the fallback came as a redirect, not from the page's timer");
     assert.ok(waited >= 1_400, `the fallback came after ${waited} ms, before the page's 1.5 s`);
-    // The app's home needs a session, and there is none: the browser lands on ClaveÚnica's form.
-    await page.waitForURL(/\/openid\/authorize\//, { timeout: 5_000 });
+    // The page that says the session ended, and no session cookie.
+    await page.waitForURL(fallback, { timeout: 5_000 });
     assert.ok(!(await context.cookies()).some((c) => c.name === SESSION_COOKIE), "the session cookie is still there");
   } finally {
     await emulatorMode({ logout: "normal" });
@@ -146,7 +123,7 @@ test("when ClaveÚnica's logout answers 204, the logout page falls back to the a
 });
 
 test("an XHR without a session gets the 401 JSON, not a redirect", async () => {
-  const context = await browser.newContext();
+  const context = await browser().newContext();
   const page = await context.newPage();
   // A public page of the demo app, so the page loads without a session.
   await page.goto(`${BASE}/publico`);
@@ -163,13 +140,13 @@ test("an XHR without a session gets the 401 JSON, not a redirect", async () => {
 });
 
 test("a bad login attempt shows the Spanish error page", async () => {
-  const context = await browser.newContext();
+  const context = await browser().newContext();
   const page = await context.newPage();
   const response = await page.goto(`${BASE}/claveunica/callback?code=x&state=${"x".repeat(43)}`);
   assert.equal(response.status(), 400);
   const body = await page.textContent("body");
   assert.match(body, /no es válido o ya expiró/);
-  assert.match(body, /Código de referencia/);
+  assert.match(body, /Código de referencia: [0-9a-f]{8}\. Indícalo si pides ayuda\./);
   await page.screenshot({ path: `${ARTIFACTS}/error.png`, fullPage: true });
   await context.close();
 });

@@ -8,7 +8,7 @@ cd "$(dirname "$0")"
 root=$(cd ../.. && pwd)
 
 command -v /usr/bin/chromium >/dev/null 2>&1 || { echo "tests/browser: /usr/bin/chromium is missing (apt-get install chromium)" >&2; exit 1; }
-[ -d node_modules/playwright-core ] || npm ci --no-audit --no-fund --silent
+{ [ -d node_modules/playwright-core ] && [ -d node_modules/axe-core ]; } || npm ci --no-audit --no-fund --silent
 
 export GATE_PORT=${GATE_PORT:-18080} PROVIDER_PORT=${PROVIDER_PORT:-18090} APP_PORT=${APP_PORT:-18091} ADMIN_PORT=${ADMIN_PORT:-18092}
 log="$root/target/browser-artifacts/demo.out"
@@ -25,4 +25,4 @@ for _ in $(seq 1 600); do
 done
 grep -q "demo is running" "$log" || { echo "the demo did not start:"; cat "$log"; exit 1; }
 
-BASE="http://localhost:$GATE_PORT" ARTIFACTS="$root/target/browser-artifacts" node --test --test-concurrency=1 login.test.mjs
+BASE="http://localhost:$GATE_PORT" ARTIFACTS="$root/target/browser-artifacts" node --test --test-concurrency=1 login.test.mjs pages.test.mjs

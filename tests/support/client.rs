@@ -103,6 +103,9 @@ impl Authorize {
     }
 }
 
+/// The emulator's cookie for ClaveÚnica's own session (`examples/emulator/src/endpoints/mod.rs`).
+pub const PROVIDER_SSO_COOKIE: &str = "claveunica_emulator_sso";
+
 /// A browser: a cookie jar for the gate's origin and an HTTP client that follows nothing.
 #[derive(Debug, Clone)]
 pub struct Browser {
@@ -260,6 +263,17 @@ impl Browser {
     pub fn provider_login(&mut self, authorize: &Authorize, run: &str, password: &str) -> String {
         let r = self.provider_submit(authorize, &[("run", run), ("password", password), ("login", "1")]);
         self.expect_callback(r)
+    }
+
+    /// Logs in at the provider and keeps what a real browser would keep there: returns the
+    /// callback URL and the provider-session cookie (`name=value`) the provider set. This
+    /// browser never sends provider cookies by itself (its jar is the gate's), so a test that
+    /// plays ClaveÚnica's single sign-on sends it explicitly.
+    pub fn provider_login_keeping_sso(&mut self, authorize: &Authorize, run: &str, password: &str) -> (String, String) {
+        let r = self.provider_submit(authorize, &[("run", run), ("password", password), ("login", "1")]);
+        let line = r.set_cookie(PROVIDER_SSO_COOKIE).unwrap_or_else(|| panic!("the provider set no session: {r:?}"));
+        let cookie = line.split(';').next().unwrap_or_default().to_string();
+        (self.expect_callback(r), cookie)
     }
 
     /// Presses "Cancelar" at the provider; returns the callback URL it redirects to.

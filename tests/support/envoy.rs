@@ -179,7 +179,7 @@ impl Bootstrap<'_> {
     /// returns its path and what a reload needs.
     pub fn write(&self, dir: &Path) -> (PathBuf, Option<Reload>) {
         let template_name = if self.reloadable { "envoy/gate-reload.yaml.tmpl" } else { "envoy/gate.yaml.tmpl" };
-        let template_path = Path::new(env!("CARGO_MANIFEST_DIR")).join(template_name);
+        let template_path = super::process::workspace_root().join(template_name);
         let mut template = fs::read_to_string(&template_path)
             .unwrap_or_else(|e| panic!("cannot read {}: {e}", template_path.display()));
         if self.struct_config {

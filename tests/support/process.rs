@@ -17,11 +17,16 @@ use base64::Engine as _;
 
 const LISTENING_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The workspace's root: the package's own directory for the root crate's tests, its parent
+/// for `cli/tests`, which compile this harness too (the one with `Cargo.lock`).
+pub fn workspace_root() -> &'static Path {
+    let package = Path::new(env!("CARGO_MANIFEST_DIR"));
+    package.ancestors().find(|d| d.join("Cargo.lock").is_file()).unwrap_or(package)
+}
+
 /// Cargo's target directory, where the test command built the binaries the harness runs.
 pub fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"))
+    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| workspace_root().join("target"))
 }
 
 /// A built file under the target directory, or a panic saying how to build it (`hint`).

@@ -254,7 +254,9 @@ impl StackBuilder {
         let redirect_uri = format!("{base}{CALLBACK_PATH}");
 
         let mut cmd = Command::new(&emulator_bin);
-        cmd.args(["--listen", "127.0.0.1:0", "--redirect-uri", &redirect_uri]);
+        // Registered like an agency's credentials: the callback, and the gate's origin as the
+        // Logout URI (the emulator's logout answers 204 for any other origin, as ClaveÚnica does).
+        cmd.args(["--listen", "127.0.0.1:0", "--redirect-uri", &redirect_uri, "--logout-uri", &format!("{base}/")]);
         if self.numero_as_string {
             cmd.arg("--numero-as-string");
         }
@@ -268,7 +270,8 @@ impl StackBuilder {
             let port = free_port();
             let base = format!("http://127.0.0.1:{port}");
             let mut cmd = Command::new(&emulator_bin);
-            cmd.args(["--listen", "127.0.0.1:0", "--redirect-uri", &format!("{base}{CALLBACK_PATH}")]);
+            let redirect_uri = format!("{base}{CALLBACK_PATH}");
+            cmd.args(["--listen", "127.0.0.1:0", "--redirect-uri", &redirect_uri, "--logout-uri", &format!("{base}/")]);
             let provider = spawn_listening("claveunica-emulator", cmd, &dir, &mut children);
             let config = serde_json::json!({
                 "issuer": format!("{provider}/openid"),
@@ -331,6 +334,9 @@ impl StackBuilder {
             .args(["--log-level", "warn", "--component-log-level", &format!("wasm:{}", self.wasm_log_level)])
             // No hot restart, so no shared memory to clash between concurrent Envoys.
             .arg("--disable-hot-restart")
+            // Envoy writes access logs from a buffer it flushes every 10 s by default; tests read
+            // the log right after a request.
+            .args(["--file-flush-interval-msec", "100"])
             .env("CLAVEUNICA_CLIENT_SECRET", &self.client_secret)
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -120,7 +120,9 @@ impl UnitStack {
 
         let redirect_uri = format!("{base}{CALLBACK_PATH}");
         let mut cmd = Command::new(&emulator_bin);
-        cmd.args(["--listen", "127.0.0.1:0", "--redirect-uri", &redirect_uri]);
+        // Registered like an agency's credentials: the callback and, as the Logout URI, the gate's
+        // origin (the emulator's logout answers 204 for any other origin, as ClaveÚnica does).
+        cmd.args(["--listen", "127.0.0.1:0", "--redirect-uri", &redirect_uri, "--logout-uri", &format!("{base}/")]);
         let provider = spawn_listening("claveunica-emulator", cmd, &dir, &mut children);
         let app = spawn_app(&app_bin, app, &dir, &mut children);
 

@@ -5,8 +5,14 @@
 //! ```text
 //! claveunica-emulator [--listen 127.0.0.1:8900] [--issuer URL]
 //!                     [--client-id ID] [--client-secret S]
-//!                     [--redirect-uri URL] [--numero-as-string]
+//!                     [--redirect-uri URL] [--logout-uri URL]... [--numero-as-string]
 //! ```
+//!
+//! `--redirect-uri` and `--logout-uri` are what an agency registers with its credentials: the
+//! one redirect URI accepted (exact comparison), and the Logout URIs whose authorities
+//! (`host[:port]`, all ClaveÚnica registers of them) the logout endpoint redirects to (a URL or a
+//! bare authority; repeat the flag, or separate with commas, for several). Without either, the emulator accepts any
+//! http(s) redirect URI and logout target, a development convenience the real service lacks.
 //!
 //! Once bound it prints `claveunica-emulator listening on http://ADDR` on stdout
 //! (tests wait for that line), then logs one line per request on stderr.
@@ -46,9 +52,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use endpoints::{App, Config};
 
 const USAGE: &str = "usage: claveunica-emulator [--listen ADDR:PORT] [--issuer URL] \
-[--client-id ID] [--client-secret SECRET] [--redirect-uri URL] [--numero-as-string]";
+[--client-id ID] [--client-secret SECRET] [--redirect-uri URL] [--logout-uri URL]... [--numero-as-string]";
 
-const VALUE_FLAGS: &[&str] = &["--listen", "--issuer", "--client-id", "--client-secret", "--redirect-uri"];
+const VALUE_FLAGS: &[&str] =
+    &["--listen", "--issuer", "--client-id", "--client-secret", "--redirect-uri", "--logout-uri"];
 
 #[derive(Debug)]
 struct Args {
@@ -57,6 +64,7 @@ struct Args {
     client_id: String,
     client_secret: String,
     redirect_uri: Option<String>,
+    logout_uris: Vec<String>,
     numero_as_string: bool,
 }
 
@@ -67,6 +75,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
         client_id: "demo-client".into(),
         client_secret: "demo-secret".into(),
         redirect_uri: None,
+        logout_uris: Vec::new(),
         numero_as_string: false,
     };
     while let Some(arg) = args.next() {
@@ -94,6 +103,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
             "--client-id" => parsed.client_id = value,
             "--client-secret" => parsed.client_secret = value,
             "--redirect-uri" => parsed.redirect_uri = Some(value),
+            "--logout-uri" => parsed.logout_uris.push(value),
             _ => return Err(format!("unknown argument {arg:?}\n{USAGE}")),
         }
     }
@@ -117,6 +127,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             return Err(format!("--redirect-uri {uri:?} is not an absolute http(s) URL").into());
         }
     }
+    for uri in args.logout_uris.iter().flat_map(|u| u.split(',')) {
+        if endpoints::logout_authority(uri).is_none() {
+            return Err(format!("--logout-uri {uri:?} names no host").into());
+        }
+    }
     let keys = tokens::Keys::generate()?;
     let listener =
         TcpListener::bind(args.listen.as_str()).map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
@@ -132,6 +147,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         client_id: args.client_id,
         client_secret: args.client_secret,
         redirect_uri: args.redirect_uri,
+        logout_uris: args.logout_uris,
         numero_as_string: args.numero_as_string,
     };
     let app = Arc::new(App::new(config, keys));
@@ -167,12 +183,16 @@ mod tests {
             "--numero-as-string",
             "--redirect-uri",
             "http://app.localhost/cb/",
+            "--logout-uri",
+            "http://app.localhost/",
+            "--logout-uri=https://other.example/bye",
         ])
         .unwrap();
         assert_eq!(a.listen, "127.0.0.1:0");
         assert_eq!(a.client_secret, "s3");
         assert!(a.numero_as_string);
         assert_eq!(a.redirect_uri.as_deref(), Some("http://app.localhost/cb/"));
+        assert_eq!(a.logout_uris, ["http://app.localhost/", "https://other.example/bye"]);
         assert!(parse(&["--bogus", "x"]).is_err_and(|e| e.contains("unknown")));
         assert!(parse(&["--bogus"]).is_err_and(|e| e.contains("unknown")));
         assert!(parse(&["--issuer"]).is_err());

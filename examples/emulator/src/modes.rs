@@ -7,7 +7,8 @@
 //! ```json
 //! {"id_token": "normal", "userinfo": "normal",
 //!  "fault": {"endpoint": "token", "kind": "none"}, "slow_ms": 7000,
-//!  "iat_offset_s": 0, "exp_offset_s": 600, "logout": "normal"}
+//!  "iat_offset_s": 0, "exp_offset_s": 600, "logout": "normal",
+//!  "client": "enabled", "sso_s": 60}
 //! ```
 //!
 //! - `id_token` (what the token endpoint signs): `normal`, `alg_none`, `hs256_confusion`
@@ -28,8 +29,16 @@
 //!   genuine token's). `iat_offset_s: 5` plays a provider whose clock runs 5 s ahead;
 //!   `exp_offset_s: -5` a token that expired 5 s ago. They apply to every `id_token` mode but
 //!   `expired`, which sets its own.
-//! - `logout`: `normal` (a 302 to `redirect` when given, else 204), `no_content` (204 even when
-//!   `redirect` is given, as ClaveÚnica's logout sometimes answers).
+//! - `logout`: `normal` (a 302 to `redirect` when its authority is a registered Logout URI's,
+//!   else 204, as ClaveÚnica does; see `src/endpoints/logout.rs`), `no_content` (204 even for a
+//!   registered one, as ClaveÚnica's logout has also been seen answering).
+//! - `client`: `enabled`, or `disabled`: the client's credentials are not (or no longer) enabled,
+//!   as production credentials are until certification. The authorization endpoint then shows
+//!   the error page "La institución no está habilitada en ClaveÚnica" and sends nothing back,
+//!   and the token endpoint answers `invalid_client`.
+//! - `sso_s` (seconds, at most an hour, 0 for none): how long ClaveÚnica's own session lasts
+//!   after a login (default 60, as the real one): within it, the same browser's next
+//!   authorization request skips the form and goes straight back with a code.
 //!
 //! The answer is the settings now in force, as `GET /__emulator/mode` shows them.
 
@@ -174,6 +183,21 @@ impl Named for LogoutMode {
     const ALL: &'static [(&'static str, Self)] = &[("normal", Self::Normal), ("no_content", Self::NoContent)];
 }
 
+/// Whether the client's credentials are enabled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ClientMode {
+    #[default]
+    Enabled,
+    Disabled,
+}
+
+impl Named for ClientMode {
+    const ALL: &'static [(&'static str, Self)] = &[("enabled", Self::Enabled), ("disabled", Self::Disabled)];
+}
+
+/// How long ClaveÚnica's own session lasts after a login, by default.
+pub const SSO_DEFAULT_S: u64 = 60;
+
 /// The settings in force.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Modes {
@@ -187,6 +211,9 @@ pub struct Modes {
     /// The ID token's `exp`, in seconds from the emulator's clock.
     pub exp_offset_s: i64,
     pub logout: LogoutMode,
+    pub client: ClientMode,
+    /// How long the provider's own session lasts after a login; 0: none.
+    pub sso_s: u64,
 }
 
 impl Default for Modes {
@@ -200,12 +227,16 @@ impl Default for Modes {
             iat_offset_s: 0,
             exp_offset_s: ID_TOKEN_TTL_SECS as i64,
             logout: LogoutMode::Normal,
+            client: ClientMode::Enabled,
+            sso_s: SSO_DEFAULT_S,
         }
     }
 }
 
 /// The longest `slow_ms` accepted: a slow answer holds a thread.
 const MAX_SLOW_MS: u64 = 120_000;
+/// The longest `sso_s` accepted: an hour.
+const MAX_SSO_S: u64 = 3600;
 /// The largest `iat_offset_s` or `exp_offset_s` either way: a day.
 const MAX_OFFSET_S: i64 = 86_400;
 
@@ -226,6 +257,13 @@ impl Modes {
                 "id_token" => next.id_token = IdTokenMode::parse(key, value)?,
                 "userinfo" => next.userinfo = UserinfoMode::parse(key, value)?,
                 "logout" => next.logout = LogoutMode::parse(key, value)?,
+                "client" => next.client = ClientMode::parse(key, value)?,
+                "sso_s" => {
+                    next.sso_s = value
+                        .as_u64()
+                        .filter(|s| *s <= MAX_SSO_S)
+                        .ok_or_else(|| format!("sso_s: not a number of seconds up to {MAX_SSO_S}"))?;
+                }
                 "iat_offset_s" => next.iat_offset_s = offset(key, value)?,
                 "exp_offset_s" => next.exp_offset_s = offset(key, value)?,
                 "slow_ms" => {
@@ -269,6 +307,8 @@ impl Modes {
             "iat_offset_s": self.iat_offset_s,
             "exp_offset_s": self.exp_offset_s,
             "logout": self.logout.name(),
+            "client": self.client.name(),
+            "sso_s": self.sso_s,
         })
     }
 }
@@ -292,7 +332,8 @@ mod tests {
             m.json(),
             json!({"id_token": "alg_none", "userinfo": "names_100k",
                    "fault": {"endpoint": "jwks", "kind": "slow"}, "slow_ms": 2500,
-                   "iat_offset_s": 0, "exp_offset_s": 600, "logout": "normal"})
+                   "iat_offset_s": 0, "exp_offset_s": 600, "logout": "normal",
+                   "client": "enabled", "sso_s": 60})
         );
     }
 
@@ -326,6 +367,9 @@ mod tests {
             br#"{"exp_offset_s": 1.5}"#,
             br#"{"iat_offset_s": "5"}"#,
             br#"{"logout": "teapot"}"#,
+            br#"{"client": "sleepy"}"#,
+            br#"{"sso_s": -1}"#,
+            br#"{"sso_s": 3601}"#,
             br#"[]"#,
             b"not json",
         ] {
@@ -350,6 +394,16 @@ mod tests {
         for (name, mode) in LogoutMode::ALL {
             assert_eq!(LogoutMode::parse("logout", &json!(name)), Ok(*mode));
         }
+    }
+
+    #[test]
+    fn the_client_and_sso_modes_are_set_shown_and_reset() {
+        let mut m = Modes::default();
+        m.apply(br#"{"client": "disabled", "sso_s": 0}"#).unwrap();
+        assert_eq!((m.client, m.sso_s), (ClientMode::Disabled, 0));
+        assert_eq!((&m.json()["client"], &m.json()["sso_s"]), (&json!("disabled"), &json!(0)));
+        m.apply(br#"{"client": "enabled", "sso_s": 60}"#).unwrap();
+        assert_eq!(m, Modes::default());
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! In-memory authorization codes and access tokens, and (a test aid) the last ones issued.
+//! In-memory authorization codes, access tokens and the provider's own (single sign-on)
+//! sessions, and (a test aid) the last codes and tokens issued.
 //!
 //! Every operation takes `now` (Unix seconds) from the caller instead of reading
 //! the clock, so tests can move time forward without sleeping.
@@ -32,10 +33,19 @@ struct AccessGrant {
     expires_at: u64,
 }
 
+/// ClaveÚnica's own session in one browser, opened by a login: until it ends, the browser's
+/// next authorization request skips the form.
+#[derive(Debug, Clone)]
+struct SsoSession {
+    user: &'static User,
+    expires_at: u64,
+}
+
 #[derive(Debug, Default)]
 pub struct State {
     codes: HashMap<String, CodeGrant>,
     tokens: HashMap<String, AccessGrant>,
+    sso: HashMap<String, SsoSession>,
     issued: Issued,
 }
 
@@ -100,9 +110,26 @@ impl State {
         })
     }
 
+    /// Opens a provider session under `id` (the browser's cookie) for `ttl` seconds.
+    pub fn open_sso(&mut self, id: String, user: &'static User, now: u64, ttl: u64) {
+        self.sweep(now);
+        self.sso.insert(id, SsoSession { user, expires_at: now + ttl });
+    }
+
+    /// The person of the provider session `id`, while it lasts.
+    pub fn sso_user(&self, id: &str, now: u64) -> Option<&'static User> {
+        self.sso.get(id).filter(|s| now < s.expires_at).map(|s| s.user)
+    }
+
+    /// Ends the provider session `id` (the logout endpoint); whether there was one.
+    pub fn end_sso(&mut self, id: &str) -> bool {
+        self.sso.remove(id).is_some()
+    }
+
     fn sweep(&mut self, now: u64) {
         self.codes.retain(|_, g| now < g.expires_at);
         self.tokens.retain(|_, g| now < g.expires_at);
+        self.sso.retain(|_, s| now < s.expires_at);
     }
 }
 
@@ -160,6 +187,18 @@ mod tests {
         assert_eq!(s.issued_json()["codes"].as_array().unwrap().len(), ISSUED_KEPT);
         assert_eq!(v["access_tokens"], serde_json::json!(["t"]));
         assert_eq!(v["id_tokens"], serde_json::json!(["eyJ.x.y"]));
+    }
+
+    #[test]
+    fn provider_sessions_last_their_time_and_end_at_logout() {
+        let mut s = State::new();
+        s.open_sso("a".into(), &USERS[0], 1000, 60);
+        s.open_sso("b".into(), &USERS[1], 1000, 60);
+        assert_eq!(s.sso_user("a", 1059).map(|u| u.sub), Some("2594"));
+        assert!(s.sso_user("a", 1060).is_none(), "a session outlived its 60 s");
+        assert!(s.sso_user("nope", 1000).is_none());
+        assert!(s.end_sso("b"));
+        assert!(s.sso_user("b", 1001).is_none() && !s.end_sso("b"));
     }
 
     #[test]

@@ -2,8 +2,14 @@
 //! ClaveÚnica gate, in the demo and the integration tests.
 //!
 //! ```text
-//! legacy-app [--listen 127.0.0.1:8901] [--raw-echo]
+//! legacy-app [--listen 127.0.0.1:8901] [--raw-echo] [--legacy-login]
 //! ```
+//!
+//! In the demo it shows the pattern an agency should copy: a home page that anyone may see
+//! (the gate's rule makes it `optional`), offering the ClaveÚnica button to a visitor without
+//! identity, with the old login as a secondary link while a `parallel` migration keeps it
+//! (`--legacy-login`); and `/sesion-cerrada`, a public page where ClaveÚnica's logout lands,
+//! rather than a protected page that would send the person straight back to the login form.
 //!
 //! It trusts whatever identity headers reach it, like the real legacy apps do,
 //! which is exactly why the gate must strip forged ones. With `format=json` in the
@@ -35,16 +41,20 @@ mod raw;
 mod raw_echo;
 
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 // Escapes both quotes as well as `&`, `<` and `>`, so the one function serves element content
 // and attribute values alike.
 use html_escape::encode_quoted_attribute;
 
-const USAGE: &str = "usage: legacy-app [--listen ADDR:PORT] [--raw-echo]";
+const USAGE: &str = "usage: legacy-app [--listen ADDR:PORT] [--raw-echo] [--legacy-login]";
 const WORKERS: usize = 4;
 /// Identity headers the gate adds start with this (lower-case) prefix.
 const IDENTITY_PREFIX: &str = "x-claveunica-";
+/// Whether the home and the signed-out page offer the old login (`--legacy-login`), set once
+/// at start.
+static LEGACY_LOGIN: AtomicBool = AtomicBool::new(false);
 /// The old login's session cookie.
 const LEGACY_COOKIE: &str = "PHPSESSID";
 /// Bodies larger than this are not read (the old login form is tiny).
@@ -139,7 +149,7 @@ fn echo_json(seen: &Seen) -> String {
     echo_value(seen).to_string()
 }
 
-fn portal_html(seen: &Seen) -> String {
+fn portal_html(seen: &Seen, legacy_login: bool) -> String {
     let decoded = |name: &str| percent_decode_lossy(seen.header(name).unwrap_or_default());
     let mut h = String::from(
         "<!DOCTYPE html>\n<html lang=\"es\">\n<head>\n<meta charset=\"utf-8\">\n\
@@ -163,6 +173,8 @@ th{background:#e6dcc4}.hola{font-size:1.4em}.nada{color:#a00}\
             h.push_str("<p class=\"nada\">No llegó identidad ClaveÚnica a esta aplicación</p>\n");
             if seen.has_legacy_session() {
                 h.push_str("<p class=\"hola\">Sesión del login antiguo activa</p>\n");
+            } else {
+                h.push_str(&login_offer(legacy_login));
             }
         }
     }
@@ -197,6 +209,33 @@ th{background:#e6dcc4}.hola{font-size:1.4em}.nada{color:#a00}\
 </ul>\n</body>\n</html>\n",
     );
     h
+}
+
+/// The ClaveÚnica button as the button manual describes it (the gate's own button page draws
+/// the same one), and the old login as a plain secondary link while a migration keeps it.
+fn login_offer(legacy_login: bool) -> String {
+    let legacy = if legacy_login {
+        "<p>¿No tienes ClaveÚnica? <a href=\"/login\">Ingresa con la clave del servicio</a></p>\n"
+    } else {
+        ""
+    };
+    format!(
+        "<p><a class=\"cu-btn\" href=\"/claveunica/login?return_to=%2F\" aria-label=\"Iniciar sesión con ClaveÚnica\" \
+style=\"display:inline-block;min-height:48px;box-sizing:border-box;padding:12px 14px;background:#0F69C4;color:#fff;\
+font:700 16px/1.5 Roboto,system-ui,sans-serif;text-decoration:none;border-radius:4px\">Iniciar sesión</a></p>\n{legacy}"
+    )
+}
+
+/// Where ClaveÚnica's logout sends the browser (the demo's `post_logout_redirect`): a public
+/// page that says the session ended and offers to log in again.
+fn signed_out_html(legacy_login: bool) -> String {
+    format!(
+        "<!DOCTYPE html>\n<html lang=\"es\">\n<head>\n<meta charset=\"utf-8\">\n\
+<title>Sesión cerrada — Portal Legado</title>\n</head>\n<body>\n<main>\n<h1>Sesión cerrada</h1>\n\
+<p>Cerraste tu sesión en el Portal Legado y en ClaveÚnica.</p>\n{}<p><a href=\"/\">Ir al inicio</a></p>\n\
+</main>\n</body>\n</html>\n",
+        login_offer(legacy_login)
+    )
 }
 
 /// The old login page this app had before ClaveÚnica.
@@ -266,6 +305,9 @@ fn answer(seen: &Seen) -> Reply {
             _ => return html(200, legacy_login_html(None)),
         }
     }
+    if seen.path == "/sesion-cerrada" && !seen.wants_json() {
+        return html(200, signed_out_html(LEGACY_LOGIN.load(Ordering::Relaxed)));
+    }
     if seen.wants_json() {
         Reply {
             status: 200,
@@ -273,7 +315,7 @@ fn answer(seen: &Seen) -> Reply {
             body: echo_json(seen),
         }
     } else {
-        html(200, portal_html(seen))
+        html(200, portal_html(seen, LEGACY_LOGIN.load(Ordering::Relaxed)))
     }
 }
 
@@ -343,10 +385,12 @@ struct Args {
     listen: String,
     /// Serve the raw echo (`raw_echo.rs`) instead of the portal.
     raw_echo: bool,
+    /// Offer the old login beside ClaveÚnica's button.
+    legacy_login: bool,
 }
 
 fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
-    let mut parsed = Args { listen: "127.0.0.1:8901".to_string(), raw_echo: false };
+    let mut parsed = Args { listen: "127.0.0.1:8901".to_string(), raw_echo: false, legacy_login: false };
     while let Some(arg) = args.next() {
         if let Some(v) = arg.strip_prefix("--listen=") {
             parsed.listen = v.to_string();
@@ -354,6 +398,8 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
             parsed.listen = args.next().ok_or_else(|| format!("--listen needs a value\n{USAGE}"))?;
         } else if arg == "--raw-echo" {
             parsed.raw_echo = true;
+        } else if arg == "--legacy-login" {
+            parsed.legacy_login = true;
         } else {
             return Err(format!("unknown argument {arg:?}\n{USAGE}"));
         }
@@ -369,13 +415,14 @@ fn announce(addr: std::net::SocketAddr) -> std::io::Result<()> {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let Args { listen, raw_echo } = match parse_args(std::env::args().skip(1)) {
+    let Args { listen, raw_echo, legacy_login } = match parse_args(std::env::args().skip(1)) {
         Ok(args) => args,
         Err(msg) => {
             eprintln!("{msg}");
             std::process::exit(2);
         }
     };
+    LEGACY_LOGIN.store(legacy_login, Ordering::Relaxed);
     if raw_echo {
         let listener =
             std::net::TcpListener::bind(listen.as_str()).map_err(|e| format!("cannot listen on {listen}: {e}"))?;
@@ -414,10 +461,10 @@ mod tests {
     #[test]
     fn the_command_line_chooses_the_address_and_the_raw_echo() {
         let args = |list: &[&str]| parse_args(list.iter().map(|a| (*a).to_string()));
-        assert_eq!(args(&[]), Ok(Args { listen: "127.0.0.1:8901".into(), raw_echo: false }));
+        assert_eq!(args(&[]), Ok(Args { listen: "127.0.0.1:8901".into(), raw_echo: false, legacy_login: false }));
         assert_eq!(
             args(&["--listen", "127.0.0.1:0", "--raw-echo"]),
-            Ok(Args { listen: "127.0.0.1:0".into(), raw_echo: true })
+            Ok(Args { listen: "127.0.0.1:0".into(), raw_echo: true, legacy_login: false })
         );
         assert_eq!(args(&["--listen=[::1]:80"]).map(|a| a.listen), Ok("[::1]:80".into()));
         assert!(args(&["--listen"]).is_err() && args(&["--echo"]).is_err());
@@ -435,7 +482,7 @@ mod tests {
 
     #[test]
     fn escapes_html() {
-        let html = portal_html(&seen(&[("x-claveunica-run", "<b>\"O'Higgins\" & Ñ</b>")], ""));
+        let html = portal_html(&seen(&[("x-claveunica-run", "<b>\"O'Higgins\" & Ñ</b>")], ""), false);
         assert!(html.contains("<p>RUN &lt;b&gt;&quot;O&#x27;Higgins&quot; &amp; Ñ&lt;/b&gt;</p>"));
     }
 
@@ -492,11 +539,11 @@ mod tests {
     #[test]
     fn the_portal_notices_the_old_session_only_without_identity() {
         let old = "Sesión del login antiguo activa";
-        assert!(portal_html(&seen(&[("cookie", "a=1; PHPSESSID=ab")], "")).contains(old));
-        assert!(!portal_html(&seen(&[("cookie", "a=1; XPHPSESSID=ab")], "")).contains(old));
-        assert!(!portal_html(&seen(&[], "")).contains(old));
+        assert!(portal_html(&seen(&[("cookie", "a=1; PHPSESSID=ab")], ""), false).contains(old));
+        assert!(!portal_html(&seen(&[("cookie", "a=1; XPHPSESSID=ab")], ""), false).contains(old));
+        assert!(!portal_html(&seen(&[], ""), false).contains(old));
         let both = seen(&[("x-claveunica-run", "44444444-4"), ("cookie", "PHPSESSID=ab")], "");
-        assert!(!portal_html(&both).contains(old));
+        assert!(!portal_html(&both, false).contains(old));
     }
 
     #[test]
@@ -528,12 +575,12 @@ mod tests {
             ],
             "",
         );
-        let html = portal_html(&s);
+        let html = portal_html(&s, false);
         assert!(html.contains("Hola, María &lt;b&gt; Núñez"));
         assert!(html.contains("RUN 44444444-4"));
         assert!(html.contains("a=1"));
         assert!(!html.contains("No llegó identidad"));
-        assert!(portal_html(&seen(&[], "")).contains("No llegó identidad ClaveÚnica"));
+        assert!(portal_html(&seen(&[], ""), false).contains("No llegó identidad ClaveÚnica"));
     }
 
     #[test]
@@ -545,5 +592,24 @@ mod tests {
         assert_eq!(v["headers"], serde_json::json!([["x-a", "1"], ["cookie", "c"], ["x-a", "2"]]));
         assert_eq!(v["query"], "a=b&format=json");
         assert_eq!(v["path"], "/x");
+    }
+
+    #[test]
+    fn the_home_offers_the_button_and_the_old_login_only_when_kept() {
+        let button =
+            "<a class=\"cu-btn\" href=\"/claveunica/login?return_to=%2F\" aria-label=\"Iniciar sesión con ClaveÚnica\"";
+        let legacy = "<a href=\"/login\">Ingresa con la clave del servicio</a>";
+        let anonymous = portal_html(&seen(&[], ""), false);
+        assert!(anonymous.contains(button) && !anonymous.contains(legacy), "{anonymous}");
+        let kept = portal_html(&seen(&[], ""), true);
+        assert!(kept.contains(button) && kept.contains(legacy), "{kept}");
+        assert!(kept.find(legacy) > kept.find(button), "the old login comes after the button");
+        // With identity, no button.
+        assert!(!portal_html(&seen(&[("x-claveunica-run", "44444444-4")], ""), true).contains(button));
+        let mut s = seen(&[], "");
+        s.path = "/sesion-cerrada".into();
+        let reply = handle(&s);
+        assert_eq!(reply.status, 200);
+        assert!(reply.body.contains("<h1>Sesión cerrada</h1>") && reply.body.contains(button), "{}", reply.body);
     }
 }

@@ -1,16 +1,22 @@
 //! The authorization endpoint: the login form (GET), and its submission (POST), which
 //! either logs a test user in and sends a code back, re-shows the form, or cancels.
+//!
+//! Like the real service, a login opens ClaveÚnica's own session in the browser for a minute
+//! (the `sso_s` mode): within it, the next authorization request from that browser skips the
+//! form and goes straight back with a code for the same person. A disabled client (the `client`
+//! mode) gets the error page the real service shows for credentials not enabled.
 
 // Escapes both quotes as well as `&`, `<` and `>`, so the one function serves element content
 // and attribute values alike.
 use html_escape::encode_quoted_attribute;
 
 use super::pages::{error_page, page};
-use super::{is_plain_http_url, App, Config, AUTHORIZE_PATH};
+use super::{is_plain_http_url, set_sso_cookie, sso_cookie, App, Config, AUTHORIZE_PATH};
 use crate::http::{append_query, Params, Reply, Req};
+use crate::modes::{ClientMode, Modes};
 use crate::state::{CodeGrant, CODE_TTL_SECS};
 use crate::tokens::random_hex;
-use crate::users::{self, SANDBOX_PASSWORD, USERS};
+use crate::users::{self, User, SANDBOX_PASSWORD, USERS};
 
 /// The one scope string the real service (and its certification) accepts.
 pub const REQUIRED_SCOPE: &str = "openid run name";
@@ -38,8 +44,8 @@ impl Authz {
 
 /// Checks client and redirect URI. Failures are shown as a page, never
 /// redirected: an unverified redirect URI must not receive anything.
-fn check_client(app: &App, p: &Params) -> Result<Authz, Reply> {
-    if p.text("client_id") != app.config.client_id {
+fn check_client(app: &App, p: &Params, modes: &Modes) -> Result<Authz, Reply> {
+    if p.text("client_id") != app.config.client_id || modes.client == ClientMode::Disabled {
         return Err(error_page(400, "La institución no está habilitada en ClaveÚnica"));
     }
     let redirect_uri = p.text("redirect_uri");
@@ -62,9 +68,9 @@ fn redirect_uri_allowed(config: &Config, uri: &str) -> bool {
     }
 }
 
-pub(super) fn authorize_form(app: &App, req: &Req) -> Reply {
+pub(super) fn authorize_form(app: &App, req: &Req, now: u64, modes: &Modes) -> Reply {
     let p = req.query_params();
-    let authz = match check_client(app, &p) {
+    let authz = match check_client(app, &p, modes) {
         Ok(a) => a,
         Err(page) => return page,
     };
@@ -74,12 +80,16 @@ pub(super) fn authorize_form(app: &App, req: &Req) -> Reply {
     if authz.scope != REQUIRED_SCOPE {
         return authz.redirect(&[("error", "invalid_scope")]);
     }
-    Reply::html(200, login_page(&authz, "", None))
+    let signed_in = sso_cookie(req).filter(|_| modes.sso_s > 0).and_then(|id| app.state().sso_user(id, now));
+    match signed_in {
+        Some(user) => issue_code(app, &authz, user, now),
+        None => Reply::html(200, login_page(&authz, "", None)),
+    }
 }
 
-pub(super) fn authorize_submit(app: &App, req: &Req, now: u64) -> Reply {
+pub(super) fn authorize_submit(app: &App, req: &Req, now: u64, modes: &Modes) -> Reply {
     let p = req.form_params();
-    let authz = match check_client(app, &p) {
+    let authz = match check_client(app, &p, modes) {
         Ok(a) => a,
         Err(page) => return page,
     };
@@ -95,6 +105,18 @@ pub(super) fn authorize_submit(app: &App, req: &Req, now: u64) -> Reply {
         // Same message whether the RUN or the password was wrong, like the real one.
         return Reply::html(200, login_page(&authz, run, Some("RUN o clave incorrectos")));
     };
+    let mut reply = issue_code(app, &authz, user, now);
+    if modes.sso_s > 0 && reply.status == 302 {
+        if let Ok(id) = random_hex(16) {
+            app.state().open_sso(id.clone(), user, now, modes.sso_s);
+            set_sso_cookie(&mut reply, Some(&id), modes.sso_s);
+        }
+    }
+    reply
+}
+
+/// A new code for `user`, sent back to the redirect URI.
+fn issue_code(app: &App, authz: &Authz, user: &'static User, now: u64) -> Reply {
     let code = match random_hex(16) {
         Ok(c) => c,
         Err(_) => return Reply::text(500, "Internal Server Error\n"),
@@ -158,8 +180,8 @@ fn login_page(authz: &Authz, run: &str, error: Option<&str>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::endpoints::route;
-    use crate::endpoints::tests::{app, enc, get, location_params, post_form, CB, NOW};
+    use crate::endpoints::tests::{app, enc, error_of, exchange, get, location_params, login, post_form, set, CB, NOW};
+    use crate::endpoints::{route, App, LOGOUT_PATH};
 
     #[test]
     fn authorize_shows_the_form_with_escaped_values() {
@@ -211,6 +233,107 @@ mod tests {
             ("redirect_uri", "https://app.example.gob.cl/callback"),
         ]);
         assert_eq!(route(&app, &get(AUTHORIZE_PATH, &q), NOW).status, 400);
+    }
+
+    /// The authorization request of `login()`, as a GET carrying `cookie`.
+    fn authorize_get(cookie: Option<&str>) -> Req {
+        let q = enc(&[
+            ("client_id", "demo-client"),
+            ("response_type", "code"),
+            ("scope", REQUIRED_SCOPE),
+            ("redirect_uri", CB),
+            ("state", "s-2"),
+        ]);
+        let mut req = get(AUTHORIZE_PATH, &q);
+        if let Some(c) = cookie {
+            req.headers.push(("cookie".into(), format!("other=1; {c}")));
+        }
+        req
+    }
+
+    /// A login by form that keeps the provider-session cookie it sets (`name=value`).
+    fn login_keeping_sso(app: &App, now: u64) -> String {
+        let body = enc(&[
+            ("client_id", "demo-client"),
+            ("redirect_uri", CB),
+            ("state", "s-1"),
+            ("scope", REQUIRED_SCOPE),
+            ("run", "55.555.555-5"),
+            ("password", "testing"),
+        ]);
+        let reply = route(app, &post_form(AUTHORIZE_PATH, &body), now);
+        assert_eq!(reply.status, 302);
+        let cookies: Vec<&str> =
+            reply.headers.iter().filter(|(n, _)| *n == "Set-Cookie").map(|(_, v)| v.as_str()).collect();
+        assert_eq!(cookies.len(), 2, "one per path: {cookies:?}");
+        assert!(
+            cookies[0].contains("Path=/openid/authorize/") && cookies[1].contains("Path=/api/v1/accounts/app/logout")
+        );
+        assert!(cookies.iter().all(|c| c.contains("Max-Age=60") && c.contains("HttpOnly")), "{cookies:?}");
+        cookies[0].split(';').next().unwrap().to_string()
+    }
+
+    #[test]
+    fn a_second_login_within_the_minute_skips_the_form_for_the_same_person() {
+        let app = app(Some(CB));
+        // Positive control: without a provider session, the form.
+        assert_eq!(route(&app, &authorize_get(None), NOW).status, 200);
+        let sso = login_keeping_sso(&app, NOW);
+        let reply = route(&app, &authorize_get(Some(&sso)), NOW + 59);
+        assert_eq!(reply.status, 302, "the form was shown again within the minute");
+        let p = location_params(&reply);
+        assert_eq!(p.get("state"), Some("s-2"));
+        let answer = exchange(&app, p.text("code"), CB, NOW + 59);
+        assert_eq!(answer.status, 200);
+        let access: serde_json::Value = serde_json::from_slice(&answer.body).unwrap();
+        let mut userinfo = post_form(crate::endpoints::USERINFO_PATH, "");
+        userinfo.headers.push(("authorization".into(), format!("Bearer {}", access["access_token"].as_str().unwrap())));
+        let who: serde_json::Value = serde_json::from_slice(&route(&app, &userinfo, NOW + 59).body).unwrap();
+        assert_eq!(who["RolUnico"]["numero"], 55_555_555, "the session's person, not another");
+        // After the minute, the form again.
+        assert_eq!(route(&app, &authorize_get(Some(&sso)), NOW + 60).status, 200);
+        // A bad cookie value, the form.
+        assert_eq!(route(&app, &authorize_get(Some("claveunica_emulator_sso=forged")), NOW).status, 200);
+    }
+
+    #[test]
+    fn the_provider_logout_ends_its_session_and_sso_s_0_opens_none() {
+        let app = app(Some(CB));
+        let sso = login_keeping_sso(&app, NOW);
+        let mut out = get(LOGOUT_PATH, "");
+        out.headers.push(("cookie".into(), sso.clone()));
+        let reply = route(&app, &out, NOW + 1);
+        assert!(
+            reply.headers.iter().any(|(n, v)| *n == "Set-Cookie" && v.contains("Max-Age=0")),
+            "{:?}",
+            reply.headers
+        );
+        assert_eq!(route(&app, &authorize_get(Some(&sso)), NOW + 2).status, 200, "the session outlived the logout");
+
+        set(&app, r#"{"sso_s": 0}"#);
+        let body = enc(&[
+            ("client_id", "demo-client"),
+            ("redirect_uri", CB),
+            ("scope", REQUIRED_SCOPE),
+            ("run", "55.555.555-5"),
+            ("password", "testing"),
+        ]);
+        let reply = route(&app, &post_form(AUTHORIZE_PATH, &body), NOW);
+        assert_eq!((reply.status, reply.header("Set-Cookie")), (302, None));
+    }
+
+    #[test]
+    fn a_disabled_client_gets_the_error_page_and_no_tokens() {
+        let app = app(Some(CB));
+        let code = login(&app, None, NOW);
+        set(&app, r#"{"client": "disabled"}"#);
+        let reply = route(&app, &authorize_get(None), NOW);
+        assert_eq!((reply.status, reply.header("Location")), (400, None));
+        assert!(String::from_utf8_lossy(&reply.body).contains("La institución no está habilitada en ClaveÚnica"));
+        assert_eq!(error_of(&exchange(&app, &code, CB, NOW)), "invalid_client");
+        set(&app, r#"{"client": "enabled"}"#);
+        assert_eq!(route(&app, &authorize_get(None), NOW).status, 200, "the positive control");
+        assert_eq!(exchange(&app, &login(&app, None, NOW), CB, NOW).status, 200);
     }
 
     #[test]

@@ -57,6 +57,11 @@ pub struct Config {
     pub client_secret: String,
     /// When set, the only redirect URI accepted (exact string comparison).
     pub redirect_uri: Option<String>,
+    /// The registered Logout URIs, each a URL or a bare authority (`host[:port]`), or several
+    /// separated by commas: ClaveÚnica registers only a Logout URI's authority, and the logout
+    /// endpoint redirects only to those authorities. Empty: none registered, and (a development
+    /// convenience, unless `redirect_uri` is registered) any is accepted; see `logout.rs`.
+    pub logout_uris: Vec<String>,
     pub numero_as_string: bool,
 }
 
@@ -126,13 +131,13 @@ fn dispatch(app: &App, req: &Req, now: u64, modes: &Modes) -> Reply {
     let get = req.method == "GET";
     let post = req.method == "POST";
     match req.path.as_str() {
-        AUTHORIZE_PATH if get => authorize_form(app, req),
-        AUTHORIZE_PATH if post => authorize_submit(app, req, now),
+        AUTHORIZE_PATH if get => authorize_form(app, req, now, modes),
+        AUTHORIZE_PATH if post => authorize_submit(app, req, now, modes),
         TOKEN_PATH if post => token(app, req, now, modes),
         USERINFO_PATH if get || post => userinfo(app, req, now, modes.userinfo),
         JWKS_PATH if get => Reply::json(200, &app.keys().jwks()),
         DISCOVERY_PATH if get => Reply::json(200, &discovery(&app.config)),
-        LOGOUT_PATH if get => logout(req, modes.logout),
+        LOGOUT_PATH if get => logout(app, req, modes.logout),
         STATS_PATH if get => Reply::json(200, &app.stats.json()).no_store(),
         MODE_PATH if get => Reply::json(200, &modes.json()).no_store(),
         MODE_PATH if post => set_modes(app, req),
@@ -152,6 +157,50 @@ pub fn is_plain_http_url(uri: &str) -> bool {
         return false;
     }
     matches!(url::Url::parse(uri), Ok(u) if matches!(u.scheme(), "http" | "https") && u.has_host())
+}
+
+/// The cookie that carries the provider's own session (single sign-on) in the browser.
+pub const SSO_COOKIE: &str = "claveunica_emulator_sso";
+/// The paths the SSO cookie is sent to: the authorization and logout endpoints'. Narrower than
+/// `/` so that a relying party on the same host (another port: cookies ignore ports) never
+/// receives it, as it would not from the real service's own host.
+const SSO_COOKIE_PATHS: [&str; 2] = ["/openid/authorize/", LOGOUT_PATH];
+
+/// The value of the provider-session cookie the request carries, if any.
+fn sso_cookie(req: &Req) -> Option<&str> {
+    req.headers
+        .iter()
+        .filter(|(n, _)| n == "cookie")
+        .flat_map(|(_, v)| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == SSO_COOKIE)
+        .map(|(_, value)| value)
+        .filter(|v| !v.is_empty())
+}
+
+/// `Set-Cookie` lines that store (`Some(id)` for `max_age` seconds) or delete (`None`) the
+/// provider-session cookie, one per path it is sent to.
+fn set_sso_cookie(reply: &mut Reply, id: Option<&str>, max_age: u64) {
+    for path in SSO_COOKIE_PATHS {
+        let line = match id {
+            Some(id) => format!("{SSO_COOKIE}={id}; Path={path}; Max-Age={max_age}; HttpOnly; SameSite=Lax"),
+            None => format!("{SSO_COOKIE}=; Path={path}; Max-Age=0; HttpOnly; SameSite=Lax"),
+        };
+        reply.headers.push(("Set-Cookie", line));
+    }
+}
+
+/// The authority (`host[:port]`, host lower-cased, a default port left out) of a Logout URI as
+/// registered (a URL or a bare authority) or of a logout target: what ClaveÚnica compares.
+pub fn logout_authority(uri: &str) -> Option<String> {
+    let text = uri.trim();
+    let url = if text.contains("://") { url::Url::parse(text) } else { url::Url::parse(&format!("https://{text}/")) };
+    let url = url.ok()?;
+    let host = url.host_str().filter(|h| !h.is_empty())?.to_ascii_lowercase();
+    Some(match url.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host,
+    })
 }
 
 /// An OAuth error answer of the token and userinfo endpoints.
@@ -182,6 +231,7 @@ pub mod tests {
             client_id: "demo-client".into(),
             client_secret: "demo-secret".into(),
             redirect_uri: redirect_uri.map(str::to_string),
+            logout_uris: Vec::new(),
             numero_as_string: false,
         };
         App::new(config, test_keys().clone())

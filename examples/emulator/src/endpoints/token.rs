@@ -5,7 +5,7 @@ use serde_json::json;
 
 use super::{oauth_error, App};
 use crate::http::{Reply, Req};
-use crate::modes::Modes;
+use crate::modes::{ClientMode, Modes};
 use crate::tokens::random_hex;
 
 pub(super) fn token(app: &App, req: &Req, now: u64, modes: &Modes) -> Reply {
@@ -18,7 +18,8 @@ pub(super) fn token(app: &App, req: &Req, now: u64, modes: &Modes) -> Reply {
     }
     let p = req.form_params();
     let client_id = p.text("client_id");
-    if client_id != app.config.client_id || p.text("client_secret") != app.config.client_secret {
+    let disabled = modes.client == ClientMode::Disabled;
+    if disabled || client_id != app.config.client_id || p.text("client_secret") != app.config.client_secret {
         return oauth_error(400, "invalid_client");
     }
     if p.text("grant_type") != "authorization_code" {
