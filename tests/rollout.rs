@@ -528,7 +528,8 @@ fn register_lines(gate: &dyn GateUnderTest, event: &str) -> Vec<serde_json::Valu
 }
 
 /// Logins, logouts and refusals are one JSON line each in the host's log, with the masked RUN,
-/// the UTC time, the page's reference and, on Envoy, the request id Envoy gave the request.
+/// the UTC time, the page's reference and the request id (Envoy gives every request one; the
+/// Unit component gives one to a request that has none, as Envoy does).
 fn logins_logouts_and_refusals_are_one_json_register_line_each(host: Host) {
     let gate = start_gate(host, &[]);
     let stack = gate.as_ref();
@@ -553,9 +554,10 @@ fn logins_logouts_and_refusals_are_one_json_register_line_each(host: Host) {
     for line in logins.iter().chain(&logouts).chain([refused]) {
         let time = line["time"].as_str().unwrap_or_default();
         assert!(time.ends_with('Z') && time.get(..16) >= before.get(..16), "time {time:?}, sent at {before}");
-        if host == Host::Envoy {
-            assert!(line["request_id"].as_str().is_some_and(|id| !id.is_empty()), "{line}");
-        }
+        assert!(line["request_id"].as_str().is_some_and(|id| !id.is_empty()), "{line}");
     }
+    let ids: std::collections::HashSet<_> =
+        logins.iter().chain(&logouts).map(|l| l["request_id"].to_string()).collect();
+    assert_eq!(ids.len(), 2, "the login and the logout are two requests: {ids:?}");
     assert!(!stack.log().contains("44444444"), "a full RUN in the log");
 }

@@ -198,15 +198,19 @@ fn the_unit_configuration_passes_everything_to_the_component() {
 }
 
 /// The access register on Unit, which has no access log that could carry the person: one JSON
-/// line per authenticated access, with the masked RUN and the UTC time; an anonymous request
-/// writes none, and no line holds the full RUN.
+/// line per authenticated access, with the masked RUN, the UTC time and the request id the
+/// application also received (the component gives one to a request without it, as Envoy does);
+/// an anonymous request writes none, and no line holds the full RUN.
 #[test]
 fn each_authenticated_access_is_one_register_line() {
     let stack = UnitStack::start();
     let mut browser = logged_in(&stack, "/");
     let before = claveunica_core::gate::utc(support::now());
+    let mut app_ids = Vec::new();
     for path in ["/tramites?format=json", "/perfil?format=json"] {
-        assert_eq!(browser.get(path).status, 200, "{path}");
+        let r = browser.get(path);
+        assert_eq!(r.status, 200, "{path}");
+        app_ids.push(r.echo().one("x-request-id").map(str::to_string).unwrap_or_default());
     }
     assert_eq!(stack.browser().get("/public/x?format=json").status, 200);
     support::checks::log_caught_up(&stack);
@@ -218,6 +222,9 @@ fn each_authenticated_access_is_one_register_line() {
         .filter(|v| v["register"] == "access")
         .collect();
     assert_eq!(lines.len(), 2, "one line per authenticated access:\n{log}");
+    let logged_ids: Vec<&str> = lines.iter().map(|l| l["request_id"].as_str().unwrap_or_default()).collect();
+    assert_eq!(logged_ids, app_ids, "the register names the requests the application saw");
+    assert!(app_ids.iter().all(|id| id.len() == 36) && app_ids.first() != app_ids.get(1), "{app_ids:?}");
     for line in &lines {
         assert_eq!(line["subject"], "*****444-4", "{line}");
         assert_eq!(line["method"], "GET", "{line}");

@@ -99,8 +99,11 @@ fn the_demo_gate_passes_the_flow_items_and_fails_on_its_redirect_uri() {
         assert!(redirect.contains(needle), "{needle}: {redirect}");
     }
 
-    // The button page and framing belong to the gate's pages: certify must say what a
-    // browser sees, whatever this gate version does. Ground truth from the harness's browser.
+    // This gate never starts ClaveÚnica's login inside a frame; the default configuration
+    // serves no button page, so that item fails and says how to point at the agency's own.
+    assert!(r.passes(FRAME), "{r:?}");
+    assert!(!r.passes(BUTTON), "{r:?}");
+    // Cross-checked with what the harness's browser sees.
     let navigate =
         |dest| stack.browser().get_with_headers("/", &[("sec-fetch-mode", "navigate"), ("sec-fetch-dest", dest)]);
     let to_claveunica =
@@ -123,6 +126,17 @@ fn the_demo_gate_passes_the_flow_items_and_fails_on_its_redirect_uri() {
         r.report.matches(": FAIL\n").count(),
         "{r:?}"
     );
+}
+
+/// With `pages.button_page` on, the gate's own page with the button passes the item.
+#[test]
+fn the_gates_button_page_passes() {
+    let stack = Stack::builder().edit_config(|c| c["pages"] = serde_json::json!({"button_page": true})).start();
+    let r = rehearse(&stack, "button-page");
+    let (passed, section) = r.item(BUTTON);
+    assert!(passed, "{r:?}");
+    assert!(section.contains("present"), "{section}");
+    assert!(r.passes(FRAME), "{r:?}");
 }
 
 #[test]

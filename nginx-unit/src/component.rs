@@ -173,7 +173,11 @@ fn serve(request: IncomingRequest, out: ResponseOutparam) {
     let gate = &loaded.gate;
     let method = request.method();
     let path = request.path_with_query().unwrap_or_else(|| "/".into());
-    let raw: Vec<(String, Vec<u8>)> = request.headers().entries();
+    let mut raw: Vec<(String, Vec<u8>)> = request.headers().entries();
+    let mut random = [0u8; 16];
+    // Without randomness the id is all zeros: still one line per request, just not unique.
+    let _ = HostEntropy.fill(&mut random);
+    forward::ensure_request_id(&mut raw, random);
     // Values are bytes on the wire; invalid UTF-8 must not fail the request.
     let owned: Vec<(&str, std::borrow::Cow<'_, str>)> =
         raw.iter().map(|(n, v)| (n.as_str(), String::from_utf8_lossy(v))).collect();

@@ -151,6 +151,25 @@ pub fn upstream_headers(
     out
 }
 
+/// Gives a request without an `X-Request-Id` one, as Envoy does for every request: the
+/// register's lines (logins, logouts, refusals, accesses) then name the request, and the
+/// application gets the same id to log beside them. `random` is 16 random bytes, written as a
+/// UUID version 4. A request that has a non-empty id keeps it.
+pub fn ensure_request_id(headers: &mut Vec<(String, Vec<u8>)>, random: [u8; 16]) {
+    if headers.iter().any(|(n, v)| n.eq_ignore_ascii_case("x-request-id") && !v.is_empty()) {
+        return;
+    }
+    headers.retain(|(n, _)| !n.eq_ignore_ascii_case("x-request-id"));
+    let mut b = random;
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let hex = |r: std::ops::Range<usize>| -> String {
+        b.get(r).unwrap_or_default().iter().map(|x| format!("{x:02x}")).collect()
+    };
+    let id = format!("{}-{}-{}-{}-{}", hex(0..4), hex(4..6), hex(6..8), hex(8..10), hex(10..16));
+    headers.push(("x-request-id".into(), id.into_bytes()));
+}
+
 /// The application's answer headers to pass to the browser: hop-by-hop ones go, and so does
 /// `Content-Length` where no body follows (the host would hold the component to it).
 #[must_use]
@@ -178,6 +197,19 @@ mod tests {
 
     fn h(pairs: &[(&str, &str)]) -> Vec<(String, Vec<u8>)> {
         pairs.iter().map(|(n, v)| ((*n).to_string(), v.as_bytes().to_vec())).collect()
+    }
+
+    #[test]
+    fn a_request_without_an_id_gets_a_uuid_and_one_with_an_id_keeps_it() {
+        let mut headers = h(&[("accept", "*/*"), ("x-request-id", "")]);
+        ensure_request_id(&mut headers, [0xff; 16]);
+        assert_eq!(value(&headers, "x-request-id"), vec!["ffffffff-ffff-4fff-bfff-ffffffffffff"]);
+        let mut headers = h(&[]);
+        ensure_request_id(&mut headers, [0; 16]);
+        assert_eq!(value(&headers, "x-request-id"), vec!["00000000-0000-4000-8000-000000000000"]);
+        let mut headers = h(&[("X-Request-Id", "from-the-front-proxy")]);
+        ensure_request_id(&mut headers, [0; 16]);
+        assert_eq!(headers, h(&[("X-Request-Id", "from-the-front-proxy")]));
     }
 
     fn names(headers: &[(String, Vec<u8>)]) -> Vec<&str> {
