@@ -108,7 +108,7 @@ for label in report["results"]:
     if label != "1 none":
         print(f"- {label}: {med[label]['cpu_us'] - none_cpu:+.1f} µs")
 print(f"\nThe gate's authenticated request costs {med[gate]['cpu_us'] - med[floor]['cpu_us']:+.1f} µs of CPU over the"
-      " header floor's, which makes 7 of the gate's 10 host calls and nothing else. [PROFILE.md](PROFILE.md) breaks"
+      " header floor's, which makes 7 of the gate's 11 host calls and nothing else. [PROFILE.md](PROFILE.md) breaks"
       " this down step by step (concurrent A/B runs on one CPU), counts the host calls, and says what reaching the"
       " target would take.")
 print("\n## Other measurements\n")
