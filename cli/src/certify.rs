@@ -499,22 +499,11 @@ pub fn report(options: &Options, items: &[Item], when: &str) -> String {
     out
 }
 
-/// `YYYY-MM-DD HH:MM:SS UTC` for seconds since the Unix epoch (proleptic Gregorian).
+/// `YYYY-MM-DD HH:MM:SS UTC` for seconds since the Unix epoch: the core's register time
+/// (`2026-12-01T23:05:09Z`), spelt for a reader of the report.
 #[must_use]
 pub fn utc(secs: u64) -> String {
-    let days = i64::try_from(secs / 86_400).unwrap_or(0);
-    let rem = secs % 86_400;
-    // Howard Hinnant's days-to-civil.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC", rem / 3600, rem % 3600 / 60, rem % 60)
+    claveunica_core::gate::utc(secs).replacen('T', " ", 1).replace('Z', " UTC")
 }
 
 #[cfg(test)]
