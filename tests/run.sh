@@ -34,5 +34,8 @@ cargo test --workspace
 echo "== the core's tests compiled to wasm32, under Node"
 cargo test --target wasm32-unknown-unknown --lib
 
+echo "== the deployment manifests (envoy/istio, envoy/envoy-gateway) against their APIs' schemas"
+bash tests/manifests/run.sh
+
 echo "== a real browser (headless Chromium) through the demo stack"
 bash tests/browser/run.sh
