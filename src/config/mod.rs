@@ -23,6 +23,7 @@ use crate::web::pages::Agency;
 mod access_log;
 mod error;
 mod host;
+mod hosts;
 mod identity;
 mod pages;
 mod provider;
@@ -36,6 +37,7 @@ mod testing;
 pub use access_log::AccessSubject;
 pub use error::{ConfigError, Problem, ProblemKind, UrlProblem};
 pub use host::{EnvoySettings, UnitSettings};
+pub use hosts::{request_host, HostPattern};
 pub use provider::{Endpoint, Endpoints, CLAVEUNICA_SCOPE, CLOCK_LEEWAY_LIMIT_S};
 pub use session::{FlowSettings, SessionSettings, FLOW_MAX_AGE_LIMIT_S};
 
