@@ -41,7 +41,7 @@ pub use host::{EnvoySettings, UnitSettings};
 pub use hosts::{request_host, HostPattern};
 pub use provider::{Endpoint, Endpoints, CLAVEUNICA_SCOPE, CLOCK_LEEWAY_LIMIT_S};
 pub use session::{FlowSettings, SessionSettings, FLOW_MAX_AGE_LIMIT_S};
-pub use sites::site_for;
+pub use sites::{site_for, SITE_KEYS};
 
 use host::{Host, HostKeys};
 use reader::Reader;

@@ -18,7 +18,8 @@ use super::hosts::{request_host, HostPattern};
 pub(super) const KEYS: &[&str] = &["sites"];
 
 /// The keys a site may set: everything that belongs to one portal and its ClaveÚnica client.
-pub(super) const SITE_KEYS: &[&str] = &[
+/// The others belong to the whole gate.
+pub const SITE_KEYS: &[&str] = &[
     "client_id",
     "client_id_env",
     "client_secret",
@@ -92,6 +93,11 @@ pub(super) fn split(list: &Value, top: &Map<String, Value>, problems: &mut Vec<P
                 continue;
             }
             if SITE_KEYS.contains(&key.as_str()) {
+                // A value and the variable that may stand for it are one setting: the site's
+                // replaces the top level's, whichever form each takes.
+                if let Some(partner) = partner(key).filter(|p| !site.contains_key(*p)) {
+                    document.remove(partner);
+                }
                 document.insert(key.clone(), value.clone());
                 own_keys.push(key.clone());
             } else if super::provider::KEYS.contains(&key.as_str()) || super::host::KEYS.contains(&key.as_str()) {
@@ -131,6 +137,17 @@ pub(super) fn split(list: &Value, top: &Map<String, Value>, problems: &mut Vec<P
         sites.push(SiteDocument { index, hosts, document, own_keys });
     }
     sites
+}
+
+/// The other form of a setting that can be given inline or from the environment.
+fn partner(key: &str) -> Option<&'static str> {
+    const PAIRS: [(&str, &str); 3] =
+        [("client_id", "client_id_env"), ("client_secret", "client_secret_env"), ("session_keys", "session_keys_env")];
+    PAIRS.iter().find_map(|&(a, b)| match key {
+        k if k == a => Some(b),
+        k if k == b => Some(a),
+        _ => None,
+    })
 }
 
 /// Which of the sites, given by their host patterns, serves `host`: an exact name before any
@@ -244,6 +261,21 @@ mod tests {
         assert!(c.hosts.is_empty(), "the default comes first and names no host");
         assert_eq!(c.client_id, "abc");
         assert_eq!(c.sites.len(), 2);
+    }
+
+    #[test]
+    fn a_value_and_its_variable_are_one_setting_a_site_replaces_whole() {
+        let mut v = two_sites();
+        let top = v.as_object_mut().unwrap();
+        top.remove("client_secret");
+        top.insert("client_secret_env".into(), json!("CU_SECRET"));
+        v["sites"][0]["client_secret"] = json!("inline");
+        v["sites"][1].as_object_mut().unwrap().remove("client_secret");
+        v["sites"][1]["client_secret_env"] = json!("CU_BECAS");
+        let env = |k: &str| (k == "CU_BECAS").then(|| "from-env".to_string());
+        let c = super::super::Config::from_json(v.to_string().as_bytes(), &env).unwrap();
+        assert_eq!(c.client_secret.expose(), "inline");
+        assert_eq!(c.sites[0].client_secret.expose(), "from-env");
     }
 
     #[test]
