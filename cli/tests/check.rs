@@ -298,3 +298,47 @@ fn usage() {
     assert_eq!(r.status, 2, "{r:?}");
     assert!(r.stderr.contains("cannot read"), "{r:?}");
 }
+
+#[test]
+fn every_site_is_reviewed_and_registered_under_its_hosts() {
+    let mut doc = production_like();
+    let top = doc.as_object_mut().unwrap();
+    top.remove("redirect_uri");
+    top.remove("post_logout_redirect");
+    top.insert(
+        "sites".into(),
+        json!([
+            {"hosts": ["tramites.example.gob.cl"],
+             "redirect_uri": "https://tramites.example.gob.cl/claveunica/callback",
+             "post_logout_redirect": "https://tramites.example.gob.cl/"},
+            {"hosts": ["becas.example.cl"], "client_secret": "inline",
+             "redirect_uri": "https://becas.example.cl/claveunica/callback"},
+        ]),
+    );
+    let path = write("sites", &doc);
+    let r = check(&path, &[("CU_CHECK_TEST_ID", "x"), ("CU_CHECK_TEST_SECRET", "y")]);
+    assert_eq!(r.status, 0, "{}{}", r.stdout, r.stderr);
+    assert_eq!(r.lines("sites: "), ["sites: tramites.example.gob.cl; becas.example.cl"]);
+    assert_eq!(
+        r.lines("register: "),
+        [
+            "register: [tramites.example.gob.cl] Redirect URI: https://tramites.example.gob.cl/claveunica/callback \
+             (exactly as the gate sends it; ClaveÚnica compares it as text)",
+            "register: [tramites.example.gob.cl] Logout URI: https://tramites.example.gob.cl (the origin of \
+             post_logout_redirect: ClaveÚnica's logout sends the browser back only to a registered Logout URI, and \
+             answers 204 otherwise)",
+            "register: [becas.example.cl] Redirect URI: https://becas.example.cl/claveunica/callback (exactly as the \
+             gate sends it; ClaveÚnica compares it as text)",
+        ]
+    );
+    let findings = r.findings();
+    // The second site's own faults, under its hosts; the first site has none.
+    for key in ["client_secret", "redirect_uri", "post_logout_redirect"] {
+        assert!(
+            findings.iter().any(|l| l.starts_with(&format!("warning: [becas.example.cl] {key}: "))),
+            "{key}: {findings:#?}"
+        );
+    }
+    assert!(!findings.iter().any(|l| l.starts_with("warning: [tramites.example.gob.cl]")), "{findings:#?}");
+    assert_eq!(r.lines("access register: ").len(), 2);
+}

@@ -2,9 +2,8 @@
 //! authority is compared with them. A name is matched case-insensitively, without its port and
 //! without a final dot, against exact names and `*.suffix` wildcards; anything else is no match,
 //! so a request the configuration does not name is never served as some other site.
-//!
-//! Not yet wired into the gate (issue 13, item 5, "several portals behind one gate"): this is the
-//! matching both hosts will share, tested on its own first.
+
+use core::fmt;
 
 use super::error::ProblemKind;
 
@@ -41,6 +40,15 @@ impl HostPattern {
         match self {
             HostPattern::Exact(name) => host == name,
             HostPattern::Suffix(suffix) => host.len() > suffix.len() && host.ends_with(suffix.as_str()),
+        }
+    }
+}
+
+impl fmt::Display for HostPattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HostPattern::Exact(name) => f.write_str(name),
+            HostPattern::Suffix(suffix) => write!(f, "*{suffix}"),
         }
     }
 }
