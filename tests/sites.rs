@@ -262,6 +262,11 @@ fn with_a_top_level_redirect_uri_the_top_level_serves_every_other_host(host: Hos
     let callback = browser.provider_login(&authorize, RUN, PASSWORD);
     assert_eq!(browser.callback(&callback).status, 302);
     assert_identified(&browser.get(PRIVATE));
+    // The default's session is no session at a named site (the default seals as a gate without
+    // sites does, a named site with keys bound to its own callback).
+    let mut at_a = browser_at(gate, A.host);
+    at_a.jar.insert(SESSION_COOKIE.into(), browser.jar.get(SESSION_COOKIE).cloned().unwrap_or_default());
+    assert_anonymous(&at_a.get(OPTIONAL));
 
     // Any other unnamed host too.
     let r = browser_at(gate, NOBODY).get(PRIVATE);

@@ -57,8 +57,9 @@ fn assert_sent_as_written(url: &str) {
 }
 
 /// Sends `request`, bytes as they are, over a fresh connection to the host of `base`
-/// (`http://127.0.0.1:PORT`, or a name under [`TEST_TLD`]) and parses the answer. A transport error is a failure, not an
-/// answer: the request must end with `Connection: close` so the answer ends with the stream.
+/// (`http://127.0.0.1:PORT`, or a name under [`TEST_TLD`]) and parses the answer. A transport
+/// error is a failure, not an answer: the request must end with `Connection: close` so the
+/// answer ends with the stream.
 pub fn raw_http1(base: &str, request: &[u8]) -> Response {
     let what = format!("raw {}", String::from_utf8_lossy(request.get(..60).unwrap_or(request)));
     let addr = base.trim_start_matches("http://");
