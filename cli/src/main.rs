@@ -211,9 +211,19 @@ struct Report {
 const ENV_KEYS: [&str; 3] = ["client_id_env", "client_secret_env", "session_keys_env"];
 
 /// Which `*_env` key of the document names `var`, for a note that points at the right key.
-fn env_key_naming(text: &[u8], var: &str) -> &'static str {
+/// Where the document names `var`: the key, and `sites[i].` before it when a site does (the
+/// first place it is named, top level first).
+fn env_key_naming(text: &[u8], var: &str) -> (String, &'static str) {
     let doc: serde_json::Value = serde_json::from_slice(text).unwrap_or_default();
-    ENV_KEYS.into_iter().find(|k| doc.get(k).and_then(|v| v.as_str()) == Some(var)).unwrap_or("(environment)")
+    let sites = doc.get("sites").and_then(|s| s.as_array()).map(Vec::as_slice).unwrap_or_default();
+    let places = std::iter::once((String::new(), &doc))
+        .chain(sites.iter().enumerate().map(|(i, site)| (format!("sites[{i}]."), site)));
+    for (place, object) in places {
+        if let Some(key) = ENV_KEYS.into_iter().find(|k| object.get(k).and_then(|v| v.as_str()) == Some(var)) {
+            return (place, key);
+        }
+    }
+    (String::new(), "(environment)")
 }
 
 /// A syntactically valid session key: 32 random-looking bytes, base64. It only has to pass
@@ -245,22 +255,26 @@ fn check(text: &[u8], name: &str, strict: bool, env: &dyn Fn(&str) -> Option<Str
 
     let mut placeholder_keys = false;
     let mut env_notes = Vec::new();
+    // Every site that takes a variable looks it up: one note for each variable.
+    let mut vars: Vec<String> = Vec::new();
     for var in missing.into_inner() {
-        let key = env_key_naming(text, &var);
+        if !vars.contains(&var) {
+            vars.push(var);
+        }
+    }
+    for var in vars {
+        let (place, key) = env_key_naming(text, &var);
         placeholder_keys |= key == "session_keys_env";
         let what = match key {
             "session_keys_env" => "comma-separated base64 keys, newest first",
             "client_id_env" => "the client id",
             _ => "the secret",
         };
-        env_notes.push(Finding {
-            severity: Severity::Note,
-            key,
-            message: format!(
-                "environment variable {var} is not set in this shell, so it was checked with a placeholder; set \
-                 it where the proxy runs ({what}; Envoy: vm_config.environment_variables)"
-            ),
-        });
+        let message = format!(
+            "environment variable {var} is not set in this shell, so it was checked with a placeholder; set it \
+             where the proxy runs ({what}; Envoy: vm_config.environment_variables)"
+        );
+        env_notes.push((place, Finding { severity: Severity::Note, key, message }));
     }
 
     let mut lines = Vec::new();
@@ -268,7 +282,7 @@ fn check(text: &[u8], name: &str, strict: bool, env: &dyn Fn(&str) -> Option<Str
         Ok(config) => config,
         Err(e) => {
             lines.extend(e.problems.iter().map(|p| format!("error: {p}")));
-            lines.extend(env_notes.iter().map(|f| line("", f)));
+            lines.extend(env_notes.iter().map(|(place, f)| line(place, f)));
             return Report { lines, status: 1 };
         }
     };
@@ -295,7 +309,7 @@ fn check(text: &[u8], name: &str, strict: bool, env: &dyn Fn(&str) -> Option<Str
         // The placeholder is one key; how many the real variable holds is unknown here.
         findings.retain(|(_, f)| f.key != "session_keys");
     }
-    findings.extend(env_notes.into_iter().map(|f| (String::new(), f)));
+    findings.extend(env_notes);
     // Stable: warnings first, each group in the order of the sites and their keys.
     findings.sort_by_key(|(_, f)| f.severity);
 
