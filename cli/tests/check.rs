@@ -10,7 +10,8 @@ use serde_json::{json, Value};
 
 /// Variables the test documents name; removed from the child's environment unless a test
 /// sets them, so the outcome does not depend on the shell the tests run in.
-const VARS: [&str; 6] = [
+const VARS: [&str; 7] = [
+    "CU_CHECK_TEST_A_ID",
     "CU_CHECK_TEST_ID",
     "CU_CHECK_TEST_SECRET",
     "CU_CHECK_TEST_KEYS",
@@ -297,4 +298,75 @@ fn usage() {
     let r = check(&missing, &[]);
     assert_eq!(r.status, 2, "{r:?}");
     assert!(r.stderr.contains("cannot read"), "{r:?}");
+}
+
+/// The production-like document serving `sites` instead of one portal of its own.
+fn with_sites(sites: Value) -> Value {
+    let mut doc = production_like();
+    let top = doc.as_object_mut().unwrap();
+    top.remove("redirect_uri");
+    top.remove("post_logout_redirect");
+    top.insert("sites".into(), sites);
+    doc
+}
+
+#[test]
+fn every_site_is_reviewed_and_registered_under_its_hosts() {
+    let doc = with_sites(json!([
+            {"hosts": ["tramites.example.gob.cl"],
+             "redirect_uri": "https://tramites.example.gob.cl/claveunica/callback",
+             "post_logout_redirect": "https://tramites.example.gob.cl/"},
+            {"hosts": ["becas.example.cl"], "client_secret": "inline",
+             "redirect_uri": "https://becas.example.cl/claveunica/callback"},
+    ]));
+    let path = write("sites", &doc);
+    let r = check(&path, &[("CU_CHECK_TEST_ID", "x"), ("CU_CHECK_TEST_SECRET", "y")]);
+    assert_eq!(r.status, 0, "{}{}", r.stdout, r.stderr);
+    assert_eq!(r.lines("sites: "), ["sites: tramites.example.gob.cl; becas.example.cl"]);
+    assert_eq!(
+        r.lines("register: "),
+        [
+            "register: [tramites.example.gob.cl] Redirect URI: https://tramites.example.gob.cl/claveunica/callback \
+             (exactly as the gate sends it; ClaveÚnica compares it as text)",
+            "register: [tramites.example.gob.cl] Logout URI: https://tramites.example.gob.cl (the origin of \
+             post_logout_redirect: ClaveÚnica's logout sends the browser back only to a registered Logout URI, and \
+             answers 204 otherwise)",
+            "register: [becas.example.cl] Redirect URI: https://becas.example.cl/claveunica/callback (exactly as the \
+             gate sends it; ClaveÚnica compares it as text)",
+        ]
+    );
+    let findings = r.findings();
+    // The second site's own faults, under its hosts; the first site has none.
+    for key in ["client_secret", "redirect_uri", "post_logout_redirect"] {
+        assert!(
+            findings.iter().any(|l| l.starts_with(&format!("warning: [becas.example.cl] {key}: "))),
+            "{key}: {findings:#?}"
+        );
+    }
+    assert!(!findings.iter().any(|l| l.starts_with("warning: [tramites.example.gob.cl]")), "{findings:#?}");
+    assert_eq!(r.lines("access register: ").len(), 2);
+}
+
+#[test]
+fn a_sites_variable_missing_here_is_one_note_naming_the_site_key() {
+    let doc = with_sites(json!([
+            {"hosts": ["a.example.gob.cl"], "redirect_uri": "https://a.example.gob.cl/claveunica/callback",
+             "client_id_env": "CU_CHECK_TEST_A_ID"},
+            {"hosts": ["b.example.gob.cl"], "redirect_uri": "https://b.example.gob.cl/claveunica/callback"},
+    ]));
+    let path = write("sites-env", &doc);
+    let r = check(&path, &[("CU_CHECK_TEST_ID", "x")]);
+    assert_eq!(r.status, 0, "{}{}", r.stdout, r.stderr);
+    let notes = r.lines("note: ");
+    let about = |var: &str| notes.iter().filter(|l| l.contains(&format!("variable {var} "))).count();
+    // Both sites take the top level's secret variable: said once, under its own key.
+    assert_eq!(about("CU_CHECK_TEST_SECRET"), 1, "{notes:#?}");
+    assert!(r.has("note: client_secret_env: environment variable CU_CHECK_TEST_SECRET is not set"), "{notes:#?}");
+    assert!(
+        r.has(
+            "note: sites[0].client_id_env: environment variable CU_CHECK_TEST_A_ID is not set in this shell, so it \
+               was checked with a placeholder; set it where the proxy runs (the client id;"
+        ),
+        "{notes:#?}"
+    );
 }

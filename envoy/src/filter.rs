@@ -23,6 +23,7 @@ use proxy_wasm::types::{Action, BufferType, ContextType, MapType};
 use proxy_wasm::hostcalls;
 
 use crate::abi;
+use crate::call;
 use crate::host::{self, HeaderMap, HostEntropy, Metrics, SharedData};
 
 /// The property (filter state `wasm.claveunica_gate.subject`) that holds the person an
@@ -44,13 +45,10 @@ struct Shared {
 
 /// Sends a request to the provider through the cluster; the token of the call, or why not.
 fn dispatch(cluster: &str, request: &Outbound) -> Result<u32, String> {
-    let mut headers: Vec<(&str, &str)> =
-        vec![(":method", request.method), (":path", &request.path), (":authority", &request.authority)];
-    headers.extend(request.headers.iter().map(|(n, v)| (*n, v.as_str())));
     // The SDK's helper, not `abi`: the dispatcher must learn the call's token (see abi.rs).
     hostcalls::dispatch_http_call(
         cluster,
-        headers,
+        call::headers(request),
         request.body.as_deref(),
         vec![],
         Duration::from_millis(request.timeout_ms),

@@ -6,7 +6,8 @@
 //!
 //! Build: `cargo build --release --target wasm32-wasip1` at the repository root, giving
 //! `target/wasm32-wasip1/release/claveunica_gate.wasm`. On any other target this crate is
-//! empty but for the tests of its pure part, the header map codec (`pairs.rs`).
+//! empty but for the tests of its pure parts, the header map codec (`pairs.rs`) and the header
+//! list of a call (`call.rs`).
 
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
@@ -19,7 +20,9 @@ mod abi;
 mod filter;
 #[cfg(all(target_arch = "wasm32", target_os = "wasi", target_env = "p1"))]
 mod host;
-// Pure, so its tests run natively too.
+// Pure, so their tests run natively too.
+#[cfg(any(test, all(target_arch = "wasm32", target_os = "wasi", target_env = "p1")))]
+mod call;
 #[cfg(any(test, all(target_arch = "wasm32", target_os = "wasi", target_env = "p1")))]
 mod pairs;
 

@@ -1,6 +1,7 @@
 #![no_main]
-//! Drives `Gate::on_request` with an arbitrary request on one of four fixed gates (enforce,
-//! parallel, canary, report-only with a pilot list): the first byte picks the gate, the first
+//! Drives `Gate::on_request` with an arbitrary request on one of five fixed gates (enforce,
+//! parallel, canary, report-only with a pilot list, two sites chosen by host): the first byte
+//! picks the gate, the first
 //! line of the rest is `METHOD PATH`, the other lines are `name: value` headers.
 //! The request goes in whole, forged identity headers included: their removal is part of the
 //! decision under test.

@@ -80,13 +80,22 @@ pub fn config_variants() -> Vec<Value> {
             "allowed_runs": ["55.555.555-5"],
             "headers": {"x-rut": "{run_dotted}", "x-nombre": "{nombres} {apellidos}"}
         })),
+        // Two sites: the top level serves every host but `becas.test` and its subdomains,
+        // whose site has its own client, keys binding and identity header.
+        with(json!({"sites": [{
+            "hosts": ["becas.test", "*.becas.test"],
+            "client_id": "cid-b",
+            "redirect_uri": "https://becas.test/claveunica/callback",
+            "headers": {"x-becas-run": "{run}"}
+        }]})),
     ]
 }
 
 /// The identity header names of the gate at `index` in [`config_variants`], written out here
 /// rather than asked of the gate, so the `request` target does not take the code under test's
 /// word for what it must strip: the five default names on every gate (they are stripped even
-/// where custom names replace them), and the report-only gate's custom `x-rut` and `x-nombre`.
+/// where custom names replace them), the report-only gate's custom `x-rut` and `x-nombre`, and
+/// the two-site gate's `x-becas-run` (stripped at both its sites).
 pub fn identity_names(index: usize) -> Vec<&'static str> {
     let mut names = vec![
         "x-claveunica-run",
@@ -97,6 +106,9 @@ pub fn identity_names(index: usize) -> Vec<&'static str> {
     ];
     if index == 3 {
         names.extend(["x-rut", "x-nombre"]);
+    }
+    if index == 4 {
+        names.push("x-becas-run");
     }
     names
 }

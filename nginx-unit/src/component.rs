@@ -181,7 +181,11 @@ fn serve(request: IncomingRequest, out: ResponseOutparam) {
     // Values are bytes on the wire; invalid UTF-8 must not fail the request.
     let owned: Vec<(&str, std::borrow::Cow<'_, str>)> =
         raw.iter().map(|(n, v)| (n.as_str(), String::from_utf8_lossy(v))).collect();
-    let headers: Vec<(&str, &str)> = owned.iter().map(|(n, v)| (*n, v.as_ref())).collect();
+    let mut headers: Vec<(&str, &str)> = owned.iter().map(|(n, v)| (*n, v.as_ref())).collect();
+    // The core picks the site by the request's authority, which wasi:http hands apart from
+    // the headers (an HTTP/2 request has no `Host`); it goes to the core only, never upstream.
+    let authority = request.authority();
+    headers.extend(authority.as_deref().map(|a| (":authority", a)));
     let core_request = Request { method: method_str(&method), path: &path, headers: &headers };
     let mut decision = gate.on_request(&core_request, now(), &mut HostEntropy);
     loop {
@@ -367,7 +371,7 @@ fn proxy(
     }
     let target = forward::upstream_target(&loaded.upstream, path);
     let changes = Changes { remove: &f.remove, set: &f.set, cookie: &f.cookie };
-    let public = forward::public_origin(&gate.config().redirect_uri);
+    let public = forward::public_origin(&gate.site_config(&f.upstream).redirect_uri);
     let headers = forward::upstream_headers(raw, changes, Origin { proto: &public.0, host: public.1.as_deref() });
     let fields = Fields::new();
     for (name, value) in &headers {

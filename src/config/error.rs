@@ -82,6 +82,13 @@ pub enum ProblemKind {
     RepeatedHeader,
     /// An identity header's name or template that is refused.
     BadTemplate(TemplateError),
+    /// A key one gate can only have once (the provider, the host's own keys), set in a site.
+    TopLevelOnly,
+    /// A host name the `sites` entry at this index already serves.
+    HostTaken(usize),
+    /// A site's `redirect_uri` names a host the site does not serve: the provider would send
+    /// the browser back to another site, or to none.
+    HostNotServed,
     /// A section yielded no value without naming why: a bug in the gate, reported rather
     /// than accepting a configuration that was not fully read.
     Incomplete,
@@ -173,6 +180,11 @@ impl fmt::Display for ProblemKind {
             ProblemKind::NoHeaders => f.write_str("must name at least one header"),
             ProblemKind::RepeatedHeader => f.write_str("repeats a header name"),
             ProblemKind::BadTemplate(e) => fmt::Display::fmt(e, f),
+            ProblemKind::TopLevelOnly => {
+                f.write_str("set it at the top level: one gate talks to one provider, for every site")
+            }
+            ProblemKind::HostTaken(site) => write!(f, "is already served by sites[{site}]"),
+            ProblemKind::HostNotServed => f.write_str("names a host that this site's hosts do not cover"),
             ProblemKind::Incomplete => f.write_str("incomplete"),
         }
     }

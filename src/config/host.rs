@@ -28,7 +28,8 @@ pub(super) enum Host {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EnvoySettings {
     /// The Envoy cluster that reaches the provider (on Istio
-    /// `outbound|443||accounts.claveunica.gob.cl`).
+    /// `outbound|80||accounts.claveunica.gob.cl`, the port `envoy/istio/serviceentry.yaml` sends
+    /// to 443).
     pub cluster: String,
 }
 

@@ -23,6 +23,7 @@ use crate::web::pages::Agency;
 mod access_log;
 mod error;
 mod host;
+mod hosts;
 mod identity;
 mod pages;
 mod provider;
@@ -30,14 +31,17 @@ mod reader;
 mod rules;
 mod session;
 mod site;
+mod sites;
 #[cfg(test)]
 mod testing;
 
 pub use access_log::AccessSubject;
 pub use error::{ConfigError, Problem, ProblemKind, UrlProblem};
 pub use host::{EnvoySettings, UnitSettings};
+pub use hosts::{request_host, HostPattern};
 pub use provider::{Endpoint, Endpoints, CLAVEUNICA_SCOPE, CLOCK_LEEWAY_LIMIT_S};
 pub use session::{FlowSettings, SessionSettings, FLOW_MAX_AGE_LIMIT_S};
+pub use sites::{site_for, SITE_KEYS};
 
 use host::{Host, HostKeys};
 use reader::Reader;
@@ -63,9 +67,17 @@ fn host_map(bytes: &[u8]) -> Result<Map<String, Value>, ConfigError> {
     Ok(reader::struct_to_json(decoded))
 }
 
-/// A validated configuration. Only [`Config::from_json`] builds one.
+/// A validated configuration: one site's, and through [`Config::sites`] every other site the
+/// document names. Only [`Config::from_json`] and its siblings build one.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// The hosts this site serves; empty for the default site, which serves every host no
+    /// other site names (and a document without `sites`, which serves every host).
+    pub hosts: Vec<HostPattern>,
+    /// The document's further sites, in its order, each with its hosts (never empty). The
+    /// first site is this configuration itself: the top level when it is the default, else the
+    /// first entry of `sites`.
+    pub sites: Vec<Config>,
     /// The expected `iss` of ID tokens, exactly as configured.
     pub issuer: String,
     /// The client id registered with ClaveÚnica.
@@ -161,7 +173,58 @@ impl Config {
         Ok((config, UnitSettings { upstream }))
     }
 
+    /// Reads a document: a single site, or the top level and every entry of `sites` (see
+    /// [`sites`]), each read through [`Config::read_site`] and reported together.
     fn read(
+        map: &Map<String, Value>,
+        env: &dyn Fn(&str) -> Option<String>,
+        host: Host,
+    ) -> Result<(Self, HostKeys), ConfigError> {
+        let Some(list) = map.get("sites").filter(|v| !v.is_null()) else { return Self::read_site(map, env, host) };
+        let mut top = map.clone();
+        top.remove("sites");
+        let mut problems = Vec::new();
+        let mut read: Vec<(Self, HostKeys)> = Vec::new();
+        // The top level is a site of its own (the default) only with its own callback.
+        let default = top.get("redirect_uri").is_some_and(|v| !v.is_null());
+        if default {
+            match Self::read_site(&top, env, host) {
+                Ok(site) => read.push(site),
+                Err(e) => problems.extend(e.problems),
+            }
+        }
+        for site in sites::split(list, &top, &mut problems) {
+            match Self::read_site(&site.document, env, host) {
+                Ok((mut config, keys)) => {
+                    config.hosts = site.hosts;
+                    read.push((config, keys));
+                }
+                Err(e) => problems.extend(e.problems.into_iter().map(|p| site.place(p, &top))),
+            }
+        }
+        if problems.is_empty() {
+            let patterns: Vec<&[HostPattern]> = read.iter().map(|(c, _)| c.hosts.as_slice()).collect();
+            for (index, (config, _)) in read.iter().enumerate() {
+                if let Err(kind) = sites::check_callback_host(&config.redirect_uri, index, &patterns) {
+                    let key = match index.checked_sub(usize::from(default)) {
+                        Some(entry) => format!("sites[{entry}].redirect_uri"),
+                        None => "redirect_uri".to_string(),
+                    };
+                    problems.push(Problem { key, kind });
+                }
+            }
+        }
+        sites::refusal(problems)?;
+        let mut read = read.into_iter();
+        let Some((mut first, keys)) = read.next() else {
+            return Err(ConfigError::one("sites", ProblemKind::Missing));
+        };
+        first.sites = read.map(|(config, _)| config).collect();
+        Ok((first, keys))
+    }
+
+    /// Reads one site's document: the whole document when it has no `sites`.
+    fn read_site(
         map: &Map<String, Value>,
         env: &dyn Fn(&str) -> Option<String>,
         host: Host,
@@ -176,6 +239,7 @@ impl Config {
             access_log::KEYS,
             host::KEYS,
             pages::KEYS,
+            sites::KEYS,
         ]);
         let provider = provider::read(&mut r, env);
         let site = site::read(&mut r);
@@ -186,6 +250,8 @@ impl Config {
         let pages = pages::read(&mut r);
         let host_keys = host::read(&mut r, host);
         let config = provider.zip(site).zip(sessions).map(|((provider, site), sessions)| Config {
+            hosts: Vec::new(),
+            sites: Vec::new(),
             issuer: provider.issuer,
             client_id: provider.client_id,
             client_id_env: provider.client_id_env,

@@ -83,6 +83,8 @@ pub struct Upstream {
     /// `Set-Cookie` values to add to the answer (a resealed session, a cleared one, the
     /// canary choice).
     pub(super) set_cookies: Vec<String>,
+    /// Which of the gate's sites forwarded the request: the answer goes back to it.
+    pub(super) site: usize,
 }
 
 impl Upstream {

@@ -169,6 +169,8 @@ pub enum Event {
     ConfigLoaded,
     /// A worker's VM refused a configuration.
     ConfigRejected,
+    /// A request named a host no site of the gate serves: answered 421, never forwarded.
+    Misdirected,
 }
 
 impl Event {
@@ -197,6 +199,7 @@ impl Event {
             Event::JwksRefreshFailed => "claveunica_gate.jwks_refresh_failures",
             Event::ConfigLoaded => "claveunica_gate.config_loads",
             Event::ConfigRejected => "claveunica_gate.config_rejections",
+            Event::Misdirected => "claveunica_gate.misdirected",
         }
     }
 }

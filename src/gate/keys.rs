@@ -8,7 +8,7 @@
 use super::decision::{CallOutcome, Level, LogLine, Outbound};
 use super::events::{Event, Events};
 use super::store::{SharedStore, StoreError};
-use super::Gate;
+use super::Portal;
 use crate::protocol::oidc::jwks::{KeyCache, SharedJwks};
 
 /// How often a lost compare-and-swap is retried before a publication is given up (the next
@@ -28,7 +28,7 @@ pub struct KeyPoll {
     pub log: Option<LogLine>,
 }
 
-impl Gate {
+impl Portal {
     /// Once a tick: takes keys other workers published, shares keys a login of this worker
     /// fetched, and, when a refresh is due and no other worker holds the lease, takes it and
     /// asks for the fetch.
@@ -142,6 +142,7 @@ mod tests {
 
     use super::super::store::testing::Flaky;
     use super::*;
+    use crate::gate::Gate;
     use crate::testkit;
 
     fn gate() -> Gate {

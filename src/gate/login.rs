@@ -6,7 +6,8 @@ use super::failsafe::reference;
 use super::ledger::{Claimed, Refused, SHARD_CAPACITY};
 use super::register::Record;
 use super::{
-    Call, CallOutcome, Decision, Entropy, Event, Events, FailGroup, FailReason, Gate, Level, LogLine, Request, Response,
+    Call, CallOutcome, Decision, Entropy, Event, Events, FailGroup, FailReason, Level, LogLine, Portal, Request,
+    Response,
 };
 use crate::config::Endpoint;
 use crate::primitives::run;
@@ -33,7 +34,11 @@ pub const FLOW_COOKIE_BUDGET: usize = 4096;
 /// A login waiting for a call's answer. Opaque: only the gate makes one, so an adapter cannot
 /// skip a step.
 #[derive(Debug)]
-pub struct Pending(Step);
+pub struct Pending {
+    step: Step,
+    /// Which of the gate's sites the login is for: the answer goes back to it.
+    pub(super) site: usize,
+}
 
 #[derive(Debug)]
 enum Step {
@@ -147,7 +152,7 @@ impl Login {
     }
 }
 
-impl Gate {
+impl Portal {
     /// A failure page, its log line, and any cookies to clear.
     fn fail(&self, failed: Failed, rng: &mut dyn Entropy, clear: &[&str], retry: Option<&str>) -> Decision {
         let Failed { reason, detail, retry_after_s } = failed;
@@ -424,7 +429,7 @@ impl Gate {
     ) -> Decision {
         Decision::Call(Box::new(Call {
             request: self.outbound(method, endpoint, headers, body),
-            pending: Pending(step),
+            pending: Pending { step, site: 0 },
             log: None,
         }))
     }
@@ -439,10 +444,10 @@ impl Gate {
         rng: &mut dyn Entropy,
         keys: &mut KeyCache,
     ) -> Decision {
-        let request_id = match &pending.0 {
+        let request_id = match &pending.step {
             Step::Token(login) | Step::Jwks(login, _) | Step::Userinfo(login, _, _) => login.request_id.clone(),
         };
-        let mut d = match pending.0 {
+        let mut d = match pending.step {
             Step::Token(login) => self.after_token(login, outcome, now, rng, keys),
             Step::Jwks(login, tokens) => self.after_jwks(login, tokens, outcome, now, rng, keys),
             Step::Userinfo(login, id_token, _access_token) => self.after_userinfo(login, &id_token, outcome, now, rng),
@@ -529,7 +534,7 @@ impl Gate {
             {
                 Decision::Call(Box::new(Call {
                     request: self.jwks_request(),
-                    pending: Pending(Step::Jwks(login, tokens)),
+                    pending: Pending { step: Step::Jwks(login, tokens), site: 0 },
                     log: None,
                 }))
             }

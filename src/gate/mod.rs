@@ -2,7 +2,8 @@
 //! answer of the application, one decision. This is where configuration, rules, sessions,
 //! login flows and OpenID Connect meet; the host adapters only carry out what it decides.
 //!
-//! `mod.rs` holds the gate and the request path; `decision` the values it returns;
+//! `sites` holds the gate: which of its sites serves a request, and the answer when none
+//! does; `mod.rs` one site's request path, the [`Portal`]; `decision` the values they return;
 //! `request` what it is told of a request; `login` the login from the redirect to the
 //! session; `upstream` the forwarded request's way there and back; `keys` keeping the
 //! provider's keys fresh; `store` the store the host's workers share; `ledger` the login
@@ -19,6 +20,7 @@ mod ledger;
 mod login;
 mod register;
 mod request;
+mod sites;
 mod store;
 mod upstream;
 
@@ -33,6 +35,7 @@ pub use known::{Known, KnownSessions, GENERATION};
 pub use login::Pending;
 pub use register::{access_line, utc, Record};
 pub use request::{Entropy, EntropyUnavailable, Request};
+pub use sites::Gate;
 pub use store::{MemoryStore, SharedStore, StoreError};
 
 use std::sync::Arc;
@@ -43,6 +46,7 @@ use crate::primitives::run;
 use crate::primitives::seal::{KeyRing, NONCE_LEN};
 use crate::protocol::session::Session;
 use crate::web::cookies::{self, CookieAttrs};
+use crate::web::headers::IdentityHeaders;
 use crate::web::pages;
 use failsafe::reference;
 use ledger::Ledger;
@@ -84,52 +88,41 @@ enum SessionState {
     Absent,
 }
 
-/// The gate: a compiled configuration, its prepared keys, and the ledger of the login
-/// attempts it spent.
+/// One site of the gate: its compiled configuration, its prepared keys, its cache of opened
+/// sessions, and the ledger of the login attempts it spent. [`Gate`] picks the one that serves
+/// a request.
 #[derive(Debug)]
-pub struct Gate {
+pub(crate) struct Portal {
     config: Config,
     ring: KeyRing,
     attrs: CookieAttrs,
     canary_cookie: String,
     known: KnownSessions,
     ledger: Ledger,
+    /// The identity headers of every site of the gate: a client's copy of any of them never
+    /// reaches an application, whichever site forwards it (two sites may well share one).
+    identity_names: Arc<[IdentityHeaders]>,
 }
 
-impl Gate {
-    /// Prepares a gate for a validated configuration, whose ledger of spent login attempts is
-    /// kept in this gate's own memory ([`MemoryStore`]): right for a host whose instances share
-    /// nothing (the `wasi:http` component) and for tests. A host whose workers share a store
-    /// hands it to [`Gate::with_store`] instead, or a replayed callback that reaches another
-    /// worker makes a second token call.
-    #[must_use]
-    pub fn new(config: Config) -> Self {
-        Self::build(config, Arc::new(MemoryStore::default()))
-    }
-
-    /// Prepares a gate whose ledger of spent login attempts is kept in `store`, which every
-    /// worker of the host shares (proxy-wasm shared data): a login attempt then makes one token
-    /// call whichever worker answers its callback. Writes the ledger's empty values the first
-    /// time, so build the gate before it serves (when the configuration loads).
-    #[must_use]
-    pub fn with_store(config: Config, store: Arc<dyn SharedStore + Send + Sync>) -> Self {
-        let gate = Self::build(config, store);
-        gate.ledger.prepare();
-        gate
-    }
-
-    fn build(config: Config, store: Arc<dyn SharedStore + Send + Sync>) -> Self {
-        let ring = KeyRing::new(&config.session_keys);
+impl Portal {
+    /// Prepares a site. The default site (no hosts: the only site of a document without
+    /// `sites`) seals as a gate always has, so its sessions survive the upgrade; a named site
+    /// seals with keys bound to its callback, so its cookies never open at another site even
+    /// when both share `session_keys`.
+    fn build(
+        config: Config,
+        store: Arc<dyn SharedStore + Send + Sync>,
+        identity_names: Arc<[IdentityHeaders]>,
+    ) -> Self {
+        let ring = if config.hosts.is_empty() {
+            KeyRing::new(&config.session_keys)
+        } else {
+            KeyRing::for_site(&config.session_keys, &config.redirect_uri)
+        };
         let attrs = CookieAttrs { secure: config.secure_cookies };
         let canary_cookie = format!("{}{CANARY_COOKIE}", if config.secure_cookies { "__Host-" } else { "" });
         let ledger = Ledger::new(store, ledger_name(&config));
-        Self { config, ring, attrs, canary_cookie, known: KnownSessions::default(), ledger }
-    }
-
-    /// The configuration.
-    #[must_use]
-    pub fn config(&self) -> &Config {
-        &self.config
+        Self { config, ring, attrs, canary_cookie, known: KnownSessions::default(), ledger, identity_names }
     }
 
     fn is_gate_cookie(&self, name: &str) -> bool {
@@ -332,7 +325,7 @@ impl Gate {
             remove: self.removals(req, &[]),
             set: Arc::from(Vec::new()),
             cookie: self.cookie_header(req),
-            upstream: Upstream { identified: false, record: None, set_cookies },
+            upstream: Upstream { identified: false, record: None, set_cookies, site: 0 },
             events,
             log: None,
             access: None,
@@ -369,7 +362,7 @@ impl Gate {
             remove: self.removals(req, &known.headers),
             set: Arc::clone(&known.headers),
             cookie: self.cookie_header(req),
-            upstream: Upstream { identified: true, record: Some(Box::new(record)), set_cookies },
+            upstream: Upstream { identified: true, record: Some(Box::new(record)), set_cookies, site: 0 },
             events: Events::one(Event::SessionAccepted),
             log: None,
             access: Some(Arc::clone(&known.subject)),

@@ -31,6 +31,19 @@ impl<'a> Request<'a> {
         self.headers.iter().filter(move |(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| *v)
     }
 
+    /// The host the request names (`:authority`, or `Host` where the host gives no pseudo
+    /// header), if any. `Err` when it names two different ones: a proxy and an application
+    /// could each believe a different one, so no site may serve it.
+    pub(super) fn authority(&self) -> Result<Option<&'a str>, ()> {
+        let mut named = self.header_values(":authority").chain(self.header_values("host"));
+        let first = named.next();
+        match first {
+            Some(first) if named.all(|other| other.eq_ignore_ascii_case(first)) => Ok(Some(first)),
+            Some(_) => Err(()),
+            None => Ok(None),
+        }
+    }
+
     pub(super) fn cookies(&self) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
         cookies::pairs(self.header_values("cookie"))
     }

@@ -22,10 +22,16 @@ struct Harness {
     keys: KeyCache,
     rng: SeqEntropy,
     now: u64,
+    /// The `:authority` requests name, if any.
+    authority: Option<&'static str>,
 }
 
 fn harness() -> Harness {
-    Harness { gate: Gate::new(testkit::config()), keys: KeyCache::default(), rng: SeqEntropy(0), now: NOW }
+    harness_for(testkit::config())
+}
+
+fn harness_for(config: Config) -> Harness {
+    Harness { gate: Gate::new(config), keys: KeyCache::default(), rng: SeqEntropy(0), now: NOW, authority: None }
 }
 
 fn get<'a>(path: &'a str, cookie: Option<&'a str>) -> Vec<(&'a str, &'a str)> {
@@ -76,7 +82,8 @@ struct Started {
 
 impl Harness {
     fn request(&mut self, path: &str, cookie: Option<&str>) -> Decision {
-        let headers = get(path, cookie);
+        let mut headers = get(path, cookie);
+        headers.extend(self.authority.map(|a| (":authority", a)));
         let req = Request { method: "GET", path, headers: &headers };
         self.gate.on_request(&req, self.now, &mut self.rng)
     }
@@ -112,9 +119,11 @@ impl Harness {
 
     /// Token answer for a started login.
     fn token_body(&self, s: &Started) -> String {
-        json!({"access_token": "at-1", "token_type": "Bearer", "expires_in": 3600,
-               "id_token": id_token(&claims(&param(&s.authorize, "nonce")))})
-        .to_string()
+        // Issued to the client that asked, as a provider does (a gate's sites each have theirs).
+        let mut claims = claims(&param(&s.authorize, "nonce"));
+        claims["aud"] = json!(param(&s.authorize, "client_id"));
+        json!({"access_token": "at-1", "token_type": "Bearer", "expires_in": 3600, "id_token": id_token(&claims)})
+            .to_string()
     }
 
     /// A whole login; the final answer.
@@ -980,12 +989,12 @@ fn a_session_seen_before_is_still_checked_on_every_request() {
     let first = forward(h.request("/private", Some(&cookie)));
     let again = forward(h.request("/private", Some(&cookie)));
     assert_eq!(first.set, again.set);
-    assert_eq!(h.gate.known.len(), 1);
+    assert_eq!(h.gate.first.known.len(), 1);
     // What did not open is never kept, whatever a client sends.
     for bad in [format!("{name}={}", value.chars().rev().collect::<String>()), format!("{name}={value}x")] {
         assert_eq!(respond(h.request("/private", Some(&bad))).status, 302);
     }
-    assert_eq!(h.gate.known.len(), 1);
+    assert_eq!(h.gate.first.known.len(), 1);
     // A session the gate knows still ends on time.
     h.now += 8 * 3600;
     let r = respond(h.request("/private", Some(&cookie)));
@@ -993,7 +1002,7 @@ fn a_session_seen_before_is_still_checked_on_every_request() {
     assert!(r.events.contains(Event::SessionExpired));
     // And a new configuration starts with nothing known.
     let h = harness();
-    assert!(h.gate.known.is_empty());
+    assert!(h.gate.first.known.is_empty());
 }
 
 /// A session cookie for `run`, sealed with the test configuration's key as the gate would.
@@ -1003,7 +1012,7 @@ fn sealed_for(h: &Harness, run: crate::primitives::run::Run) -> String {
         crate::protocol::session::Identity::new(run, m.nombres().to_vec(), m.apellidos().to_vec(), "1".into()).unwrap();
     let s = crate::protocol::session::Session::insecure_from_parts(who, h.now - 10, h.now + 3600, h.now - 10);
     let value = s.seal(&testkit::key_ring(&[testkit::SESSION_KEY]), [7; NONCE_LEN]).unwrap();
-    format!("{}={value}", h.gate.config.session.cookie_name)
+    format!("{}={value}", h.gate.first.config.session.cookie_name)
 }
 
 #[test]
@@ -1040,7 +1049,7 @@ fn two_session_cookies_for_two_people(mut h: Harness, cleared_at: &[&str]) {
     let f = forward(h.request("/", Some(&format!("{again}; {maria}"))));
     assert!(!f.set.is_empty());
     // A session beside garbage is still served.
-    let name = &h.gate.config.session.cookie_name.clone();
+    let name = &h.gate.first.config.session.cookie_name.clone();
     let f = forward(h.request("/", Some(&format!("{name}=garbage; {maria}"))));
     assert!(!f.set.is_empty());
 }
@@ -1209,7 +1218,7 @@ fn a_spent_attempt_is_remembered_while_its_flow_lives_then_forgotten() {
     assert_eq!(r.events.iter().collect::<Vec<_>>(), [Event::LoginFailed(FailReason::FlowExpired)]);
     // And its entry is pruned: the slot is free again.
     let forget_at = h.now + lifetime;
-    assert!(h.gate.ledger.claim(&state, forget_at, h.now).result.is_ok(), "the expired entry was kept");
+    assert!(h.gate.first.ledger.claim(&state, forget_at, h.now).result.is_ok(), "the expired entry was kept");
 }
 
 /// States that fall in the same ledger shard as `state`.
@@ -1222,7 +1231,7 @@ fn states_beside(state: &str, n: usize) -> Vec<String> {
 fn a_full_ledger_fails_closed_with_503_and_no_token_call() {
     let (_, mut h, _, s, state) = started_on_a_worker("/a");
     for other in states_beside(&state, ledger::SHARD_CAPACITY) {
-        assert!(h.gate.ledger.claim(&other, NOW + 100, NOW).result.is_ok());
+        assert!(h.gate.first.ledger.claim(&other, NOW + 100, NOW).result.is_ok());
     }
     let r = respond(h.callback(&s));
     assert_error_page(&r, 503);
@@ -1271,7 +1280,7 @@ fn garbage_in_the_ledger_never_stops_a_login_and_is_logged() {
     let garbage: [&[u8]; 5] = [b"\x02another version", b"{\"keys\":[]}", b"\x01truncated", &[0xff; 40], &[1; 49]];
     for bytes in garbage {
         let (store, mut h, mut other, s, state) = started_on_a_worker("/a");
-        store.put(&h.gate.ledger.shard_name(ledger::slot(&state).0), bytes);
+        store.put(&h.gate.first.ledger.shard_name(ledger::slot(&state).0), bytes);
         let c = call(h.callback(&s));
         let log = c.log.unwrap_or_else(|| panic!("{bytes:?} was not logged"));
         assert_eq!(log.level, Level::Error);
@@ -1365,4 +1374,151 @@ fn every_page_names_the_configured_agency() {
         );
         assert!(r.body.contains("<a href=\"tel:600\">Mesa de ayuda</a>"), "{name}: {}", r.body);
     }
+}
+
+/// Two portals on one gate, sharing the session keys: `tramites.test` (client `cid-t`) and
+/// every name under `becas.test` (client `cid-b`, its own identity header). With `default`,
+/// the top level is a third site serving every other host.
+fn two_sites(default: bool) -> Config {
+    let mut v = testkit::config_json();
+    let map = v.as_object_mut().unwrap();
+    if !default {
+        map.remove("redirect_uri");
+        map.remove("post_logout_redirect");
+    }
+    map.insert(
+        "sites".into(),
+        json!([
+            {"hosts": ["tramites.test"], "client_id": "cid-t",
+             "redirect_uri": "https://tramites.test/claveunica/callback"},
+            {"hosts": ["*.becas.test", "becas.test"], "client_id": "cid-b",
+             "redirect_uri": "https://becas.test/claveunica/callback",
+             "headers": {"x-becas-run": "{run}"}},
+        ]),
+    );
+    testkit::config_from(&v)
+}
+
+/// The session cookie a whole login at the harness's current host sets.
+fn session_at(h: &mut Harness) -> String {
+    let r = h.login("/privado");
+    assert_eq!(r.status, 302, "{}", r.body);
+    cookie_pair(header(&r, "set-cookie").into_iter().find(|c| c.contains("claveunica_session=")).unwrap())
+}
+
+fn identity_of(d: Decision) -> Vec<(String, String)> {
+    match d {
+        Decision::Forward(f) => f.set.to_vec(),
+        other => panic!("expected a forward, got {other:?}"),
+    }
+}
+
+#[test]
+fn each_site_logs_in_with_its_own_client_and_sets_its_own_headers() {
+    let mut h = harness_for(two_sites(false));
+    for (host, client, header_name) in
+        [("tramites.test", "cid-t", "x-claveunica-run"), ("www.becas.test:8443", "cid-b", "x-becas-run")]
+    {
+        h.authority = Some(host);
+        let s = h.start("/privado");
+        assert_eq!(param(&s.authorize, "client_id"), client, "{host}");
+        let session = session_at(&mut h);
+        let set = identity_of(h.request("/privado", Some(&session)));
+        assert!(set.iter().any(|(n, v)| n == header_name && v == "44444444-4"), "{host}: {set:?}");
+    }
+}
+
+#[test]
+fn a_session_made_at_one_site_opens_at_no_other() {
+    let mut h = harness_for(two_sites(true));
+    h.authority = Some("tramites.test");
+    let session = session_at(&mut h);
+    // The positive control: the cookie opens where it was made.
+    assert!(!identity_of(h.request("/privado", Some(&session))).is_empty());
+    for elsewhere in ["becas.test", "portal.test", "otro.test"] {
+        h.authority = Some(elsewhere);
+        let r = respond(h.request("/privado", Some(&session)));
+        assert_eq!(r.status, 302, "{elsewhere}: a login, not the session");
+        assert!(header(&r, "location")[0].contains("/authorize/"), "{elsewhere}");
+        assert!(
+            header(&r, "set-cookie").iter().any(|c| c.starts_with("__Host-claveunica_session=;")),
+            "{elsewhere}: the foreign cookie is cleared"
+        );
+        assert!(r.events.contains(Event::SessionRejected) && r.events.contains(Event::LoginStarted), "{elsewhere}");
+    }
+    // A session of the default site (sealed as a gate without sites seals) opens at no named
+    // site either.
+    h.authority = Some("portal.test");
+    let default_session = session_at(&mut h);
+    h.authority = Some("becas.test");
+    assert_eq!(respond(h.request("/privado", Some(&default_session))).status, 302);
+}
+
+#[test]
+fn a_login_started_at_one_site_cannot_finish_at_another() {
+    let mut h = harness_for(two_sites(false));
+    h.authority = Some("tramites.test");
+    let s = h.start("/privado");
+    h.authority = Some("becas.test");
+    let r = respond(h.callback(&s));
+    assert_eq!(r.status, 400, "no token call: {}", r.body);
+    assert_eq!(r.events, Events::one(Event::LoginFailed(FailReason::StateMismatch)));
+    // The positive control: the same flow finishes at its own site.
+    h.authority = Some("tramites.test");
+    assert!(matches!(h.callback(&s), Decision::Call(_)));
+}
+
+#[test]
+fn a_host_no_site_serves_gets_421_and_nothing_is_forwarded() {
+    let mut h = harness_for(two_sites(false));
+    for authority in [Some("otro.test"), Some("becas.test.evil.test"), Some("[::1]:8080"), None] {
+        h.authority = authority;
+        let r = respond(h.request("/privado", None));
+        assert_eq!(r.status, 421, "{authority:?}");
+        assert!(r.body.contains("Dirección no reconocida"), "{}", r.body);
+        assert_eq!(header(&r, "cache-control"), ["no-store"]);
+        assert!(header(&r, "set-cookie").is_empty() && header(&r, "location").is_empty());
+        assert_eq!(r.events, Events::one(Event::Misdirected));
+        assert!(r.log.unwrap().message.starts_with("misdirected: no site serves host="));
+    }
+    // Other letters, a port and a final dot name the same site.
+    h.authority = Some("TRAMITES.test.:443");
+    assert_eq!(param(&h.start("/x").authorize, "client_id"), "cid-t");
+}
+
+#[test]
+fn the_default_site_serves_every_host_no_site_names_but_never_an_ambiguous_one() {
+    let mut h = harness_for(two_sites(true));
+    h.authority = Some("otro.test");
+    assert_eq!(param(&h.start("/x").authorize, "client_id"), "cid");
+    h.authority = None;
+    assert_eq!(param(&h.start("/x").authorize, "client_id"), "cid");
+    // Two different hosts in one request: which one a proxy or the app believes is anyone's
+    // guess, so no site answers, not even the default.
+    let headers = [(":authority", "tramites.test"), ("host", "becas.test")];
+    let r = respond(h.gate.on_request(&Request { method: "GET", path: "/x", headers: &headers }, NOW, &mut h.rng));
+    assert_eq!(r.status, 421);
+    let same = [(":authority", "tramites.test"), ("host", "Tramites.test")];
+    let r = respond(h.gate.on_request(&Request { method: "GET", path: "/x", headers: &same }, NOW, &mut h.rng));
+    assert_eq!(param(header(&r, "location")[0], "client_id"), "cid-t");
+}
+
+#[test]
+fn a_clients_copy_of_any_sites_identity_header_is_removed_at_every_site() {
+    let mut h = harness_for(two_sites(false));
+    h.authority = Some("tramites.test");
+    let headers = [(":authority", "tramites.test"), ("x-becas-run", "11111111-1")];
+    let d = h.gate.on_request(&Request { method: "GET", path: "/privado", headers: &headers }, NOW, &mut h.rng);
+    // Enforced and without a session: a login, and nothing forwarded at all.
+    assert_eq!(respond(d).status, 302);
+    let session = session_at(&mut h);
+    let cookie = [(":authority", "tramites.test"), ("x-becas-run", "11111111-1"), ("cookie", session.as_str())];
+    let Decision::Forward(f) =
+        h.gate.on_request(&Request { method: "GET", path: "/p", headers: &cookie }, NOW, &mut h.rng)
+    else {
+        panic!("expected a forward")
+    };
+    assert_eq!(f.remove, ["x-becas-run"]);
+    assert!(f.set.iter().all(|(n, _)| n != "x-becas-run"));
+    assert!(h.gate.is_identity_header("X-Becas-Run") && h.gate.is_identity_header("x-claveunica-run"));
 }

@@ -6,14 +6,14 @@ use super::decision::{AnswerChange, Level, LogLine, Upstream, UpstreamAnswer};
 use super::events::{Event, Events};
 use super::register::Record;
 use super::request::Request;
-use super::Gate;
+use super::Portal;
 
-impl Gate {
+impl Portal {
     /// Whether a client-sent header must never reach the application: it has the name (in
-    /// any spelling) of an identity header this gate sets.
+    /// any spelling) of an identity header one of the gate's sites sets.
     #[must_use]
     pub fn is_identity_header(&self, name: &str) -> bool {
-        self.config.headers.is_identity_name(name)
+        self.identity_names.iter().any(|headers| headers.is_identity_name(name))
     }
 
     /// The client headers a forwarded request loses: identity names that `set` does not

@@ -4,7 +4,8 @@
 //! XChaCha20-Poly1305 because it is fast in Wasm without AES instructions and its 192-bit
 //! nonce can be drawn at random for every seal without counting. Each master key is split by
 //! HMAC-SHA256 into one subkey per purpose, so a flow cookie can never be presented as a
-//! session cookie: it would not open.
+//! session cookie: it would not open. A gate serving several sites splits it once more per
+//! site ([`KeyRing::for_site`]), so a cookie made for one site does not open at another.
 //!
 //! As in quinn-proto's retry tokens, an envelope that does not open is treated exactly like no
 //! envelope: [`KeyRing::open`] returns `None`, never a reason an attacker could probe.
@@ -89,15 +90,23 @@ pub struct Opened {
     pub stale_key: bool,
 }
 
-fn subkey(master: &SessionKey, purpose: Purpose) -> XChaCha20Poly1305 {
+/// The subkey for `purpose` (and `site`, when the key serves one of several). With no site the
+/// derivation is the one every earlier version used, so existing cookies keep opening.
+fn subkey(master: &SessionKey, purpose: Purpose, site: Option<&str>) -> XChaCha20Poly1305 {
+    let mut label = purpose.label().to_vec();
+    if let Some(site) = site {
+        // The separator keeps a site's label from ever equalling another purpose's.
+        label.extend_from_slice(b"/site/");
+        label.extend_from_slice(site.as_bytes());
+    }
     // HMAC accepts keys of any length, so new_from_slice cannot fail here; the fallback only
     // keeps the type honest.
     let derived = match <Hmac<Sha256> as Mac>::new_from_slice(&master.0) {
         Ok(mut mac) => {
-            mac.update(purpose.label());
+            mac.update(&label);
             mac.finalize().into_bytes()
         }
-        Err(_) => Sha256::new().chain_update(master.0).chain_update(purpose.label()).finalize(),
+        Err(_) => Sha256::new().chain_update(master.0).chain_update(&label).finalize(),
     };
     XChaCha20Poly1305::new(&derived)
 }
@@ -113,9 +122,25 @@ impl KeyRing {
     /// Prepares the keys (newest first) so no request derives a key.
     #[must_use]
     pub fn new(keys: &[SessionKey]) -> Self {
+        Self::derive(keys, None)
+    }
+
+    /// Like [`KeyRing::new`], for one of several sites, named by something no other site of
+    /// the gate shares (its callback URL): what it seals opens only with a ring for the same
+    /// site.
+    #[must_use]
+    pub fn for_site(keys: &[SessionKey], site: &str) -> Self {
+        Self::derive(keys, Some(site))
+    }
+
+    fn derive(keys: &[SessionKey], site: Option<&str>) -> Self {
         let keys = keys
             .iter()
-            .map(|k| RingKey { id: key_id(k), session: subkey(k, Purpose::Session), flow: subkey(k, Purpose::Flow) })
+            .map(|k| RingKey {
+                id: key_id(k),
+                session: subkey(k, Purpose::Session, site),
+                flow: subkey(k, Purpose::Flow, site),
+            })
             .collect();
         Self { keys }
     }
@@ -208,6 +233,18 @@ mod tests {
         assert!(r.open(Purpose::Session, "").is_none());
         assert!(r.open(Purpose::Session, "not base64 at all!").is_none());
         assert!(r.open(Purpose::Session, &"A".repeat(8192)).is_none());
+    }
+
+    #[test]
+    fn a_sites_envelope_opens_only_for_that_site() {
+        let keys = [SessionKey([1; 32])];
+        let a = KeyRing::for_site(&keys, "https://a.gob.cl/cb");
+        let sealed = a.seal(Purpose::Session, b"x", [3; NONCE_LEN]).unwrap();
+        assert!(a.open(Purpose::Session, &sealed).is_some());
+        assert!(KeyRing::for_site(&keys, "https://b.gob.cl/cb").open(Purpose::Session, &sealed).is_none());
+        assert!(KeyRing::new(&keys).open(Purpose::Session, &sealed).is_none());
+        let plain = KeyRing::new(&keys).seal(Purpose::Flow, b"x", [3; NONCE_LEN]).unwrap();
+        assert!(a.open(Purpose::Flow, &plain).is_none());
     }
 
     #[test]

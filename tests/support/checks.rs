@@ -10,7 +10,7 @@ use claveunica_core::protocol::session::{Identity, Session};
 use super::client::Browser;
 use super::parse::{Echo, Response};
 use super::process::{random_bytes, wait_until, App};
-use super::stack::{emulator_stats, rotate_provider_key, Stack};
+use super::stack::{emulator_stats, rotate_provider_key, SiteClient, Stack};
 use super::unit::UnitStack;
 use super::{APELLIDOS, CALLBACK_PATH, NOMBRES, PASSWORD, RUN, SESSION_COOKIE};
 
@@ -175,15 +175,27 @@ pub fn start_gate(host: Host, edits: &[fn(&mut serde_json::Value)]) -> Box<dyn G
 
 /// [`start_gate`] in front of this server of the legacy app.
 pub fn start_gate_before(host: Host, app: App, edits: &[fn(&mut serde_json::Value)]) -> Box<dyn GateUnderTest> {
+    start_gate_with_clients(host, app, &[], edits)
+}
+
+/// [`start_gate_before`] with further clients registered at the emulator, for the sites the
+/// edits give the gate.
+pub fn start_gate_with_clients(
+    host: Host,
+    app: App,
+    site_clients: &[SiteClient],
+    edits: &[fn(&mut serde_json::Value)],
+) -> Box<dyn GateUnderTest> {
     match host {
         Host::Envoy => {
-            let builder = edits.iter().fold(Stack::builder().app(app), |b, edit| b.edit_config(*edit));
+            let builder = site_clients.iter().fold(Stack::builder().app(app), |b, c| b.site_client(*c));
+            let builder = edits.iter().fold(builder, |b, edit| b.edit_config(*edit));
             Box::new(builder.start())
         }
         Host::Unit => {
             // The Unit stack writes its file once, after all of them, from the same base as
             // Envoy's: no rules of its own (every path enforced).
-            let stack = UnitStack::start_with(app);
+            let stack = UnitStack::start_with_clients(app, site_clients);
             let mut config = stack.config().clone();
             config.as_object_mut().map(|o| o.remove("rules"));
             for edit in edits {

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{Read as _, Write as _};
-use std::net::TcpStream;
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs as _};
 use std::time::Duration;
 
 use super::parse::{parse_http1, parse_set_cookie, Response};
@@ -13,9 +13,27 @@ use super::{CALLBACK_PATH, FLOW_PREFIX};
 /// How long one request may take.
 pub const HTTP_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// An HTTP client that follows no redirects.
+/// An HTTP client that follows no redirects, and reaches names under [`TEST_TLD`] on loopback.
 pub fn agent() -> ureq::Agent {
-    ureq::AgentBuilder::new().redirects(0).timeout(HTTP_TIMEOUT).build()
+    ureq::AgentBuilder::new().redirects(0).timeout(HTTP_TIMEOUT).resolver(resolve).build()
+}
+
+/// The top-level domain of the names the tests give the gate's sites (`a.test`). It is reserved
+/// (RFC 2606), so it never names anything real, and the harness connects it to 127.0.0.1: the
+/// request then carries the site's name in `Host` just as a browser would send it, with no
+/// rewriting between the test and the gate.
+pub const TEST_TLD: &str = ".test";
+
+/// Resolves `host:port` as the system does, except names under [`TEST_TLD`], which are 127.0.0.1.
+fn resolve(netloc: &str) -> std::io::Result<Vec<SocketAddr>> {
+    let loopback = netloc.rsplit_once(':').and_then(|(host, port)| {
+        let under_test = host.to_ascii_lowercase().trim_end_matches('.').ends_with(TEST_TLD);
+        under_test.then(|| port.parse::<u16>().ok()).flatten()
+    });
+    match loopback {
+        Some(port) => Ok(vec![SocketAddr::from(([127, 0, 0, 1], port))]),
+        None => Ok(netloc.to_socket_addrs()?.collect()),
+    }
 }
 
 /// `text` form-urlencoded, for a query parameter.
@@ -39,12 +57,15 @@ fn assert_sent_as_written(url: &str) {
 }
 
 /// Sends `request`, bytes as they are, over a fresh connection to the host of `base`
-/// (`http://127.0.0.1:PORT`) and parses the answer. A transport error is a failure, not an
-/// answer: the request must end with `Connection: close` so the answer ends with the stream.
+/// (`http://127.0.0.1:PORT`, or a name under [`TEST_TLD`]) and parses the answer. A transport
+/// error is a failure, not an answer: the request must end with `Connection: close` so the
+/// answer ends with the stream.
 pub fn raw_http1(base: &str, request: &[u8]) -> Response {
     let what = format!("raw {}", String::from_utf8_lossy(request.get(..60).unwrap_or(request)));
     let addr = base.trim_start_matches("http://");
-    let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("{what}: connect {addr}: {e}"));
+    let mut s = resolve(addr)
+        .and_then(|addrs| TcpStream::connect(&addrs[..]))
+        .unwrap_or_else(|e| panic!("{what}: connect {addr}: {e}"));
     s.set_read_timeout(Some(HTTP_TIMEOUT)).unwrap_or_else(|e| panic!("{what}: set a read timeout: {e}"));
     s.write_all(request).unwrap_or_else(|e| panic!("{what}: send: {e}"));
     let mut out = Vec::new();
@@ -125,7 +146,17 @@ impl Browser {
         Browser::with_agent(agent(), base, provider)
     }
 
-    /// Likewise, sending through `agent` (e.g. one whose TLS trusts a test certificate).
+    /// A browser with an empty jar for the site named `host` (under [`TEST_TLD`]) of the gate
+    /// at `gate` (`http://127.0.0.1:PORT`): it asks for `http://HOST:PORT/...`, so the gate
+    /// sees `Host: HOST:PORT`, and connects to the gate's port on loopback.
+    pub fn for_site(gate: &str, host: &str, provider: &str) -> Browser {
+        assert!(host.ends_with(TEST_TLD), "{host:?}: a site's name in the tests ends with {TEST_TLD}");
+        let port = url::Url::parse(gate).ok().and_then(|u| u.port()).unwrap_or_else(|| panic!("no port in {gate:?}"));
+        Browser::new(&format!("http://{host}:{port}"), provider)
+    }
+
+    /// A browser as [`Browser::new`] makes, sending through `agent` (e.g. one whose TLS trusts
+    /// a test certificate).
     pub fn with_agent(agent: ureq::Agent, base: &str, provider: &str) -> Browser {
         Browser {
             agent,

@@ -52,6 +52,39 @@ pub struct StackBuilder {
     failure_policy: FailurePolicy,
     drill_module: bool,
     expect_vm_failure: bool,
+    site_clients: Vec<SiteClient>,
+}
+
+/// A further client registered at the emulator (`--client`) for one site of the gate
+/// (`"sites"` in its configuration), named by a host under [`super::client::TEST_TLD`]: its
+/// redirect URI is the gate's callback at `http://HOST:PORT` (the gate's port), its Logout URI
+/// that origin.
+#[derive(Debug, Clone, Copy)]
+pub struct SiteClient {
+    /// `client_id`.
+    pub id: &'static str,
+    /// `client_secret`.
+    pub secret: &'static str,
+    /// The site's host name, e.g. `a.test`.
+    pub host: &'static str,
+}
+
+impl SiteClient {
+    /// The site's origin on the gate at `gate` (`http://127.0.0.1:PORT`).
+    pub fn origin(&self, gate: &str) -> String {
+        let port = port_of(gate);
+        format!("http://{}:{port}", self.host)
+    }
+
+    /// The site's `redirect_uri` on the gate at `gate`.
+    pub fn redirect_uri(&self, gate: &str) -> String {
+        format!("{}{CALLBACK_PATH}", self.origin(gate))
+    }
+
+    /// The emulator's `--client` value registering this client for the gate at `gate`.
+    pub fn emulator_arg(&self, gate: &str) -> String {
+        format!("{},{},{},{}/", self.id, self.secret, self.redirect_uri(gate), self.origin(gate))
+    }
 }
 
 impl Default for StackBuilder {
@@ -71,6 +104,7 @@ impl Default for StackBuilder {
             failure_policy: FailurePolicy::FailClosed,
             drill_module: false,
             expect_vm_failure: false,
+            site_clients: Vec::new(),
         }
     }
 }
@@ -177,6 +211,15 @@ impl StackBuilder {
         self
     }
 
+    /// Registers a further client at the emulator, for a site of the gate's. When the gate's
+    /// configuration has no top-level `redirect_uri` (so no default site), the readiness probe
+    /// asks as the first such site's host, the address `127.0.0.1` being no site's.
+    #[must_use]
+    pub fn site_client(mut self, client: SiteClient) -> Self {
+        self.site_clients.push(client);
+        self
+    }
+
     /// Starts everything with a configuration the gate must refuse, and returns Envoy's log
     /// once Envoy has exited. Panics if Envoy gets ready instead.
     pub fn start_refused(self) -> String {
@@ -260,6 +303,9 @@ impl StackBuilder {
         if self.numero_as_string {
             cmd.arg("--numero-as-string");
         }
+        for client in &self.site_clients {
+            cmd.args(["--client", &client.emulator_arg(&base)]);
+        }
         let provider = spawn_listening("claveunica-emulator", cmd, &dir, &mut children);
         let provider_port = port_of(&provider);
 
@@ -296,6 +342,8 @@ impl StackBuilder {
             edit(&mut gate_config);
         }
         let login_path = gate_config.get("login_path").and_then(|p| p.as_str()).unwrap_or(LOGIN_PATH).to_string();
+        let probe_host =
+            self.site_clients.first().filter(|_| gate_config.get("redirect_uri").is_none()).map(|c| c.host);
         let tls = cert.as_ref().map(|cert| {
             let (cert_path, key_path) = (dir.join("listener.crt"), dir.join("listener.key"));
             for (path, pem) in [(&cert_path, &cert.cert_pem), (&key_path, &cert.key_pem)] {
@@ -361,6 +409,7 @@ impl StackBuilder {
             cert,
             second: second.map(|(_, base, provider, _)| (base, provider)),
             expect_vm_failure: self.expect_vm_failure,
+            probe_host,
         }
     }
 }
@@ -391,6 +440,8 @@ pub struct Stack {
     second: Option<(String, String)>,
     /// A VM failure in the log is what the test is after ([`StackBuilder::expect_vm_failure`]).
     expect_vm_failure: bool,
+    /// The site the readiness probe asks as, when the gate serves no default site.
+    probe_host: Option<&'static str>,
 }
 
 /// How many requests each emulator endpoint has received (`GET /__emulator/stats`).
@@ -437,7 +488,11 @@ impl Stack {
         // login path is always answered by the gate with a redirect to the provider, whatever
         // the rules and the migration mode.
         let path = format!("{}?return_to=%2F__harness_probe", self.login_path);
-        let probe = self.browser().get(&path);
+        let mut browser = match self.probe_host {
+            Some(host) => Browser::for_site(&self.base, host, &self.provider),
+            None => self.browser(),
+        };
+        let probe = browser.get(&path);
         assert!(
             probe.status == 302 && probe.header("location").is_some_and(|l| l.starts_with(&self.authorize_endpoint())),
             "the gate does not answer {path} with a login redirect (configuration refused?); \

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use super::client::Browser;
 use super::process::{built, random_key, spawn_app, spawn_listening, tail, tear_down, unique_dir, App, Children};
-use super::stack::emulator_mode;
+use super::stack::{emulator_mode, SiteClient};
 use super::{CALLBACK_PATH, CLIENT_ID, CLIENT_SECRET};
 
 /// How to build what this harness runs.
@@ -86,6 +86,11 @@ impl UnitStack {
 
     /// Likewise, with this server of the legacy app as the upstream.
     pub fn start_with(app: App) -> UnitStack {
+        UnitStack::start_with_clients(app, &[])
+    }
+
+    /// Likewise, with further clients registered at the emulator for sites of the gate's.
+    pub fn start_with_clients(app: App, site_clients: &[SiteClient]) -> UnitStack {
         let emulator_bin = built("release/claveunica-emulator", UNIT_BUILD_HINT);
         let app_bin = built("release/legacy-app", UNIT_BUILD_HINT);
         let wasm = built("wasm32-wasip2/release/claveunica_gate_unit.wasm", UNIT_BUILD_HINT);
@@ -123,6 +128,9 @@ impl UnitStack {
         // Registered like an agency's credentials: the callback and, as the Logout URI, the gate's
         // origin (the emulator's logout answers 204 for any other origin, as ClaveÚnica does).
         cmd.args(["--listen", "127.0.0.1:0", "--redirect-uri", &redirect_uri, "--logout-uri", &format!("{base}/")]);
+        for client in site_clients {
+            cmd.args(["--client", &client.emulator_arg(&base)]);
+        }
         let provider = spawn_listening("claveunica-emulator", cmd, &dir, &mut children);
         let app = spawn_app(&app_bin, app, &dir, &mut children);
 

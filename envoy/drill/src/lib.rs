@@ -24,6 +24,8 @@
 #[allow(unsafe_code)] // proxy-wasm's host calls without the SDK's panicking helpers.
 #[path = "../../src/abi.rs"]
 mod abi;
+#[path = "../../src/call.rs"]
+mod call;
 #[path = "../../src/filter.rs"]
 mod filter;
 #[path = "../../src/host.rs"]

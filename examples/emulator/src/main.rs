@@ -5,7 +5,8 @@
 //! ```text
 //! claveunica-emulator [--listen 127.0.0.1:8900] [--issuer URL]
 //!                     [--client-id ID] [--client-secret S]
-//!                     [--redirect-uri URL] [--logout-uri URL]... [--numero-as-string]
+//!                     [--redirect-uri URL] [--logout-uri URL]...
+//!                     [--client ID,SECRET,REDIRECT_URI[,LOGOUT_URI]...]... [--numero-as-string]
 //! ```
 //!
 //! `--redirect-uri` and `--logout-uri` are what an agency registers with its credentials: the
@@ -13,6 +14,14 @@
 //! (`host[:port]`, all ClaveÚnica registers of them) the logout endpoint redirects to (a URL or a
 //! bare authority; repeat the flag, or separate with commas, for several). Without either, the emulator accepts any
 //! http(s) redirect URI and logout target, a development convenience the real service lacks.
+//!
+//! `--client` registers a further client beside the one of `--client-id` (one agency running
+//! several portals, each with its own credentials): its id, secret, its one redirect URI (exact
+//! comparison) and its Logout URIs, separated by commas (so none of them may contain one).
+//! Repeat it for more. Each client is checked on its own: at the authorization endpoint its
+//! id and its redirect URI, at the token endpoint its id and secret, and the code must have
+//! been issued to it. The logout endpoint names no client, so it accepts the Logout URIs of
+//! all of them.
 //!
 //! Once bound it prints `claveunica-emulator listening on http://ADDR` on stdout
 //! (tests wait for that line), then logs one line per request on stderr.
@@ -49,13 +58,14 @@ use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use endpoints::{App, Config};
+use endpoints::{App, Client, Config};
 
 const USAGE: &str = "usage: claveunica-emulator [--listen ADDR:PORT] [--issuer URL] \
-[--client-id ID] [--client-secret SECRET] [--redirect-uri URL] [--logout-uri URL]... [--numero-as-string]";
+[--client-id ID] [--client-secret SECRET] [--redirect-uri URL] [--logout-uri URL]... \
+[--client ID,SECRET,REDIRECT_URI[,LOGOUT_URI]...]... [--numero-as-string]";
 
 const VALUE_FLAGS: &[&str] =
-    &["--listen", "--issuer", "--client-id", "--client-secret", "--redirect-uri", "--logout-uri"];
+    &["--listen", "--issuer", "--client-id", "--client-secret", "--redirect-uri", "--logout-uri", "--client"];
 
 #[derive(Debug)]
 struct Args {
@@ -65,7 +75,30 @@ struct Args {
     client_secret: String,
     redirect_uri: Option<String>,
     logout_uris: Vec<String>,
+    /// The clients of `--client`, after the one above.
+    more_clients: Vec<Client>,
     numero_as_string: bool,
+}
+
+/// A `--client ID,SECRET,REDIRECT_URI[,LOGOUT_URI]...` value.
+fn parse_client(value: &str) -> Result<Client, String> {
+    let mut parts = value.split(',');
+    let mut next = |what: &str| {
+        parts
+            .next()
+            .filter(|p| !p.is_empty())
+            .map(str::to_string)
+            .ok_or_else(|| format!("--client {value:?}: no {what} (ID,SECRET,REDIRECT_URI[,LOGOUT_URI]...)"))
+    };
+    let (id, secret, redirect_uri) = (next("client id")?, next("secret")?, next("redirect URI")?);
+    if !endpoints::is_plain_http_url(&redirect_uri) {
+        return Err(format!("--client {value:?}: {redirect_uri:?} is not an absolute http(s) URL"));
+    }
+    let logout_uris: Vec<String> = parts.map(str::to_string).collect();
+    if let Some(bad) = logout_uris.iter().find(|u| endpoints::logout_authority(u).is_none()) {
+        return Err(format!("--client {value:?}: the Logout URI {bad:?} names no host"));
+    }
+    Ok(Client { id, secret, redirect_uri: Some(redirect_uri), logout_uris })
 }
 
 fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
@@ -76,6 +109,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
         client_secret: "demo-secret".into(),
         redirect_uri: None,
         logout_uris: Vec::new(),
+        more_clients: Vec::new(),
         numero_as_string: false,
     };
     while let Some(arg) = args.next() {
@@ -104,8 +138,16 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
             "--client-secret" => parsed.client_secret = value,
             "--redirect-uri" => parsed.redirect_uri = Some(value),
             "--logout-uri" => parsed.logout_uris.push(value),
+            "--client" => parsed.more_clients.push(parse_client(&value)?),
             _ => return Err(format!("unknown argument {arg:?}\n{USAGE}")),
         }
+    }
+    let mut ids: Vec<&str> = vec![&parsed.client_id];
+    for client in &parsed.more_clients {
+        if ids.contains(&client.id.as_str()) {
+            return Err(format!("client id {:?} registered twice", client.id));
+        }
+        ids.push(&client.id);
     }
     Ok(parsed)
 }
@@ -144,10 +186,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let config = Config {
         origin: issuer_url.origin().ascii_serialization(),
         issuer,
-        client_id: args.client_id,
-        client_secret: args.client_secret,
-        redirect_uri: args.redirect_uri,
-        logout_uris: args.logout_uris,
+        clients: std::iter::once(Client {
+            id: args.client_id,
+            secret: args.client_secret,
+            redirect_uri: args.redirect_uri,
+            logout_uris: args.logout_uris,
+        })
+        .chain(args.more_clients)
+        .collect(),
         numero_as_string: args.numero_as_string,
     };
     let app = Arc::new(App::new(config, keys));
@@ -196,5 +242,43 @@ mod tests {
         assert!(parse(&["--bogus", "x"]).is_err_and(|e| e.contains("unknown")));
         assert!(parse(&["--bogus"]).is_err_and(|e| e.contains("unknown")));
         assert!(parse(&["--issuer"]).is_err());
+    }
+
+    #[test]
+    fn further_clients_are_registered_beside_the_first() {
+        let a = parse(&[
+            "--client",
+            "client-a,sa,http://a.test:8000/claveunica/callback",
+            "--client-id=first",
+            "--client=client-b,sb,http://b.test:8000/cb,http://b.test:8000/,c.test",
+        ])
+        .unwrap();
+        assert_eq!(a.client_id, "first", "the single-client flags keep working beside --client");
+        let got: Vec<_> = a
+            .more_clients
+            .iter()
+            .map(|c| (c.id.as_str(), c.secret.as_str(), c.redirect_uri.as_deref(), c.logout_uris.clone()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("client-a", "sa", Some("http://a.test:8000/claveunica/callback"), vec![]),
+                (
+                    "client-b",
+                    "sb",
+                    Some("http://b.test:8000/cb"),
+                    vec!["http://b.test:8000/".to_string(), "c.test".to_string()]
+                ),
+            ]
+        );
+        for bad in
+            ["client-a", "client-a,sa", "client-a,,http://a.test/cb", "client-a,sa,a.test/cb", "x,s,http://a/cb,"]
+        {
+            assert!(parse(&["--client", bad]).is_err(), "{bad:?} was accepted");
+        }
+        assert!(parse(&["--client", "demo-client,s,http://a/cb"]).is_err_and(|e| e.contains("twice")));
+        assert!(
+            parse(&["--client", "c,s,http://a/cb", "--client", "c,t,http://b/cb"]).is_err_and(|e| e.contains("twice"))
+        );
     }
 }

@@ -11,7 +11,7 @@
 use html_escape::encode_quoted_attribute;
 
 use super::pages::{error_page, page};
-use super::{is_plain_http_url, set_sso_cookie, sso_cookie, App, Config, AUTHORIZE_PATH};
+use super::{is_plain_http_url, set_sso_cookie, sso_cookie, App, Client, AUTHORIZE_PATH};
 use crate::http::{append_query, Params, Reply, Req};
 use crate::modes::{ClientMode, Modes};
 use crate::state::{CodeGrant, CODE_TTL_SECS};
@@ -42,18 +42,19 @@ impl Authz {
     }
 }
 
-/// Checks client and redirect URI. Failures are shown as a page, never
-/// redirected: an unverified redirect URI must not receive anything.
+/// Checks client and redirect URI (the one registered for that client). Failures are shown as
+/// a page, never redirected: an unverified redirect URI must not receive anything.
 fn check_client(app: &App, p: &Params, modes: &Modes) -> Result<Authz, Reply> {
-    if p.text("client_id") != app.config.client_id || modes.client == ClientMode::Disabled {
-        return Err(error_page(400, "La institución no está habilitada en ClaveÚnica"));
-    }
+    let client = match app.config.client(p.text("client_id")) {
+        Some(c) if modes.client != ClientMode::Disabled => c,
+        _ => return Err(error_page(400, "La institución no está habilitada en ClaveÚnica")),
+    };
     let redirect_uri = p.text("redirect_uri");
-    if !redirect_uri_allowed(&app.config, redirect_uri) {
+    if !redirect_uri_allowed(client, redirect_uri) {
         return Err(error_page(400, "La dirección de retorno (redirect_uri) no está registrada para esta institución"));
     }
     Ok(Authz {
-        client_id: p.text("client_id").to_string(),
+        client_id: client.id.clone(),
         redirect_uri: redirect_uri.to_string(),
         state: p.get("state").map(str::to_string),
         nonce: p.get("nonce").filter(|n| !n.is_empty()).map(str::to_string),
@@ -61,8 +62,8 @@ fn check_client(app: &App, p: &Params, modes: &Modes) -> Result<Authz, Reply> {
     })
 }
 
-fn redirect_uri_allowed(config: &Config, uri: &str) -> bool {
-    match &config.redirect_uri {
+fn redirect_uri_allowed(client: &Client, uri: &str) -> bool {
+    match &client.redirect_uri {
         Some(registered) => uri == registered,
         None => is_plain_http_url(uri),
     }

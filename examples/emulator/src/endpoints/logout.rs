@@ -10,16 +10,18 @@ use super::{is_plain_http_url, logout_authority, set_sso_cookie, sso_cookie, App
 use crate::http::{Reply, Req};
 use crate::modes::LogoutMode;
 
-/// Whether the logout may redirect to `target`: its authority is a registered Logout URI's.
-/// With nothing registered at all (neither a Logout URI nor a redirect URI) anything is
-/// accepted, a development convenience for a bare emulator; a registered redirect URI alone
-/// does not register its authority for logout, as it does not at ClaveÚnica.
+/// Whether the logout may redirect to `target`: its authority is a Logout URI's registered by
+/// any client (the logout request names no client). With nothing registered at all (neither a
+/// Logout URI nor a redirect URI, by any client) anything is accepted, a development
+/// convenience for a bare emulator; a registered redirect URI alone does not register its
+/// authority for logout, as it does not at ClaveÚnica.
 fn registered(config: &Config, target: &str) -> bool {
-    if config.logout_uris.is_empty() {
-        return config.redirect_uri.is_none();
+    let logout_uris = || config.clients.iter().flat_map(|c| &c.logout_uris).flat_map(|u| u.split(','));
+    if logout_uris().next().is_none() {
+        return config.clients.iter().all(|c| c.redirect_uri.is_none());
     }
     let Some(target) = logout_authority(target) else { return false };
-    config.logout_uris.iter().flat_map(|u| u.split(',')).filter_map(logout_authority).any(|a| a == target)
+    logout_uris().filter_map(logout_authority).any(|a| a == target)
 }
 
 pub(super) fn logout(app: &App, req: &Req, mode: LogoutMode) -> Reply {
@@ -55,7 +57,7 @@ mod tests {
 
     fn registering(logout_uris: &[&str]) -> App {
         let mut app = app(Some("https://a.example/callback"));
-        app.config.logout_uris = logout_uris.iter().map(|u| u.to_string()).collect();
+        app.config.clients[0].logout_uris = logout_uris.iter().map(|u| u.to_string()).collect();
         app
     }
 
@@ -82,6 +84,17 @@ mod tests {
             let reply = route(&app, &get(LOGOUT_PATH, &format!("redirect={other}")), NOW);
             assert_eq!((reply.status, reply.header("Location")), (204, None), "{other}");
             assert!(reply.body.is_empty());
+        }
+        // The logout names no client: a second client's Logout URIs count as well.
+        let mut app = registering(&["https://a.example/"]);
+        app.config.clients.push(crate::endpoints::Client {
+            id: "client-b".into(),
+            secret: "sb".into(),
+            redirect_uri: Some("https://b.example/callback".into()),
+            logout_uris: vec!["https://b.example/".into()],
+        });
+        for (target, status) in [("https%3A%2F%2Fb.example%2Fbye", 302), (BYE.trim_start_matches("redirect="), 302)] {
+            assert_eq!(route(&app, &get(LOGOUT_PATH, &format!("redirect={target}")), NOW).status, status, "{target}");
         }
         // A registered redirect URI does not register its authority for logout.
         let app = registering(&[]);

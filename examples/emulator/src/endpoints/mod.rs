@@ -53,16 +53,32 @@ pub struct Config {
     pub issuer: String,
     /// `scheme://host[:port]` of the issuer; endpoint URLs hang off it.
     pub origin: String,
-    pub client_id: String,
-    pub client_secret: String,
-    /// When set, the only redirect URI accepted (exact string comparison).
+    /// The relying parties' credentials, each checked on its own: one agency may run several
+    /// portals, each registered as its own client with its own redirect URI.
+    pub clients: Vec<Client>,
+    pub numero_as_string: bool,
+}
+
+impl Config {
+    /// The registered client with this `client_id`.
+    pub fn client(&self, id: &str) -> Option<&Client> {
+        self.clients.iter().find(|c| c.id == id)
+    }
+}
+
+/// One relying party's credentials, as ClaveÚnica registers them.
+#[derive(Debug, Clone)]
+pub struct Client {
+    pub id: String,
+    pub secret: String,
+    /// When set, the only redirect URI accepted for this client (exact string comparison).
     pub redirect_uri: Option<String>,
     /// The registered Logout URIs, each a URL or a bare authority (`host[:port]`), or several
     /// separated by commas: ClaveÚnica registers only a Logout URI's authority, and the logout
-    /// endpoint redirects only to those authorities. Empty: none registered, and (a development
-    /// convenience, unless `redirect_uri` is registered) any is accepted; see `logout.rs`.
+    /// endpoint redirects only to those authorities. None registered by any client: (a
+    /// development convenience, unless a redirect URI is registered) any is accepted; see
+    /// `logout.rs`.
     pub logout_uris: Vec<String>,
-    pub numero_as_string: bool,
 }
 
 pub struct App {
@@ -228,10 +244,12 @@ pub mod tests {
         let config = Config {
             issuer: "http://127.0.0.1:8900/openid".into(),
             origin: "http://127.0.0.1:8900".into(),
-            client_id: "demo-client".into(),
-            client_secret: "demo-secret".into(),
-            redirect_uri: redirect_uri.map(str::to_string),
-            logout_uris: Vec::new(),
+            clients: vec![Client {
+                id: "demo-client".into(),
+                secret: "demo-secret".into(),
+                redirect_uri: redirect_uri.map(str::to_string),
+                logout_uris: Vec::new(),
+            }],
             numero_as_string: false,
         };
         App::new(config, test_keys().clone())

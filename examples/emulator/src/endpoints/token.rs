@@ -19,7 +19,8 @@ pub(super) fn token(app: &App, req: &Req, now: u64, modes: &Modes) -> Reply {
     let p = req.form_params();
     let client_id = p.text("client_id");
     let disabled = modes.client == ClientMode::Disabled;
-    if disabled || client_id != app.config.client_id || p.text("client_secret") != app.config.client_secret {
+    let known = app.config.client(client_id).is_some_and(|c| p.text("client_secret") == c.secret);
+    if disabled || !known {
         return oauth_error(400, "invalid_client");
     }
     if p.text("grant_type") != "authorization_code" {
@@ -242,5 +243,65 @@ mod tests {
             .verify_token::<serde_json::Value>(v["id_token"].as_str().unwrap(), Some(opts))
             .unwrap();
         assert!(claims.audiences.is_some());
+    }
+
+    #[test]
+    fn each_client_is_checked_on_its_own_at_authorize_and_at_token() {
+        const CB_B: &str = "http://b.test:8000/claveunica/callback";
+        let mut app = app(Some(CB));
+        app.config.clients.push(crate::endpoints::Client {
+            id: "client-b".into(),
+            secret: "secret-b".into(),
+            redirect_uri: Some(CB_B.into()),
+            logout_uris: Vec::new(),
+        });
+        let authorize = |client: &str, redirect_uri: &str| {
+            let body = enc(&[
+                ("client_id", client),
+                ("redirect_uri", redirect_uri),
+                ("state", "s-1"),
+                ("scope", crate::endpoints::authorize::REQUIRED_SCOPE),
+                ("run", "44.444.444-4"),
+                ("password", "testing"),
+            ]);
+            route(&app, &post_form(crate::endpoints::AUTHORIZE_PATH, &body), NOW)
+        };
+        let token = |client: &str, secret: &str, code: &str, redirect_uri: &str| {
+            let body = enc(&[
+                ("client_id", client),
+                ("client_secret", secret),
+                ("redirect_uri", redirect_uri),
+                ("grant_type", "authorization_code"),
+                ("code", code),
+            ]);
+            route(&app, &post_form(TOKEN_PATH, &body), NOW)
+        };
+        let code_of = |reply: crate::http::Reply| {
+            assert_eq!(reply.status, 302, "{}", String::from_utf8_lossy(&reply.body));
+            crate::endpoints::tests::location_params(&reply).text("code").to_string()
+        };
+        // Each client with its own redirect URI only: a client's URI under the other's id is
+        // refused with the error page, never a redirect.
+        for (client, uri) in [("client-b", CB), ("demo-client", CB_B), ("client-c", CB_B)] {
+            let reply = authorize(client, uri);
+            assert_eq!((reply.status, reply.header("Location")), (400, None), "{client} with {uri}");
+        }
+        // Client B logs in; its code is good for B only (A presenting it spends it, as any
+        // misused code), and only with B's own secret.
+        let code = code_of(authorize("client-b", CB_B));
+        assert_eq!(error_of(&token("demo-client", "demo-secret", &code, CB_B)), "invalid_grant", "B's code for A");
+        let code = code_of(authorize("client-b", CB_B));
+        assert_eq!(error_of(&token("client-b", "demo-secret", &code, CB_B)), "invalid_client", "A's secret for B");
+        let reply = token("client-b", "secret-b", &code, CB_B);
+        assert_eq!(reply.status, 200, "{}", String::from_utf8_lossy(&reply.body));
+        let v: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
+        let claims = v["id_token"].as_str().unwrap().split('.').nth(1).unwrap();
+        let claims: serde_json::Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(claims).unwrap()).unwrap();
+        assert_eq!(claims["aud"], "client-b", "the ID token is for the client that logged in");
+        // The first client is untouched by the second.
+        let code = code_of(authorize("demo-client", CB));
+        assert_eq!(error_of(&token("client-b", "secret-b", &code, CB)), "invalid_grant", "A's code for B");
+        let code = code_of(authorize("demo-client", CB));
+        assert_eq!(exchange(&app, &code, CB, NOW).status, 200);
     }
 }
