@@ -70,6 +70,12 @@ pub fn other_key() -> RsaPrivateKey {
     RsaPrivateKey::from_pkcs8_pem(include_str!("testdata/other_key.pem")).unwrap()
 }
 
+/// The gate's test-only assertion signing key (P-256, PKCS#8 PEM).
+pub const ASSERTION_KEY: &str = include_str!("testdata/assertion_key.pem");
+
+/// A second test-only assertion key: the next one in a rotation, or a forger's.
+pub const NEXT_ASSERTION_KEY: &str = include_str!("testdata/assertion_key_next.pem");
+
 /// A JWKS holding each `(kid, key)`'s public half.
 pub fn jwks(keys: &[(&str, &RsaPrivateKey)]) -> String {
     let keys: Vec<Value> = keys

@@ -16,11 +16,13 @@ use crate::policy::{Migration, Rule};
 use crate::primitives::run::Run;
 use crate::primitives::seal::SessionKey;
 use crate::primitives::secret::SecretString;
+use crate::protocol::assertion::AssertionSettings;
 use crate::protocol::oidc::Registration;
 use crate::web::headers::IdentityHeaders;
 use crate::web::pages::Agency;
 
 mod access_log;
+mod assertion;
 mod error;
 mod host;
 mod hosts;
@@ -36,6 +38,7 @@ mod sites;
 mod testing;
 
 pub use access_log::AccessSubject;
+pub use assertion::{DEFAULT_ASSERTION_HEADER, DEFAULT_JWKS_PATH};
 pub use error::{ConfigError, Problem, ProblemKind, UrlProblem};
 pub use host::{EnvoySettings, UnitSettings};
 pub use hosts::{request_host, HostPattern};
@@ -138,6 +141,8 @@ pub struct Config {
     /// The old login, offered on the button page as a secondary link while a migration keeps
     /// it.
     pub legacy_login: Option<String>,
+    /// The signed assertion of identity added to identified requests, when configured.
+    pub assertion: Option<AssertionSettings>,
 }
 
 impl Config {
@@ -237,6 +242,7 @@ impl Config {
             rules::KEYS,
             identity::KEYS,
             access_log::KEYS,
+            assertion::KEYS,
             host::KEYS,
             pages::KEYS,
             sites::KEYS,
@@ -245,7 +251,20 @@ impl Config {
         let site = site::read(&mut r);
         let sessions = session::read(&mut r, env, site.as_ref().is_some_and(|s| s.secure_cookies));
         let access = rules::read(&mut r);
-        let headers = identity::read(&mut r);
+        let mut headers = identity::read(&mut r);
+        let assertion = assertion::read(&mut r, env);
+        if let (Some(a), Some(site)) = (&assertion, &site) {
+            if [&site.callback_path, &site.login_path, &site.logout_path].contains(&&a.jwks_path) {
+                r.problem(
+                    "assertion.jwks_path",
+                    ProblemKind::MustBe("a path other than the callback, login and logout paths"),
+                );
+            }
+        }
+        if let Some(a) = &assertion {
+            // A client's copy of the assertion is never forwarded, like any identity header.
+            headers.also_strip(&a.header);
+        }
         let access_log = access_log::read(&mut r, env);
         let pages = pages::read(&mut r);
         let host_keys = host::read(&mut r, host);
@@ -280,6 +299,7 @@ impl Config {
             agency: pages.agency,
             button_page: pages.button_page,
             legacy_login: pages.legacy_login,
+            assertion,
         });
         r.finish(config.map(|config| (config, host_keys)))
     }

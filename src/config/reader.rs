@@ -137,6 +137,54 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// Key material given either inline, as a list of strings under `key`, or in the
+    /// environment variable named by `env_key`, never both (`split` cuts the variable's text into
+    /// items): the key it came from, and its items. `None`, with the problem recorded, when it
+    /// is given neither way, both ways, or in the wrong shape. Each list names what it holds:
+    /// `item` (`"a base64 string"`) and `list` (`"a list of base64 keys, newest first"`).
+    pub(super) fn inline_or_env(
+        &mut self,
+        (key, env_key): (&'static str, &'static str),
+        (item, list): (&'static str, &'static str),
+        env: &dyn Fn(&str) -> Option<String>,
+        split: fn(&str) -> Vec<String>,
+    ) -> Option<(&'static str, Vec<String>)> {
+        match (self.get(key), self.string(env_key)) {
+            (Some(_), Some(_)) => {
+                self.problem(key, ProblemKind::NotBoth(key, env_key));
+                None
+            }
+            (Some(Value::Array(items)), None) => {
+                let mut texts = Vec::new();
+                for (i, value) in items.iter().enumerate() {
+                    match value {
+                        Value::String(s) => texts.push(s.clone()),
+                        _ => self.item_problem(key, i, ProblemKind::MustBe(item)),
+                    }
+                }
+                Some((key, texts))
+            }
+            (Some(_), None) => {
+                self.problem(key, ProblemKind::MustBe(list));
+                None
+            }
+            (None, Some(var)) => match env(&var) {
+                Some(text) => Some((env_key, split(&text))),
+                None => {
+                    self.problem(env_key, ProblemKind::EnvUnset(var));
+                    None
+                }
+            },
+            (None, None) => {
+                // An env_key that was given but unusable has been named already.
+                if !self.named(env_key) {
+                    self.problem(key, ProblemKind::MissingEither(env_key));
+                }
+                None
+            }
+        }
+    }
+
     /// `text` as an http(s) URL (see [`http_url`]); a problem on `key` otherwise.
     pub(super) fn url(&mut self, key: &str, text: &str) -> Option<Url> {
         http_url(text).map_err(|e| self.problem(key, ProblemKind::Url(e))).ok()

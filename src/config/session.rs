@@ -3,7 +3,6 @@
 //! response header by which the application ends a session.
 
 use base64::Engine as _;
-use serde_json::Value;
 
 use super::error::ProblemKind;
 use super::reader::Reader;
@@ -101,40 +100,12 @@ fn session(r: &mut Reader<'_>, prefix: &str) -> SessionSettings {
 /// The sealing keys, listed in the document or comma-separated in an environment variable,
 /// never both; every one must decode, be random-looking and appear once.
 fn keys(r: &mut Reader<'_>, env: &dyn Fn(&str) -> Option<String>) -> Option<Vec<SessionKey>> {
-    let (key_name, texts): (&str, Vec<String>) = match (r.get("session_keys"), r.string("session_keys_env")) {
-        (Some(_), Some(_)) => {
-            r.problem("session_keys", ProblemKind::NotBoth("session_keys", "session_keys_env"));
-            return None;
-        }
-        (Some(Value::Array(items)), None) => {
-            let mut texts = Vec::new();
-            for (i, item) in items.iter().enumerate() {
-                match item {
-                    Value::String(s) => texts.push(s.clone()),
-                    _ => r.item_problem("session_keys", i, ProblemKind::MustBe("a base64 string")),
-                }
-            }
-            ("session_keys", texts)
-        }
-        (Some(_), None) => {
-            r.problem("session_keys", ProblemKind::MustBe("a list of base64 keys, newest first"));
-            return None;
-        }
-        (None, Some(var)) => match env(&var) {
-            Some(v) => ("session_keys_env", v.split(',').map(str::to_string).collect()),
-            None => {
-                r.problem("session_keys_env", ProblemKind::EnvUnset(var));
-                return None;
-            }
-        },
-        (None, None) => {
-            // A session_keys_env that was given but unusable has been named already.
-            if !r.named("session_keys_env") {
-                r.problem("session_keys", ProblemKind::MissingEither("session_keys_env"));
-            }
-            return None;
-        }
-    };
+    let (key_name, texts) = r.inline_or_env(
+        ("session_keys", "session_keys_env"),
+        ("a base64 string", "a list of base64 keys, newest first"),
+        env,
+        |text| text.split(',').map(str::to_string).collect(),
+    )?;
     if texts.is_empty() {
         r.problem(key_name, ProblemKind::NoKeys);
         return None;

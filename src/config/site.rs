@@ -56,7 +56,7 @@ fn path(r: &mut Reader<'_>, key: &str, default: &str) -> String {
     }
 }
 
-fn valid_path(path: &str) -> bool {
+pub(super) fn valid_path(path: &str) -> bool {
     path.starts_with('/')
         && !path.starts_with("//")
         && !path.contains(['?', '#', '\\'])

@@ -40,6 +40,7 @@ pub const SITE_KEYS: &[&str] = &[
     "headers",
     "access_log",
     "pages",
+    "assertion",
 ];
 
 /// One entry of `sites`, before it is read: its host patterns and the document it stands for.

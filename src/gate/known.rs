@@ -33,6 +33,20 @@ pub struct Known {
     pub headers: Arc<[(String, String)]>,
     /// The person's name in the access register, made once (a keyed hash costs an HMAC).
     pub subject: Arc<str>,
+    /// The identity headers with the signed assertion, while it is fresh: signed once and
+    /// reused by every request until shortly before it expires.
+    pub asserted: Mutex<Option<Asserted>>,
+}
+
+/// A session's identity headers with its current assertion.
+#[derive(Debug)]
+pub struct Asserted {
+    /// The headers to set: the identity headers and the assertion's.
+    pub set: Arc<[(String, String)]>,
+    /// When it was signed.
+    pub issued_at: u64,
+    /// From when the next request gets a new one.
+    pub renew_at: u64,
 }
 
 #[derive(Debug, Default)]
@@ -100,7 +114,13 @@ mod tests {
     fn known(n: u64) -> Arc<Known> {
         let identity = Identity::new(Run::new(44_444_444, '4').unwrap(), vec![], vec![], "1".into()).unwrap();
         let session = Session::insecure_from_parts(identity, n, n + 10, n);
-        Arc::new(Known { session, stale_key: false, headers: Arc::from(Vec::new()), subject: Arc::from("") })
+        Arc::new(Known {
+            session,
+            stale_key: false,
+            headers: Arc::from(Vec::new()),
+            subject: Arc::from(""),
+            asserted: Mutex::default(),
+        })
     }
 
     #[test]

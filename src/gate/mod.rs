@@ -31,19 +31,23 @@ pub use decision::{
 pub use events::{Event, Events, FailGroup, FailReason};
 pub use failsafe::{fail_closed, HostFailure};
 pub use keys::KeyPoll;
-pub use known::{Known, KnownSessions, GENERATION};
+pub use known::{Asserted, Known, KnownSessions, GENERATION};
 pub use login::Pending;
 pub use register::{access_line, utc, Record};
 pub use request::{Entropy, EntropyUnavailable, Request};
 pub use sites::Gate;
 pub use store::{MemoryStore, SharedStore, StoreError};
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
 
 use crate::config::{Config, Endpoint};
 use crate::policy::{self, MigrationMode, RuleAction};
 use crate::primitives::run;
 use crate::primitives::seal::{KeyRing, NONCE_LEN};
+use crate::protocol::assertion::AssertionSettings;
 use crate::protocol::session::Session;
 use crate::web::cookies::{self, CookieAttrs};
 use crate::web::headers::IdentityHeaders;
@@ -148,6 +152,9 @@ impl Portal {
         }
         if path == self.config.logout_path {
             return self.logout(req, now);
+        }
+        if let Some(assertion) = self.config.assertion.as_ref().filter(|a| a.jwks_path == path) {
+            return jwks(req, assertion);
         }
         if path == self.config.login_path {
             let return_to =
@@ -304,7 +311,7 @@ impl Portal {
         let (session, stale_key) = Session::unseal(&self.ring, value)?;
         let headers = Arc::from(self.config.headers.render(session.identity()));
         let subject = Arc::from(self.config.access_log.name(&session.identity().run()));
-        let known = Arc::new(Known { session, stale_key, headers, subject });
+        let known = Arc::new(Known { session, stale_key, headers, subject, asserted: Mutex::default() });
         self.known.insert(value, Arc::clone(&known));
         Some(known)
     }
@@ -354,13 +361,22 @@ impl Portal {
             time: now,
             ..Record::new("logout")
         };
+        let set = match &self.config.assertion {
+            None => Arc::clone(&known.headers),
+            Some(assertion) => match asserted(known, assertion, now, rng) {
+                Some(set) => set,
+                // Forwarding without it would hand the application a request it cannot
+                // verify, and one it may be told to refuse: fail closed instead.
+                None => return Decision::Respond(fail_closed(HostFailure::Internal, "assertion not signed", rng)),
+            },
+        };
         let mut set_cookies = Vec::new();
         if reseal {
             set_cookies.extend(self.seal_session(&session.touched(now), rng));
         }
         Decision::Forward(Forward {
-            remove: self.removals(req, &known.headers),
-            set: Arc::clone(&known.headers),
+            remove: self.removals(req, &set),
+            set,
             cookie: self.cookie_header(req),
             upstream: Upstream { identified: true, record: Some(Box::new(record)), set_cookies, site: 0 },
             events: Events::one(Event::SessionAccepted),
@@ -482,6 +498,57 @@ impl Portal {
             timeout_ms: self.config.timeout_ms,
         }
     }
+}
+
+/// The headers to set for a session with the signed assertion: the one signed for it before,
+/// while it is fresh, else a new one (kept for the next requests). `None` when it cannot be
+/// signed (no randomness for its id, or no signature).
+fn asserted(
+    known: &Known,
+    assertion: &AssertionSettings,
+    now: u64,
+    rng: &mut dyn Entropy,
+) -> Option<Arc<[(String, String)]>> {
+    if let Ok(slot) = known.asserted.lock() {
+        // A clock that went back would make a kept assertion look issued in the future.
+        if let Some(kept) = slot.as_ref().filter(|k| (k.issued_at..k.renew_at).contains(&now)) {
+            return Some(Arc::clone(&kept.set));
+        }
+    }
+    let mut id = [0u8; 16];
+    rng.fill(&mut id).ok()?;
+    // Never outliving the session it speaks for.
+    let expires_at = now.saturating_add(assertion.lifetime_s).min(known.session.expires_at());
+    let token = assertion.sign(known.session.identity(), None, now, expires_at, URL_SAFE_NO_PAD.encode(id))?;
+    let mut set = known.headers.to_vec();
+    set.push((assertion.header.clone(), token));
+    let set: Arc<[(String, String)]> = set.into();
+    // Renewed a little before it expires, so no request carries one about to lapse on its way.
+    let margin = (assertion.lifetime_s / 4).min(60);
+    if let Ok(mut slot) = known.asserted.lock() {
+        *slot = Some(Asserted { set: Arc::clone(&set), issued_at: now, renew_at: expires_at.saturating_sub(margin) });
+    }
+    Some(set)
+}
+
+/// The gate's public keys, for whoever verifies its assertions (a sidecar's `jwt_authn`, Istio's
+/// `RequestAuthentication`, the application): to anyone, cacheable for a few minutes, so a
+/// verifier picks up a new key well before it signs (keys are published before they sign).
+fn jwks(req: &Request<'_>, assertion: &AssertionSettings) -> Decision {
+    let (status, body, mut headers) = if matches!(req.method, "GET" | "HEAD") {
+        (
+            200,
+            assertion.jwks(),
+            vec![
+                ("content-type", "application/json".to_string()),
+                ("cache-control", "public, max-age=300".to_string()),
+            ],
+        )
+    } else {
+        (405, String::new(), vec![("allow", "GET, HEAD".to_string())])
+    };
+    headers.push(("x-content-type-options", "nosniff".to_string()));
+    Decision::Respond(Response { status, headers, body, log: None, events: Events::default(), register: None })
 }
 
 #[cfg(test)]

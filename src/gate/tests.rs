@@ -1522,3 +1522,130 @@ fn a_clients_copy_of_any_sites_identity_header_is_removed_at_every_site() {
     assert!(f.set.iter().all(|(n, _)| n != "x-becas-run"));
     assert!(h.gate.is_identity_header("X-Becas-Run") && h.gate.is_identity_header("x-claveunica-run"));
 }
+
+use jwt_simple::algorithms::{ECDSAP256PublicKeyLike, ES256KeyPair};
+
+/// The test configuration with the signed assertion on, signing with `keys` (newest first).
+fn asserting(keys: &[&str], lifetime_s: u64) -> Config {
+    let mut v = testkit::config_json();
+    v["assertion"] = json!({"issuer": "https://portal.test/gate", "audience": "portal",
+                            "signing_keys": keys, "lifetime_s": lifetime_s});
+    testkit::config_from(&v)
+}
+
+fn verify_assertion(token: &str, pem: &str) -> jwt_simple::claims::JWTClaims<Value> {
+    let public = ES256KeyPair::from_pem(pem).unwrap().public_key();
+    let options = jwt_simple::common::VerificationOptions {
+        allowed_issuers: Some(["https://portal.test/gate".to_string()].into()),
+        allowed_audiences: Some(["portal".to_string()].into()),
+        artificial_time: Some(jwt_simple::prelude::Duration::from_secs(NOW + 1)),
+        ..Default::default()
+    };
+    public.verify_token::<Value>(token, Some(options)).unwrap()
+}
+
+fn assertion_of(d: Decision) -> String {
+    let set = identity_of(d);
+    set.iter().find(|(n, _)| n == "x-claveunica-assertion").map(|(_, v)| v.clone()).expect("no assertion")
+}
+
+#[test]
+fn an_identified_request_carries_an_assertion_signed_by_the_newest_key() {
+    let mut h = harness_for(asserting(&[testkit::ASSERTION_KEY, testkit::NEXT_ASSERTION_KEY], 300));
+    let session = session_at(&mut h);
+    let token = assertion_of(h.request("/privado", Some(&session)));
+    let claims = verify_assertion(&token, testkit::ASSERTION_KEY);
+    assert_eq!(claims.subject.as_deref(), Some("44444444-4"));
+    assert_eq!(claims.custom["run"], "44444444-4");
+    assert_eq!(claims.custom["nombres"], "María Carmen");
+    assert_eq!(claims.custom["apellidos"], "De los Ríos Núñez");
+    assert_eq!(claims.issued_at.map(|t| t.as_secs()), Some(NOW));
+    assert_eq!(claims.expires_at.map(|t| t.as_secs()), Some(NOW + 300));
+    assert!(claims.jwt_id.is_some_and(|j| j.len() >= 22));
+    // The header names its key by the key's thumbprint, which the JWKS publishes.
+    let header = jwt_simple::token::Token::decode_metadata(&token).unwrap();
+    assert_eq!(header.algorithm(), "ES256");
+    let jwks: Value =
+        serde_json::from_str(&respond(h.request("/.well-known/claveunica-gate/jwks.json", None)).body).unwrap();
+    let kids: Vec<&str> = jwks["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap()).collect();
+    assert_eq!(kids.len(), 2, "both keys published: {jwks}");
+    assert_eq!(header.key_id(), Some(kids[0]));
+    // The positive control: the next key (published, not yet signing) does not verify it.
+    let next = ES256KeyPair::from_pem(testkit::NEXT_ASSERTION_KEY).unwrap().public_key();
+    assert!(next.verify_token::<Value>(&token, None).is_err());
+}
+
+#[test]
+fn an_assertion_is_signed_once_and_reused_until_shortly_before_it_expires() {
+    let mut h = harness_for(asserting(&[testkit::ASSERTION_KEY], 300));
+    let session = session_at(&mut h);
+    let first = assertion_of(h.request("/a", Some(&session)));
+    h.now += 200;
+    assert_eq!(assertion_of(h.request("/b", Some(&session))), first, "reused within its life");
+    h.now = NOW + 300 - 60;
+    let renewed = assertion_of(h.request("/c", Some(&session)));
+    assert_ne!(renewed, first, "renewed a minute before it expires");
+    let claims = verify_assertion(&renewed, testkit::ASSERTION_KEY);
+    assert_eq!(claims.issued_at.map(|t| t.as_secs()), Some(NOW + 240));
+    // A clock that goes back never serves an assertion issued in its future.
+    h.now = NOW + 100;
+    assert_ne!(assertion_of(h.request("/d", Some(&session))), renewed);
+}
+
+#[test]
+fn an_assertion_never_outlives_its_session() {
+    let mut v = testkit::config_json();
+    v["session"] = json!({"max_age_s": 120});
+    v["assertion"] = json!({"issuer": "https://portal.test/gate", "audience": "portal",
+                            "signing_keys": [testkit::ASSERTION_KEY], "lifetime_s": 600});
+    let mut h = harness_for(testkit::config_from(&v));
+    let session = session_at(&mut h);
+    let claims = verify_assertion(&assertion_of(h.request("/a", Some(&session))), testkit::ASSERTION_KEY);
+    assert_eq!(claims.expires_at.map(|t| t.as_secs()), Some(NOW + 120));
+}
+
+#[test]
+fn a_clients_assertion_never_reaches_the_application() {
+    let mut h = harness_for(asserting(&[testkit::ASSERTION_KEY], 300));
+    let forged = [("X_ClaveUnica_Assertion", "eyJhbGciOiJub25lIn0.e30.")];
+    let d = h.gate.on_request(&Request { method: "GET", path: "/privado", headers: &forged }, NOW, &mut h.rng);
+    assert_eq!(respond(d).status, 302, "no session: a login, nothing forwarded");
+    let session = session_at(&mut h);
+    let cookie = [("cookie", session.as_str()), ("x-claveunica-assertion", "forged")];
+    let Decision::Forward(f) =
+        h.gate.on_request(&Request { method: "GET", path: "/p", headers: &cookie }, NOW, &mut h.rng)
+    else {
+        panic!("expected a forward")
+    };
+    let values: Vec<&str> =
+        f.set.iter().filter(|(n, _)| n == "x-claveunica-assertion").map(|(_, v)| v.as_str()).collect();
+    assert_eq!(values.len(), 1);
+    assert_ne!(values[0], "forged", "the gate's replaces the client's");
+    assert!(h.gate.is_identity_header("X_CLAVEUNICA_ASSERTION"));
+}
+
+#[test]
+fn the_jwks_is_answered_to_anyone_and_only_read() {
+    let mut h = harness_for(asserting(&[testkit::ASSERTION_KEY], 300));
+    let r = respond(h.request("/.well-known/claveunica-gate/jwks.json", None));
+    assert_eq!(r.status, 200);
+    assert_eq!(header(&r, "content-type"), ["application/json"]);
+    assert_eq!(header(&r, "cache-control"), ["public, max-age=300"]);
+    let jwks: Value = serde_json::from_str(&r.body).unwrap();
+    let key = &jwks["keys"][0];
+    assert_eq!(
+        (key["kty"].as_str(), key["crv"].as_str(), key["alg"].as_str()),
+        (Some("EC"), Some("P-256"), Some("ES256"))
+    );
+    assert!(key.get("d").is_none(), "no private part: {key}");
+    let post = [("content-length", "0")];
+    let r = respond(h.gate.on_request(
+        &Request { method: "POST", path: "/.well-known/claveunica-gate/jwks.json", headers: &post },
+        NOW,
+        &mut h.rng,
+    ));
+    assert_eq!((r.status, header(&r, "allow")), (405, vec!["GET, HEAD"]));
+    // Without the assertion configured, the path is the application's like any other.
+    let mut plain = harness();
+    assert_eq!(respond(plain.request("/.well-known/claveunica-gate/jwks.json", None)).status, 302);
+}

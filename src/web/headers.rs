@@ -130,20 +130,27 @@ impl fmt::Display for TemplateError {
     }
 }
 
+/// `name` as a header the gate may set on a forwarded request: lower case, a token, none of
+/// the names the proxy and the application rely on for something else.
+pub fn header_name(name: &str) -> Result<String, TemplateError> {
+    let lower = name.to_ascii_lowercase();
+    let token = !lower.is_empty()
+        && lower.len() <= 64
+        && lower.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if !token || lower.starts_with(':') {
+        return Err(TemplateError::BadName);
+    }
+    if RESERVED.contains(&lower.as_str()) || lower.starts_with("x-envoy-") {
+        return Err(TemplateError::Reserved);
+    }
+    Ok(lower)
+}
+
 impl HeaderTemplate {
     /// Parses `name: template`, where the template mixes text with `{run}`, `{run_dotted}`,
     /// `{numero}`, `{dv}`, `{nombres}`, `{apellidos}` and `{sub}`.
     pub fn parse(name: &str, template: &str) -> Result<Self, TemplateError> {
-        let lower = name.to_ascii_lowercase();
-        let token = !lower.is_empty()
-            && lower.len() <= 64
-            && lower.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-        if !token || lower.starts_with(':') {
-            return Err(TemplateError::BadName);
-        }
-        if RESERVED.contains(&lower.as_str()) || lower.starts_with("x-envoy-") {
-            return Err(TemplateError::Reserved);
-        }
+        let lower = header_name(name)?;
         if template.len() > 256 || template.chars().any(char::is_control) {
             return Err(TemplateError::TooLongOrControl);
         }
@@ -195,6 +202,8 @@ impl HeaderTemplate {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdentityHeaders {
     templates: Vec<HeaderTemplate>,
+    /// Further names stripped from client requests (see [`IdentityHeaders::also_strip`]).
+    also: Vec<String>,
 }
 
 /// The default headers and their templates.
@@ -209,7 +218,7 @@ pub const DEFAULTS: [(&str, &str); 5] = [
 impl Default for IdentityHeaders {
     fn default() -> Self {
         let templates = DEFAULTS.iter().filter_map(|(n, t)| HeaderTemplate::parse(n, t).ok()).collect();
-        Self { templates }
+        Self { templates, also: Vec::new() }
     }
 }
 
@@ -217,7 +226,7 @@ impl IdentityHeaders {
     /// Headers from parsed templates.
     #[must_use]
     pub fn new(templates: Vec<HeaderTemplate>) -> Self {
-        Self { templates }
+        Self { templates, also: Vec::new() }
     }
 
     /// Whether a client-sent header name is one of these, or one of the default names, in
@@ -233,7 +242,15 @@ impl IdentityHeaders {
             a == b || (matches!(a, b'-' | b'_') && matches!(b, b'-' | b'_'))
         };
         let matches = |id: &str| id.len() == name.len() && id.bytes().zip(name.bytes()).all(|(a, b)| same(a, b));
-        self.templates.iter().any(|t| matches(&t.name)) || DEFAULTS.iter().any(|(id, _)| matches(id))
+        self.templates.iter().any(|t| matches(&t.name))
+            || DEFAULTS.iter().any(|(id, _)| matches(id))
+            || self.also.iter().any(|id| matches(id))
+    }
+
+    /// Strips `name` from client requests too, though no template sets it: a header the gate
+    /// sets by other means (the signed assertion).
+    pub fn also_strip(&mut self, name: &str) {
+        self.also.push(name.to_ascii_lowercase());
     }
 
     /// The headers for an identity, in configuration order.
