@@ -82,6 +82,8 @@ pub enum ProblemKind {
     RepeatedHeader,
     /// An identity header's name or template that is refused.
     BadTemplate(TemplateError),
+    /// A section that something else in the document needs (the text says what).
+    NeededBy(String),
     /// A key one gate can only have once (the provider, the host's own keys), set in a site.
     TopLevelOnly,
     /// A host name the `sites` entry at this index already serves.
@@ -180,6 +182,7 @@ impl fmt::Display for ProblemKind {
             ProblemKind::NoHeaders => f.write_str("must name at least one header"),
             ProblemKind::RepeatedHeader => f.write_str("repeats a header name"),
             ProblemKind::BadTemplate(e) => fmt::Display::fmt(e, f),
+            ProblemKind::NeededBy(user) => write!(f, "is required: {user} uses {{pseudonym}}"),
             ProblemKind::TopLevelOnly => {
                 f.write_str("set it at the top level: one gate talks to one provider, for every site")
             }

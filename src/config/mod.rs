@@ -13,10 +13,11 @@
 use serde_json::{Map, Value};
 
 use crate::policy::{Migration, Rule};
+use crate::primitives::pseudonym::Pseudonyms;
 use crate::primitives::run::Run;
 use crate::primitives::seal::SessionKey;
 use crate::primitives::secret::SecretString;
-use crate::protocol::assertion::AssertionSettings;
+use crate::protocol::assertion::{AssertionSettings, AssertionSubject};
 use crate::protocol::oidc::Registration;
 use crate::web::headers::IdentityHeaders;
 use crate::web::pages::Agency;
@@ -29,6 +30,7 @@ mod hosts;
 mod identity;
 mod pages;
 mod provider;
+mod pseudonym;
 mod reader;
 mod rules;
 mod session;
@@ -143,6 +145,8 @@ pub struct Config {
     pub legacy_login: Option<String>,
     /// The signed assertion of identity added to identified requests, when configured.
     pub assertion: Option<AssertionSettings>,
+    /// Each person's pseudonym for this application, when configured.
+    pub pseudonym: Option<Pseudonyms>,
 }
 
 impl Config {
@@ -243,6 +247,7 @@ impl Config {
             identity::KEYS,
             access_log::KEYS,
             assertion::KEYS,
+            pseudonym::KEYS,
             host::KEYS,
             pages::KEYS,
             sites::KEYS,
@@ -253,6 +258,19 @@ impl Config {
         let access = rules::read(&mut r);
         let mut headers = identity::read(&mut r);
         let assertion = assertion::read(&mut r, env);
+        let application = assertion.as_ref().map(|a| a.audience.clone()).or_else(|| {
+            site.as_ref().and_then(|s| url::Url::parse(&s.redirect_uri).ok()?.host_str().map(str::to_string))
+        });
+        let pseudonyms = pseudonym::read(&mut r, env, application.as_deref());
+        let wanted = headers.pseudonym_header().map(|h| format!("the header {h}")).or_else(|| {
+            assertion
+                .as_ref()
+                .filter(|a| a.subject == AssertionSubject::Pseudonym)
+                .map(|_| "the assertion's subject".to_string())
+        });
+        if let Some(user) = wanted.filter(|_| pseudonyms.is_none() && !r.named("pseudonym")) {
+            r.problem("pseudonym", ProblemKind::NeededBy(user));
+        }
         if let (Some(a), Some(site)) = (&assertion, &site) {
             if [&site.callback_path, &site.login_path, &site.logout_path].contains(&&a.jwks_path) {
                 r.problem(
@@ -300,6 +318,7 @@ impl Config {
             button_page: pages.button_page,
             legacy_login: pages.legacy_login,
             assertion,
+            pseudonym: pseudonyms,
         });
         r.finish(config.map(|config| (config, host_keys)))
     }

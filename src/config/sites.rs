@@ -41,6 +41,7 @@ pub const SITE_KEYS: &[&str] = &[
     "access_log",
     "pages",
     "assertion",
+    "pseudonym",
 ];
 
 /// One entry of `sites`, before it is read: its host patterns and the document it stands for.

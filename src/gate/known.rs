@@ -33,6 +33,8 @@ pub struct Known {
     pub headers: Arc<[(String, String)]>,
     /// The person's name in the access register, made once (a keyed hash costs an HMAC).
     pub subject: Arc<str>,
+    /// The person's pseudonym for this application, when the gate makes them.
+    pub pseudonym: Option<Arc<str>>,
     /// The identity headers with the signed assertion, while it is fresh: signed once and
     /// reused by every request until shortly before it expires.
     pub asserted: Mutex<Option<Asserted>>,
@@ -119,6 +121,7 @@ mod tests {
             stale_key: false,
             headers: Arc::from(Vec::new()),
             subject: Arc::from(""),
+            pseudonym: None,
             asserted: Mutex::default(),
         })
     }

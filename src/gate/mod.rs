@@ -309,9 +309,12 @@ impl Portal {
             return Some(known);
         }
         let (session, stale_key) = Session::unseal(&self.ring, value)?;
-        let headers = Arc::from(self.config.headers.render(session.identity()));
+        let pseudonym: Option<Arc<str>> =
+            self.config.pseudonym.as_ref().map(|p| Arc::from(p.of(&session.identity().run())));
+        let headers = Arc::from(self.config.headers.render(session.identity(), pseudonym.as_deref()));
         let subject = Arc::from(self.config.access_log.name(&session.identity().run()));
-        let known = Arc::new(Known { session, stale_key, headers, subject, asserted: Mutex::default() });
+        let asserted = Mutex::default();
+        let known = Arc::new(Known { session, stale_key, headers, subject, pseudonym, asserted });
         self.known.insert(value, Arc::clone(&known));
         Some(known)
     }
@@ -519,7 +522,8 @@ fn asserted(
     rng.fill(&mut id).ok()?;
     // Never outliving the session it speaks for.
     let expires_at = now.saturating_add(assertion.lifetime_s).min(known.session.expires_at());
-    let token = assertion.sign(known.session.identity(), None, now, expires_at, URL_SAFE_NO_PAD.encode(id))?;
+    let jti = URL_SAFE_NO_PAD.encode(id);
+    let token = assertion.sign(known.session.identity(), known.pseudonym.as_deref(), now, expires_at, jti)?;
     let mut set = known.headers.to_vec();
     set.push((assertion.header.clone(), token));
     let set: Arc<[(String, String)]> = set.into();

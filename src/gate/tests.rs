@@ -1649,3 +1649,38 @@ fn the_jwks_is_answered_to_anyone_and_only_read() {
     let mut plain = harness();
     assert_eq!(respond(plain.request("/.well-known/claveunica-gate/jwks.json", None)).status, 302);
 }
+
+#[test]
+fn an_application_that_needs_no_run_gets_a_pseudonym_and_never_the_run() {
+    let config_for = |application: &str| {
+        let mut v = testkit::config_json();
+        v["headers"] = json!({"x-persona": "{pseudonym}"});
+        v["pseudonym"] = json!({"key_env": "CU_PSEUDONYM_KEY", "application": application});
+        v["assertion"] = json!({"issuer": "https://portal.test/gate", "audience": "portal",
+                                "signing_keys": [testkit::ASSERTION_KEY], "subject": "pseudonym", "claims": []});
+        let env = |k: &str| (k == "CU_PSEUDONYM_KEY").then(|| "0123456789abcdef0123456789abcdef".to_string());
+        Config::from_json(v.to_string().as_bytes(), &env).unwrap()
+    };
+    let mut h = harness_for(config_for("tramites"));
+    let session = session_at(&mut h);
+    let set = identity_of(h.request("/privado", Some(&session)));
+    let persona = set.iter().find(|(n, _)| n == "x-persona").map(|(_, v)| v.clone()).unwrap();
+    assert_eq!(persona.len(), 32);
+    for (name, value) in &set {
+        assert!(!value.contains("44444444") && !value.contains("44.444.444"), "{name}: {value}");
+    }
+    let token = set.iter().find(|(n, _)| n == "x-claveunica-assertion").map(|(_, v)| v.clone()).unwrap();
+    let claims = verify_assertion(&token, testkit::ASSERTION_KEY);
+    assert_eq!(claims.subject.as_deref(), Some(persona.as_str()), "the assertion's sub is the same pseudonym");
+    assert_eq!(claims.custom, json!({}), "no run, no names: {:?}", claims.custom);
+    // Stable for the same application; another application knows the same person by another.
+    h.now += 10;
+    assert_eq!(
+        identity_of(h.request("/otra", Some(&session))).iter().find(|(n, _)| n == "x-persona").unwrap().1,
+        persona
+    );
+    let mut other = harness_for(config_for("becas"));
+    let session = session_at(&mut other);
+    let theirs = identity_of(other.request("/privado", Some(&session)));
+    assert_ne!(theirs.iter().find(|(n, _)| n == "x-persona").unwrap().1, persona);
+}

@@ -28,6 +28,7 @@ enum Var {
     Nombres,
     Apellidos,
     Sub,
+    Pseudonym,
 }
 
 impl Var {
@@ -40,11 +41,12 @@ impl Var {
             "nombres" => Var::Nombres,
             "apellidos" => Var::Apellidos,
             "sub" => Var::Sub,
+            "pseudonym" => Var::Pseudonym,
             _ => return None,
         })
     }
 
-    fn push(self, identity: &Identity, out: &mut String) {
+    fn push(self, identity: &Identity, pseudonym: Option<&str>, out: &mut String) {
         let run = identity.run();
         match self {
             Var::Run => out.push_str(&run.plain()),
@@ -54,6 +56,8 @@ impl Var {
             Var::Nombres => out.push_str(&identity.nombres().join(" ")),
             Var::Apellidos => out.push_str(&identity.apellidos().join(" ")),
             Var::Sub => out.push_str(identity.sub()),
+            // The configuration refuses `{pseudonym}` without pseudonyms: never empty in use.
+            Var::Pseudonym => out.push_str(pseudonym.unwrap_or_default()),
         }
     }
 }
@@ -186,12 +190,12 @@ impl HeaderTemplate {
 
     /// The value for an identity, percent-encoded.
     #[must_use]
-    pub fn render(&self, identity: &Identity) -> String {
+    pub fn render(&self, identity: &Identity, pseudonym: Option<&str>) -> String {
         let mut raw = String::with_capacity(32);
         for part in &self.parts {
             match part {
                 Part::Text(t) => raw.push_str(t),
-                Part::Var(v) => v.push(identity, &mut raw),
+                Part::Var(v) => v.push(identity, pseudonym, &mut raw),
             }
         }
         encode(&raw)
@@ -253,10 +257,17 @@ impl IdentityHeaders {
         self.also.push(name.to_ascii_lowercase());
     }
 
-    /// The headers for an identity, in configuration order.
+    /// The headers for an identity, in configuration order; `pseudonym` is the person's
+    /// pseudonym for this application, when the gate makes them.
     #[must_use]
-    pub fn render(&self, identity: &Identity) -> Vec<(String, String)> {
-        self.templates.iter().map(|t| (t.name.clone(), t.render(identity))).collect()
+    pub fn render(&self, identity: &Identity, pseudonym: Option<&str>) -> Vec<(String, String)> {
+        self.templates.iter().map(|t| (t.name.clone(), t.render(identity, pseudonym))).collect()
+    }
+
+    /// The first header whose template names `{pseudonym}`, if any.
+    #[must_use]
+    pub fn pseudonym_header(&self) -> Option<&str> {
+        self.templates.iter().find(|t| t.parts.contains(&Part::Var(Var::Pseudonym))).map(|t| t.name.as_str())
     }
 }
 
@@ -287,7 +298,7 @@ mod tests {
 
     #[test]
     fn default_headers() {
-        let h = IdentityHeaders::default().render(&identity());
+        let h = IdentityHeaders::default().render(&identity(), None);
         let want = [
             ("x-claveunica-run", "12345678-5"),
             ("x-claveunica-numero", "12345678"),
@@ -308,7 +319,7 @@ mod tests {
             ("{nombres} {apellidos}", "Mar%C3%ADa%20Carmen%20Pe%C3%B1a"),
             ("{sub}", "2594"),
         ] {
-            assert_eq!(HeaderTemplate::parse("X-Rut", template).unwrap().render(&id), want, "{template}");
+            assert_eq!(HeaderTemplate::parse("X-Rut", template).unwrap().render(&id, None), want, "{template}");
         }
         assert_eq!(HeaderTemplate::parse("X-Rut", "{run}").unwrap().name(), "x-rut");
         for (name, template) in [
