@@ -332,6 +332,24 @@ fn check(text: &[u8], name: &str, strict: bool, env: &dyn Fn(&str) -> Option<Str
             ));
         }
     }
+    // What a verifier of the signed assertion is given: where the keys are and which sign.
+    for site in &sites {
+        let Some(assertion) = &site.assertion else { continue };
+        let label = if several { format!("[{}] ", site_label(site)) } else { String::new() };
+        let origin = url::Url::parse(&site.redirect_uri).map(|u| u.origin().ascii_serialization()).unwrap_or_default();
+        lines.push(format!(
+            "assertion: {label}{} in {}, iss {}, aud {}; keys at {origin}{}",
+            assertion.subject_name(),
+            assertion.header,
+            assertion.issuer,
+            assertion.audience,
+            assertion.jwks_path
+        ));
+        for (i, key) in assertion.keys.iter().enumerate() {
+            let role = if i == 0 { "signs" } else { "published only" };
+            lines.push(format!("assertion: {label}key {} ({role})", key.kid()));
+        }
+    }
     lines.extend(findings.iter().map(|(label, f)| line(label, f)));
     let warned = findings.iter().any(|(_, f)| f.severity == Severity::Warning);
     Report { lines, status: u8::from(strict && warned) }

@@ -370,3 +370,29 @@ fn a_sites_variable_missing_here_is_one_note_naming_the_site_key() {
         "{notes:#?}"
     );
 }
+
+#[test]
+fn the_assertions_keys_and_where_a_verifier_finds_them_are_shown() {
+    let mut doc = production_like();
+    doc["assertion"] = json!({"issuer": "https://tramites.example.gob.cl/gate", "audience": "tramites",
+        "signing_keys": [claveunica_core::testkit::ASSERTION_KEY, claveunica_core::testkit::NEXT_ASSERTION_KEY]});
+    let path = write("assertion", &doc);
+    let r = check(&path, &[("CU_CHECK_TEST_ID", "x"), ("CU_CHECK_TEST_SECRET", "y")]);
+    assert_eq!(r.status, 0, "{}{}", r.stdout, r.stderr);
+    let lines = r.lines("assertion: ");
+    assert_eq!(
+        lines.first().copied(),
+        Some(
+            "assertion: sub=run in x-claveunica-assertion, iss https://tramites.example.gob.cl/gate, aud tramites; \
+             keys at https://tramites.example.gob.cl/.well-known/claveunica-gate/jwks.json"
+        )
+    );
+    assert_eq!(lines.len(), 3, "{lines:#?}");
+    assert!(lines[1].ends_with("(signs)") && lines[2].ends_with("(published only)"), "{lines:#?}");
+    assert_ne!(lines[1].split(' ').nth(2), lines[2].split(' ').nth(2), "two kids");
+    // A key that is not P-256 is refused by name.
+    doc["assertion"]["signing_keys"] = json!(["-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----"]);
+    let r = check(&write("assertion-bad", &doc), &[("CU_CHECK_TEST_ID", "x"), ("CU_CHECK_TEST_SECRET", "y")]);
+    assert_eq!(r.status, 1);
+    assert!(r.has("error: assertion.signing_keys[0]: must be a P-256 private key in PKCS#8 PEM"), "{r:?}");
+}

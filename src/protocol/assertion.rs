@@ -97,6 +97,15 @@ struct PersonClaims {
 }
 
 impl AssertionSettings {
+    /// What `sub` holds, as the document names it.
+    #[must_use]
+    pub fn subject_name(&self) -> &'static str {
+        match self.subject {
+            AssertionSubject::Run => "sub=run",
+            AssertionSubject::Pseudonym => "sub=pseudonym",
+        }
+    }
+
     /// The JWKS the gate answers at `jwks_path`: every key's public half.
     #[must_use]
     pub fn jwks(&self) -> String {
