@@ -239,7 +239,7 @@ def main():
 
     em_port = free_port()
     variants = {}
-    for name in ["none", "noop", "floor", "gate", "jwt"]:
+    for name in ["none", "noop", "floor", "gate", "gate_assert", "jwt"]:
         variants[name] = (free_port(), free_port())
     gate_port = variants["gate"][0]
     redirect_uri = f"http://127.0.0.1:{gate_port}/claveunica/callback"
@@ -251,11 +251,18 @@ def main():
     gate_config = json.dumps({
         "issuer": f"http://127.0.0.1:{em_port}/openid", "cluster": "claveunica", "client_id": "demo-client",
         "client_secret": "demo-secret", "redirect_uri": redirect_uri, "session_keys": [key]})
+    # The same gate with the signed assertion on (issue 14), signing with the test key: what an
+    # identified request costs when it also carries an ES256 JWT, signed once per session.
+    with open(os.path.join(ROOT, "src/testdata/assertion_key.pem")) as f:
+        assertion_key = f.read()
+    assert_config = json.dumps({**json.loads(gate_config), "assertion": {
+        "issuer": "https://bench.test/gate", "audience": "bench", "signing_keys": [assertion_key]}})
     filters = {
         "none": "",
         "noop": WASM_FILTER.format(name="noop", config="'{}'", wasm=NOOP_WASM),
         "floor": WASM_FILTER.format(name="floor", config="'{}'", wasm=FLOOR_WASM),
         "gate": WASM_FILTER.format(name="claveunica_gate", config=json.dumps(gate_config), wasm=GATE_WASM),
+        "gate_assert": WASM_FILTER.format(name="claveunica_gate", config=json.dumps(assert_config), wasm=GATE_WASM),
         "jwt": JWT_FILTER.format(jwks=os.path.join(WORK, "jwks.json")),
     }
     authed = [f"Cookie: {session_cookie}; {APP_COOKIES}"] + FORGED
@@ -264,6 +271,7 @@ def main():
         "2 noop": ("noop", authed, 200),
         "2b floor": ("floor", authed, 200),
         "3 gate authenticated": ("gate", authed, 200),
+        "3b gate authenticated, signed assertion": ("gate_assert", authed, 200),
         "4 gate unauthenticated": ("gate", FORGED, 302),
         "5 jwt_authn": ("jwt", [f"Cookie: claveunica_jwt={jwt}; {APP_COOKIES}"] + FORGED, 200),
     }
