@@ -278,6 +278,7 @@ fn after_a_key_rotation_the_sidecar_accepts_the_new_key_and_the_old_while_both_a
     let (next_kid, current_kid) = (kid_of(NEXT_ASSERTION_KEY), kid_of(ASSERTION_KEY));
     let mut direct = straight_to(&chain);
     let before = chain.sidecar.app_requests();
+    assert_eq!(chain.sidecar.jwks_fetches(), 0, "the sidecar fetched the keys before it needed them");
 
     // What the gate signs now, with the new key, passes once the sidecar has the JWKS.
     let echo = login_and_fetch(&chain);
@@ -288,6 +289,7 @@ fn after_a_key_rotation_the_sidecar_accepts_the_new_key_and_the_old_while_both_a
     let old = sign(&pair(ASSERTION_KEY), &current_kid, &Claims::valid());
     assert_eq!(direct.get_with_headers(PRIVATE, &[(HEADER, &old)]).echo().one(VERIFIED_RUN), Some(RUN));
     assert_eq!(chain.sidecar.app_requests(), before + 2);
+    assert_eq!(chain.sidecar.jwks_fetches(), 1, "both keys come from the one JWKS the sidecar fetched");
     // Control: a key that is neither is still refused.
     let stranger = ES256KeyPair::generate();
     let r =
