@@ -6,8 +6,9 @@
 //! the gate accepts their configuration as each host delivers it, the cluster it names is exactly
 //! the one the ServiceEntry (or Envoy Gateway's patch) creates, TLS to ClaveÚnica is originated
 //! and verified, images are pinned by their manifest digest, and the gateway variants let only
-//! their gateway reach the portal. `tests/manifests/` checks the same files against the APIs'
-//! published schemas.
+//! their gateway reach the portal, and the portal's sidecar verifies the gate's signed
+//! assertion (`envoy/istio/assertion/`) with the issuer, audience, header and JWKS URL the gate
+//! uses. `tests/manifests/` checks the same files against the APIs' published schemas.
 //!
 //! Needs the built filter (`cargo build --release --target wasm32-wasip1`) and Envoy
 //! (`ENVOY_BIN`, or `envoy` on `PATH`).
@@ -19,6 +20,8 @@ use std::process::{Command, Output};
 use claveunica_core::config::Config;
 // A valid session key (base64 of 32 bytes), for validation only.
 use claveunica_core::testkit::SESSION_KEY;
+// A valid assertion signing key (PKCS#8 PEM), likewise.
+use claveunica_core::testkit::ASSERTION_KEY;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -27,6 +30,8 @@ const WASM_PLACEHOLDER: &str = "/etc/envoy/wasm/claveunica_gate.wasm";
 const ID_VAR: &str = "CLAVEUNICA_CLIENT_ID";
 const SECRET_VAR: &str = "CLAVEUNICA_CLIENT_SECRET";
 const KEYS_VAR: &str = "CLAVEUNICA_SESSION_KEYS";
+/// The assertion's signing keys, in the sidecar variant.
+const ASSERTION_KEYS_VAR: &str = "CLAVEUNICA_ASSERTION_KEYS";
 const PROVIDER_HOST: &str = "accounts.claveunica.gob.cl";
 const ISTIO_CLUSTER: &str = "outbound|80||accounts.claveunica.gob.cl";
 
@@ -54,6 +59,7 @@ fn test_env(name: &str) -> Option<String> {
         ID_VAR => Some("client".into()),
         SECRET_VAR => Some("x".into()),
         KEYS_VAR => Some(SESSION_KEY.into()),
+        ASSERTION_KEYS_VAR => Some(ASSERTION_KEY.into()),
         _ => None,
     }
 }
@@ -362,13 +368,15 @@ fn istio_plugin_configs_are_accepted_as_istio_delivers_them() {
         }
         // Every variable the configuration reads is passed from the proxy's environment.
         let env = array_at(spec, "/vmConfig/env");
-        for key in ["client_id_env", "client_secret_env", "session_keys_env"] {
+        let signing_keys = config.pointer("/assertion/signing_keys_env").map(|_| "assertion/signing_keys_env");
+        for key in ["client_id_env", "client_secret_env", "session_keys_env"].into_iter().chain(signing_keys) {
             let var = str_at(config, &format!("/{key}"));
             assert!(
                 env.iter().any(|e| e["name"] == var && e["valueFrom"] == "HOST" && e.get("value").is_none()),
                 "{folder}: vmConfig.env should pass {var} (named by {key}) with valueFrom: HOST: {env:?}"
             );
         }
+        assert!(config["assertion"].get("signing_keys").is_none(), "{folder}: signing keys come from the environment");
 
         let delivered = as_protobuf_struct(config).to_string();
         assert!(delivered.contains("\"timeout_ms\":5000.0"), "{delivered}");
@@ -453,6 +461,65 @@ fn istio_gateway_variants_admit_only_the_gateway_to_the_portal() {
     }
 }
 
+/// The portal sidecar's verification of the gate's assertion (an opt-in folder beside the
+/// sidecar variant's manifests).
+const ASSERTION: &str = "envoy/istio/assertion";
+
+/// `scheme://host[:port]` of a URL.
+fn origin_of(url: &str) -> String {
+    let parsed = url::Url::parse(url).unwrap_or_else(|e| panic!("{url}: {e}"));
+    parsed.origin().ascii_serialization()
+}
+
+#[test]
+fn istio_assertion_policies_verify_exactly_what_the_sidecar_gate_signs() {
+    let plugin = wasm_plugin(SIDECAR);
+    let delivered = as_protobuf_struct(&plugin["spec"]["pluginConfig"]).to_string();
+    let (config, _) = Config::for_envoy(delivered.as_bytes(), &test_env).unwrap_or_else(|e| panic!("{e}\n{delivered}"));
+    let signed = config.assertion.as_ref().unwrap_or_else(|| panic!("the sidecar's pluginConfig signs no assertion"));
+    assert!(signed.run_claim, "the policies read the run claim");
+
+    let authn = doc_of(&format!("{ASSERTION}/requestauthentication.yaml"), "RequestAuthentication");
+    assert_eq!(authn["apiVersion"], "security.istio.io/v1");
+    let selector = &plugin["spec"]["selector"]["matchLabels"];
+    assert_eq!(&authn["spec"]["selector"]["matchLabels"], selector, "the portal's pods, as the WasmPlugin's");
+    // One rule, and it names exactly what the gate puts in the assertion and where it publishes
+    // the keys: the public host the browser sees (the redirect_uri's origin) and the jwks_path.
+    let jwks_uri = format!("{}{}", origin_of(&config.redirect_uri), signed.jwks_path);
+    assert_eq!(
+        authn["spec"]["jwtRules"],
+        json!([{
+            "issuer": signed.issuer,
+            "audiences": [signed.audience],
+            "jwksUri": jwks_uri,
+            "fromHeaders": [{"name": signed.header}],
+            "forwardOriginalToken": true,
+            "outputClaimToHeaders": [{"header": "x-verified-run", "claim": "run"}],
+        }])
+    );
+
+    // Each policy (the default and the pilot variant, one name so one replaces the other)
+    // denies a request without the gate's principal, whatever other policies allow.
+    let principal = format!("{}/*", signed.issuer);
+    let without_the_gate = json!({"from": [{"source": {"notRequestPrincipals": [principal]}}]});
+    let mut names = Vec::new();
+    for file in ["authorizationpolicy.yaml", "authorizationpolicy-pilot.yaml"] {
+        let policy = doc_of(&format!("{ASSERTION}/{file}"), "AuthorizationPolicy");
+        let spec = &policy["spec"];
+        assert_eq!(&spec["selector"]["matchLabels"], selector, "{file}");
+        assert_eq!(spec["action"], "DENY", "{file}");
+        let rules = array_at(spec, "/rules");
+        assert_eq!(rules.first(), Some(&without_the_gate), "{file}");
+        // The pilot's second rule denies any verified run not on its list.
+        for rule in rules.iter().skip(1) {
+            let when = array_at(rule, "/when");
+            assert!(when.iter().all(|w| w["key"] == "request.auth.claims[run]" && w["notValues"].is_array()), "{file}");
+        }
+        names.push(policy["metadata"]["name"].clone());
+    }
+    assert_eq!(names[0], names[1], "the pilot policy replaces the default one");
+}
+
 /// The Secret reference of each gate variable in a list of container env entries.
 fn assert_env_from_secret(env: &[Value], context: &str) {
     let secret = yaml("envoy/istio/secret.yaml");
@@ -481,7 +548,17 @@ fn istio_secret_reaches_the_proxy_environment_in_every_variant() {
     let patch = yaml("envoy/istio/deployment-patch.yaml");
     assert_eq!(patch["kind"], "Deployment");
     assert_eq!(patch["spec"]["template"]["spec"]["containers"][0]["image"], "auto", "the injector picks the image");
-    assert_env_from_secret(&istio_proxy(&patch, "deployment-patch.yaml"), "deployment-patch.yaml");
+    let sidecar_env = istio_proxy(&patch, "deployment-patch.yaml");
+    assert_env_from_secret(&sidecar_env, "deployment-patch.yaml");
+    // The sidecar variant's gate signs assertions: its keys from the same Secret.
+    let keys = data.get(ASSERTION_KEYS_VAR).and_then(Value::as_str).unwrap_or_default();
+    assert!(keys.starts_with("REPLACE_WITH_"), "the Secret's {ASSERTION_KEYS_VAR} is a placeholder: {keys:?}");
+    let entry = sidecar_env.iter().find(|e| e["name"] == ASSERTION_KEYS_VAR);
+    assert_eq!(
+        entry.map(|e| &e["valueFrom"]["secretKeyRef"]),
+        Some(&json!({"name": str_at(&secret, "/metadata/name"), "key": ASSERTION_KEYS_VAR})),
+        "deployment-patch.yaml: {sidecar_env:?}"
+    );
 
     let gateway_patch = yaml("envoy/istio/ingress/gateway-patch.yaml");
     assert_eq!(gateway_patch["metadata"]["name"], "portal-gateway", "the Helm release's Deployment");
@@ -501,8 +578,9 @@ fn istio_secret_reaches_the_proxy_environment_in_every_variant() {
 
 #[test]
 fn every_kustomization_lists_existing_manifests() {
-    let expected: [(&str, &[&str]); 4] = [
+    let expected: [(&str, &[&str]); 5] = [
         (SIDECAR, &["serviceentry.yaml", "destinationrule.yaml", "wasmplugin.yaml"]),
+        (ASSERTION, &["requestauthentication.yaml", "authorizationpolicy.yaml"]),
         (INGRESS, &["gateway.yaml", "serviceentry.yaml", "destinationrule.yaml", "wasmplugin.yaml", "security.yaml"]),
         (
             GATEWAY_API,

@@ -38,6 +38,7 @@ const MODELS = {
   "networking.istio.io/v1 VirtualService": "@kubernetes-models/istio/networking.istio.io/v1/VirtualService",
   "security.istio.io/v1 PeerAuthentication": "@kubernetes-models/istio/security.istio.io/v1/PeerAuthentication",
   "security.istio.io/v1 AuthorizationPolicy": "@kubernetes-models/istio/security.istio.io/v1/AuthorizationPolicy",
+  "security.istio.io/v1 RequestAuthentication": "@kubernetes-models/istio/security.istio.io/v1/RequestAuthentication",
   "telemetry.istio.io/v1 Telemetry": "@kubernetes-models/istio/telemetry.istio.io/v1/Telemetry",
   "gateway.networking.k8s.io/v1 Gateway": "@kubernetes-models/gateway-api/gateway.networking.k8s.io/v1/Gateway",
   "gateway.networking.k8s.io/v1 HTTPRoute": "@kubernetes-models/gateway-api/gateway.networking.k8s.io/v1/HTTPRoute",

@@ -57,6 +57,9 @@ test("every manifest under envoy/istio and envoy/envoy-gateway passes its API's 
     "envoy/istio/deployment-patch.yaml apps/v1 Deployment",
     "envoy/istio/secret.yaml v1 Secret",
     "envoy/istio/telemetry.yaml telemetry.istio.io/v1 Telemetry",
+    "envoy/istio/assertion/requestauthentication.yaml security.istio.io/v1 RequestAuthentication",
+    "envoy/istio/assertion/authorizationpolicy.yaml security.istio.io/v1 AuthorizationPolicy",
+    "envoy/istio/assertion/authorizationpolicy-pilot.yaml security.istio.io/v1 AuthorizationPolicy",
     "envoy/istio/ingress/gateway.yaml networking.istio.io/v1 Gateway",
     "envoy/istio/ingress/gateway.yaml networking.istio.io/v1 VirtualService",
     "envoy/istio/ingress/security.yaml security.istio.io/v1 PeerAuthentication",
@@ -141,6 +144,18 @@ test("Istio networking and security controls", async () => {
     "AuthorizationPolicy",
     (d) => rename(d.spec.rules[0].from[0].source, "principals", "principal"),
     /principal/,
+  );
+});
+
+test("Istio assertion controls: a misspelt header list, a claim header without its claim, a misspelt principal list", async () => {
+  const authn = "envoy/istio/assertion/requestauthentication.yaml";
+  await refused(authn, "RequestAuthentication", (d) => rename(d.spec.jwtRules[0], "fromHeaders", "fromHeader"), /fromHeader/);
+  await refused(authn, "RequestAuthentication", (d) => delete d.spec.jwtRules[0].outputClaimToHeaders[0].claim, /claim/);
+  await refused(
+    "envoy/istio/assertion/authorizationpolicy-pilot.yaml",
+    "AuthorizationPolicy",
+    (d) => rename(d.spec.rules[0].from[0].source, "notRequestPrincipals", "notRequestPrincipal"),
+    /notRequestPrincipal/,
   );
 });
 

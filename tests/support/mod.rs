@@ -36,6 +36,8 @@ pub mod stack;
 pub mod tls;
 /// The NGINX Unit component under `wasmtime serve`.
 pub mod unit;
+/// The application's sidecar verifying the gate's assertion.
+pub mod verifier;
 
 // What the test files name most, at the top; each file uses some of it.
 #[allow(unused_imports)]

@@ -53,6 +53,7 @@ pub struct StackBuilder {
     drill_module: bool,
     expect_vm_failure: bool,
     site_clients: Vec<SiteClient>,
+    upstream_port: Option<u16>,
 }
 
 /// A further client registered at the emulator (`--client`) for one site of the gate
@@ -105,6 +106,7 @@ impl Default for StackBuilder {
             drill_module: false,
             expect_vm_failure: false,
             site_clients: Vec::new(),
+            upstream_port: None,
         }
     }
 }
@@ -220,6 +222,16 @@ impl StackBuilder {
         self
     }
 
+    /// Envoy forwards to this loopback port instead of the legacy app's: for something the
+    /// test starts between the gate and the app afterwards (the application's sidecar,
+    /// [`super::verifier`]). The app still starts; [`Stack::app`] is its origin, and
+    /// [`Stack::app_requests`] counts what Envoy sent to that port.
+    #[must_use]
+    pub fn upstream_port(mut self, port: u16) -> Self {
+        self.upstream_port = Some(port);
+        self
+    }
+
     /// Starts everything with a configuration the gate must refuse, and returns Envoy's log
     /// once Envoy has exited. Panics if Envoy gets ready instead.
     pub fn start_refused(self) -> String {
@@ -310,7 +322,7 @@ impl StackBuilder {
         let provider_port = port_of(&provider);
 
         let app = spawn_app(&app_bin, self.app, &dir, &mut children);
-        let app_port = port_of(&app);
+        let app_port = self.upstream_port.unwrap_or_else(|| port_of(&app));
 
         let second = self.second_gate.then(|| {
             let port = free_port();
@@ -414,7 +426,8 @@ impl StackBuilder {
     }
 }
 
-fn port_of(url: &str) -> u16 {
+/// The port of `url` (`http://127.0.0.1:PORT`).
+pub fn port_of(url: &str) -> u16 {
     url.rsplit(':')
         .next()
         .and_then(|p| p.trim_end_matches('/').parse().ok())
@@ -553,15 +566,7 @@ impl Stack {
 
     /// A counter from Envoy's admin stats, e.g. `cluster.legacy_app.upstream_rq_total`.
     pub fn counter(&self, name: &str) -> u64 {
-        let url = format!("{}/stats?filter={}", self.admin, name.replace('.', "%5C."));
-        let body = match self.agent.get(&url).call() {
-            Ok(r) => r.into_string().unwrap_or_else(|e| panic!("reading {url}: {e}")),
-            Err(e) => panic!("GET {url}: {e}"),
-        };
-        body.lines()
-            .filter_map(|l| l.split_once(": "))
-            .find(|(n, _)| *n == name)
-            .map_or(0, |(_, v)| v.trim().parse().unwrap_or_else(|_| panic!("counter {name} is not a number: {v:?}")))
+        admin_counter(&self.admin, name)
     }
 
     /// A counter the gate defines (e.g. `claveunica_gate.logins_started`), as Envoy's admin
@@ -677,6 +682,20 @@ impl Drop for Stack {
         }
         tear_down(&mut self.children, &self.dir, "end-to-end stack", "Envoy", &self.log_path);
     }
+}
+
+/// A counter from the admin stats of the Envoy whose admin listens at `admin`; 0 while Envoy
+/// has not made it yet.
+pub fn admin_counter(admin: &str, name: &str) -> u64 {
+    let url = format!("{admin}/stats?filter={}", name.replace('.', "%5C."));
+    let body = match agent().get(&url).call() {
+        Ok(r) => r.into_string().unwrap_or_else(|e| panic!("reading {url}: {e}")),
+        Err(e) => panic!("GET {url}: {e}"),
+    };
+    body.lines()
+        .filter_map(|l| l.split_once(": "))
+        .find(|(n, _)| *n == name)
+        .map_or(0, |(_, v)| v.trim().parse().unwrap_or_else(|_| panic!("counter {name} is not a number: {v:?}")))
 }
 
 /// Switches the test modes of the emulator at `provider` (`POST /__emulator/mode`).
