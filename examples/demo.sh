@@ -13,6 +13,10 @@
 # logout goes through ClaveÚnica and ends on /sesion-cerrada, a public page, rather than back
 # at the login form. /publico is another public page. DEMO_MIGRATION=parallel runs the old
 # login beside ClaveÚnica, offered as a secondary link, never as a second button.
+#
+# The gate also signs an identity assertion (the `assertion` section) with the demo-only key in
+# examples/config/demo-only-assertion-key.pem, and the app verifies it against the gate's JWKS:
+# its page says whether the identity was verified, beside the plain headers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -40,6 +44,11 @@ mkdir -p "$state"
 key=$(cat "$state/session_key")
 
 base="http://localhost:$GATE_PORT"
+# The demo-only signing key's PEM block (the file's explanatory text left out), as a JSON string.
+assertion_key=$(sed -n '/-----BEGIN PRIVATE KEY-----/,/-----END PRIVATE KEY-----/p' examples/config/demo-only-assertion-key.pem \
+  | awk 'BEGIN { ORS = "" } { print (NR > 1 ? "\\n" : "") $0 }')
+audience=portal-legado-demo
+assertion=',"assertion":{"issuer":"'"$base"'","audience":"'"$audience"'","signing_keys":["'"$assertion_key"'"]}'
 migration='' legacy_login='' app_flags=()
 case "${DEMO_MIGRATION:-enforce}" in
   enforce) ;;
@@ -50,13 +59,13 @@ case "${DEMO_MIGRATION:-enforce}" in
   *) echo "DEMO_MIGRATION must be enforce or parallel" >&2; exit 2 ;;
 esac
 config=$(cat <<JSON
-{"issuer":"http://127.0.0.1:$PROVIDER_PORT/openid","cluster":"claveunica","client_id":"demo-client","client_secret_env":"CLAVEUNICA_CLIENT_SECRET","redirect_uri":"$base/claveunica/callback","session_keys":["$key"],"post_logout_redirect":"$base/sesion-cerrada","rules":[{"exact":"/","action":"optional"},{"exact":"/sesion-cerrada","action":"public"},{"prefix":"/publico","action":"public"}],"pages":{"agency":"Portal Legado (demo)","help":"Mesa de ayuda del Portal Legado","help_url":"$base/publico","home":"/","button_page":true$legacy_login}$migration}
+{"issuer":"http://127.0.0.1:$PROVIDER_PORT/openid","cluster":"claveunica","client_id":"demo-client","client_secret_env":"CLAVEUNICA_CLIENT_SECRET","redirect_uri":"$base/claveunica/callback","session_keys":["$key"],"post_logout_redirect":"$base/sesion-cerrada","rules":[{"exact":"/","action":"optional"},{"exact":"/sesion-cerrada","action":"public"},{"prefix":"/publico","action":"public"}],"pages":{"agency":"Portal Legado (demo)","help":"Mesa de ayuda del Portal Legado","help_url":"$base/publico","home":"/","button_page":true$legacy_login}$migration$assertion}
 JSON
 )
 sed -e "s|\${ADMIN_PORT}|$ADMIN_PORT|" -e "s|\${LISTEN_PORT}|$GATE_PORT|" -e "s|\${APP_PORT}|$APP_PORT|" \
     -e "s|\${PROVIDER_PORT}|$PROVIDER_PORT|" \
     -e "s|\${WASM_PATH}|$root/target/wasm32-wasip1/release/claveunica_gate.wasm|" \
-    -e "s|\${GATE_CONFIG}|$config|" envoy/gate.yaml.tmpl > "$state/envoy.yaml"
+    -e "s|\${GATE_CONFIG}|${config//\\/\\\\}|" envoy/gate.yaml.tmpl > "$state/envoy.yaml"
 
 pids=()
 cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }
@@ -65,7 +74,10 @@ trap cleanup EXIT INT TERM
 target/release/claveunica-emulator --listen "127.0.0.1:$PROVIDER_PORT" --redirect-uri "$base/claveunica/callback" --logout-uri "$base/" \
   >"$state/emulator.out" 2>"$state/emulator.log" &
 pids+=($!)
-target/release/legacy-app --listen "127.0.0.1:$APP_PORT" "${app_flags[@]}" >"$state/app.out" 2>"$state/app.log" &
+# The app fetches the gate's keys from the gate itself, as any verifier would.
+target/release/legacy-app --listen "127.0.0.1:$APP_PORT" "${app_flags[@]}" \
+  --assertion-jwks "http://127.0.0.1:$GATE_PORT/.well-known/claveunica-gate/jwks.json" \
+  --assertion-issuer "$base" --assertion-audience "$audience" >"$state/app.out" 2>"$state/app.log" &
 pids+=($!)
 CLAVEUNICA_CLIENT_SECRET=demo-secret envoy -c "$state/envoy.yaml" --concurrency 2 --use-dynamic-base-id \
   --log-level warn --component-log-level wasm:info 2>"$state/envoy.log" &
@@ -88,6 +100,7 @@ ClaveÚnica Gate demo is running.
   Test RUNs:   44.444.444-4, 55.555.555-5, 88.888.888-8, 99.999.999-9   (password: testing)
   Logout:      $base/claveunica/logout
   Public page: $base/publico   (no login needed)
+  Gate's keys: $base/.well-known/claveunica-gate/jwks.json   (the app verifies the assertion with them)
   Emulator:    http://127.0.0.1:$PROVIDER_PORT/openid/.well-known/openid-configuration
   Envoy admin: http://127.0.0.1:$ADMIN_PORT/
   Logs:        $state/*.log

@@ -30,6 +30,11 @@ test("a protected page sends the browser through ClaveÚnica and back, with the 
   const body = await page.textContent("body");
   assert.match(body, /44444444-4/);
   assert.match(body, /María Carmen/);
+  // The demo app verified the gate's signed assertion (ES256, iss, aud, exp) with the keys the
+  // gate publishes, and says so; a refused or missing one reads "rechazada" or "No llegó".
+  const verified = await page.textContent(".verificada");
+  assert.match(verified ?? "", /^Identidad verificada: firma ES256 de la puerta/);
+  assert.match(await page.textContent(".verificada + table"), /sub\s*44444444-4\s*run\s*44444444-4\s*nombres\s*María Carmen/);
   await page.screenshot({ path: `${ARTIFACTS}/landing.png`, fullPage: true });
 
   // The session cookie exists, but page JavaScript cannot see it.

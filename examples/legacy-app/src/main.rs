@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! legacy-app [--listen 127.0.0.1:8901] [--raw-echo] [--legacy-login]
+//!            [--assertion-jwks URL --assertion-issuer ISS --assertion-audience AUD]
 //! ```
 //!
 //! In the demo it shows the pattern an agency should copy: a home page that anyone may see
@@ -12,7 +13,9 @@
 //! rather than a protected page that would send the person straight back to the login form.
 //!
 //! It trusts whatever identity headers reach it, like the real legacy apps do,
-//! which is exactly why the gate must strip forged ones. With `format=json` in the
+//! which is exactly why the gate must strip forged ones. Given the `--assertion-*` options it
+//! also verifies the gate's signed assertion (`assertion.rs`), as an app that might be reached
+//! around the gate should, and its page says whether the identity was verified. With `format=json` in the
 //! query it echoes the request (every header, in order, duplicates kept) so tests
 //! can see what the gate forwarded; otherwise it renders a small HTML portal.
 //!
@@ -36,25 +39,29 @@
 //! Test aid: with `--raw-echo` it serves nothing but the JSON echo, from its own HTTP/1.1
 //! reader, which also reports the request's trailers (`raw_echo.rs`); tiny_http drops them.
 
+mod assertion;
 mod bulk;
 mod raw;
 mod raw_echo;
 
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 // Escapes both quotes as well as `&`, `<` and `>`, so the one function serves element content
 // and attribute values alike.
 use html_escape::encode_quoted_attribute;
 
-const USAGE: &str = "usage: legacy-app [--listen ADDR:PORT] [--raw-echo] [--legacy-login]";
+const USAGE: &str = "usage: legacy-app [--listen ADDR:PORT] [--raw-echo] [--legacy-login] \
+[--assertion-jwks URL --assertion-issuer ISS --assertion-audience AUD]";
 const WORKERS: usize = 4;
 /// Identity headers the gate adds start with this (lower-case) prefix.
 const IDENTITY_PREFIX: &str = "x-claveunica-";
 /// Whether the home and the signed-out page offer the old login (`--legacy-login`), set once
 /// at start.
 static LEGACY_LOGIN: AtomicBool = AtomicBool::new(false);
+/// The assertion's verifier, when the command line asks for one, set once at start.
+static VERIFIER: OnceLock<assertion::Verifier> = OnceLock::new();
 /// The old login's session cookie.
 const LEGACY_COOKIE: &str = "PHPSESSID";
 /// Bodies larger than this are not read (the old login form is tiny).
@@ -149,15 +156,18 @@ fn echo_json(seen: &Seen) -> String {
     echo_value(seen).to_string()
 }
 
-fn portal_html(seen: &Seen, legacy_login: bool) -> String {
+/// The home and every page behind the gate; `assertion` is the verdict on the request's signed
+/// assertion when the app verifies them.
+fn portal_html(seen: &Seen, legacy_login: bool, assertion: Option<&assertion::Verdict>) -> String {
     let decoded = |name: &str| percent_decode_lossy(seen.header(name).unwrap_or_default());
     let mut h = String::from(
         "<!DOCTYPE html>\n<html lang=\"es\">\n<head>\n<meta charset=\"utf-8\">\n\
 <title>Portal Legado — Demo</title>\n<style>\
 body{font-family:Georgia,serif;background:#f4f1e8;margin:2em;color:#333}\
 h1{color:#7a3e00}table{border-collapse:collapse;margin:1em 0}\
-td,th{border:1px solid #b9a98a;padding:4px 10px;text-align:left;font-family:monospace}\
-th{background:#e6dcc4}.hola{font-size:1.4em}.nada{color:#a00}\
+td,th{border:1px solid #b9a98a;padding:4px 10px;text-align:left;font-family:monospace;\
+max-width:40em;overflow-wrap:anywhere}\
+th{background:#e6dcc4}.hola{font-size:1.4em}.nada{color:#a00}.verificada{color:#060;font-weight:bold}\
 </style>\n</head>\n<body>\n<h1>Portal Legado — Demo</h1>\n",
     );
     match seen.header("x-claveunica-run") {
@@ -189,6 +199,9 @@ th{background:#e6dcc4}.hola{font-size:1.4em}.nada{color:#a00}\
         ));
     }
     h.push_str("</table>\n");
+    if let Some(verdict) = assertion {
+        h.push_str(&assertion::html(verdict));
+    }
 
     let cookies: Vec<&str> = seen.headers.iter().filter(|(n, _)| n == "cookie").map(|(_, v)| v.as_str()).collect();
     let cookie_text = if cookies.is_empty() { "(ninguna)".to_string() } else { cookies.join(" | ") };
@@ -315,7 +328,8 @@ fn answer(seen: &Seen) -> Reply {
             body: echo_json(seen),
         }
     } else {
-        html(200, portal_html(seen, LEGACY_LOGIN.load(Ordering::Relaxed)))
+        let verdict = VERIFIER.get().map(|v| v.check(seen.header(assertion::HEADER)));
+        html(200, portal_html(seen, LEGACY_LOGIN.load(Ordering::Relaxed), verdict.as_ref()))
     }
 }
 
@@ -387,15 +401,35 @@ struct Args {
     raw_echo: bool,
     /// Offer the old login beside ClaveÚnica's button.
     legacy_login: bool,
+    /// Verify the gate's assertion: the keys' URL and what `iss` and `aud` must be.
+    assertion: Option<(String, assertion::Expected)>,
 }
 
 fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
-    let mut parsed = Args { listen: "127.0.0.1:8901".to_string(), raw_echo: false, legacy_login: false };
+    let mut parsed =
+        Args { listen: "127.0.0.1:8901".to_string(), raw_echo: false, legacy_login: false, assertion: None };
+    let (mut jwks, mut issuer, mut audience) = (None, None, None);
     while let Some(arg) = args.next() {
-        if let Some(v) = arg.strip_prefix("--listen=") {
-            parsed.listen = v.to_string();
-        } else if arg == "--listen" {
-            parsed.listen = args.next().ok_or_else(|| format!("--listen needs a value\n{USAGE}"))?;
+        let valued = ["--listen", "--assertion-jwks", "--assertion-issuer", "--assertion-audience"];
+        let (name, inline) = match arg.split_once('=') {
+            Some((name, value)) if valued.contains(&name) => (name.to_string(), Some(value.to_string())),
+            _ => (arg.clone(), None),
+        };
+        if valued.contains(&name.as_str()) {
+            let value = match inline {
+                Some(v) => v,
+                None => args.next().ok_or_else(|| format!("{name} needs a value\n{USAGE}"))?,
+            };
+            let slot = match name.as_str() {
+                "--assertion-jwks" => &mut jwks,
+                "--assertion-issuer" => &mut issuer,
+                "--assertion-audience" => &mut audience,
+                _ => {
+                    parsed.listen = value;
+                    continue;
+                }
+            };
+            *slot = Some(value);
         } else if arg == "--raw-echo" {
             parsed.raw_echo = true;
         } else if arg == "--legacy-login" {
@@ -404,6 +438,13 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
             return Err(format!("unknown argument {arg:?}\n{USAGE}"));
         }
     }
+    parsed.assertion = match (jwks, issuer, audience) {
+        (Some(jwks), Some(issuer), Some(audience)) => Some((jwks, assertion::Expected { issuer, audience })),
+        (None, None, None) => None,
+        // Verifying without knowing the issuer or the audience would take any gate's assertion
+        // for any application.
+        _ => return Err(format!("--assertion-jwks, --assertion-issuer and --assertion-audience go together\n{USAGE}")),
+    };
     Ok(parsed)
 }
 
@@ -415,7 +456,7 @@ fn announce(addr: std::net::SocketAddr) -> std::io::Result<()> {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let Args { listen, raw_echo, legacy_login } = match parse_args(std::env::args().skip(1)) {
+    let Args { listen, raw_echo, legacy_login, assertion } = match parse_args(std::env::args().skip(1)) {
         Ok(args) => args,
         Err(msg) => {
             eprintln!("{msg}");
@@ -423,6 +464,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     };
     LEGACY_LOGIN.store(legacy_login, Ordering::Relaxed);
+    if let Some((jwks, expected)) = assertion {
+        // Set once, before any worker reads it.
+        let _ = VERIFIER.set(assertion::Verifier::new(jwks, expected));
+    }
     if raw_echo {
         let listener =
             std::net::TcpListener::bind(listen.as_str()).map_err(|e| format!("cannot listen on {listen}: {e}"))?;
@@ -461,13 +506,33 @@ mod tests {
     #[test]
     fn the_command_line_chooses_the_address_and_the_raw_echo() {
         let args = |list: &[&str]| parse_args(list.iter().map(|a| (*a).to_string()));
-        assert_eq!(args(&[]), Ok(Args { listen: "127.0.0.1:8901".into(), raw_echo: false, legacy_login: false }));
+        assert_eq!(
+            args(&[]),
+            Ok(Args { listen: "127.0.0.1:8901".into(), raw_echo: false, legacy_login: false, assertion: None })
+        );
         assert_eq!(
             args(&["--listen", "127.0.0.1:0", "--raw-echo"]),
-            Ok(Args { listen: "127.0.0.1:0".into(), raw_echo: true, legacy_login: false })
+            Ok(Args { listen: "127.0.0.1:0".into(), raw_echo: true, legacy_login: false, assertion: None })
         );
         assert_eq!(args(&["--listen=[::1]:80"]).map(|a| a.listen), Ok("[::1]:80".into()));
         assert!(args(&["--listen"]).is_err() && args(&["--echo"]).is_err());
+        let verify = args(&[
+            "--assertion-jwks",
+            "http://g/jwks.json",
+            "--assertion-issuer=http://g",
+            "--assertion-audience",
+            "app",
+        ]);
+        assert_eq!(
+            verify.map(|a| a.assertion),
+            Ok(Some((
+                "http://g/jwks.json".into(),
+                assertion::Expected { issuer: "http://g".into(), audience: "app".into() }
+            )))
+        );
+        // All three or none: a verifier that knows no audience would take any application's.
+        assert!(args(&["--assertion-jwks", "http://g/jwks.json", "--assertion-issuer", "http://g"]).is_err());
+        assert!(args(&["--assertion-audience"]).is_err());
     }
 
     #[test]
@@ -482,7 +547,7 @@ mod tests {
 
     #[test]
     fn escapes_html() {
-        let html = portal_html(&seen(&[("x-claveunica-run", "<b>\"O'Higgins\" & Ñ</b>")], ""), false);
+        let html = portal_html(&seen(&[("x-claveunica-run", "<b>\"O'Higgins\" & Ñ</b>")], ""), false, None);
         assert!(html.contains("<p>RUN &lt;b&gt;&quot;O&#x27;Higgins&quot; &amp; Ñ&lt;/b&gt;</p>"));
     }
 
@@ -539,11 +604,11 @@ mod tests {
     #[test]
     fn the_portal_notices_the_old_session_only_without_identity() {
         let old = "Sesión del login antiguo activa";
-        assert!(portal_html(&seen(&[("cookie", "a=1; PHPSESSID=ab")], ""), false).contains(old));
-        assert!(!portal_html(&seen(&[("cookie", "a=1; XPHPSESSID=ab")], ""), false).contains(old));
-        assert!(!portal_html(&seen(&[], ""), false).contains(old));
+        assert!(portal_html(&seen(&[("cookie", "a=1; PHPSESSID=ab")], ""), false, None).contains(old));
+        assert!(!portal_html(&seen(&[("cookie", "a=1; XPHPSESSID=ab")], ""), false, None).contains(old));
+        assert!(!portal_html(&seen(&[], ""), false, None).contains(old));
         let both = seen(&[("x-claveunica-run", "44444444-4"), ("cookie", "PHPSESSID=ab")], "");
-        assert!(!portal_html(&both, false).contains(old));
+        assert!(!portal_html(&both, false, None).contains(old));
     }
 
     #[test]
@@ -575,12 +640,12 @@ mod tests {
             ],
             "",
         );
-        let html = portal_html(&s, false);
+        let html = portal_html(&s, false, None);
         assert!(html.contains("Hola, María &lt;b&gt; Núñez"));
         assert!(html.contains("RUN 44444444-4"));
         assert!(html.contains("a=1"));
         assert!(!html.contains("No llegó identidad"));
-        assert!(portal_html(&seen(&[], ""), false).contains("No llegó identidad ClaveÚnica"));
+        assert!(portal_html(&seen(&[], ""), false, None).contains("No llegó identidad ClaveÚnica"));
     }
 
     #[test]
@@ -599,13 +664,13 @@ mod tests {
         let button =
             "<a class=\"cu-btn\" href=\"/claveunica/login?return_to=%2F\" aria-label=\"Iniciar sesión con ClaveÚnica\"";
         let legacy = "<a href=\"/login\">Ingresa con la clave del servicio</a>";
-        let anonymous = portal_html(&seen(&[], ""), false);
+        let anonymous = portal_html(&seen(&[], ""), false, None);
         assert!(anonymous.contains(button) && !anonymous.contains(legacy), "{anonymous}");
-        let kept = portal_html(&seen(&[], ""), true);
+        let kept = portal_html(&seen(&[], ""), true, None);
         assert!(kept.contains(button) && kept.contains(legacy), "{kept}");
         assert!(kept.find(legacy) > kept.find(button), "the old login comes after the button");
         // With identity, no button.
-        assert!(!portal_html(&seen(&[("x-claveunica-run", "44444444-4")], ""), true).contains(button));
+        assert!(!portal_html(&seen(&[("x-claveunica-run", "44444444-4")], ""), true, None).contains(button));
         let mut s = seen(&[], "");
         s.path = "/sesion-cerrada".into();
         let reply = handle(&s);
