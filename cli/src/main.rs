@@ -207,23 +207,65 @@ struct Report {
     status: u8,
 }
 
-/// The keys whose value names an environment variable, as `Config::from_json` reads them.
-const ENV_KEYS: [&str; 3] = ["client_id_env", "client_secret_env", "session_keys_env"];
+/// A key whose value names an environment variable: the section it is in (top level or a
+/// site's when `None`), its name there, how notes name it, and what the variable holds.
+struct EnvKey {
+    section: Option<&'static str>,
+    name: &'static str,
+    key: &'static str,
+    holds: &'static str,
+}
 
-/// Which `*_env` key of the document names `var`, for a note that points at the right key.
-/// Where the document names `var`: the key, and `sites[i].` before it when a site does (the
-/// first place it is named, top level first).
-fn env_key_naming(text: &[u8], var: &str) -> (String, &'static str) {
+/// The keys whose value names an environment variable, as `Config::from_json` reads them.
+const ENV_KEYS: [EnvKey; 6] = [
+    EnvKey { section: None, name: "client_id_env", key: "client_id_env", holds: "the client id" },
+    EnvKey { section: None, name: "client_secret_env", key: "client_secret_env", holds: "the secret" },
+    EnvKey {
+        section: None,
+        name: "session_keys_env",
+        key: "session_keys_env",
+        holds: "comma-separated base64 keys, newest first",
+    },
+    EnvKey {
+        section: Some("assertion"),
+        name: "signing_keys_env",
+        key: "assertion.signing_keys_env",
+        holds: "P-256 private keys in PKCS#8 PEM, newest first",
+    },
+    EnvKey { section: Some("pseudonym"), name: "key_env", key: "pseudonym.key_env", holds: "at least 32 secret bytes" },
+    EnvKey {
+        section: Some("access_log"),
+        name: "hash_key_env",
+        key: "access_log.hash_key_env",
+        holds: "at least 16 secret bytes",
+    },
+];
+
+/// What stands for a variable not set in this shell when it names something the gate would
+/// refuse in another form: a P-256 key for `assertion.signing_keys_env` (a public throwaway key
+/// that never signs anything), a random-looking base64 key for everything else.
+const PLACEHOLDER_ASSERTION_KEY: &str = include_str!("placeholder_assertion_key.pem");
+
+/// Where the document names `var`: `sites[i].` when a site does (the first place it is named,
+/// top level first), and the key that names it.
+fn env_key_naming(text: &[u8], var: &str) -> (String, Option<&'static EnvKey>) {
     let doc: serde_json::Value = serde_json::from_slice(text).unwrap_or_default();
     let sites = doc.get("sites").and_then(|s| s.as_array()).map(Vec::as_slice).unwrap_or_default();
     let places = std::iter::once((String::new(), &doc))
         .chain(sites.iter().enumerate().map(|(i, site)| (format!("sites[{i}]."), site)));
     for (place, object) in places {
-        if let Some(key) = ENV_KEYS.into_iter().find(|k| object.get(k).and_then(|v| v.as_str()) == Some(var)) {
-            return (place, key);
+        let names = |k: &&EnvKey| {
+            let holder = match k.section {
+                Some(section) => object.get(section),
+                None => Some(object),
+            };
+            holder.and_then(|h| h.get(k.name)).and_then(|v| v.as_str()) == Some(var)
+        };
+        if let Some(key) = ENV_KEYS.iter().find(names) {
+            return (place, Some(key));
         }
     }
-    (String::new(), "(environment)")
+    (String::new(), None)
 }
 
 /// A syntactically valid session key: 32 random-looking bytes, base64. It only has to pass
@@ -248,7 +290,10 @@ fn check(text: &[u8], name: &str, strict: bool, env: &dyn Fn(&str) -> Option<Str
         Some(value) => Some(value),
         None => {
             missing.borrow_mut().push(var.to_string());
-            Some(placeholder.clone())
+            match env_key_naming(text, var).1 {
+                Some(k) if k.name == "signing_keys_env" => Some(PLACEHOLDER_ASSERTION_KEY.to_string()),
+                _ => Some(placeholder.clone()),
+            }
         }
     };
     let result = Config::from_json(text, &lookup);
@@ -262,14 +307,13 @@ fn check(text: &[u8], name: &str, strict: bool, env: &dyn Fn(&str) -> Option<Str
             vars.push(var);
         }
     }
+    let mut placeholder_signing = false;
     for var in vars {
-        let (place, key) = env_key_naming(text, &var);
+        let (place, named) = env_key_naming(text, &var);
+        let key = named.map_or("(environment)", |k| k.key);
         placeholder_keys |= key == "session_keys_env";
-        let what = match key {
-            "session_keys_env" => "comma-separated base64 keys, newest first",
-            "client_id_env" => "the client id",
-            _ => "the secret",
-        };
+        placeholder_signing |= key == "assertion.signing_keys_env";
+        let what = named.map_or("the secret", |k| k.holds);
         let message = format!(
             "environment variable {var} is not set in this shell, so it was checked with a placeholder; set it \
              where the proxy runs ({what}; Envoy: vm_config.environment_variables)"
@@ -345,7 +389,8 @@ fn check(text: &[u8], name: &str, strict: bool, env: &dyn Fn(&str) -> Option<Str
             assertion.audience,
             assertion.jwks_path
         ));
-        for (i, key) in assertion.keys.iter().enumerate() {
+        // A placeholder's kid would be no kid of the agency's.
+        for (i, key) in assertion.keys.iter().enumerate().filter(|_| !placeholder_signing) {
             let role = if i == 0 { "signs" } else { "published only" };
             lines.push(format!("assertion: {label}key {} ({role})", key.kid()));
         }

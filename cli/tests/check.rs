@@ -10,7 +10,9 @@ use serde_json::{json, Value};
 
 /// Variables the test documents name; removed from the child's environment unless a test
 /// sets them, so the outcome does not depend on the shell the tests run in.
-const VARS: [&str; 7] = [
+const VARS: [&str; 9] = [
+    "CU_CHECK_TEST_ASSERTION_KEYS",
+    "CU_CHECK_TEST_PSEUDONYM_KEY",
     "CU_CHECK_TEST_A_ID",
     "CU_CHECK_TEST_ID",
     "CU_CHECK_TEST_SECRET",
@@ -395,4 +397,23 @@ fn the_assertions_keys_and_where_a_verifier_finds_them_are_shown() {
     let r = check(&write("assertion-bad", &doc), &[("CU_CHECK_TEST_ID", "x"), ("CU_CHECK_TEST_SECRET", "y")]);
     assert_eq!(r.status, 1);
     assert!(r.has("error: assertion.signing_keys[0]: must be a P-256 private key in PKCS#8 PEM"), "{r:?}");
+}
+
+#[test]
+fn nested_variables_missing_here_are_notes_with_placeholders_the_gate_accepts() {
+    let mut doc = production_like();
+    doc["assertion"] = json!({"issuer": "https://tramites.example.gob.cl/gate", "audience": "tramites",
+        "signing_keys_env": "CU_CHECK_TEST_ASSERTION_KEYS"});
+    doc["pseudonym"] = json!({"key_env": "CU_CHECK_TEST_PSEUDONYM_KEY"});
+    doc["headers"] = json!({"x-persona": "{pseudonym}"});
+    let path = write("nested-env", &doc);
+    let r = check(&path, &[("CU_CHECK_TEST_ID", "x"), ("CU_CHECK_TEST_SECRET", "y")]);
+    assert_eq!(r.status, 0, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.has("note: assertion.signing_keys_env: environment variable CU_CHECK_TEST_ASSERTION_KEYS is not set"),
+        "{r:?}"
+    );
+    assert!(r.has("note: pseudonym.key_env: environment variable CU_CHECK_TEST_PSEUDONYM_KEY is not set"), "{r:?}");
+    // The placeholder's kid is no kid of the agency's: not shown.
+    assert_eq!(r.lines("assertion: ").len(), 1, "{r:?}");
 }
