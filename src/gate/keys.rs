@@ -8,7 +8,7 @@
 use super::decision::{CallOutcome, Level, LogLine, Outbound};
 use super::events::{Event, Events};
 use super::store::{SharedStore, StoreError};
-use super::Portal;
+use super::{Gate, Portal};
 use crate::protocol::oidc::jwks::{KeyCache, SharedJwks};
 
 /// How often a lost compare-and-swap is retried before a publication is given up (the next
@@ -28,7 +28,9 @@ pub struct KeyPoll {
     pub log: Option<LogLine>,
 }
 
-impl Portal {
+/// The provider's keys are the gate's, not one site's: every site trusts the one provider, so
+/// all share one entry in the store and one fetch.
+impl Gate {
     /// Once a tick: takes keys other workers published, shares keys a login of this worker
     /// fetched, and, when a refresh is due and no other worker holds the lease, takes it and
     /// asks for the fetch.
@@ -45,12 +47,12 @@ impl Portal {
         let Ok((bytes, version)) = store.read(&name) else { return poll };
         let state = SharedJwks::decode(bytes.as_deref());
         keys.load_shared(&state);
-        let Some(leased) = state.take_lease(now, self.config.jwks_refresh_s) else { return poll };
+        let Some(leased) = state.take_lease(now, self.first.config.jwks_refresh_s) else { return poll };
         // Only the worker whose compare-and-swap wins fetches.
         if store.write(&name, &leased.encode(), version).is_err() {
             return poll;
         }
-        poll.fetch = Some(self.jwks_request());
+        poll.fetch = Some(self.first.jwks_request());
         poll
     }
 
@@ -126,9 +128,12 @@ impl Portal {
     /// tokens in the gate beside it.
     #[must_use]
     pub fn key_store_name(&self) -> String {
-        format!("claveunica_gate.jwks {} {}", self.config.issuer, self.config.endpoints.jwks.url)
+        let config = &self.first.config;
+        format!("claveunica_gate.jwks {} {}", config.issuer, config.endpoints.jwks.url)
     }
+}
 
+impl Portal {
     /// The GET of the provider's JWKS.
     pub(super) fn jwks_request(&self) -> Outbound {
         self.outbound("GET", &self.config.endpoints.jwks, vec![("accept", "application/json".into())], None)
@@ -142,7 +147,6 @@ mod tests {
 
     use super::super::store::testing::Flaky;
     use super::*;
-    use crate::gate::Gate;
     use crate::testkit;
 
     fn gate() -> Gate {

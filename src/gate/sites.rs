@@ -10,7 +10,6 @@ use std::sync::Arc;
 use super::decision::{AnswerChange, CallOutcome, Decision, Level, LogLine, Response, Upstream, UpstreamAnswer};
 use super::events::{Event, Events};
 use super::failsafe::{fail_closed, reference, HostFailure};
-use super::keys::KeyPoll;
 use super::login::Pending;
 use super::request::{Entropy, Request};
 use super::store::{MemoryStore, SharedStore};
@@ -153,37 +152,6 @@ impl Gate {
     #[must_use]
     pub fn on_request_trailers(&self, trailers: &[(&str, &str)]) -> Vec<String> {
         self.first.on_request_trailers(trailers)
-    }
-
-    /// Once a tick: takes keys other workers published, shares keys a login of this worker
-    /// fetched, and, when a refresh is due and no other worker holds the lease, takes it and
-    /// asks for the fetch. The provider is one for every site, and so are its keys.
-    pub fn poll_keys(&self, keys: &mut KeyCache, store: &dyn SharedStore, now: u64) -> KeyPoll {
-        self.first.poll_keys(keys, store, now)
-    }
-
-    /// Takes keys other workers published into this worker's cache, so a login about to
-    /// verify a token does not fetch what another worker already has.
-    pub fn sync_keys(&self, keys: &mut KeyCache, store: &dyn SharedStore) {
-        self.first.sync_keys(keys, store);
-    }
-
-    /// The answer of the fetch [`Gate::poll_keys`] asked for (or [`CallOutcome::Failed`] when
-    /// it could not be sent): the keys are kept, or the failure is counted and backed off.
-    pub fn on_keys_answer(
-        &self,
-        keys: &mut KeyCache,
-        store: &dyn SharedStore,
-        outcome: CallOutcome<'_>,
-        now: u64,
-    ) -> KeyPoll {
-        self.first.on_keys_answer(keys, store, outcome, now)
-    }
-
-    /// The name of the gate's entry for the provider's keys in the shared store.
-    #[must_use]
-    pub fn key_store_name(&self) -> String {
-        self.first.key_store_name()
     }
 
     /// The answer to a request no site serves: 421 Misdirected Request ("not able to produce a
