@@ -30,7 +30,7 @@ const WASM_PLACEHOLDER: &str = "/etc/envoy/wasm/claveunica_gate.wasm";
 const ID_VAR: &str = "CLAVEUNICA_CLIENT_ID";
 const SECRET_VAR: &str = "CLAVEUNICA_CLIENT_SECRET";
 const KEYS_VAR: &str = "CLAVEUNICA_SESSION_KEYS";
-/// The assertion's signing keys, in the sidecar variant.
+/// The assertion's signing keys (every Istio variant signs).
 const ASSERTION_KEYS_VAR: &str = "CLAVEUNICA_ASSERTION_KEYS";
 const PROVIDER_HOST: &str = "accounts.claveunica.gob.cl";
 const ISTIO_CLUSTER: &str = "outbound|80||accounts.claveunica.gob.cl";
@@ -472,35 +472,44 @@ fn origin_of(url: &str) -> String {
 }
 
 #[test]
-fn istio_assertion_policies_verify_exactly_what_the_sidecar_gate_signs() {
-    let plugin = wasm_plugin(SIDECAR);
-    let delivered = as_protobuf_struct(&plugin["spec"]["pluginConfig"]).to_string();
-    let (config, _) = Config::for_envoy(delivered.as_bytes(), &test_env).unwrap_or_else(|e| panic!("{e}\n{delivered}"));
-    let signed = config.assertion.as_ref().unwrap_or_else(|| panic!("the sidecar's pluginConfig signs no assertion"));
-    assert!(signed.run_claim, "the policies read the run claim");
-
+fn istio_assertion_policies_verify_exactly_what_every_variants_gate_signs() {
     let authn = doc_of(&format!("{ASSERTION}/requestauthentication.yaml"), "RequestAuthentication");
     assert_eq!(authn["apiVersion"], "security.istio.io/v1");
-    let selector = &plugin["spec"]["selector"]["matchLabels"];
+    // The portal's pods: the sidecar variant's WasmPlugin selects them too.
+    let selector = &wasm_plugin(SIDECAR)["spec"]["selector"]["matchLabels"];
     assert_eq!(&authn["spec"]["selector"]["matchLabels"], selector, "the portal's pods, as the WasmPlugin's");
-    // One rule, and it names exactly what the gate puts in the assertion and where it publishes
-    // the keys: the public host the browser sees (the redirect_uri's origin) and the jwks_path.
-    let jwks_uri = format!("{}{}", origin_of(&config.redirect_uri), signed.jwks_path);
-    assert_eq!(
-        authn["spec"]["jwtRules"],
-        json!([{
-            "issuer": signed.issuer,
-            "audiences": [signed.audience],
-            "jwksUri": jwks_uri,
-            "fromHeaders": [{"name": signed.header}],
-            "forwardOriginalToken": true,
-            "outputClaimToHeaders": [{"header": "x-verified-run", "claim": "run"}],
-        }])
-    );
+    // Whichever variant runs the gate (on the portal's sidecar or on a gateway), the one rule
+    // names exactly what its gate puts in the assertion and where it publishes the keys: the
+    // public host the browser sees (the redirect_uri's origin) and the jwks_path.
+    let mut issuers = Vec::new();
+    for folder in ISTIO_VARIANTS {
+        let plugin = wasm_plugin(folder);
+        let delivered = as_protobuf_struct(&plugin["spec"]["pluginConfig"]).to_string();
+        let (config, _) =
+            Config::for_envoy(delivered.as_bytes(), &test_env).unwrap_or_else(|e| panic!("{folder}: {e}\n{delivered}"));
+        let signed =
+            config.assertion.as_ref().unwrap_or_else(|| panic!("{folder}: its pluginConfig signs no assertion"));
+        assert!(signed.run_claim, "{folder}: the policies read the run claim");
+        let jwks_uri = format!("{}{}", origin_of(&config.redirect_uri), signed.jwks_path);
+        assert_eq!(
+            authn["spec"]["jwtRules"],
+            json!([{
+                "issuer": signed.issuer,
+                "audiences": [signed.audience],
+                "jwksUri": jwks_uri,
+                "fromHeaders": [{"name": signed.header}],
+                "forwardOriginalToken": true,
+                "outputClaimToHeaders": [{"header": "x-verified-run", "claim": "run"}],
+            }]),
+            "{folder}"
+        );
+        issuers.push(signed.issuer.clone());
+    }
+    let Some(issuer) = issuers.first() else { panic!("no Istio variant") };
 
     // Each policy (the default and the pilot variant, one name so one replaces the other)
     // denies a request without the gate's principal, whatever other policies allow.
-    let principal = format!("{}/*", signed.issuer);
+    let principal = format!("{issuer}/*");
     let without_the_gate = json!({"from": [{"source": {"notRequestPrincipals": [principal]}}]});
     let mut names = Vec::new();
     for file in ["authorizationpolicy.yaml", "authorizationpolicy-pilot.yaml"] {
@@ -520,11 +529,13 @@ fn istio_assertion_policies_verify_exactly_what_the_sidecar_gate_signs() {
     assert_eq!(names[0], names[1], "the pilot policy replaces the default one");
 }
 
-/// The Secret reference of each gate variable in a list of container env entries.
-fn assert_env_from_secret(env: &[Value], context: &str) {
+/// The Secret reference of each gate variable in a list of container env entries: the
+/// client's and the session keys, and the assertion's signing keys where the gate signs.
+fn assert_env_from_secret(env: &[Value], context: &str, signs: bool) {
     let secret = yaml("envoy/istio/secret.yaml");
     let name = str_at(&secret, "/metadata/name");
-    for var in [ID_VAR, SECRET_VAR, KEYS_VAR] {
+    let signing = [ASSERTION_KEYS_VAR].into_iter().filter(|_| signs);
+    for var in [ID_VAR, SECRET_VAR, KEYS_VAR].into_iter().chain(signing) {
         let entry = env.iter().find(|e| e["name"] == var).unwrap_or_else(|| panic!("{context}: no {var}"));
         assert_eq!(entry["valueFrom"]["secretKeyRef"], json!({"name": name, "key": var}), "{context}");
     }
@@ -535,7 +546,7 @@ fn istio_secret_reaches_the_proxy_environment_in_every_variant() {
     let secret = yaml("envoy/istio/secret.yaml");
     assert_eq!(secret["kind"], "Secret");
     let data = secret["stringData"].as_object().expect("stringData");
-    for var in [ID_VAR, SECRET_VAR, KEYS_VAR] {
+    for var in [ID_VAR, SECRET_VAR, KEYS_VAR, ASSERTION_KEYS_VAR] {
         let value = data.get(var).and_then(Value::as_str).unwrap_or_else(|| panic!("the Secret has no {var}"));
         assert!(value.starts_with("REPLACE_WITH_"), "secret.yaml is a template, it must hold no real value: {var}");
     }
@@ -548,21 +559,11 @@ fn istio_secret_reaches_the_proxy_environment_in_every_variant() {
     let patch = yaml("envoy/istio/deployment-patch.yaml");
     assert_eq!(patch["kind"], "Deployment");
     assert_eq!(patch["spec"]["template"]["spec"]["containers"][0]["image"], "auto", "the injector picks the image");
-    let sidecar_env = istio_proxy(&patch, "deployment-patch.yaml");
-    assert_env_from_secret(&sidecar_env, "deployment-patch.yaml");
-    // The sidecar variant's gate signs assertions: its keys from the same Secret.
-    let keys = data.get(ASSERTION_KEYS_VAR).and_then(Value::as_str).unwrap_or_default();
-    assert!(keys.starts_with("REPLACE_WITH_"), "the Secret's {ASSERTION_KEYS_VAR} is a placeholder: {keys:?}");
-    let entry = sidecar_env.iter().find(|e| e["name"] == ASSERTION_KEYS_VAR);
-    assert_eq!(
-        entry.map(|e| &e["valueFrom"]["secretKeyRef"]),
-        Some(&json!({"name": str_at(&secret, "/metadata/name"), "key": ASSERTION_KEYS_VAR})),
-        "deployment-patch.yaml: {sidecar_env:?}"
-    );
+    assert_env_from_secret(&istio_proxy(&patch, "deployment-patch.yaml"), "deployment-patch.yaml", true);
 
     let gateway_patch = yaml("envoy/istio/ingress/gateway-patch.yaml");
     assert_eq!(gateway_patch["metadata"]["name"], "portal-gateway", "the Helm release's Deployment");
-    assert_env_from_secret(&istio_proxy(&gateway_patch, "gateway-patch.yaml"), "ingress/gateway-patch.yaml");
+    assert_env_from_secret(&istio_proxy(&gateway_patch, "gateway-patch.yaml"), "ingress/gateway-patch.yaml", true);
 
     // Gateway API: the ConfigMap the Gateway names as its infrastructure parameters.
     let gateway = doc_of(&format!("{GATEWAY_API}/gateway.yaml"), "Gateway");
@@ -573,7 +574,7 @@ fn istio_secret_reaches_the_proxy_environment_in_every_variant() {
     assert_eq!(options["metadata"]["name"], params["name"]);
     let overlay: Value = serde_norway::from_str(str_at(&options, "/data/deployment"))
         .unwrap_or_else(|e| panic!("the gateway options' deployment is not YAML: {e}"));
-    assert_env_from_secret(&istio_proxy(&overlay, "gateway-api options"), "gateway-api/gateway.yaml ConfigMap");
+    assert_env_from_secret(&istio_proxy(&overlay, "gateway-api options"), "gateway-api/gateway.yaml ConfigMap", true);
 }
 
 #[test]
@@ -649,6 +650,7 @@ fn envoy_gateway_extension_policy_fails_closed_and_its_config_is_accepted() {
     assert_env_from_secret(
         array_at(&proxy, "/spec/provider/kubernetes/envoyDeployment/container/env"),
         "envoyproxy.yaml",
+        parsed.assertion.is_some(),
     );
 }
 
