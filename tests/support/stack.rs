@@ -20,6 +20,22 @@ use super::process::{
 use super::tls::TestCert;
 use super::{BUILD_HINT, CALLBACK_PATH, CLIENT_ID, CLIENT_SECRET, DRILL_BUILD_HINT, LOGIN_PATH};
 
+/// Runs the Envoy tests against another build of the product, such as the module
+/// `scripts/size.sh` writes through `wasm-opt`: what a release ships must pass the same tests.
+pub const MODULE_ENV: &str = "CLAVEUNICA_GATE_WASM";
+
+/// The gate's module Envoy loads: the one [`MODULE_ENV`] names, else cargo's build.
+fn product_module() -> PathBuf {
+    match std::env::var_os(MODULE_ENV) {
+        Some(path) => {
+            let path = PathBuf::from(path);
+            assert!(path.is_file(), "{MODULE_ENV}={} is not a file", path.display());
+            path
+        }
+        None => built("wasm32-wasip1/release/claveunica_gate.wasm", BUILD_HINT),
+    }
+}
+
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
 const START_ATTEMPTS: u32 = 3;
 /// What Envoy logs when a listener's port is taken (`cannot bind '127.0.0.1:N': Address
@@ -297,7 +313,7 @@ impl StackBuilder {
         let wasm = if self.drill_module {
             built("wasm32-wasip1/release/claveunica_gate_drill.wasm", DRILL_BUILD_HINT)
         } else {
-            built("wasm32-wasip1/release/claveunica_gate.wasm", BUILD_HINT)
+            product_module()
         };
 
         let dir = unique_dir();
