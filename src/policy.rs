@@ -271,10 +271,8 @@ pub fn is_api_request<'a>(headers: impl IntoIterator<Item = (&'a str, &'a str)>)
             for item in value.split(',') {
                 let mut parts = item.split(';');
                 let media = parts.next().unwrap_or("").trim().to_ascii_lowercase();
-                let q = parts
-                    .filter_map(|p| p.trim().strip_prefix("q="))
-                    .find_map(|q| q.trim().parse::<f32>().ok())
-                    .unwrap_or(1.0);
+                let q =
+                    parts.filter_map(|p| p.trim().strip_prefix("q=")).find_map(|q| q_value(q.trim())).unwrap_or(Q_ONE);
                 let slot = if media == "application/json" || media.ends_with("+json") {
                     &mut accept_json
                 } else if media == "text/html" || media == "application/xhtml+xml" {
@@ -282,15 +280,43 @@ pub fn is_api_request<'a>(headers: impl IntoIterator<Item = (&'a str, &'a str)>)
                 } else {
                     continue;
                 };
-                *slot = Some(slot.map_or(q, |old: f32| old.max(q)));
+                *slot = Some(slot.map_or(q, |old: i64| old.max(q)));
             }
         }
     }
     match (accept_json, accept_html) {
         (Some(json), Some(html)) => json > html,
-        (Some(json), None) => json > 0.0,
+        (Some(json), None) => json > 0,
         _ => false,
     }
+}
+
+/// A q-value of 1 in [`q_value`]'s unit.
+const Q_ONE: i64 = 1_000_000_000;
+
+/// A q-value (`0.8`, `1`, `.5`; RFC 9110 allows three decimals, clients may write more) in
+/// billionths, compared exactly as decimals: an optional sign, digits, and a fraction of which
+/// the first nine digits count. `None` for anything else (an exponent, `inf`, `nan`), which
+/// counts as no q-value. Parsing it as an `f32` did the same for every decimal and pulled in
+/// 4 KB of float parsing (benches/PROFILE.md, "Size").
+fn q_value(text: &str) -> Option<i64> {
+    let (negative, unsigned) = match text.as_bytes().first() {
+        Some(b'-') => (true, text.get(1..)?),
+        Some(b'+') => (false, text.get(1..)?),
+        _ => (false, text),
+    };
+    let (whole, fraction) = unsigned.split_once('.').unwrap_or((unsigned, ""));
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if (whole.is_empty() && fraction.is_empty()) || !digits(whole) || !digits(fraction) {
+        return None;
+    }
+    let number = |digits: &mut dyn Iterator<Item = u8>| {
+        digits.fold(0i64, |n, d| n.saturating_mul(10).saturating_add(i64::from(d - b'0')))
+    };
+    let whole = number(&mut whole.bytes());
+    let fraction = number(&mut fraction.bytes().chain(std::iter::repeat(b'0')).take(9));
+    let value = whole.saturating_mul(Q_ONE).saturating_add(fraction);
+    Some(if negative { -value } else { value })
 }
 
 #[cfg(test)]
@@ -440,5 +466,30 @@ mod tests {
         assert!(api(&[("accept", "application/json")]));
         assert!(api(&[("accept", "application/problem+json, text/html;q=0.5")]));
         assert!(!api(&[("accept", "application/json;q=0")]));
+    }
+
+    #[test]
+    fn q_values_compare_as_the_decimals_they_are() {
+        let api = |accept: &str| is_api_request([("accept", accept)]);
+        // Positive control: the higher q wins, whichever type it is on.
+        assert!(api("text/html;q=0.5, application/json;q=0.51"));
+        assert!(!api("text/html;q=0.51, application/json;q=0.5"));
+        // Equal values written differently are equal: HTML is not outranked.
+        assert!(!api("text/html;q=.5, application/json;q=0.500"));
+        assert!(!api("text/html;q=1, application/json;q=1.0"));
+        assert!(!api("text/html;q=+0.5, application/json;q=0.5"));
+        // A tiny q is still more than none, a negative one less.
+        assert!(api("application/json;q=0.0001"));
+        assert!(!api("application/json;q=-0.5"));
+        assert!(api("text/html;q=-2, application/json;q=-1"));
+        // Not a number: as if no q was given (1), or the next q= that is one.
+        assert!(api("application/json;q=x"));
+        assert!(!api("application/json;q=1e-1;q=0"));
+        assert!(!api("text/html, application/json;q=."));
+        assert_eq!(q_value("0.8"), Some(800_000_000));
+        assert_eq!(q_value("1"), Some(Q_ONE));
+        assert_eq!(q_value("0.1234567891"), q_value("0.123456789"), "nine decimals count");
+        assert_eq!(q_value("-"), None);
+        assert_eq!(q_value(""), None);
     }
 }
