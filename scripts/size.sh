@@ -12,8 +12,8 @@
 #
 # wasm-opt comes from npm's `binaryen` package, pinned, installed under target/ (nothing global,
 # no package.json written): Debian's binaryen is version 108 (2022) and other distributions lag
-# as much, while npm's follows binaryen's releases. Version 132 is the newest at the time of
-# writing (2026-08); it runs under Node (the package is binaryen compiled to JavaScript and
+# as much, while npm's follows binaryen's releases. Version 132 (published 2026-08-13) is the
+# newest in December 2026, and gives a smaller module than Debian's 108; it runs under Node (the package is binaryen compiled to JavaScript and
 # wasm), so it needs only the `node` and `npm` a CI image has. A different version may give a
 # different size: change it here, on purpose, and re-measure (benches/PROFILE.md, "Size").
 # When a `wasm-opt` is also on PATH (Debian's), its result is printed for comparison only.
@@ -21,7 +21,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 BINARYEN_VERSION=132.0.0
-# -Oz: binaryen's size-first pipeline.
+# -Oz: binaryen's size-first pipeline. Never --traps-never-happen or --ignore-implicit-traps:
+# they let binaryen assume that no panic or trap happens, which for this module is not true.
 WASM_OPT_FLAGS=(-Oz)
 
 # The WebAssembly features wasm-opt may use: exactly those rustc compiled the module for. The
@@ -75,7 +76,7 @@ if [ ! -x "$wasm_opt" ]; then
   npm install --prefix "$tools" --no-save --no-audit --no-fund "binaryen@$BINARYEN_VERSION" >&2
 fi
 # The installed package is the pinned one, not whatever an earlier install left.
-installed=$(node -p "require('./$tools/node_modules/binaryen/package.json').version")
+installed=$(node -p 'require(require("path").resolve(process.argv[1])).version' "$tools/node_modules/binaryen/package.json")
 [ "$installed" = "$BINARYEN_VERSION" ] || {
   echo "scripts/size.sh: $tools holds binaryen $installed, not $BINARYEN_VERSION; remove it" >&2
   exit 1
