@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The benchmark (benches/README.md): builds the gate, the two floor filters, the emulator and the
-# helper, then runs benches/bench.py, which starts every variant on loopback and drives them with
-# wrk in alternation. `--smoke` runs each variant for 2 s once: it checks the harness works, not
+# The benchmark (benches/README.md): builds the gate (Envoy and Unit), the two floor filters, the
+# Unit pass-through component, the emulator and the helper, then runs benches/bench.py, which
+# starts every variant on loopback and drives them with wrk in alternation, checking every answer. `--smoke` runs each variant for 2 s once: it checks the harness works, not
 # how fast anything is (CI runs it). The full run writes target/bench/report.json and
 # benches/RESULTS.md (write_results.py).
 set -euo pipefail
@@ -9,13 +9,15 @@ cd "$(dirname "$0")/.."
 root=$(pwd)
 target=${CARGO_TARGET_DIR:-$root/target}
 
-for tool in envoy wrk python3; do
+export PATH="$PATH:$HOME/.cargo/bin"
+for tool in envoy wrk python3 "${WASMTIME_BIN:-wasmtime}"; do
   command -v "$tool" >/dev/null 2>&1 || { echo "benches/run.sh: $tool is missing (see benches/README.md)" >&2; exit 1; }
 done
 
 echo "== build"
 cargo build --release --target wasm32-wasip1
 cargo build --release -p claveunica-emulator -p claveunica-gate-bench
+cargo build --release --target wasm32-wasip2 -p claveunica-gate-unit -p bench-passthrough
 CARGO_TARGET_DIR="$target/bench-filters" cargo build --release --target wasm32-wasip1 \
   --manifest-path benches/filters/Cargo.toml
 

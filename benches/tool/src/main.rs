@@ -2,7 +2,11 @@
 //!
 //! - `cookie KEY_B64`: a session cookie sealed with the gate's own code and key, as a login
 //!   would set it (`name=value` on stdout);
-//! - `jwt DIR`: an RS256 JWT for Envoy's `jwt_authn` (stdout) and its JWKS (`DIR/jwks.json`);
+//! - `cookies KEY_B64 N`: N session cookies for N distinct people (distinct RUNs with valid
+//!   check digits), one `RUN<TAB>name=value` line each, for the run that rotates through more
+//!   sessions than the gate's cache of opened sessions holds;
+//! - `jwt DIR [rs256|hs256]`: a JWT for Envoy's `jwt_authn` (stdout) and its JWKS
+//!   (`DIR/jwks-rs256.json`: the provider's RSA key; `DIR/jwks-hs256.json`: a `kty: oct` key);
 //! - `logins BASE N PARALLEL`: N complete logins through the gate and the emulator;
 //! - `core N`: the core's own CPU time per request, natively, for the authenticated and the
 //!   unauthenticated path (no proxy, no Wasm: what the gate's code costs by itself).
@@ -12,14 +16,17 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use base64::engine::general_purpose::STANDARD;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
 use claveunica_core::config::Config;
 use claveunica_core::gate::{Decision, Gate, Request};
+use claveunica_core::primitives::run::{check_digit, Run};
 use claveunica_core::primitives::seal::KeyRing;
 use claveunica_core::primitives::seal::SessionKey;
-use claveunica_core::protocol::session::Session;
+use claveunica_core::protocol::session::{Identity, Session};
 use claveunica_core::testkit::{self, SeqEntropy};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
 
 /// The emulator's sandbox password for [`testkit::maria`].
 const PASSWORD: &str = "testing";
@@ -35,26 +42,71 @@ fn session(now: u64) -> Session {
     Session::insecure_from_parts(testkit::maria(), now, now + 8 * 3600, now)
 }
 
-fn sealed_cookie(key_b64: &str, now: u64) -> Result<String> {
+fn key_ring(key_b64: &str) -> Result<KeyRing> {
     let bytes = STANDARD.decode(key_b64.trim()).map_err(|e| format!("key: {e}"))?;
     let key: [u8; 32] = bytes.try_into().map_err(|_| "key: not 32 bytes".to_string())?;
-    let ring = KeyRing::new(&[SessionKey(key)]);
-    let mut nonce = [0u8; 24];
-    nonce[..8].copy_from_slice(&now.to_le_bytes());
-    session(now).seal(&ring, nonce).ok_or_else(|| "seal failed".into())
+    Ok(KeyRing::new(&[SessionKey(key)]))
 }
 
-fn jwt(dir: &str) -> Result<String> {
-    let key = testkit::provider_key();
-    let jwks = testkit::jwks(&[("bench", &key)]);
-    std::fs::write(format!("{dir}/jwks.json"), jwks).map_err(|e| format!("jwks.json: {e}"))?;
-    let header = serde_json::json!({"alg": "RS256", "typ": "JWT", "kid": "bench"});
+/// Seals `session`; `serial` makes the nonce unique among the cookies one run mints.
+fn seal(ring: &KeyRing, session: &Session, now: u64, serial: u64) -> Result<String> {
+    let mut nonce = [0u8; 24];
+    nonce[..8].copy_from_slice(&now.to_le_bytes());
+    nonce[8..16].copy_from_slice(&serial.to_le_bytes());
+    session.seal(ring, nonce).ok_or_else(|| "seal failed".into())
+}
+
+fn sealed_cookie(key_b64: &str, now: u64) -> Result<String> {
+    seal(&key_ring(key_b64)?, &session(now), now, 0)
+}
+
+/// `n` cookies of `n` different people: each RUN is distinct and valid, so the gate opens each
+/// one as it would a real login's, and the RUN it sets upstream tells which cookie it opened.
+fn distinct_cookies(key_b64: &str, n: u32, now: u64) -> Result<Vec<(String, String)>> {
+    let ring = key_ring(key_b64)?;
+    (0..n)
+        .map(|i| {
+            let numero = 10_000_000 + i;
+            let run = Run::new(numero, check_digit(numero)).map_err(|e| e.to_string())?;
+            let names = vec![format!("Persona{i}")];
+            let identity = Identity::new(run, names, vec!["Prueba".into()], format!("{}", 100_000 + i))
+                .map_err(|e| format!("identity: {e:?}"))?;
+            let session = Session::insecure_from_parts(identity, now, now + 8 * 3600, now);
+            Ok((run.plain(), format!("claveunica_session={}", seal(&ring, &session, now, u64::from(i) + 1)?)))
+        })
+        .collect()
+}
+
+/// The HMAC key of the HS256 variant (test-only, like the provider's RSA key).
+const HS256_KEY: &[u8] = b"claveunica-gate-bench-hs256-key-not-a-secret-0123456789";
+
+fn jwt(dir: &str, alg: &str) -> Result<String> {
     let t = now();
     let claims = serde_json::json!({
         "iss": "https://accounts.claveunica.gob.cl/openid", "aud": "demo-client", "sub": "2594",
         "run": "44444444-4", "iat": t, "exp": t + 8 * 3600,
     });
-    Ok(testkit::sign_rs256(&header, &claims, &key))
+    let (jwks, token) = match alg {
+        "rs256" => {
+            let key = testkit::provider_key();
+            let header = serde_json::json!({"alg": "RS256", "typ": "JWT", "kid": "bench"});
+            (testkit::jwks(&[("bench", &key)]), testkit::sign_rs256(&header, &claims, &key))
+        }
+        "hs256" => {
+            let header = serde_json::json!({"alg": "HS256", "typ": "JWT", "kid": "bench"});
+            let b64 = |v: &serde_json::Value| URL_SAFE_NO_PAD.encode(v.to_string());
+            let input = format!("{}.{}", b64(&header), b64(&claims));
+            let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(HS256_KEY).map_err(|e| e.to_string())?;
+            mac.update(input.as_bytes());
+            let jwks = serde_json::json!({"keys": [{
+                "kty": "oct", "alg": "HS256", "kid": "bench", "k": URL_SAFE_NO_PAD.encode(HS256_KEY),
+            }]});
+            (jwks.to_string(), format!("{input}.{}", URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())))
+        }
+        other => return Err(format!("jwt: unknown algorithm {other} (rs256 or hs256)")),
+    };
+    std::fs::write(format!("{dir}/jwks-{alg}.json"), jwks).map_err(|e| format!("jwks-{alg}.json: {e}"))?;
+    Ok(token)
 }
 
 /// Runs `f` `n` times and returns nanoseconds per run.
@@ -209,7 +261,13 @@ fn run(args: &[String]) -> Result<()> {
     let num = |i: usize| arg(i)?.parse::<usize>().map_err(|e| format!("argument {i}: {e}"));
     match arg(1)? {
         "cookie" => println!("claveunica_session={}", sealed_cookie(arg(2)?, now())?),
-        "jwt" => println!("{}", jwt(arg(2)?)?),
+        "cookies" => {
+            let n = u32::try_from(num(3)?).map_err(|e| e.to_string())?;
+            for (run, cookie) in distinct_cookies(arg(2)?, n, now())? {
+                println!("{run}\t{cookie}");
+            }
+        }
+        "jwt" => println!("{}", jwt(arg(2)?, args.get(3).map_or("rs256", String::as_str))?),
         "logins" => logins(arg(2)?, num(3)?, num(4)?)?,
         "core" => core(u32::try_from(num(2)?).map_err(|e| e.to_string())?)?,
         other => return Err(format!("unknown command {other}; see benches/README.md")),
