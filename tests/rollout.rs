@@ -36,6 +36,7 @@ on_both_hosts! {
     a_run_outside_the_pilot_list_gets_a_403_nothing_forwarded_and_is_logged_out_at_claveunica,
     header_templates_replace_the_default_identity_headers,
     idle_sessions_expire_and_active_ones_are_resealed,
+    a_session_expires_while_the_proxy_runs,
     the_app_can_end_the_session_with_a_response_header,
     api_clients_without_a_session_get_a_401_json_not_a_redirect,
     logins_logouts_and_refusals_are_one_json_register_line_each,
@@ -393,6 +394,29 @@ fn header_templates_replace_the_default_identity_headers(host: Host) {
         !echo.headers.iter().any(|(n, _)| n.replace('_', "-") == "x-rut"),
         "a forged x-rut reached the app: {echo:?}"
     );
+}
+
+/// The gate's clock moves while the proxy runs: a session that opens now is refused once its
+/// absolute lifetime has passed, with the same proxy and VM. (The Envoy adapter reads the
+/// clock once a tick, not once a request: a clock that stopped at configuration time would
+/// keep this session open forever; every other lifetime test backdates its cookies instead.)
+fn a_session_expires_while_the_proxy_runs(host: Host) {
+    let gate = start_gate(host, &[]);
+    let stack = gate.as_ref();
+    let t = now();
+    let cookie = sealed_session(stack, t - 10, t + 3, t - 10);
+    let ask = || {
+        let mut browser = stack.browser();
+        browser.jar.insert(SESSION_COOKIE.into(), cookie.clone());
+        browser.get("/tramites?format=json")
+    };
+    assert_identified(&ask());
+    // Past its end by more than a tick (one second) of lag.
+    std::thread::sleep(std::time::Duration::from_secs(6));
+    let before = stack.app_requests();
+    let r = ask();
+    assert_sent_to_login(stack, &r);
+    assert_eq!(stack.app_requests(), before, "a session past its end reached the app");
 }
 
 fn idle_sessions_expire_and_active_ones_are_resealed(host: Host) {

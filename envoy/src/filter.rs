@@ -6,7 +6,7 @@
 //! an HTTP context that holds, between callbacks, the login step waiting for a call's answer
 //! or the continuation waiting for the application's answer.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,6 +41,20 @@ struct Shared {
     cluster: String,
     keys: RefCell<KeyCache>,
     metrics: Metrics,
+    /// The time requests are judged at, in seconds: the host's clock read once a tick rather
+    /// than once a request, since a host call costs about as much as the core's own work on an
+    /// authenticated request (benches/PROFILE.md). It lags the clock by at most a tick (one
+    /// second, the resolution lifetimes are counted in). `None` while ticks are not delivered
+    /// (the tick period could not be set): then every request reads the clock, so time never
+    /// stands still and a session always expires.
+    ticked_now: Cell<Option<u64>>,
+}
+
+impl Shared {
+    /// The time a request is judged at.
+    fn now(&self) -> u64 {
+        self.ticked_now.get().unwrap_or_else(host::now)
+    }
 }
 
 /// Sends a request to the provider through the cluster; the token of the call, or why not.
@@ -149,10 +163,13 @@ impl RootContext for Root {
                     cluster,
                     keys: RefCell::new(KeyCache::default()),
                     metrics: Metrics::default(),
+                    ticked_now: Cell::new(None),
                 });
                 shared.metrics.count(Event::ConfigLoaded);
+                if abi::set_tick_period_ms(TICK_MS).is_ok() {
+                    shared.ticked_now.set(Some(host::now()));
+                }
                 self.shared = Some(shared);
-                let _ = abi::set_tick_period_ms(TICK_MS);
                 true
             }
             Err(e) => {
@@ -168,8 +185,12 @@ impl RootContext for Root {
     fn on_tick(&mut self) {
         let Some(shared) = self.shared.clone() else { return };
         shared.metrics.flush();
+        let now = host::now();
+        if shared.ticked_now.get().is_some() {
+            shared.ticked_now.set(Some(now));
+        }
         let poll = match shared.keys.try_borrow_mut() {
-            Ok(mut keys) => shared.gate.poll_keys(&mut keys, &SharedData, host::now()),
+            Ok(mut keys) => shared.gate.poll_keys(&mut keys, &SharedData, now),
             Err(_) => return,
         };
         shared.metrics.count_all(&poll.events);
@@ -312,7 +333,7 @@ impl HttpContext for Filter {
         let decision = map.with_pairs(|headers| {
             let find = |name: &str| headers.iter().find(|(n, _)| *n == name).map_or("", |(_, v)| *v);
             let request = Request { method: find(":method"), path: find(":path"), headers };
-            shared.gate.on_request(&request, host::now(), &mut HostEntropy)
+            shared.gate.on_request(&request, shared.now(), &mut HostEntropy)
         });
         self.apply(&shared, decision, false)
     }
