@@ -31,6 +31,9 @@ CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "32"))
 LOGINS = 20 if SMOKE else int(os.environ.get("BENCH_LOGINS", "400"))
 WORK = os.path.join(TARGET, "bench")
 GATE_WASM = os.path.join(TARGET, "wasm32-wasip1/release/claveunica_gate.wasm")
+# The same module after `wasm-opt -Oz` (scripts/size.sh writes it): not shipped, measured beside
+# the shipped one for start and memory, which is where wasm-opt would have to earn its place.
+OZ_WASM = os.path.join(TARGET, "wasm32-wasip1/release/claveunica_gate.opt.wasm")
 NOOP_WASM = os.path.join(TARGET, "bench-filters/wasm32-wasip1/release/bench_noop_filter.wasm")
 FLOOR_WASM = os.path.join(TARGET, "bench-filters/wasm32-wasip1/release/bench_header_floor.wasm")
 TOOL = os.path.join(TARGET, "release/gate-bench")
@@ -308,6 +311,17 @@ def rss_kib(pid):
         return int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1))
 
 
+def allocated_kib(admin):
+    """What Envoy's allocator (tcmalloc) has handed out and not had back, from the admin's
+    /memory: the memory in use, beside VmRSS, which also counts what tcmalloc keeps free."""
+    with socket.create_connection(("127.0.0.1", admin), timeout=5) as s:
+        s.sendall(b"GET /memory HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n")
+        answer = b""
+        while chunk := s.recv(4096):
+            answer += chunk
+    return int(re.search(rb'"allocated":\s*"(\d+)"', answer).group(1)) // 1024
+
+
 def write_list(name, lines):
     """A request list for benches/check.lua: (RUN expected upstream, Cookie header or "-")."""
     path = os.path.join(WORK, f"{name}.tsv")
@@ -381,6 +395,7 @@ def main():
         "floor": WASM_FILTER.format(name="floor", config="'{}'", wasm=FLOOR_WASM),
         "gate": WASM_FILTER.format(name="claveunica_gate", config=json.dumps(gate_config), wasm=GATE_WASM),
         "gate_assert": WASM_FILTER.format(name="claveunica_gate", config=json.dumps(assert_config), wasm=GATE_WASM),
+        "gate_oz": WASM_FILTER.format(name="claveunica_gate", config=json.dumps(gate_config), wasm=OZ_WASM),
         "jwt_rs": JWT_FILTER.format(jwks=jwks("rs256"), cache=""),
         "jwt_rs_cache": JWT_FILTER.format(jwks=jwks("rs256"), cache=cache),
         "jwt_hs": JWT_FILTER.format(jwks=jwks("hs256"), cache=""),
@@ -506,7 +521,7 @@ def main():
 
     # Start: from spawning Envoy to its /ready saying LIVE (the listener is up, the Wasm VMs
     # started), with the no-op filter and with the gate, alternating, several times each.
-    start_ms = {"noop": [], "gate": []}
+    start_ms = {"noop": [], "gate": [], "gate_oz": []}
     for _ in range(STARTS):
         for name in start_ms:
             port, admin = free_port(), free_port()
@@ -521,18 +536,19 @@ def main():
 
     # Memory: Envoy with the no-op filter and with the gate, 1, 2 and 4 workers, after a warm-up
     # (the authenticated request, checked like every other).
-    memory = {}
-    for name in ["noop", "gate"]:
+    memory, allocated = {}, {}
+    for name in ["noop", "gate", "gate_oz"]:
         for conc in [1, 2, 4]:
             port, admin = free_port(), free_port()
             p = start_envoy(f"mem-{name}-{conc}", bootstrap(port, admin, filters[name], up_port, em_port), conc)
             wait_ready(admin, f"mem-{name}-{conc}", p)
             try:
-                wrk(port, ok_run("session" if name == "gate" else "forged"), "1s" if SMOKE else "3s")
+                wrk(port, ok_run("session" if name.startswith("gate") else "forged"), "1s" if SMOKE else "3s")
             except WrongAnswers as e:
                 sys.exit(f"memory, {name} with {conc} workers: FAILED: {e}")
             time.sleep(1)
             memory[(name, conc)] = rss_kib(p.pid)
+            allocated[(name, conc)] = allocated_kib(admin)
             p.send_signal(signal.SIGTERM)
             p.wait()
     load_after = open("/proc/loadavg").read().split()[:3]
@@ -541,6 +557,7 @@ def main():
         "smoke": SMOKE, "pinned": PIN, "rounds": ROUNDS, "duration": DURATION, "connections": CONNECTIONS,
         "sessions": SESSIONS, "load_before": load_before, "load_after": load_after, "results": results,
         "unchecked": unchecked, "logins": logins, "start_ms": start_ms, "memory_kib": {f"{n}-{c}": v for (n, c), v in memory.items()},
+        "allocated_kib": {f"{n}-{c}": v for (n, c), v in allocated.items()}, "oz_bytes": os.path.getsize(OZ_WASM),
     }
     with open(os.path.join(WORK, "report.json"), "w") as f:
         json.dump(report, f, indent=1)

@@ -20,6 +20,8 @@ cargo build --release -p claveunica-emulator -p claveunica-gate-bench
 cargo build --release --target wasm32-wasip2 -p claveunica-gate-unit -p bench-passthrough
 CARGO_TARGET_DIR="$target/bench-filters" cargo build --release --target wasm32-wasip1 \
   --manifest-path benches/filters/Cargo.toml
+# The module after wasm-opt -Oz, measured beside the shipped one (start and memory).
+bash scripts/size.sh --no-build
 
 echo "== core (native, no proxy)"
 "$target/release/gate-bench" core "$([[ "${1:-}" == --smoke ]] && echo 2000 || echo 200000)" | tee "$target/core.txt"

@@ -1,13 +1,12 @@
 #!/usr/bin/env python3
 """Writes benches/RESULTS.md (stdout) from target/bench/report.json and the core timings."""
+import gzip
 import json
 import os
 import time
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
@@ -43,16 +42,13 @@ hs = max([label("5c"), label("5d")], key=rps)
 
 wasm = os.path.join(TARGET, "wasm32-wasip1/release/claveunica_gate.wasm")
 raw = os.path.getsize(wasm)
-wasm_opt = os.environ.get("WASM_OPT") or shutil.which("wasm-opt")
-opt_size = None
-if wasm_opt:
-    with tempfile.TemporaryDirectory() as d:
-        out = os.path.join(d, "o.wasm")
-        if subprocess.run([wasm_opt, "-Oz", "--all-features", wasm, "-o", out], capture_output=True).returncode == 0:
-            opt_size = os.path.getsize(out)
+opt_size = report["oz_bytes"]
+# What the image carries over the network: its layer is the module gzipped (scripts/oci_image.py).
+gz_size = len(gzip.compress(open(wasm, "rb").read(), 9))
 mem = report["memory_kib"]
 workers = sorted({int(k.split("-")[1]) for k in mem})
 over = {n: (mem[f"gate-{n}"] - mem[f"noop-{n}"]) / 1024 for n in workers}
+alloc = report["allocated_kib"]
 mb = lambda mib: mib * 1.048576
 start = {n: statistics.median(v) for n, v in report["start_ms"].items()}
 
@@ -143,36 +139,39 @@ for l in report["results"]:
 print(f"\nUnder `wasmtime serve` (its CPU time per request): pass-through {med[unit_pass]['cpu_us']:.1f} µs, the"
       f" gate's component {med[unit_gate]['cpu_us']:.1f} µs.")
 print(f"\nThe gate's authenticated request costs {med[gate]['cpu_us'] - med[floor]['cpu_us']:+.1f} µs of CPU over the"
-      " header floor's, which makes 7 of the gate's 11 host calls and nothing else. [PROFILE.md](PROFILE.md) breaks"
+      " header floor's, which makes 7 of the gate's 10 to 12 host calls (PROFILE.md, section 3) and nothing else. [PROFILE.md](PROFILE.md) breaks"
       " this down step by step (concurrent A/B runs on one CPU), counts the host calls, and says what reaching the"
       " target would take.")
 print("\n## Other measurements\n")
 print(f"- Complete logins through the emulator (authorize, form post, callback with token exchange, RS256"
       f" verification, userinfo), 4 in parallel: `{report['logins']}`")
 print(f"- `claveunica_gate.wasm`: {raw:,} bytes ({raw / 1024:.0f} KiB) after `cargo build --release`, as"
-      " `scripts/release.sh` ships it"
-      + (f"; {opt_size:,} bytes ({opt_size / 1024:.0f} KiB) after `wasm-opt -Oz` (binaryen, not part of the"
-         f" release), which would save {(raw - opt_size) / 1024:.0f} KiB" if opt_size
-         else "; wasm-opt not available (set WASM_OPT)"))
+      f" `scripts/release.sh` ships it; {gz_size:,} bytes gzipped, as the image's layer carries it; {opt_size:,}"
+      f" bytes ({opt_size / 1024:.0f} KiB) after `wasm-opt -Oz` (`scripts/size.sh`, not shipped: its start and"
+      " memory are below)")
 plain = report["unchecked"]
 print(f"- What checking every answer costs wrk (on CPU 0, not the CPU under test): variant 1 without"
       f" check.lua ran at {statistics.median(p['rps'] for p in plain):.0f} req/s with wrk spending"
       f" {statistics.median(p['wrk_cpu_us'] for p in plain):.2f} µs of CPU per request; with it,"
       f" {rps(none):.0f} req/s and {statistics.median(r['wrk_cpu_us'] for r in report['results'][none]):.2f} µs"
       " (medians). Every variant runs the same script.")
+ms = lambda name: ", ".join("%.0f" % v for v in report["start_ms"][name])
 print(f"- Envoy start (process spawned) to `/ready` LIVE, {len(report['start_ms']['noop'])} starts each, median:"
-      f" no-op filter {start['noop']:.0f} ms, gate {start['gate']:.0f} ms (each start, ms: no-op"
-      f" {', '.join('%.0f' % v for v in report['start_ms']['noop'])}; gate"
-      f" {', '.join('%.0f' % v for v in report['start_ms']['gate'])})")
-print("- Envoy VmRSS after warm-up, by workers (`--concurrency`):\n")
-print("  | workers | no-op filter MiB | gate MiB | gate over no-op MiB | per worker MiB |")
+      f" no-op filter {start['noop']:.0f} ms, gate {start['gate']:.0f} ms, the gate after `wasm-opt -Oz`"
+      f" {start['gate_oz']:.0f} ms (each start, ms: no-op {ms('noop')}; gate {ms('gate')}; after wasm-opt"
+      f" {ms('gate_oz')}). Envoy's V8 compiles every function of the module with its optimising compiler"
+      " before the listener opens (PROFILE.md, \"Start and memory\").")
+print("- Envoy memory after warm-up, by workers (`--concurrency`): VmRSS, and in brackets what Envoy's allocator"
+      " has handed out (admin `/memory`, `allocated`), which leaves out what tcmalloc keeps free after V8's"
+      " compile:\n")
+print("  | workers | no-op filter MiB | gate MiB | gate over no-op MiB | after wasm-opt, over no-op MiB |")
 print("  |---:|---:|---:|---:|---:|")
 for n in workers:
-    print(f"  | {n} | {mem[f'noop-{n}'] / 1024:.1f} | {mem[f'gate-{n}'] / 1024:.1f} | {over[n]:.1f} |"
-          f" {over[n] / n:.1f} |")
-print("\n  The gate's cost is the same whatever the number of workers: it is paid once per Envoy (V8 compiles the"
-      " module once; every worker's VM is a clone of it), and each worker's own VM adds next to nothing; it grows"
-      " with the size of the module.\n")
+    d = lambda name, table: (table[f"{name}-{n}"] - table[f"noop-{n}"]) / 1024
+    print(f"  | {n} | {mem[f'noop-{n}'] / 1024:.1f} ({alloc[f'noop-{n}'] / 1024:.1f}) | {mem[f'gate-{n}'] / 1024:.1f}"
+          f" ({alloc[f'gate-{n}'] / 1024:.1f}) | {over[n]:+.1f} ({d('gate', alloc):+.1f}) |"
+          f" {d('gate_oz', mem):+.1f} ({d('gate_oz', alloc):+.1f}) |")
+print()
 print(f"- The core alone, natively (no proxy, no Wasm; `gate-bench core`): authenticated request"
       f" {int(core['core_authenticated_ns']) / 1000:.1f} µs, unauthenticated (302 with a new flow cookie)"
       f" {int(core['core_unauthenticated_ns']) / 1000:.1f} µs, identity-header check over 10 headers"

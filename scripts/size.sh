@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # The size of the shipped Envoy/Istio module: builds it as scripts/release.sh does
 # (cargo build --release --target wasm32-wasip1), runs binaryen's wasm-opt -Oz over it, and
-# prints both sizes in bytes. With --max BYTES it fails when the optimised module is larger:
-# the CI gate for issue 16's footprint target (450 KB).
+# prints both sizes in bytes, and the shipped one gzipped (as the OCI image's layer carries it).
+# With --max BYTES it fails when the shipped module (cargo's, what release.sh and the image hold)
+# is larger: the CI gate for issue 16's footprint target (450 KB).
+#
+# The optimised module is not shipped: Envoy's V8 compiles it more slowly and with more memory
+# than cargo's (benches/PROFILE.md, "Start and memory"); it is built to measure that.
 #
 #   bash scripts/size.sh [--max BYTES] [--no-build]
 #
@@ -91,7 +95,8 @@ read -ra current_features <<<"$current_features"
 size() { wc -c <"$1" | tr -d ' '; }
 built_size=$(size "$module")
 opt_size=$(size "$optimised")
-printf '%-44s %9s bytes\n' "built (cargo, stripped)" "$built_size"
+printf '%-44s %9s bytes\n' "built (cargo, stripped), shipped" "$built_size"
+printf '%-44s %9s bytes\n' "shipped, gzip -9 (the image's layer)" "$(gzip -9 -c "$module" | wc -c | tr -d ' ')"
 printf '%-44s %9s bytes  %s\n' "wasm-opt ${WASM_OPT_FLAGS[*]} (npm binaryen $BINARYEN_VERSION)" "$opt_size" "$optimised"
 
 if command -v wasm-opt >/dev/null; then
@@ -107,7 +112,7 @@ if command -v wasm-opt >/dev/null; then
   fi
 fi
 
-if [ -n "$max" ] && [ "$opt_size" -gt "$max" ]; then
-  echo "scripts/size.sh: the optimised module is $opt_size bytes, over the limit of $max" >&2
+if [ -n "$max" ] && [ "$built_size" -gt "$max" ]; then
+  echo "scripts/size.sh: the shipped module is $built_size bytes, over the limit of $max" >&2
   exit 1
 fi

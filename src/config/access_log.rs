@@ -58,6 +58,7 @@ impl AccessSubject {
 }
 
 /// Reads the section: `{"run": "masked" | "hashed" | "full", "hash_key_env": "NAME"}`.
+#[inline(never)]
 pub(super) fn read(r: &mut Reader<'_>, env: &dyn Fn(&str) -> Option<String>) -> AccessSubject {
     let Some(mut s) = r.section("access_log", "access_log.", &["run", "hash_key_env"]) else {
         return AccessSubject::default();

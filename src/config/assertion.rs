@@ -34,6 +34,7 @@ pub const DEFAULT_ASSERTION_HEADER: &str = "x-claveunica-assertion";
 pub const DEFAULT_JWKS_PATH: &str = "/.well-known/claveunica-gate/jwks.json";
 
 /// Reads the section, if the document has one.
+#[inline(never)]
 pub(super) fn read(r: &mut Reader<'_>, env: &dyn Fn(&str) -> Option<String>) -> Option<AssertionSettings> {
     let mut s = r.section("assertion", "assertion.", SECTION_KEYS)?;
     let header = match s.string("header").map(|h| header_name(&h)) {

@@ -49,6 +49,7 @@ pub(super) struct HostKeys {
 
 /// Reads the section for `host`: the key the host requires must be there; the other is
 /// optional and checked when given.
+#[inline(never)]
 pub(super) fn read(r: &mut Reader<'_>, host: Host) -> HostKeys {
     let cluster = match host {
         Host::Envoy => r.required_string("cluster"),

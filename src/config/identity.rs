@@ -10,6 +10,7 @@ use crate::web::headers::{HeaderTemplate, IdentityHeaders};
 pub(super) const KEYS: &[&str] = &["headers"];
 
 /// Reads the section; a wrong header is left out, with a problem.
+#[inline(never)]
 pub(super) fn read(r: &mut Reader<'_>) -> IdentityHeaders {
     let Some(m) = r.object("headers") else { return IdentityHeaders::default() };
     if m.is_empty() {

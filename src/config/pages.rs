@@ -20,6 +20,7 @@ pub(super) struct Pages {
 
 /// Reads the section. Nothing in it is required: a wrong value is left at its default, with a
 /// problem.
+#[inline(never)]
 pub(super) fn read(r: &mut Reader<'_>) -> Pages {
     let mut agency = Agency::default();
     let Some(mut s) = r.section("pages", "pages.", PAGE_KEYS) else {

@@ -90,6 +90,7 @@ pub(super) struct Provider {
 }
 
 /// Reads the section; `None` when a required part is missing or wrong (a problem says which).
+#[inline(never)]
 pub(super) fn read(r: &mut Reader<'_>, env: &dyn Fn(&str) -> Option<String>) -> Option<Provider> {
     let issuer = r.required_string("issuer");
     let issuer_url = issuer.as_deref().and_then(|s| r.base_url("issuer", s));

@@ -13,6 +13,7 @@ pub(super) const KEYS: &[&str] = &["pseudonym"];
 
 /// Reads `{"key_env": "NAME", "application": "tramites"}`; `default_application` names the
 /// application when the section does not (the assertion's audience, else the portal's host).
+#[inline(never)]
 pub(super) fn read(
     r: &mut Reader<'_>,
     env: &dyn Fn(&str) -> Option<String>,

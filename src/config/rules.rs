@@ -23,6 +23,7 @@ pub(super) struct Access {
 }
 
 /// Reads the section. Nothing in it is required: a wrong part is left out, with a problem.
+#[inline(never)]
 pub(super) fn read(r: &mut Reader<'_>) -> Access {
     let case = match r.string("path_case").as_deref() {
         None | Some("sensitive") => PathCase::Sensitive,

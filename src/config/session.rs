@@ -45,6 +45,7 @@ pub(super) struct Sessions {
 
 /// Reads the section; `None` when the keys are missing or wrong (a problem says which).
 /// `secure`: whether cookies are `Secure`, which puts `__Host-` before their names.
+#[inline(never)]
 pub(super) fn read(r: &mut Reader<'_>, env: &dyn Fn(&str) -> Option<String>, secure: bool) -> Option<Sessions> {
     let keys = keys(r, env);
     let prefix = if secure { "__Host-" } else { "" };

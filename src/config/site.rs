@@ -19,6 +19,7 @@ pub(super) struct Site {
 }
 
 /// Reads the section; `None` when `redirect_uri` is missing or wrong (a problem says which).
+#[inline(never)]
 pub(super) fn read(r: &mut Reader<'_>) -> Option<Site> {
     let redirect_uri = r.required_string("redirect_uri");
     let redirect_url = redirect_uri.as_deref().and_then(|s| r.url("redirect_uri", s));

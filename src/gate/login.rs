@@ -192,6 +192,7 @@ impl Portal {
 
     /// A 302 to ClaveÚnica with a new flow cookie. `set_cookies` and `events` come from what
     /// the request showed before (a session cookie to clear, a canary choice).
+    #[inline(never)]
     pub(super) fn start_login(
         &self,
         req: &Request<'_>,
@@ -235,6 +236,7 @@ impl Portal {
 
     /// The page with the ClaveÚnica button, whose button starts a login that comes back to
     /// `wanted`; inside a frame, the page that takes the top window there instead.
+    #[inline(never)]
     pub(super) fn button_page(
         &self,
         req: &Request<'_>,
@@ -306,6 +308,7 @@ impl Portal {
         }
     }
 
+    #[inline(never)]
     pub(super) fn callback(&self, req: &Request<'_>, query: &str, now: u64, rng: &mut dyn Entropy) -> Decision {
         let bad = Failed::new;
         let (mut code, mut state, mut error) = (Vec::new(), Vec::new(), Vec::new());

@@ -236,6 +236,7 @@ impl Portal {
 
     /// A request on an enforced path without a session: a 401 for API clients, a login for
     /// browsers (or the page with the ClaveÚnica button, when configured).
+    #[inline(never)]
     fn require_login(
         &self,
         req: &Request<'_>,
@@ -460,6 +461,7 @@ impl Portal {
         Response { status, headers, body, log: Some(log), events, register: Some(register) }
     }
 
+    #[inline(never)]
     fn logout(&self, req: &Request<'_>, now: u64) -> Decision {
         let (who, subject) = match self.session(req, now) {
             SessionState::Valid { known, .. } => {
@@ -538,6 +540,7 @@ fn asserted(
 /// The gate's public keys, for whoever verifies its assertions (a sidecar's `jwt_authn`, Istio's
 /// `RequestAuthentication`, the application): to anyone, cacheable for a few minutes, so a
 /// verifier picks up a new key well before it signs (keys are published before they sign).
+#[inline(never)]
 fn jwks(req: &Request<'_>, assertion: &AssertionSettings) -> Decision {
     let (status, body, mut headers) = if matches!(req.method, "GET" | "HEAD") {
         (
