@@ -76,8 +76,12 @@ fn log(level: Level, message: &str) {
         Level::Warn => "warn",
         Level::Error => "error",
     };
-    // stderr is the host's log: Unit's error log, wasmtime serve's stderr.
-    eprintln!("claveunica-gate {level}: {message}");
+    // stderr is the host's log: Unit's error log, wasmtime serve's stderr. The line is
+    // written whole, in one call: std's stderr is unbuffered, so `eprintln!` would hand each
+    // formatted piece to the host separately (several host calls each, per line, per request),
+    // and lines of instances running at once could interleave mid-line.
+    let line = format!("claveunica-gate {level}: {message}\n");
+    let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), line.as_bytes());
 }
 
 fn log_line(line: &LogLine) {
