@@ -175,4 +175,5 @@ print()
 print(f"- The core alone, natively (no proxy, no Wasm; `gate-bench core`): authenticated request"
       f" {int(core['core_authenticated_ns']) / 1000:.1f} µs, unauthenticated (302 with a new flow cookie)"
       f" {int(core['core_unauthenticated_ns']) / 1000:.1f} µs, identity-header check over 10 headers"
-      f" {int(core['core_strip_ns'])} ns.")
+      f" {int(core['core_strip_ns'])} ns; loading the configuration (what a host that makes an instance per"
+      f" request, wasmtime serve or Unit, pays before each) {int(core['core_configure_ns']) / 1000:.1f} µs.")
