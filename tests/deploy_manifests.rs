@@ -481,7 +481,6 @@ fn istio_assertion_policies_verify_exactly_what_every_variants_gate_signs() {
     // Whichever variant runs the gate (on the portal's sidecar or on a gateway), the one rule
     // names exactly what its gate puts in the assertion and where it publishes the keys: the
     // public host the browser sees (the redirect_uri's origin) and the jwks_path.
-    let mut issuers = Vec::new();
     for folder in ISTIO_VARIANTS {
         let plugin = wasm_plugin(folder);
         let delivered = as_protobuf_struct(&plugin["spec"]["pluginConfig"]).to_string();
@@ -503,9 +502,9 @@ fn istio_assertion_policies_verify_exactly_what_every_variants_gate_signs() {
             }]),
             "{folder}"
         );
-        issuers.push(signed.issuer.clone());
     }
-    let Some(issuer) = issuers.first() else { panic!("no Istio variant") };
+    // The rule's issuer: every variant's gate signs with it (checked above).
+    let issuer = str_at(&authn["spec"], "/jwtRules/0/issuer");
 
     // Each policy (the default and the pilot variant, one name so one replaces the other)
     // denies a request without the gate's principal, whatever other policies allow.
