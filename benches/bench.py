@@ -218,18 +218,24 @@ def wait_for(name, proc, ready, poll=0.1, timeout=120):
         time.sleep(poll)
 
 
+def admin_get(admin, path, timeout):
+    """Envoy's admin answer to `GET path`, whole, over a bare socket (no client library in the way)."""
+    with socket.create_connection(("127.0.0.1", admin), timeout=timeout) as s:
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n".encode())
+        answer = b""
+        while chunk := s.recv(4096):
+            answer += chunk
+    return answer
+
+
 def ready_at(admin):
-    """Whether Envoy's /ready says LIVE, over a bare socket (no client library in the way)."""
+    """Whether Envoy's /ready says LIVE."""
     try:
-        with socket.create_connection(("127.0.0.1", admin), timeout=1) as s:
-            s.sendall(b"GET /ready HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n")
-            answer = b""
-            while chunk := s.recv(4096):
-                answer += chunk
-            # The body is chunked: LIVE is in it, not at its end.
-            return answer.startswith(b"HTTP/1.1 200") and b"LIVE" in answer.partition(b"\r\n\r\n")[2]
+        answer = admin_get(admin, "/ready", 1)
     except OSError:
         return False
+    # The body is chunked: LIVE is in it, not at its end.
+    return answer.startswith(b"HTTP/1.1 200") and b"LIVE" in answer.partition(b"\r\n\r\n")[2]
 
 
 def listening(port):
@@ -314,11 +320,7 @@ def rss_kib(pid):
 def allocated_kib(admin):
     """What Envoy's allocator (tcmalloc) has handed out and not had back, from the admin's
     /memory: the memory in use, beside VmRSS, which also counts what tcmalloc keeps free."""
-    with socket.create_connection(("127.0.0.1", admin), timeout=5) as s:
-        s.sendall(b"GET /memory HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n")
-        answer = b""
-        while chunk := s.recv(4096):
-            answer += chunk
+    answer = admin_get(admin, "/memory", 5)
     return int(re.search(rb'"allocated":\s*"(\d+)"', answer).group(1)) // 1024
 
 

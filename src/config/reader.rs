@@ -221,7 +221,9 @@ fn http_url(text: &str) -> Result<Url, UrlProblem> {
     // ASCII as written either way; a configuration gives it in punycode.
     let authority = text.split_once("://").map_or("", |(_, rest)| rest);
     let authority = authority.split(['/', '?', '#']).next().unwrap_or("");
-    if authority.bytes().any(|b| b == b'%' || !b.is_ascii()) {
+    // Credentials before an `@` are refused below, by their own name.
+    let host = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+    if host.bytes().any(|b| b == b'%' || !b.is_ascii()) {
         return Err(UrlProblem::NotAscii);
     }
     let url = Url::parse(text).map_err(|e| match e {
@@ -284,10 +286,12 @@ mod tests {
             "https://portal%2etest/",
             "https://PORTAL%2Etest/",
             "https://clavéunica.gob.cl/openid",
-            "https://user%40x@portal.test/",
+            "https://user@portal%2Etest/",
         ] {
             assert_eq!(http_url(url).map(|u| u.to_string()), Err(UrlProblem::NotAscii), "{url}");
         }
+        // An escape in the credentials is the credentials' problem, named as such.
+        assert_eq!(http_url("https://user%40x@portal.test/").map(|u| u.to_string()), Err(UrlProblem::Credentials));
         // Upper case alone is ASCII: lowercased, as any URL parser does; escapes in the path
         // are the path's business.
         let url = http_url("https://PORTAL.Test/a%20b").map(|u| u.to_string());
