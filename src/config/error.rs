@@ -104,8 +104,10 @@ pub enum UrlProblem {
     Parse(url::ParseError),
     /// The host is not ASCII (IDNA is built without its Unicode tables).
     NotAscii,
-    /// Neither http nor https.
+    /// Neither `http://` nor `https://`.
     Scheme,
+    /// A space, control character or backslash, which URL parsers silently drop or reinterpret.
+    Unwritten,
     /// No host.
     NoHost,
     /// A `#fragment`.
@@ -123,7 +125,8 @@ impl fmt::Display for UrlProblem {
             UrlProblem::NotAscii => {
                 f.write_str("names a host that is not ASCII; write it in its punycode form (xn--...)")
             }
-            UrlProblem::Scheme => f.write_str("must be an http or https URL"),
+            UrlProblem::Scheme => f.write_str("must be an http:// or https:// URL"),
+            UrlProblem::Unwritten => f.write_str("must not contain spaces, control characters or backslashes"),
             UrlProblem::NoHost => f.write_str("must name a host"),
             UrlProblem::Fragment => f.write_str("must not have a fragment"),
             UrlProblem::Credentials => f.write_str("must not carry credentials"),

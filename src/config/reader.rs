@@ -219,7 +219,22 @@ fn http_url(text: &str) -> Result<Url, UrlProblem> {
     // asserts, in builds with debug assertions, that it is never handed an upper-case letter,
     // which `%45` or `EXAMPLE%2ecl` would hand it (found by fuzz/config). Such a host is not
     // ASCII as written either way; a configuration gives it in punycode.
-    let authority = text.split_once("://").map_or("", |(_, rest)| rest);
+    //
+    // So the host is found here as `url` would find it, and for that the text is held to the
+    // plain form a configuration writes: no spaces, control characters or backslashes (which
+    // `url` would strip, trim or read as `/`), and the scheme followed by `://` (`url` also
+    // reads `https:host` and `https:///host`). What is left, `url` splits at the first `/`,
+    // `?` or `#`, after any run of slashes, and takes the host after the last `@`.
+    if text.bytes().any(|b| b <= b' ' || b == 0x7f || b == b'\\') {
+        return Err(UrlProblem::Unwritten);
+    }
+    let Some((scheme, rest)) = text.split_once("://") else {
+        return Err(UrlProblem::Scheme);
+    };
+    if !scheme.eq_ignore_ascii_case("https") && !scheme.eq_ignore_ascii_case("http") {
+        return Err(UrlProblem::Scheme);
+    }
+    let authority = rest.trim_start_matches('/');
     let authority = authority.split(['/', '?', '#']).next().unwrap_or("");
     // Credentials before an `@` are refused below, by their own name.
     let host = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
@@ -287,8 +302,26 @@ mod tests {
             "https://PORTAL%2Etest/",
             "https://clavéunica.gob.cl/openid",
             "https://user@portal%2Etest/",
+            // The forms `url` reads leniently hide the host from a plain `://` split (the
+            // second fuzz/config crash was `https:` straight before an escaped host).
+            "https:///portal%2Etest/",
+            "HTTPS://portal%2Etest/",
         ] {
             assert_eq!(http_url(url).map(|u| u.to_string()), Err(UrlProblem::NotAscii), "{url}");
+        }
+        for (url, problem) in [
+            ("https:logout_pathEEEE%EEEe.acEunica.gob.cl/openid", UrlProblem::Scheme),
+            ("https:/portal%2Etest/", UrlProblem::Scheme),
+            ("https:portal.test/", UrlProblem::Scheme),
+            ("ftp://portal.test/", UrlProblem::Scheme),
+            ("https:\\\\portal%2Etest/", UrlProblem::Unwritten),
+            ("https://portal\\%2Etest/", UrlProblem::Unwritten),
+            ("https://por\ttal%2Etest/", UrlProblem::Unwritten),
+            (" https://portal.test/", UrlProblem::Unwritten),
+            ("https://portal.test/\n", UrlProblem::Unwritten),
+            ("https://portal.test/a b", UrlProblem::Unwritten),
+        ] {
+            assert_eq!(http_url(url).map(|u| u.to_string()), Err(problem), "{url:?}");
         }
         // An escape in the credentials is the credentials' problem, named as such.
         assert_eq!(http_url("https://user%40x@portal.test/").map(|u| u.to_string()), Err(UrlProblem::Credentials));
@@ -358,10 +391,10 @@ mod tests {
         let cases = [
             ("https://x/a?q", "u", None),
             ("https://x/a?q", "b", Some("b: must not have a query")),
-            ("ftp://x/", "u", Some("u: must be an http or https URL")),
+            ("ftp://x/", "u", Some("u: must be an http:// or https:// URL")),
             ("https://x/#f", "u", Some("u: must not have a fragment")),
             ("https://u:p@x/", "u", Some("u: must not carry credentials")),
-            ("/relative", "u", Some("u: is not a URL (relative URL without a base)")),
+            ("/relative", "u", Some("u: must be an http:// or https:// URL")),
             ("https://é.cl/", "u", Some("u: names a host that is not ASCII; write it in its punycode form (xn--...)")),
         ];
         for (text, key, problem) in cases {
