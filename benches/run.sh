@@ -7,6 +7,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
+# The load before this run's own build and native benchmark, which would otherwise count as
+# "other jobs" in RESULTS.md: what it should say is whether anything else was running.
+BENCH_LOAD_BEFORE=${BENCH_LOAD_BEFORE:-$(cut -d' ' -f1-3 /proc/loadavg)}
+export BENCH_LOAD_BEFORE
 target=${CARGO_TARGET_DIR:-$root/target}
 
 export PATH="$PATH:$HOME/.cargo/bin"

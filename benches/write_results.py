@@ -95,7 +95,7 @@ dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", 
 print(f"- code: commit `{commit}`" + (" **with uncommitted changes**" if dirty.strip() else "") +
       f", measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
 print(f"- CPU: {model}, `nproc` = {os.cpu_count()}")
-print(f"- load average (1, 5, 15 min) before the run: {' '.join(report['load_before'])}; after:"
+print(f"- load average (1, 5, 15 min) before the run (read before its build): {' '.join(report['load_before'])}; after:"
       f" {' '.join(report['load_after'])}" + (" (**busy machine**: other jobs ran meanwhile, so absolute"
                                                 " numbers are low and noisy)" if float(report['load_before'][0]) > 1.2 else ""))
 print(f"- envoy {sh('envoy', '--version').split('version:')[-1].strip()}")
