@@ -245,9 +245,7 @@ fn http_url(text: &str) -> Result<Url, UrlProblem> {
         url::ParseError::IdnaError => UrlProblem::NotAscii,
         e => UrlProblem::Parse(e),
     })?;
-    if url.scheme() != "https" && url.scheme() != "http" {
-        return Err(UrlProblem::Scheme);
-    }
+    // The scheme was checked on the text above: `url` lowercases it and keeps it.
     if url.host_str().is_none_or(str::is_empty) {
         return Err(UrlProblem::NoHost);
     }
