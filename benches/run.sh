@@ -21,14 +21,21 @@ done
 echo "== build"
 cargo build --release --target wasm32-wasip1
 cargo build --release -p claveunica-emulator -p claveunica-gate-bench
+# The helper once more, for wasm32-wasip1: `core` then times the core compiled as the gate ships
+# it (the release profile's opt-levels), under wasmtime.
+cargo build --release --target wasm32-wasip1 -p claveunica-gate-bench
 cargo build --release --target wasm32-wasip2 -p claveunica-gate-unit -p bench-passthrough
 CARGO_TARGET_DIR="$target/bench-filters" cargo build --release --target wasm32-wasip1 \
   --manifest-path benches/filters/Cargo.toml
 # The module after wasm-opt -Oz, measured beside the shipped one (start and memory).
 bash scripts/size.sh --no-build
 
+n=$([[ "${1:-}" == --smoke ]] && echo 2000 || echo 200000)
 echo "== core (native, no proxy)"
-"$target/release/gate-bench" core "$([[ "${1:-}" == --smoke ]] && echo 2000 || echo 200000)" | tee "$target/core.txt"
+"$target/release/gate-bench" core "$n" | tee "$target/core.txt"
+echo "== core (compiled to Wasm, under wasmtime, no proxy)"
+"${WASMTIME_BIN:-wasmtime}" run "$target/wasm32-wasip1/release/gate-bench.wasm" core "$n" | sed 's/^core_/wasm_core_/' \
+  | tee -a "$target/core.txt"
 
 echo "== proxy"
 python3 benches/bench.py "$@"

@@ -12,17 +12,16 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use chacha20poly1305::aead::{Aead, KeyInit, Payload};
-use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use claveunica_cipher::Cipher;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
 const VERSION: u8 = 1;
 const KEY_ID_LEN: usize = 4;
 /// Length of the random nonce each seal needs.
-pub const NONCE_LEN: usize = 24;
+pub const NONCE_LEN: usize = claveunica_cipher::NONCE_LEN;
 const HEADER_LEN: usize = 1 + KEY_ID_LEN + NONCE_LEN;
-const TAG_LEN: usize = 16;
+const TAG_LEN: usize = claveunica_cipher::TAG_LEN;
 /// Envelopes longer than this are refused before any decoding: browsers cap a cookie near
 /// 4 KB, so anything longer was not made by this gate.
 pub const MAX_ENVELOPE_LEN: usize = 4096;
@@ -57,12 +56,12 @@ impl Purpose {
 
 struct RingKey {
     id: [u8; KEY_ID_LEN],
-    session: XChaCha20Poly1305,
-    flow: XChaCha20Poly1305,
+    session: Cipher,
+    flow: Cipher,
 }
 
 impl RingKey {
-    fn cipher(&self, purpose: Purpose) -> &XChaCha20Poly1305 {
+    fn cipher(&self, purpose: Purpose) -> &Cipher {
         match purpose {
             Purpose::Session => &self.session,
             Purpose::Flow => &self.flow,
@@ -92,7 +91,7 @@ pub struct Opened {
 
 /// The subkey for `purpose` (and `site`, when the key serves one of several). With no site the
 /// derivation is the one every earlier version used, so existing cookies keep opening.
-fn subkey(master: &SessionKey, purpose: Purpose, site: Option<&str>) -> XChaCha20Poly1305 {
+fn subkey(master: &SessionKey, purpose: Purpose, site: Option<&str>) -> Cipher {
     let mut label = purpose.label().to_vec();
     if let Some(site) = site {
         // The separator keeps a site's label from ever equalling another purpose's.
@@ -108,7 +107,7 @@ fn subkey(master: &SessionKey, purpose: Purpose, site: Option<&str>) -> XChaCha2
         }
         Err(_) => Sha256::new().chain_update(master.0).chain_update(&label).finalize(),
     };
-    XChaCha20Poly1305::new(&derived)
+    Cipher::new(&derived.into())
 }
 
 fn key_id(master: &SessionKey) -> [u8; KEY_ID_LEN] {
@@ -153,10 +152,7 @@ impl KeyRing {
         header[0] = VERSION;
         header[1..1 + KEY_ID_LEN].copy_from_slice(&key.id);
         header[1 + KEY_ID_LEN..].copy_from_slice(&nonce);
-        let ciphertext = key
-            .cipher(purpose)
-            .encrypt(XNonce::from_slice(&nonce), Payload { msg: plaintext, aad: &aad(purpose, &header) })
-            .ok()?;
+        let ciphertext = key.cipher(purpose).seal(&nonce, &aad(purpose, &header), plaintext)?;
         let mut out = Vec::with_capacity(HEADER_LEN + ciphertext.len());
         out.extend_from_slice(&header);
         out.extend_from_slice(&ciphertext);
@@ -179,11 +175,9 @@ impl KeyRing {
             return None;
         }
         let (id, nonce) = rest.split_at(KEY_ID_LEN);
+        let nonce: &[u8; NONCE_LEN] = nonce.try_into().ok()?;
         let (index, key) = self.keys.iter().enumerate().find(|(_, k)| k.id == id)?;
-        let plaintext = key
-            .cipher(purpose)
-            .decrypt(XNonce::from_slice(nonce), Payload { msg: ciphertext, aad: &aad(purpose, header) })
-            .ok()?;
+        let plaintext = key.cipher(purpose).open(nonce, &aad(purpose, header), ciphertext)?;
         Some(Opened { plaintext, stale_key: index > 0 })
     }
 }
