@@ -33,8 +33,8 @@ cargo build --release --target wasm32-wasip2 -p claveunica-gate-unit
 echo "== native tests: core, emulator, demo app, integration tests on Envoy and wasmtime serve"
 cargo test --workspace
 
-echo "== the core's and the cipher's tests compiled to wasm32, under Node"
-cargo test --target wasm32-unknown-unknown --lib -p claveunica-core -p claveunica-cipher
+echo "== the unit tests of the core, the Envoy adapter and the cipher, compiled to wasm32, under Node"
+cargo test --target wasm32-unknown-unknown --lib -p claveunica-core -p claveunica-gate-envoy -p claveunica-cipher
 
 echo "== the deployment manifests (envoy/istio, envoy/envoy-gateway) against their APIs' schemas"
 bash tests/manifests/run.sh
