@@ -22,6 +22,8 @@ import time
 import urllib.request
 import base64
 
+from ports import free_port
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
 SMOKE = "--smoke" in sys.argv
@@ -55,10 +57,6 @@ APP_COOKIES = "JSESSIONID=abc123; theme=dark"
 procs = []
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def http(url, headers=None):

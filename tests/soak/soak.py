@@ -29,6 +29,9 @@ import threading
 import time
 import urllib.parse
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../benches"))
+from ports import free_port  # noqa: E402 (after the path it is found on)
+
 RUNS = ["44444444-4", "55555555-5", "88888888-8", "99999999-9"]
 PASSWORD = "testing"
 CLIENT_ID = "demo-client"
@@ -63,12 +66,6 @@ CRASH_PATTERNS = [
 
 class Failure(Exception):
     pass
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Stack:
