@@ -58,6 +58,8 @@ mkdir -p "$logs" "$scratch/bin"
 
 echo "== record: the fixtures are what the targets take them for (cargo test)"
 nice -n 10 cargo test --quiet
+echo "== record: the seed corpus is what examples/seeds.rs writes"
+nice -n 10 cargo run --quiet --example seeds -- --check
 echo "== record: building the targets (nightly, address sanitizer, debug assertions)"
 nice -n 10 cargo +nightly fuzz build -a
 if [ -n "$(dirty)" ] || [ "$(git -C "$root" rev-parse HEAD)" != "$commit" ]; then

@@ -27,6 +27,8 @@ mkdir -p "$logs"
 
 echo "== fuzz: the fixtures are what the targets take them for (cargo test)"
 cargo test --quiet || exit 1
+echo "== fuzz: the seed corpus is what examples/seeds.rs writes"
+cargo run --quiet --example seeds -- --check || exit 1
 
 echo "== fuzz: building the targets (nightly, address sanitizer, debug assertions)"
 cargo +nightly fuzz build -a || exit 1

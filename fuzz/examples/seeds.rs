@@ -1,8 +1,11 @@
 //! Writes the seed corpus, `fuzz/corpus/<target>/`: small realistic inputs for every target,
 //! including genuine sealed cookies and signed ID tokens made with the fixed test keys of
-//! `claveunica_gate_fuzz`. Deterministic: running it again rewrites the same files.
+//! `claveunica_gate_fuzz`, and the inputs fuzzing found. Deterministic: running it again
+//! rewrites the same files, and `--check` (which `run.sh` runs) fails when the committed corpus
+//! is not what it would write, so a seed changed by hand or left stale by a change of format is
+//! caught.
 //!
-//!     cd fuzz && cargo run --example seeds
+//!     cd fuzz && cargo run --example seeds [-- --check]
 
 use std::fs;
 use std::path::Path;
@@ -211,8 +214,15 @@ fn config() -> Seeds {
         v["session_keys"] = json!([OLD_SESSION_KEY]);
         v.to_string()
     }));
+    // Inputs fuzzing found, kept byte for byte: each took an escaped issuer host to a debug
+    // assertion in the IDNA adapter, before the configuration reader refused such URLs itself.
+    seeds.push(seed("escaped-upper-case-host.json", FOUND_ESCAPED_HOST));
+    seeds.push(seed("scheme-without-slashes-escaped-host.json", FOUND_SCHEME_WITHOUT_SLASHES));
     seeds
 }
+
+const FOUND_ESCAPED_HOST: &str = r#"{"client_id":"cid","client_secret":"s3cret","cluster":"claveunica","issuer":"https://accountsEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEE%EEEEEEEEEEEEEeElv.acEunica.gob.cl/openid","migration":{"canary_percent":50,"legacy_cookies":["PHPSESSID"],"mode":"canary"},"post_logout_pedirect":"https://portal.test/","redirect_uri":"https://portal.test/claveunica/callback","rules":[{"action":"public","prefix(":"/static/"},{"action":"optional","exact":"/"},{"action":"public","m[thods":["GET"],"regex":"/api/v[0-9]+/health"}],"session":{"idle_timeout_s":1800,"max_age_s":28800},"session_keys":["q83vEjRWeJCrze8SNFZ4kKvN7xI0VniQq83vEjRWeJA=","AQIDBAUGBwgJCgskMDQ4PEBESExQVFhcYGRobHB0eHyA="]}"#;
+const FOUND_SCHEME_WITHOUT_SLASHES: &str = r#"{"client_id":"cid","client[secret":"s3cret","cluster":"claveunica","issuer":"https:logout_pathEEEEEEEEEEEEEEEEEEEEEEUEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEE%EEEEEEEEEEEEEeElv.acEunica.gob.cl/openid","migration":{"canary_percent":50,"legacy_cookies":["PHPSESSID"],"mode":"canary"},"post_logout_pedirect":"https://portal.test/","redirect_uri":"https://portal.test/claveunica/callbackssss","rules":[{"action":"public","prefix(":"/static/"},{"action":"optoinal","exact":"/"},{"action":"public","m[thods":["GET"],"regex":"/api/v[0-9]+/health"}],"session":{"idle_timeout_s":1800,"max_age_s":28800},"session_keys":["q83vEjRWeJCrze8SNFZ4kKvN7xI0VniQq83vEjRWeJA=","AQIDBAUGBwgJCgskMDQ4PEBESExQVFhcYGRobHB0eHyA="]}"#;
 
 fn cookie_header() -> Seeds {
     vec![
@@ -271,6 +281,7 @@ fn request() -> Seeds {
 
 fn main() -> std::io::Result<()> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus");
+    let check = std::env::args().skip(1).any(|a| a == "--check");
     let targets: [Target; 10] = [
         ("session_cookie", session_cookie),
         ("flow_cookie", flow_cookie),
@@ -283,17 +294,54 @@ fn main() -> std::io::Result<()> {
         ("cookie_header", cookie_header),
         ("request", request),
     ];
+    let mut stale = Vec::new();
     for (target, make) in targets {
         let dir = root.join(target);
+        let seeds = make();
+        if check {
+            stale.extend(differences(&dir, &seeds)?.into_iter().map(|d| format!("{target}/{d}")));
+            continue;
+        }
         if dir.exists() {
             fs::remove_dir_all(&dir)?;
         }
         fs::create_dir_all(&dir)?;
-        let seeds = make();
         for (name, body) in &seeds {
             fs::write(dir.join(name), body)?;
         }
         println!("{target}: {} seeds", seeds.len());
     }
-    Ok(())
+    if stale.is_empty() {
+        if check {
+            println!("seeds: fuzz/corpus/ is what this generator writes");
+        }
+        return Ok(());
+    }
+    for d in &stale {
+        eprintln!("seeds: fuzz/corpus/{d}");
+    }
+    eprintln!("seeds: the committed corpus is not what the generator writes; run `cargo run --example seeds` in fuzz/");
+    std::process::exit(1);
+}
+
+/// What differs between `dir` and the seeds the generator would write there: a file it would
+/// write differently or not at all, and a file it would not write.
+fn differences(dir: &Path, seeds: &Seeds) -> std::io::Result<Vec<String>> {
+    let mut found = Vec::new();
+    for (name, body) in seeds {
+        match fs::read(dir.join(name)) {
+            Ok(on_disk) if on_disk == *body => {}
+            Ok(_) => found.push(format!("{name}: differs")),
+            Err(_) => found.push(format!("{name}: missing")),
+        }
+    }
+    if let Ok(entries) = fs::read_dir(dir) {
+        for entry in entries {
+            let name = entry?.file_name().to_string_lossy().into_owned();
+            if !seeds.iter().any(|(n, _)| *n == name) {
+                found.push(format!("{name}: not written by the generator"));
+            }
+        }
+    }
+    Ok(found)
 }
